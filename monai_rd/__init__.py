@@ -1,0 +1,5 @@
+"""monai_rd: Reprogramming Distillation of frozen medical foundation models into small MONAI classifiers."""
+
+__version__ = "0.1.0"
+
+from . import bundle, data, engines, handlers, losses, networks, transforms, utils  # noqa: E402,F401

@@ -1,0 +1,91 @@
+"""BUSI (Breast Ultrasound Images, Al-Dhabyani et al. 2020) indexer."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from PIL import Image
+
+from .datalist import datalist_hash, stratified_split, write_datalist
+
+__all__ = ["BUSI_CLASSES", "index_busi"]
+
+BUSI_CLASSES = ("benign", "malignant", "normal")
+_MASK = re.compile(r"_mask(_\d+)?\.png$", re.IGNORECASE)
+
+
+def _busi_root(dataset_dir: str) -> str:
+    nested = os.path.join(dataset_dir, "Dataset_BUSI_with_GT")
+    return nested if os.path.isdir(nested) else dataset_dir
+
+
+def index_busi(
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    datalist_file: str | os.PathLike | None = None,
+    verify_images: bool = True,
+) -> dict:
+    """Index ``Dataset_BUSI_with_GT/{benign,malignant,normal}/<name> (N).png`` into a MONAI datalist.
+
+    Masks (``_mask.png``, ``_mask_1.png`` ...) are excluded; a seeded stratified split keeps
+    ``1 - val_fraction`` of each class for training (4:1 by default, as in the paper).
+
+    Args:
+        dataset_dir: the ``Dataset_BUSI_with_GT`` folder or the folder that contains it.
+        val_fraction: share of each class used for validation.
+        seed: split seed.
+        datalist_file: if given, the datalist is also written there (atomically).
+        verify_images: open every image header so an unreadable file fails now, by name.
+
+    Returns:
+        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "classes": [...],
+        "split_hash": str}`` with labels indexing ``BUSI_CLASSES``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no image.
+        ValueError: an unknown class folder, a non-PNG file, or an unreadable image (the path is named).
+    """
+    root = _busi_root(os.fspath(dataset_dir))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"BUSI folder {root!r} does not exist; pass the Dataset_BUSI_with_GT folder.")
+    entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
+    unknown = [e for e in entries if e not in BUSI_CLASSES]
+    if unknown:
+        raise ValueError(
+            f"Unexpected entries {unknown} in BUSI folder {root!r}: it must hold only the class folders "
+            f"{list(BUSI_CLASSES)}."
+        )
+    items = []
+    for label, class_name in enumerate(BUSI_CLASSES):
+        class_dir = os.path.join(root, class_name)
+        if not os.path.isdir(class_dir):
+            continue
+        for name in sorted(os.listdir(class_dir)):
+            path = os.path.join(class_dir, name)
+            if name.startswith(".") or _MASK.search(name):
+                continue
+            if not name.lower().endswith(".png") or not os.path.isfile(path):
+                raise ValueError(f"Unexpected file {path!r} in BUSI: only PNG images and their masks belong there.")
+            if verify_images:
+                try:
+                    with Image.open(path) as im:
+                        im.verify()
+                except Exception as e:
+                    raise ValueError(f"Unreadable image {path!r}: {e}. Remove or replace the file.") from e
+            items.append({"image": os.path.abspath(path), "label": label, "class_name": class_name})
+    if not items:
+        raise FileNotFoundError(
+            f"No BUSI images under {root!r}: expected {list(BUSI_CLASSES)} folders holding '<class> (N).png' files."
+        )
+    train_idx, val_idx = stratified_split([i["label"] for i in items], val_fraction=val_fraction, seed=seed)
+    datalist = {
+        "training": [items[i] for i in train_idx],
+        "validation": [items[i] for i in val_idx],
+        "classes": list(BUSI_CLASSES),
+    }
+    datalist["split_hash"] = datalist_hash(datalist)
+    if datalist_file is not None:
+        write_datalist(datalist, datalist_file)
+    return datalist

@@ -1,0 +1,29 @@
+"""Listing the image files of a folder for inference."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["IMAGE_EXTENSIONS", "list_images"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def list_images(folder: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[dict]:
+    """``[{"image": path}]`` for every image under ``folder`` (recursively, sorted, masks included as is).
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or holds no image with one of ``extensions``.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Input folder {folder!r} does not exist.")
+    files = sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(extensions) and not name.startswith(".")
+    )
+    if not files:
+        raise FileNotFoundError(f"No image ({', '.join(extensions)}) under {folder!r}.")
+    return [{"image": os.path.abspath(p)} for p in files]

@@ -1,0 +1,6 @@
+"""Handlers: loss-weight schedules, the validation CKA monitor and output transforms for loggers."""
+
+from .cka_monitor import CKAMonitor
+from .loss_weight_schedule import LossWeightSchedule, WeightSchedule
+from .utils import probs_and_class_indices, rd_loss_terms
+from .prediction_writer import PredictionCSVWriter

@@ -1,0 +1,3 @@
+"""Transforms (array and dictionary forms, MONAI style) that MONAI itself lacks."""
+
+from .color import EnsureRGB, EnsureRGBd
