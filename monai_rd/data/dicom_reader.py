@@ -154,7 +154,10 @@ def _expected_bytes(ds) -> int | None:
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         bits = int(ds.BitsAllocated)
-        n = int(ds.Rows) * int(ds.Columns) * frames * int(ds.get("SamplesPerPixel", 1))
+        samples = int(ds.get("SamplesPerPixel", 1))
+        if samples == 3 and str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+            samples = 2  # chroma subsampled horizontally: Y Y Cb Cr per pixel pair
+        n = int(ds.Rows) * int(ds.Columns) * frames * samples
     except (AttributeError, TypeError, ValueError):
         return None
     return (n * bits + 7) // 8
@@ -636,18 +639,19 @@ class DicomReader(ImageReader):
         return volume, meta
 
     def read(self, data, **kwargs):
-        """Read each path (file or series folder); returns ``(array, meta)`` or a list of them."""
-        out = []
-        for name in ensure_tuple(data):
-            name = os.fspath(name)
-            out.append(self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options()))
-        return out if len(out) > 1 else out[0]
+        """Check that every path looks like DICOM (else raise, so that ``LoadImage`` may try another reader);
+        the pixels are read in :meth:`get_data`, whose errors (file and reason named) then reach the user
+        instead of being swallowed by ``LoadImage``'s fallback to MONAI's own readers."""
+        names = tuple(os.fspath(n) for n in ensure_tuple(data))
+        if not self.verify_suffix(names):
+            raise DicomReadError(f"{list(names)}: not DICOM files or folders.")
+        return names
 
     def get_data(self, img) -> tuple[np.ndarray, dict]:
         """``(array, meta)``; several images are stacked as channels (same geometry required, as in MONAI)."""
-        items = img if isinstance(img, list) else [img]
         arrays, meta = [], {}
-        for arr, m in items:
+        for name in ensure_tuple(img):
+            arr, m = self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options())
             _copy_compatible_dict(m, meta)
             arrays.append(arr.astype(self.dtype, copy=False))
         return _stack_images(arrays, meta), meta

@@ -151,15 +151,17 @@ class NiftiReader(ImageReader):
         return all(os.fspath(f).lower().endswith(NIFTI_SUFFIXES) for f in ensure_tuple(filename))
 
     def read(self, data, **kwargs):
-        out = [
-            read_nifti(f, self.slice_axis, self.volume_index, self.canonical, self.dtype) for f in ensure_tuple(data)
-        ]
-        return out if len(out) > 1 else out[0]
+        """Check the suffixes (else raise, so that ``LoadImage`` may try another reader); reading happens in
+        :meth:`get_data`, so its errors (file and reason named) reach the user."""
+        names = tuple(os.fspath(n) for n in ensure_tuple(data))
+        if not self.verify_suffix(names):
+            raise NiftiReadError(f"{list(names)}: unsupported suffix for {type(self).__name__}.")
+        return names
 
     def get_data(self, img) -> tuple[np.ndarray, dict]:
-        items = img if isinstance(img, list) else [img]
         arrays, meta = [], {}
-        for arr, m in items:
+        for name in ensure_tuple(img):
+            arr, m = read_nifti(name, self.slice_axis, self.volume_index, self.canonical, self.dtype)
             _copy_compatible_dict(m, meta)
             arrays.append(arr)
         return _stack_images(arrays, meta), meta
