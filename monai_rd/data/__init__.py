@@ -11,3 +11,4 @@ from .medical_reader import MedicalImageReader, UnsupportedFileError, source_kin
 from .nifti_reader import NiftiReader, NiftiReadError, read_nifti
 from .phi import SAFE_DICOM_TAGS, dicom_safe_meta, filter_meta
 from .slices import SLICE_MODES, select_slices
+from .synthetic_medical import make_dicom_series_dataset, make_nifti_dataset, write_dicom_series, write_nifti_volume

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from conftest import write_dicom_series, write_nifti_volume
+
 from monai.transforms import Compose, LoadImaged
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -22,6 +22,8 @@ from monai_rd.data import (
     grouped_stratified_split,
     index_class_folders,
     index_csv,
+    write_dicom_series,
+    write_nifti_volume,
 )
 from monai_rd.transforms import ExtractSliced
 
