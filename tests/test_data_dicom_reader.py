@@ -77,12 +77,14 @@ def test_voi_window_dicom_linear_formula_on_cr():
     x = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     c, w = float(ds.WindowCenter), float(ds.WindowWidth)
     # DICOM PS3.3 C.11.2.1.2.1, output range [0, 1], then MONOCHROME1 inverted
-    y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, np.where(x > c - 0.5 + (w - 1) / 2, 1.0, (x - (c - 0.5)) / (w - 1) + 0.5))
+    lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+    y = np.where(x <= lo, 0.0, np.where(x > hi, 1.0, (x - (c - 0.5)) / (w - 1) + 0.5))
     np.testing.assert_allclose(read_dicom(path, voi=True)[0], 1.0 - y, atol=1e-6)
     np.testing.assert_allclose(read_dicom(path, voi=True, invert_monochrome1=False)[0], y, atol=1e-6)
     # a user window overrides the file's
     y2 = np.clip((x - (1000 - 0.5)) / (400 - 1) + 0.5, 0, 1)
-    np.testing.assert_allclose(read_dicom(path, voi=True, window=(1000, 400), invert_monochrome1=False)[0], y2, atol=1e-6)
+    user = read_dicom(path, voi=True, window=(1000, 400), invert_monochrome1=False)[0]
+    np.testing.assert_allclose(user, y2, atol=1e-6)
 
 
 def test_voi_without_window_is_a_named_error():

@@ -9,7 +9,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
 
 from monai.transforms import Compose, LoadImaged
 from PIL import Image
@@ -152,7 +151,8 @@ def test_folder_with_two_series_is_refused_unless_asked(tmp_path):
     # sub-folders are separate series folders: fine, grouped under p0
     dl = index_class_folders(root, slice_mode="all", val_fraction=0.5)
     assert sum(i["group"] == "a/p0" for i in all_items(dl)) == 4
-    write_dicom_series(str(root / "a" / "p1"), n_slices=2, seed=4, z0=100.0, prefix="B")  # a second series in one folder
+    # a second series in one folder
+    write_dicom_series(str(root / "a" / "p1"), n_slices=2, seed=4, z0=100.0, prefix="B")
     with pytest.raises(DicomReadError, match=r"(?s)p1' holds 2 series.*modality=CT"):
         index_class_folders(root, slice_mode="all")
     dl = index_class_folders(root, slice_mode="all", multi_series="all", val_fraction=0.5)

@@ -532,7 +532,8 @@ def sort_series_files(files: Sequence[str]) -> tuple[list[str], np.ndarray | Non
     numbers = [h.get("InstanceNumber") for h in headers]
     if any(n is None for n in numbers):
         missing = files[[n is None for n in numbers].index(True)]
-        raise DicomReadError(f"{missing!r} has neither ImagePositionPatient/ImageOrientationPatient nor InstanceNumber: "
+        raise DicomReadError(f"{missing!r} has neither ImagePositionPatient/ImageOrientationPatient nor "
+                             "InstanceNumber: "
                              "the slice order cannot be known.")
     order = np.argsort([int(n) for n in numbers], kind="stable")
     return [files[i] for i in order], None

@@ -29,7 +29,9 @@ class ImageReadError(ValueError):
     """An image file that cannot be read; the message names the file and the reason."""
 
 
-def read_natural_image(path: str | os.PathLike, exif_transpose: bool = True, dtype=np.float32) -> tuple[np.ndarray, dict]:
+def read_natural_image(
+    path: str | os.PathLike, exif_transpose: bool = True, dtype=np.float32
+) -> tuple[np.ndarray, dict]:
     """Read one image file as ``([H, W] or [H, W, C], meta)``; see the module docstring."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 

@@ -91,7 +91,9 @@ def read_nifti(
     try:
         data = np.asarray(img.get_fdata(dtype=np.float64))
     except Exception as e:
-        raise NiftiReadError(f"{path!r}: the voxel data cannot be read ({type(e).__name__}: {e}); truncated file?") from e
+        raise NiftiReadError(
+            f"{path!r}: the voxel data cannot be read ({type(e).__name__}: {e}); truncated file?"
+        ) from e
     affine = np.asarray(img.affine, dtype=np.float64)
     if data.ndim == 4 and volume_index is not None:
         if not -data.shape[3] <= volume_index < data.shape[3]:

@@ -18,7 +18,9 @@ from pydicom.uid import generate_uid
 __all__ = ["write_dicom_series", "write_nifti_volume", "make_dicom_series_dataset", "make_nifti_dataset"]
 
 
-def write_dicom_series(folder, n_slices=4, size=32, lesion=False, seed=0, z0=0.0, dz=5.0, series_uid=None, prefix="IM"):
+def write_dicom_series(
+    folder, n_slices=4, size=32, lesion=False, seed=0, z0=0.0, dz=5.0, series_uid=None, prefix="IM"
+) -> str:
     """A real CT_small.dcm copied into one series of ``n_slices`` files (shuffled names, z = z0 + k*dz),
     downsampled to ``size`` px, with a bright disc (+400 HU) in the middle slices when ``lesion``."""
     rng = np.random.default_rng(seed)
@@ -45,7 +47,7 @@ def write_dicom_series(folder, n_slices=4, size=32, lesion=False, seed=0, z0=0.0
     return folder
 
 
-def write_nifti_volume(path, shape=(20, 24, 6), lesion=False, seed=0, with_empty_slices=True):
+def write_nifti_volume(path, shape=(20, 24, 6), lesion=False, seed=0, with_empty_slices=True) -> str:
     """A 3D NIfTI volume stored LAS (not canonical): a bright ellipsoid 'organ', a brighter blob when
     ``lesion``, and zero slices at both ends of the z axis when ``with_empty_slices``."""
     rng = np.random.default_rng(seed)

@@ -32,7 +32,9 @@ class ExtractSlice(Transform):
         if img.ndim != 4:
             raise ValueError(f"{source!r}: expected [C, H, W] or [C, S, H, W], got shape {tuple(img.shape)}.")
         if not 0 <= index < img.shape[1]:
-            raise ValueError(f"{source!r}: slice {index} out of range for {img.shape[1]} slices (shape {tuple(img.shape)}).")
+            raise ValueError(
+                f"{source!r}: slice {index} out of range for {img.shape[1]} slices (shape {tuple(img.shape)})."
+            )
         out = img[:, index]
         if isinstance(img, MetaTensor):
             affine = img.affine.clone()
