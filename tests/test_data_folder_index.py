@@ -209,3 +209,23 @@ def test_grouped_split_is_stratified_and_seeded():
     assert sum(labels[i] == 0 for i in val) == 4 and sum(labels[i] == 1 for i in val) == 2
     assert grouped_stratified_split(labels, groups, 0.2, seed=3) == (train, val)
     assert grouped_stratified_split(labels, groups, 0.2, seed=4) != (train, val)
+
+
+def test_4d_nifti_sliced_on_one_volume(tmp_path):
+    example4d = os.path.join(os.path.dirname(nib.__file__), "tests", "data", "example4d.nii.gz")
+    for c in ("a", "b"):
+        os.makedirs(tmp_path / "d" / c)
+        for s in range(2):
+            shutil.copy(example4d, tmp_path / "d" / c / f"run{s}.nii.gz")
+    dl = index_class_folders(tmp_path / "d", slice_mode="middle", nifti_volume_index=1, val_fraction=0.5)
+    items = all_items(dl)
+    assert len(items) == 4 and {i["slice"] for i in items} == {12}
+    pipeline = Compose([
+        LoadImaged("image", reader=MedicalImageReader(nifti={"slice_axis": "axial", "volume_index": 1}),
+                   image_only=True, ensure_channel_first=True),
+        ExtractSliced("image"),
+    ])
+    image = pipeline(dict(items[0]))["image"]
+    canonical = nib.as_closest_canonical(nib.load(example4d)).get_fdata()[..., 1]
+    assert tuple(image.shape) == (1, 96, 128)
+    np.testing.assert_allclose(image[0].numpy(), canonical[:, :, 12].T[::-1, ::-1], rtol=1e-6)

@@ -40,7 +40,7 @@ import numpy as np
 from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
 from monai.utils import ensure_tuple
 
-from .phi import SAFE_DICOM_TAGS, dicom_safe_meta
+from .phi import SAFE_DICOM_TAGS, dicom_safe_meta, filter_meta
 
 __all__ = [
     "DicomReadError",
@@ -653,6 +653,7 @@ class DicomReader(ImageReader):
         arrays, meta = [], {}
         for name in ensure_tuple(img):
             arr, m = self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options())
+            m = filter_meta(m, self.allowed_tags, prefix="rd_")  # belt and braces: nothing outside the allow-list
             _copy_compatible_dict(m, meta)
             arrays.append(arr.astype(self.dtype, copy=False))
         return _stack_images(arrays, meta), meta

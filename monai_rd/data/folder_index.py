@@ -54,6 +54,7 @@ def _series_folders(folder: str) -> list[str]:
 def expand_source(
     path: str, slice_mode: str = "middle", slice_axis="axial", slice_threshold: float | None = None,
     slice_min_fraction: float = 0.01, multi_series: str = "error", verify: bool = True,
+    nifti_volume_index: int | None = None,
 ) -> list[tuple[str, int]]:
     """The ``(image_path, slice)`` items of one source (see the module docstring).
 
@@ -65,6 +66,8 @@ def expand_source(
         multi_series: ``"error"`` refuses a folder holding several series (the error lists them); ``"all"``
             indexes every image series of it.
         verify: decode 2D images and DICOM files now so that an unreadable file fails at indexing, by name.
+        nifti_volume_index: the volume of 4D NIfTI series to slice (pass the same to the reader); ``None``
+            keeps all volumes as channels (a slice is foreground if any volume is).
     """
     if multi_series not in ("error", "all"):
         raise ValueError(f"multi_series must be 'error' or 'all', got {multi_series!r}.")
@@ -76,7 +79,7 @@ def expand_source(
             read_natural_image(path)
         return [(path, -1)]
     if kind == "nifti":
-        volume, _ = read_nifti(path, slice_axis=slice_axis)
+        volume, _ = read_nifti(path, slice_axis=slice_axis, volume_index=nifti_volume_index)
         return [(path, k) for k in _picked(pick, volume, path)]
     if os.path.isfile(path):  # one DICOM file
         array, meta = read_dicom(path)
@@ -166,6 +169,7 @@ def index_class_folders(
     slice_threshold: float | None = None,
     slice_min_fraction: float = 0.01,
     multi_series: str = "error",
+    nifti_volume_index: int | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
@@ -180,7 +184,7 @@ def index_class_folders(
     Args:
         classes: the class folder names in label order; default: the sorted folder names. Given, every folder
             must exist and no other folder may be there.
-        slice_mode, slice_axis, slice_threshold, slice_min_fraction, multi_series, verify: see
+        slice_mode, slice_axis, slice_threshold, slice_min_fraction, multi_series, verify, nifti_volume_index: see
             :func:`expand_source`.
         val_fraction, seed: the split (see :func:`grouped_stratified_split`).
         datalist_file: also write the datalist there (atomically).
@@ -219,7 +223,7 @@ def index_class_folders(
             path = os.path.join(class_dir, name)
             group = os.path.relpath(path, root)
             for image, k in expand_source(path, slice_mode, slice_axis, slice_threshold, slice_min_fraction,
-                                          multi_series, verify):
+                                          multi_series, verify, nifti_volume_index):
                 items.append({"image": image, "label": label, "class_name": class_name, "slice": k, "group": group})
     return _finish(items, classes, val_fraction, seed, datalist_file, root)
 
@@ -240,6 +244,7 @@ def index_csv(
     slice_threshold: float | None = None,
     slice_min_fraction: float = 0.01,
     multi_series: str = "error",
+    nifti_volume_index: int | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
@@ -294,7 +299,7 @@ def index_csv(
         group = _hash_group(row[group_column].strip()) if group_column else os.path.relpath(path, base)
         try:
             sources = expand_source(path, slice_mode, slice_axis, slice_threshold, slice_min_fraction,
-                                    multi_series, verify)
+                                    multi_series, verify, nifti_volume_index)
         except (UnsupportedFileError, ValueError) as e:
             raise type(e)(f"{csv_file!r} line {n}: {e}") from e
         for image, k in sources:
