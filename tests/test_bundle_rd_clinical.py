@@ -53,3 +53,28 @@ def test_trains_from_nifti_volumes(nifti_dir, tmp_path):
     assert executed["slice_axis"] == "axial"
     assert {i["slice"] for i in datalist["training"]} == {1, 2, 3, 4}
 
+
+
+def test_same_structure_and_override_ids_as_rd_busi():
+    busi = json.load(open(os.path.join(BUNDLES, "rd_busi", "configs", "train.json")))
+    clinical = json.load(open(TRAIN))
+    assert set(busi) <= set(clinical)  # every rd_busi override id works here too
+    for section in ("train", "validate"):
+        assert set(busi[section]) == set(clinical[section])
+        assert busi[section]["trainer" if section == "train" else "evaluator"] == clinical[section][
+            "trainer" if section == "train" else "evaluator"]
+    assert busi["train"]["handlers"] == clinical["train"]["handlers"]
+    data_ids = {"slice_mode", "slice_axis", "slice_threshold", "slice_min_fraction", "multi_series", "dicom_voi",
+                "dicom_window", "nifti_volume_index", "intensity_percentiles", "reader"}
+    assert set(clinical) - set(busi) == data_ids
+
+
+def test_reader_options_reach_the_readers():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser.update({"dicom_voi": True, "dicom_window": [40, 400], "slice_axis": "coronal", "nifti_volume_index": 0})
+    reader = parser.get_parsed_content("reader")
+    assert reader.readers["dicom"].voi is True and reader.readers["dicom"].window == (40, 400)
+    assert reader.readers["nifti"].slice_axis == "coronal" and reader.readers["nifti"].volume_index == 0
