@@ -1,3 +1,4 @@
 """Transforms (array and dictionary forms, MONAI style) that MONAI itself lacks."""
 
 from .color import EnsureRGB, EnsureRGBd
+from .slice import ExtractSlice, ExtractSliced
