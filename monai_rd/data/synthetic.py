@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -28,7 +29,12 @@ def _lesion_mask(rng: np.random.Generator, size: int, irregular: bool) -> np.nda
 
 
 def make_busi_like(
-    folder: str | os.PathLike, n_per_class: int = 12, size: int = 64, seed: int = 0, grey_fraction: float = 0.25
+    folder: str | os.PathLike,
+    n_per_class: int = 12,
+    size: int = 64,
+    seed: int = 0,
+    grey_fraction: float = 0.25,
+    duplicates: bool = True,
 ) -> str:
     """Write a small BUSI-layout dataset: ``<folder>/Dataset_BUSI_with_GT/<class>/<class> (N).png``.
 
@@ -37,6 +43,11 @@ def make_busi_like(
     lesion, ``benign`` a smooth dark oval, ``malignant`` a spiculated dark blob, so the task is learnable.
     Most images are RGB with three equal channels (like BUSI); ``grey_fraction`` of them are saved as
     8-bit greyscale.
+
+    With ``duplicates`` (and ``n_per_class >= 4``), like the real release, each class holds two planted
+    duplicates: ``<class> (n_per_class).png`` is a byte-identical copy of ``<class> (1).png`` and
+    ``<class> (n_per_class - 1).png`` a near duplicate of ``<class> (2).png`` (resized by 1.25, brightened
+    by 10 grey levels, re-saved), with their masks copied. The image count is unchanged.
 
     Returns:
         the ``Dataset_BUSI_with_GT`` folder.
@@ -62,4 +73,21 @@ def make_busi_like(
             Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(f"{stem}_mask.png")
             if class_name != "normal" and n % 5 == 0:
                 Image.fromarray(np.zeros_like(pixels), mode="L").save(f"{stem}_mask_1.png")
+        if duplicates and n_per_class >= 4:
+            _plant_duplicates(os.path.join(root, class_name), class_name, n_per_class)
     return root
+
+
+def _plant_duplicates(class_dir: str, class_name: str, n: int) -> None:
+    """Overwrite images ``n`` and ``n - 1`` with an exact and a near duplicate of images 1 and 2."""
+    def stem(k: int) -> str:
+        return os.path.join(class_dir, f"{class_name} ({k})")
+
+    shutil.copyfile(f"{stem(1)}.png", f"{stem(n)}.png")
+    shutil.copyfile(f"{stem(1)}_mask.png", f"{stem(n)}_mask.png")
+    with Image.open(f"{stem(2)}.png") as im:
+        w, h = im.size
+        bigger = np.asarray(im.resize((w * 5 // 4, h * 5 // 4), Image.Resampling.BILINEAR), dtype=np.int16)
+        Image.fromarray(np.clip(bigger + 10, 0, 255).astype(np.uint8), mode=im.mode).save(f"{stem(n - 1)}.png")
+    with Image.open(f"{stem(2)}_mask.png") as m:
+        m.resize((w * 5 // 4, h * 5 // 4), Image.Resampling.NEAREST).save(f"{stem(n - 1)}_mask.png")
