@@ -10,7 +10,7 @@ import numpy as np
 
 from ..utils import atomic_write_json, sha256_json
 
-__all__ = ["stratified_split", "write_datalist", "datalist_hash"]
+__all__ = ["stratified_split", "write_datalist", "datalist_hash", "finalize_datalist"]
 
 
 def stratified_split(
@@ -105,3 +105,12 @@ def write_datalist(datalist: dict, path: str | os.PathLike) -> str:
 def datalist_hash(datalist: dict) -> str:
     """A short content hash of a datalist, to name the exact split a run used."""
     return sha256_json(datalist)[:16]
+
+
+def finalize_datalist(datalist: dict, datalist_file: str | os.PathLike | None = None) -> dict:
+    """Add ``split_hash`` (of everything else in ``datalist``) and, if ``datalist_file`` is given, write it."""
+    datalist.pop("split_hash", None)
+    datalist["split_hash"] = datalist_hash(datalist)
+    if datalist_file is not None:
+        write_datalist(datalist, datalist_file)
+    return datalist
