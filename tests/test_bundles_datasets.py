@@ -30,7 +30,8 @@ def test_bundle_has_the_rd_busi_files_and_override_ids(bundle):
     assert set(config["run_params"]) >= set(busi["run_params"])
     with open(os.path.join(BUNDLES, bundle, "configs", "metadata.json")) as f:
         meta = json.load(f)
-    assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == len(meta["network_data_format"]["outputs"]["pred"]["channel_def"])
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    assert pred["num_channels"] == len(pred["channel_def"])
 
 
 @pytest.mark.parametrize("bundle", sorted(CASES))

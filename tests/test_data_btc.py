@@ -54,7 +54,9 @@ def test_btc_malformed(btc, tmp_path):
 def test_generic_class_folders(btc, tmp_path):
     dl = index_class_folders(os.path.join(btc, "Training"))
     assert dl["classes"] == sorted(BTC_CLASSES)
-    dl = index_class_folders(os.path.join(btc, "Training"), classes=["pituitary_tumor", "no_tumor", "meningioma_tumor", "glioma_tumor"])
+    order = ["pituitary_tumor", "no_tumor", "meningioma_tumor", "glioma_tumor"]
+    dl = index_class_folders(os.path.join(btc, "Training"), classes=order)
+    assert dl["classes"] == order
     assert all(i["class_name"] == dl["classes"][i["label"]] for i in dl["training"])
     empty = tmp_path / "empty"
     os.makedirs(empty / "a")

@@ -42,8 +42,9 @@ def test_grouping_can_be_turned_off(busi):
 
 
 def test_make_busi_like_duplicates_are_exact_and_near(busi):
-    with open(os.path.join(busi, "benign", "benign (1).png"), "rb") as a, open(os.path.join(busi, "benign", "benign (8).png"), "rb") as b:
-        assert a.read() == b.read()
+    with open(os.path.join(busi, "benign", "benign (1).png"), "rb") as a:
+        with open(os.path.join(busi, "benign", "benign (8).png"), "rb") as b:
+            assert a.read() == b.read()
     from PIL import Image
 
     with Image.open(os.path.join(busi, "benign", "benign (7).png")) as im:

@@ -34,7 +34,8 @@ def test_multi_hot_labels_official_lists_and_no_phi(cxr):
     dl = index_chestxray14(cxr)
     assert dl["split"] == "official" and dl["classes"] == list(CHESTXRAY14_FINDINGS) and len(CHESTXRAY14_FINDINGS) == 14
     with open(os.path.join(cxr, "test_list.txt")) as f:
-        assert sorted(os.path.basename(i["image"]) for i in dl["test"]) == sorted(line.strip() for line in f if line.strip())
+        listed = sorted(line.strip() for line in f if line.strip())
+    assert sorted(os.path.basename(i["image"]) for i in dl["test"]) == listed
     items = dl["training"] + dl["validation"] + dl["test"]
     assert len(items) == len(entries)
     for item in items:

@@ -6,7 +6,14 @@ import shutil
 
 import pytest
 
-from monai_rd.data import ISIC2018_CLASSES, index_dataset, index_ham10000, index_isic2018, make_ham10000_like, make_isic2018_like
+from monai_rd.data import (
+    ISIC2018_CLASSES,
+    index_dataset,
+    index_ham10000,
+    index_isic2018,
+    make_ham10000_like,
+    make_isic2018_like,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,8 @@ def _rewrite(path, fn):
 
 def _truth(root):
     """image -> (class, lesion) read back from the fabricated CSVs, independently of the indexer."""
-    with open(os.path.join(root, "ISIC2018_Task3_Training_GroundTruth", "ISIC2018_Task3_Training_GroundTruth.csv")) as f:
+    gt_csv = os.path.join(root, "ISIC2018_Task3_Training_GroundTruth", "ISIC2018_Task3_Training_GroundTruth.csv")
+    with open(gt_csv) as f:
         gt = {r["image"]: next(c for c in ISIC2018_CLASSES if r[c] == "1.0") for r in csv.DictReader(f)}
     with open(os.path.join(root, "ISIC2018_Task3_Training_LesionGroupings.csv")) as f:
         lesion = {r["image"]: r["lesion_id"] for r in csv.DictReader(f)}
@@ -79,7 +87,8 @@ def test_isic_malformed_variants(isic, tmp_path):
         index_isic2018(root)
     os.rename(tmp_path / "moved.jpg", root / "ISIC2018_Task3_Training_Input" / f"{first}.jpg")
     # an image without ground truth
-    shutil.copyfile(root / "ISIC2018_Task3_Training_Input" / f"{first}.jpg", root / "ISIC2018_Task3_Training_Input" / "ISIC_9999999.jpg")
+    inputs = root / "ISIC2018_Task3_Training_Input"
+    shutil.copyfile(inputs / f"{first}.jpg", inputs / "ISIC_9999999.jpg")
     with pytest.raises(ValueError, match="ISIC_9999999.jpg.* has no row"):
         index_isic2018(root)
     os.remove(root / "ISIC2018_Task3_Training_Input" / "ISIC_9999999.jpg")
@@ -116,7 +125,8 @@ def test_ham10000_matches_isic_labels_and_splits_by_lesion(ham):
         assert set(item) == {"image", "label", "class_name"}  # no age/sex/site in the datalist
     lesions = lambda part: {meta[os.path.basename(i["image"])[:-4]]["lesion_id"] for i in dl[part]}  # noqa: E731
     assert not lesions("training") & lesions("validation")
-    assert {os.path.basename(os.path.dirname(i["image"])) for i in items} == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
+    folders = {os.path.basename(os.path.dirname(i["image"])) for i in items}
+    assert folders == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
 
 
 def test_ham10000_malformed_variants(ham, tmp_path):

@@ -17,7 +17,7 @@ HELP = "try RD without data: synthetic images in a real dataset's layout, that d
 
 
 class DemoDataset(NamedTuple):
-    """A bundle and the writer of a synthetic dataset in its layout: ``writer(folder, n, size, seed) -> dataset_dir``."""
+    """A bundle and its synthetic data writer ``writer(folder, n, size, seed) -> dataset_dir``."""
 
     bundle: str
     writer: Callable[[str, int, int, int], str]
@@ -25,9 +25,15 @@ class DemoDataset(NamedTuple):
 
 #: ``--dataset`` name -> its bundle and synthetic writer (``n`` images per class, or patients for ChestX-ray14)
 DEMO_DATASETS = {
-    "busi": DemoDataset("rd_busi", lambda f, n, size, seed: synthetic.make_busi_like(f, n_per_class=n, size=size, seed=seed)),
-    "isic": DemoDataset("rd_isic", lambda f, n, size, seed: synthetic.make_isic2018_like(f, n_per_class=n, size=size, seed=seed)),
-    "covid": DemoDataset("rd_covid", lambda f, n, size, seed: synthetic.make_covid_ct_like(f, n_per_class=n, size=size, seed=seed)),
+    "busi": DemoDataset(
+        "rd_busi", lambda f, n, size, seed: synthetic.make_busi_like(f, n_per_class=n, size=size, seed=seed)
+    ),
+    "isic": DemoDataset(
+        "rd_isic", lambda f, n, size, seed: synthetic.make_isic2018_like(f, n_per_class=n, size=size, seed=seed)
+    ),
+    "covid": DemoDataset(
+        "rd_covid", lambda f, n, size, seed: synthetic.make_covid_ct_like(f, n_per_class=n, size=size, seed=seed)
+    ),
     "btc": DemoDataset(
         "rd_btc",
         lambda f, n, size, seed: synthetic.make_btc_like(

@@ -38,7 +38,9 @@ def index_btc(
     root = require_dir(os.fspath(dataset_dir), "BTC")
     unexpected = sorted(e for e in os.listdir(root) if not e.startswith(".") and e not in ("Training", "Testing"))
     if unexpected:
-        raise ValueError(f"Unexpected entries {unexpected} in BTC folder {root!r}: expected only Training/ and Testing/.")
+        raise ValueError(
+            f"Unexpected entries {unexpected} in BTC folder {root!r}: expected only Training/ and Testing/."
+        )
     split = {}
     for folder in ("Training", "Testing"):
         split[folder], _ = list_class_folders(

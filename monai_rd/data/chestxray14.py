@@ -27,10 +27,13 @@ def _read_list(path: str) -> list[str]:
 
 def _find_images(root: str) -> dict[str, str]:
     """``name -> path`` of every PNG under the ``images*`` folders of ``root``."""
-    folders = sorted(d for d in os.listdir(root) if d.lower().startswith("images") and os.path.isdir(os.path.join(root, d)))
+    folders = sorted(
+        d for d in os.listdir(root) if d.lower().startswith("images") and os.path.isdir(os.path.join(root, d))
+    )
     if not folders:
         raise FileNotFoundError(
-            f"No images*/ folder in ChestX-ray14 folder {root!r}: expected images/ or images_001/images/ ... images_012/images/."
+            f"No images*/ folder in ChestX-ray14 folder {root!r}: expected images/ or "
+            "images_001/images/ ... images_012/images/."
         )
     found: dict[str, str] = {}
     for folder in folders:

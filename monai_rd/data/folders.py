@@ -42,7 +42,9 @@ def list_class_folders(
     classes = list(classes)
     unexpected = [e for e in entries if e not in classes]
     if unexpected:
-        raise ValueError(f"Unexpected entries {unexpected} in {what} folder {root!r}: it must hold only the class folders {classes}.")
+        raise ValueError(
+            f"Unexpected entries {unexpected} in {what} folder {root!r}: it must hold only the class folders {classes}."
+        )
     exts = tuple(e.lower() for e in extensions)
     items = []
     for label, class_name in enumerate(classes):
@@ -80,5 +82,9 @@ def index_class_folders(
     """
     items, classes = list_class_folders(dataset_dir, classes, extensions, verify_images, "class-folder dataset")
     train_idx, val_idx = stratified_split([i["label"] for i in items], val_fraction=val_fraction, seed=seed)
-    datalist = {"training": [items[i] for i in train_idx], "validation": [items[i] for i in val_idx], "classes": classes}
+    datalist = {
+        "training": [items[i] for i in train_idx],
+        "validation": [items[i] for i in val_idx],
+        "classes": classes,
+    }
     return finalize_datalist(datalist, datalist_file)

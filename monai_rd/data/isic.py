@@ -184,7 +184,9 @@ def index_ham10000(
             raise ValueError(f"{meta_file!r}, line {line}: image {image!r} is listed twice.")
         seen.add(image)
         if dx not in HAM10000_DX:
-            raise ValueError(f"{meta_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}.")
+            raise ValueError(
+                f"{meta_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}."
+            )
         if not row["lesion_id"]:
             raise ValueError(f"{meta_file!r}, line {line}: empty lesion_id for {image!r}.")
         if image not in paths:

@@ -275,7 +275,11 @@ def make_covid_ct_like(
             os.makedirs(split_dir, exist_ok=True)
             order = [names[i] for i in rng.permutation(len(names))]
             n_train, n_val = int(round(0.6 * len(names))), int(round(0.2 * len(names)))
-            parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+            parts = {
+                "train": order[:n_train],
+                "val": order[n_train : n_train + n_val],
+                "test": order[n_train + n_val :],
+            }
             for split, part in parts.items():
                 with open(os.path.join(split_dir, f"{split}CT_{class_name}.txt"), "w", newline="") as f:
                     f.write("".join(name + "\r\n" for name in part))
@@ -291,7 +295,8 @@ def _brain_mri(rng: np.random.Generator, size: int, class_name: str) -> np.ndarr
     image[brain] = 0.35 + 0.1 * rng.random(int(brain.sum()))
     if class_name == "glioma_tumor":  # irregular mass inside one hemisphere
         side = rng.choice([0.35, 0.65])
-        mass = _lesion_mask(rng, size, irregular=True) & _ellipse(size, 0.45 * size, side * size, 0.2 * size, 0.14 * size)
+        hemisphere = _ellipse(size, 0.45 * size, side * size, 0.2 * size, 0.14 * size)
+        mass = _lesion_mask(rng, size, irregular=True) & hemisphere
         image[mass] = 0.9
     elif class_name == "meningioma_tumor":  # round mass at the brain's edge
         angle = rng.uniform(0, 2 * np.pi)
@@ -302,7 +307,12 @@ def _brain_mri(rng: np.random.Generator, size: int, class_name: str) -> np.ndarr
     return np.clip(image + rng.normal(0, 0.02, (size, size)), 0, 1)
 
 
-_BTC_TRAIN_NAMES = {"glioma_tumor": "gg ({})", "meningioma_tumor": "m ({})", "no_tumor": "{}", "pituitary_tumor": "p ({})"}
+_BTC_TRAIN_NAMES = {
+    "glioma_tumor": "gg ({})",
+    "meningioma_tumor": "m ({})",
+    "no_tumor": "{}",
+    "pituitary_tumor": "p ({})",
+}
 
 
 def make_btc_like(

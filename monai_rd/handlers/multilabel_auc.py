@@ -27,7 +27,10 @@ def multilabel_auc(y_pred: torch.Tensor, y: torch.Tensor) -> list[float]:
     """
     y_pred, y = torch.as_tensor(y_pred).float(), torch.as_tensor(y).float()
     if y_pred.ndim != 2 or y_pred.shape != y.shape:
-        raise ValueError(f"multilabel_auc needs predictions and labels of one shape [N, C], got {tuple(y_pred.shape)} and {tuple(y.shape)}.")
+        raise ValueError(
+            "multilabel_auc needs predictions and labels of one shape [N, C], "
+            f"got {tuple(y_pred.shape)} and {tuple(y.shape)}."
+        )
     out = []
     for c in range(y.shape[1]):
         if torch.unique(y[:, c]).numel() < 2:
@@ -85,7 +88,9 @@ class MultiLabelAUC(Metric):
             raise RuntimeError("MultiLabelAUC saw no output: is it attached to an engine that ran?")
         aucs = multilabel_auc(torch.cat(self._preds), torch.cat(self._labels))
         if self.class_names is not None and len(self.class_names) != len(aucs):
-            raise ValueError(f"MultiLabelAUC has {len(self.class_names)} class names but outputs have {len(aucs)} labels.")
+            raise ValueError(
+                f"MultiLabelAUC has {len(self.class_names)} class names but outputs have {len(aucs)} labels."
+            )
         return aucs
 
     def compute(self) -> float | dict[str, float]:
@@ -94,7 +99,9 @@ class MultiLabelAUC(Metric):
             return dict(zip(self.class_names, aucs))
         undefined = [self.class_names[i] if self.class_names else i for i, a in enumerate(aucs) if np.isnan(a)]
         if undefined:
-            warnings.warn(f"MultiLabelAUC: no AUC for labels {undefined} (only one value in this epoch); mean over the others.")
+            warnings.warn(
+                f"MultiLabelAUC: no AUC for labels {undefined} (only one value in this epoch); mean over the others."
+            )
         defined = [a for a in aucs if not np.isnan(a)]
         return float(np.mean(defined)) if defined else float("nan")
 
