@@ -67,3 +67,19 @@ def test_finalize_datalist_hash_ignores_previous_hash(tmp_path):
     a = finalize_datalist({"training": [{"image": "x", "label": 0}], "validation": []})
     b = finalize_datalist(dict(a), tmp_path / "d.json")
     assert a["split_hash"] == b["split_hash"] and (tmp_path / "d.json").is_file()
+
+
+def test_big_group_does_not_swallow_validation():
+    # class 0: one group of 20 and ten singletons; target 6 -> validation takes singletons only
+    labels = [0] * 30
+    groups = ["big"] * 20 + [f"s{i}" for i in range(10)]
+    for seed in range(5):
+        train, val = stratified_split(labels, 0.2, seed, groups=groups)
+        assert len(val) == 6 and all(groups[i] != "big" for i in val)
+
+
+def test_smallest_group_when_none_fits():
+    labels = [0] * 9
+    groups = ["a"] * 4 + ["b"] * 3 + ["c"] * 2  # target round(9 * 0.1) = 1: nothing fits
+    train, val = stratified_split(labels, 0.1, 0, groups=groups)
+    assert [groups[i] for i in val] == ["c", "c"]

@@ -27,8 +27,9 @@ def stratified_split(
     With ``groups`` (one id per item: a lesion, a patient, a cluster of duplicate images), whole groups are
     assigned to one side, so no group is ever split across training and validation. Each group is
     stratified by its most frequent label (ties broken by the label's string); in each class the shuffled
-    groups fill validation greedily up to ``round(n_items * val_fraction)`` items, with at least one group
-    on each side when the class has two or more groups.
+    groups that fit fill validation greedily up to ``round(n_items * val_fraction)`` items. A class with two
+    or more groups always has at least one group on each side (the smallest group goes to validation when
+    none fits).
 
     Args:
         labels: one hashable label (class index, name or a stratification key) per item.
@@ -83,12 +84,14 @@ def _grouped_split(
         chosen: list[Hashable] = []
         n_val = 0
         for group in class_groups:
+            if n_val >= target:
+                break
             size = len(members[group])
-            if n_val + size <= target or (not chosen and len(class_groups) >= 2):
+            if n_val + size <= target:
                 chosen.append(group)
                 n_val += size
-            if n_val >= target and chosen:
-                break
+        if not chosen and len(class_groups) >= 2:  # no group fits: the smallest one (first in shuffled order)
+            chosen = [min(class_groups, key=lambda g: len(members[g]))]
         if len(chosen) == len(class_groups) and len(class_groups) >= 2:
             chosen.pop()
         chosen_set = set(chosen)
