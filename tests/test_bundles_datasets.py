@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from conftest import BUNDLES, run_bundle
+from tests.conftest import BUNDLES, run_bundle
 
 from monai_rd.data import synthetic
 
