@@ -128,7 +128,8 @@ def test_presets_after_non_editable_install(tmp_path):
     shipped = target / "monai_rd" / "transforms" / "presets"
     assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES)
     for m in MODALITIES:  # the shipped copies are the top-level files, byte for byte
-        assert (shipped / f"{m}.json").read_bytes() == open(os.path.join(REPO, "transforms", f"{m}.json"), "rb").read()
+        with open(os.path.join(REPO, "transforms", f"{m}.json"), "rb") as f:
+            assert (shipped / f"{m}.json").read_bytes() == f.read()
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
     proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=run_dir, env={**env, "PYTHONPATH": str(target)},

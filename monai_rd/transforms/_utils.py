@@ -29,7 +29,7 @@ def like(values: np.ndarray | torch.Tensor, img: Any, dtype=torch.float32) -> to
     """``values`` as a float32 tensor carrying ``img``'s metadata when ``img`` is a MetaTensor."""
     out = convert_to_tensor(values, dtype=dtype, track_meta=False)
     if isinstance(img, MetaTensor):
-        return MetaTensor(out, affine=img.affine, meta=dict(img.meta))
+        return MetaTensor(out, meta=dict(img.meta), applied_operations=list(img.applied_operations))
     return out
 
 

@@ -66,13 +66,15 @@ class ShadesOfGray(Transform):
 class HairRemoval(Transform):
     """DullRazor-style hair removal (Lee et al., Comput. Biol. Med. 1997, as commonly implemented with OpenCV).
 
-    1. grey = channel mean; black-hat ``closing(grey) - grey`` with a cross-shaped structuring element of side
-       ``kernel_size`` (thin dark structures narrower than the element light up);
+    1. grey = channel mean; black-hat ``closing(grey) - grey`` with an elliptic (disk) structuring element of side
+       ``kernel_size`` (dark structures narrower than the element light up, crossings included; the common
+       cross-shaped element misses the pixels where two hairs cross);
     2. hair mask = black-hat ``> threshold``, dilated by ``dilate`` pixels to cover the hair borders;
-    3. each channel is inpainted under the mask (OpenCV Telea, radius ``inpaint_radius``).
+    3. each channel is inpainted under the mask (OpenCV Telea, radius ``inpaint_radius``, on a 16-bit quantisation
+       of the channel's range); pixels outside the mask are returned unchanged.
 
     Args:
-        kernel_size: side of the cross structuring element (odd), larger than the widest hair in pixels.
+        kernel_size: side of the disk structuring element (odd), larger than the widest hair in pixels.
         threshold: black-hat threshold in the image's intensity units (``0.04`` ~ 10/255 for ``[0, 1]`` images).
         dilate: mask dilation in pixels (0 for none).
         inpaint_radius: OpenCV inpainting radius.
@@ -83,7 +85,7 @@ class HairRemoval(Transform):
     def __init__(self, kernel_size: int = 11, threshold: float = 0.04, dilate: int = 1, inpaint_radius: float = 3.0):
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 3, got {kernel_size}.")
-        self.kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (kernel_size, kernel_size))
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel_size, kernel_size))
         self.threshold = float(threshold)
         self.dilate = int(dilate)
         self.inpaint_radius = float(inpaint_radius)
@@ -104,10 +106,19 @@ class HairRemoval(Transform):
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         mask = self.hair_mask(img)
-        x = to_numpy64(img).astype(np.float32)
+        x = to_numpy64(img)
         if mask.any():
+            # OpenCV's Telea inpainting is reliable on 8/16-bit input only (float32 overshoots), so inpaint a 16-bit
+            # quantisation of each channel's range and take only the pixels under the mask from it
             mask8 = mask.astype(np.uint8)
-            x = np.stack([cv2.inpaint(np.ascontiguousarray(c), mask8, self.inpaint_radius, cv2.INPAINT_TELEA) for c in x])
+            filled = []
+            for c in x:
+                low, high = c.min(), c.max()
+                span = high - low if high > low else 1.0
+                q = np.rint((c - low) / span * 65535.0).astype(np.uint16)
+                q = cv2.inpaint(q, mask8, self.inpaint_radius, cv2.INPAINT_TELEA)
+                filled.append(np.where(mask, q / 65535.0 * span + low, c))
+            x = np.stack(filled)
         return like(x, img)
 
 

@@ -32,8 +32,10 @@ def fan_mask(img: torch.Tensor | np.ndarray, threshold: float = 0.04, opening_ra
     peak = grey.max()
     foreground = grey > threshold * peak if peak > 0 else np.zeros_like(grey, dtype=bool)
     if opening_radius > 0:
-        # pixels beyond the frame count as foreground, so a fan reaching the frame's edge keeps its corners
-        foreground = ndimage.binary_opening(foreground, structure=_disk(opening_radius), border_value=1)
+        # erosion counts pixels beyond the frame as foreground, so a fan reaching the frame's edge keeps its corners
+        disk = _disk(opening_radius)
+        foreground = ndimage.binary_erosion(foreground, structure=disk, border_value=1)
+        foreground = ndimage.binary_dilation(foreground, structure=disk, border_value=0)
     labels, count = ndimage.label(foreground, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         raise ValueError(
