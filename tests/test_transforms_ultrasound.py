@@ -9,7 +9,14 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage, stats
 
-from monai_rd.transforms import RandSpeckleNoise, RandSpeckleNoised, UltrasoundFanCrop, UltrasoundFanCropd, load_preset
+from monai_rd.transforms import (
+    RandSpeckleNoise,
+    RandSpeckleNoised,
+    UltrasoundFanCrop,
+    UltrasoundFanCropd,
+    fan_mask,
+    load_preset,
+)
 
 H, W = 90, 100
 
@@ -45,7 +52,9 @@ def test_fan_crop_finds_the_fan_and_blanks_annotations():
     assert np.abs(np.array(start) - box[0]).max() <= 1 and np.abs(np.array(end) - box[1]).max() <= 1, (start, end, box)
     # the mask is the fan (cyst included), up to the corners the opening rounds off, and no annotation
     assert mask[ndimage.binary_erosion(fan, iterations=2)].all()
-    assert not mask[~fan].any()
+    yy, xx = np.mgrid[:H, :W]
+    lens = np.hypot(yy + 10, xx - 50) < 20  # the convex hull spans the inner arc of the curvilinear fan
+    assert not mask[~(ndimage.binary_dilation(fan) | lens)].any()
     assert not mask[notes].any()
     out = crop(MetaTensor(torch.tensor(frame, dtype=torch.float32), meta={"filename_or_obj": "us.png"}))
     assert isinstance(out, MetaTensor) and out.meta["filename_or_obj"] == "us.png"
@@ -139,3 +148,32 @@ def test_ultrasound_preset_crops_before_resizing():
     again.set_random_state(seed=0)
     np.testing.assert_array_equal(np.asarray(train({"image": torch.tensor(u8)})["image"]),
                                   np.asarray(again({"image": torch.tensor(u8)})["image"]))
+
+
+def test_convex_fan_keeps_shadowing_at_the_fan_edge():
+    """A dark posterior shadow reaching the fan's far edge, crossed by a thin bright line: the convex fan keeps it,
+    plain hole filling would blank the line."""
+    frame, fan, notes = synthetic_frame(3)
+    yy, xx = np.mgrid[:H, :W]
+    shadow = fan & (np.abs(xx - 50) <= 6) & (yy >= 62)
+    frame[0][shadow] = 0.0
+    line = shadow & (yy == 75)
+    frame[0][line] = 0.8
+    mask, start, end = UltrasoundFanCrop(convex=True).compute(torch.tensor(frame))
+    # all of the shadow but the sagitta of the arc it cuts (the hull spans the notch with a chord)
+    assert mask[shadow & (np.hypot(yy + 10, xx - 50) <= 93)].all() and not mask[notes].any()
+    # the hull adds only the lens under the probe's inner arc (near the apex), checked against SciPy's hull
+    from scipy.spatial import ConvexHull
+
+    extra = mask & ~ndimage.binary_dilation(fan)  # beyond the staircase of the fan's straight edges
+    assert (np.hypot(yy + 10, xx - 50)[extra] < 20).all()
+    component = fan_mask(torch.tensor(frame), convex=False)
+    hull = ConvexHull(np.argwhere(component).astype(float))
+    grid = np.indices((H, W)).reshape(2, -1).T.astype(float)
+    inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-6, axis=1).reshape(H, W)
+    # OpenCV's polygon fill also takes pixels the hull's edges cross: at most one pixel beyond the exact hull
+    assert mask[inside].all() and not mask[~ndimage.binary_dilation(inside)].any()
+    out = UltrasoundFanCrop(convex=True)(torch.tensor(frame))
+    assert float(out[0, 75 - start[0], 50 - start[1]]) == pytest.approx(0.8)
+    concave, *_ = UltrasoundFanCrop(convex=False).compute(torch.tensor(frame))
+    assert not concave[line].all(), "without the hull the thin line in the shadow is cut off"

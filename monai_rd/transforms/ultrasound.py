@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
+import cv2
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform, SpatialCrop, Transform
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from ._utils import like, source_of, to_numpy64
 
@@ -20,12 +22,28 @@ def _disk(radius: int) -> np.ndarray:
     return xx**2 + yy**2 <= radius**2
 
 
-def fan_mask(img: torch.Tensor | np.ndarray, threshold: float = 0.04, opening_radius: int = 2) -> np.ndarray:
+def _convex_hull_mask(mask: np.ndarray) -> np.ndarray:
+    """The pixels ``[H, W]`` whose centres lie in the convex hull of the centres of ``mask``'s pixels."""
+    points = np.argwhere(mask).astype(np.float64)
+    if len(points) < 3 or np.linalg.matrix_rank(points - points[0]) < 2:
+        return mask
+    vertices = points[ConvexHull(points).vertices].astype(np.int32)[:, ::-1]  # (x, y) integer pixel centres
+    hull = np.zeros(mask.shape, dtype=np.uint8)
+    cv2.fillConvexPoly(hull, np.ascontiguousarray(vertices), 1)
+    return hull.astype(bool) | mask
+
+
+def fan_mask(
+    img: torch.Tensor | np.ndarray, threshold: float = 0.04, opening_radius: int = 2, convex: bool = True
+) -> np.ndarray:
     """Boolean mask ``[H, W]`` of the imaging region of an ultrasound frame ``[C, H, W]``.
 
     Pixels whose channel mean exceeds ``threshold * max`` are foreground; an opening with a disk of
     ``opening_radius`` cuts thin structures (text strokes, caliper lines, scale bars) off the fan; the largest
-    connected component (8-connectivity) is kept and its holes (anechoic regions such as cysts) filled.
+    connected component (8-connectivity) is kept and its holes (anechoic regions such as cysts) filled. With
+    ``convex`` the mask is the component's convex hull: linear and curvilinear fans are convex (up to the small
+    lens under a curvilinear probe's inner arc), and the hull keeps dark regions that reach the fan's edge, such as
+    posterior acoustic shadowing, which hole filling alone would cut off.
     Raises ``ValueError`` when there is no foreground.
     """
     grey = to_numpy64(img).mean(axis=0)
@@ -43,7 +61,8 @@ def fan_mask(img: torch.Tensor | np.ndarray, threshold: float = 0.04, opening_ra
             "empty or the threshold/opening_radius are too large."
         )
     sizes = np.bincount(labels.ravel())[1:]
-    return ndimage.binary_fill_holes(labels == (int(np.argmax(sizes)) + 1))
+    mask = ndimage.binary_fill_holes(labels == (int(np.argmax(sizes)) + 1))
+    return _convex_hull_mask(mask) if convex else mask
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[list[int], list[int]]:
@@ -66,6 +85,7 @@ class UltrasoundFanCrop(Transform):
         margin: pixels added around the fan's bounding box.
         mask_outside: set pixels outside the fan to ``fill``.
         fill: value outside the fan.
+        convex: use the convex hull of the fan (see :func:`fan_mask`).
 
     Input ``[C, H, W]``; output ``[C, h, w]`` with ``h <= H``, ``w <= W``, float32.
     """
@@ -77,7 +97,9 @@ class UltrasoundFanCrop(Transform):
         margin: int = 0,
         mask_outside: bool = True,
         fill: float = 0.0,
+        convex: bool = True,
     ) -> None:
+        self.convex = convex
         self.threshold = float(threshold)
         self.opening_radius = int(opening_radius)
         self.margin = int(margin)
@@ -88,7 +110,7 @@ class UltrasoundFanCrop(Transform):
         """``(fan mask [H, W], roi_start, roi_end)`` of ``img`` ``[C, H, W]``."""
         if img.ndim != 3:
             raise ValueError(f"UltrasoundFanCrop expects a 2D frame [C, H, W]{source_of(img)}, got {tuple(img.shape)}.")
-        mask = fan_mask(img, self.threshold, self.opening_radius)
+        mask = fan_mask(img, self.threshold, self.opening_radius, self.convex)
         start, end = _box(mask, self.margin)
         return mask, start, end
 
@@ -124,11 +146,12 @@ class UltrasoundFanCropd(MapTransform):
         margin: int = 0,
         mask_outside: bool = True,
         fill: float = 0.0,
+        convex: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.source_key = source_key if source_key is not None else self.keys[0]
-        self.cropper = UltrasoundFanCrop(threshold, opening_radius, margin, mask_outside, fill)
+        self.cropper = UltrasoundFanCrop(threshold, opening_radius, margin, mask_outside, fill, convex)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
