@@ -82,7 +82,8 @@ def test_ct_preset_is_the_multi_window_stack():
     out = load_preset("ct", "eval", image_size=16)({"image": torch.tensor(hu, dtype=torch.float32)})["image"]
     expected = np.concatenate([expected_window(hu, *CT_WINDOWS[n]) for n in ("lung", "mediastinum", "bone")])
     np.testing.assert_allclose(np.asarray(out), expected, atol=1e-5)
-    brain = load_preset("ct", "eval", image_size=16, windows=["brain"])({"image": torch.tensor(hu, dtype=torch.float32)})
+    brain_preset = load_preset("ct", "eval", image_size=16, windows=["brain"])
+    brain = brain_preset({"image": torch.tensor(hu, dtype=torch.float32)})
     np.testing.assert_allclose(np.asarray(brain["image"]), np.repeat(expected_window(hu, 80, 40), 3, 0), atol=1e-5)
     # 8-bit, already windowed CT images (COVID-CT): plain 0-255 scaling
     u8 = rng.integers(0, 256, size=(1, 16, 16)).astype(np.float32)

@@ -47,7 +47,8 @@ def test_shades_of_gray_dict_and_errors():
     img = scene(2)
     out = ShadesOfGrayd("image", power=6.0, clip_max=None)({"image": torch.tensor(img), "label": 1})
     e = np.mean(img.reshape(3, -1) ** 6, axis=1) ** (1 / 6)
-    np.testing.assert_allclose(out["image"].numpy(), img / (np.sqrt(3) * e / np.linalg.norm(e))[:, None, None], rtol=1e-5)
+    expected = img / (np.sqrt(3) * e / np.linalg.norm(e))[:, None, None]
+    np.testing.assert_allclose(out["image"].numpy(), expected, rtol=1e-5)
     with pytest.raises(ValueError, match=r"RGB image \[3, H, W\] in 'a.png'"):
         ShadesOfGray()(MetaTensor(torch.rand(1, 4, 4), meta={"filename_or_obj": "a.png"}))
     with pytest.raises(ValueError, match="black"):

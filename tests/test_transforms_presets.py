@@ -85,7 +85,8 @@ def test_preset_keys_and_overrides():
     assert out["image"].shape == (3, 16, 16) and out["mask"].shape == (3, 16, 16)
     np.testing.assert_allclose(np.asarray(out["image"]), 1.0, atol=1e-3)  # anti-aliasing edge
     # a 16-bit ultrasound export: override the intensity ceiling
-    out = load_preset("ultrasound", "eval", image_size=16, intensity_max=65535.0)({"image": torch.full((1, 20, 20), 65535.0)})
+    pipeline = load_preset("ultrasound", "eval", image_size=16, intensity_max=65535.0)
+    out = pipeline({"image": torch.full((1, 20, 20), 65535.0)})
     np.testing.assert_allclose(np.asarray(out["image"]), 1.0, atol=1e-3)  # anti-aliasing edge
 
 

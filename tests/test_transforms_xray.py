@@ -12,9 +12,17 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from monai_rd.transforms import CLAHE, CLAHEd, InvertMonochrome1, InvertMonochrome1d, load_preset, photometric_interpretation
+from monai_rd.transforms import (
+    CLAHE,
+    CLAHEd,
+    InvertMonochrome1,
+    InvertMonochrome1d,
+    load_preset,
+    photometric_interpretation,
+)
 
-CR_MONOCHROME1 = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "dicomdirtests", "77654033", "CR1", "6154")
+PYDICOM_FILES = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+CR_MONOCHROME1 = os.path.join(PYDICOM_FILES, "dicomdirtests", "77654033", "CR1", "6154")  # 12-bit MONOCHROME1
 
 
 def test_photometric_interpretation_from_reader_metadata_styles():

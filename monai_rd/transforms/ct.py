@@ -44,7 +44,9 @@ def resolve_window(window: Window) -> tuple[float, float]:
     """``(width, level)`` of a window given by name (a key of :data:`CT_WINDOWS`) or as ``(width, level)``."""
     if isinstance(window, str):
         if window not in CT_WINDOWS:
-            raise ValueError(f"Unknown CT window {window!r}; named windows: {sorted(CT_WINDOWS)}, or give (width, level).")
+            raise ValueError(
+                f"Unknown CT window {window!r}; named windows: {sorted(CT_WINDOWS)}, or give (width, level)."
+            )
         return CT_WINDOWS[window]
     values = tuple(float(v) for v in window)
     if len(values) != 2 or values[0] <= 0:

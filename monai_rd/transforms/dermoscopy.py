@@ -40,7 +40,9 @@ class ShadesOfGray(Transform):
     def illuminant(self, img: torch.Tensor) -> torch.Tensor:
         """Unit-norm illuminant estimate ``e``, shape ``[3]`` (float64)."""
         if img.ndim < 2 or img.shape[0] != 3:
-            raise ValueError(f"ShadesOfGray expects an RGB image [3, H, W]{source_of(img)}, got shape {tuple(img.shape)}.")
+            raise ValueError(
+                f"ShadesOfGray expects an RGB image [3, H, W]{source_of(img)}, got shape {tuple(img.shape)}."
+            )
         x = torch.as_tensor(img, dtype=torch.float64).reshape(3, -1)
         if (x < 0).any():
             raise ValueError(f"ShadesOfGray expects non-negative intensities{source_of(img)}.")

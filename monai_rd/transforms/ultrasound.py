@@ -191,7 +191,9 @@ class RandSpeckleNoise(RandomizableTransform):
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         if distribution not in self.DISTRIBUTIONS:
-            raise ValueError(f"Unknown speckle distribution {distribution!r}; choose one of {list(self.DISTRIBUTIONS)}.")
+            raise ValueError(
+                f"Unknown speckle distribution {distribution!r}; choose one of {list(self.DISTRIBUTIONS)}."
+            )
         self.distribution = distribution
         self.looks = (float(looks), float(looks)) if np.isscalar(looks) else (float(looks[0]), float(looks[1]))
         if not 0 < self.looks[0] <= self.looks[1]:

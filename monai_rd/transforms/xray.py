@@ -13,7 +13,14 @@ from monai.transforms import MapTransform, Transform
 
 from ._utils import like, source_of, to_numpy64
 
-__all__ = ["PHOTOMETRIC_KEYS", "photometric_interpretation", "InvertMonochrome1", "InvertMonochrome1d", "CLAHE", "CLAHEd"]
+__all__ = [
+    "PHOTOMETRIC_KEYS",
+    "photometric_interpretation",
+    "InvertMonochrome1",
+    "InvertMonochrome1d",
+    "CLAHE",
+    "CLAHEd",
+]
 
 #: metadata keys where readers store DICOM (0028,0004) Photometric Interpretation, looked up in this order.
 PHOTOMETRIC_KEYS = ("PhotometricInterpretation", "photometric_interpretation", "0028|0004", "00280004", "(0028,0004)")
@@ -144,7 +151,9 @@ class CLAHE(Transform):
         if img.ndim != 3:
             raise ValueError(f"CLAHE expects a 2D image [C, H, W]{source_of(img)}, got shape {tuple(img.shape)}.")
         if img.shape[1] < self.tiles[0] or img.shape[2] < self.tiles[1]:
-            raise ValueError(f"CLAHE: image {tuple(img.shape)}{source_of(img)} is smaller than the {self.tiles} tile grid.")
+            raise ValueError(
+                f"CLAHE: image {tuple(img.shape)}{source_of(img)} is smaller than the {self.tiles} tile grid."
+            )
         x = np.clip(to_numpy64(img), 0.0, 1.0)
         q = np.rint(x * (self.nbins - 1)).astype(np.int64)
         out = np.stack([_clahe_plane(c, self.nbins, self.tiles, self.clip_limit) for c in q]) / (self.nbins - 1)
