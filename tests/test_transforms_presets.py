@@ -85,7 +85,8 @@ def test_preset_keys_and_overrides():
     assert out["image"].shape == (3, 16, 16) and out["mask"].shape == (3, 16, 16)
     np.testing.assert_allclose(np.asarray(out["image"]), 1.0, atol=1e-3)  # anti-aliasing edge
     # a 16-bit ultrasound export: override the intensity ceiling
-    out = load_preset("ultrasound", "eval", image_size=16, intensity_max=65535.0)({"image": torch.full((1, 20, 20), 65535.0)})
+    pipeline = load_preset("ultrasound", "eval", image_size=16, intensity_max=65535.0)
+    out = pipeline({"image": torch.full((1, 20, 20), 65535.0)})
     np.testing.assert_allclose(np.asarray(out["image"]), 1.0, atol=1e-3)  # anti-aliasing edge
 
 
@@ -128,7 +129,8 @@ def test_presets_after_non_editable_install(tmp_path):
     shipped = target / "monai_rd" / "transforms" / "presets"
     assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES)
     for m in MODALITIES:  # the shipped copies are the top-level files, byte for byte
-        assert (shipped / f"{m}.json").read_bytes() == open(os.path.join(REPO, "transforms", f"{m}.json"), "rb").read()
+        with open(os.path.join(REPO, "transforms", f"{m}.json"), "rb") as f:
+            assert (shipped / f"{m}.json").read_bytes() == f.read()
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
     proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=run_dir, env={**env, "PYTHONPATH": str(target)},
