@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .datalist import datalist_hash, stratified_split, write_datalist
+from .datalist import finalize_datalist, stratified_split
 from .dicom_reader import DicomReadError, find_dicom_series, read_dicom, select_series, sort_series_files
 from .image_reader import read_natural_image
 from .medical_reader import UnsupportedFileError, source_kind
@@ -136,12 +136,7 @@ def grouped_stratified_split(
                 f"Group {group!r} holds items of several classes ({group_label[group]} and {label}); a group (one "
                 "volume, series or patient) must have one label."
             )
-    names = sorted(group_label)
-    g_train, g_val = stratified_split([group_label[g] for g in names], val_fraction=val_fraction, seed=seed)
-    val_groups = {names[i] for i in g_val}
-    train = [i for i, g in enumerate(groups) if g not in val_groups]
-    val = [i for i, g in enumerate(groups) if g in val_groups]
-    return train, val
+    return stratified_split(labels, val_fraction=val_fraction, seed=seed, groups=groups)
 
 
 def _finish(items: list[dict], classes: list[str], val_fraction, seed, datalist_file, source: str) -> dict:
@@ -155,10 +150,7 @@ def _finish(items: list[dict], classes: list[str], val_fraction, seed, datalist_
         "validation": [items[i] for i in val_idx],
         "classes": list(classes),
     }
-    datalist["split_hash"] = datalist_hash(datalist)
-    if datalist_file is not None:
-        write_datalist(datalist, datalist_file)
-    return datalist
+    return finalize_datalist(datalist, datalist_file)
 
 
 def index_class_folders(
