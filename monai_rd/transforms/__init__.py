@@ -6,4 +6,12 @@ from .dermoscopy import HairRemoval, HairRemovald, ShadesOfGray, ShadesOfGrayd
 from .mri import ForegroundZScore, ForegroundZScored
 from .presets import MODALITIES, STAGES, load_preset, preset_path, presets_dir
 from .ultrasound import RandSpeckleNoise, RandSpeckleNoised, UltrasoundFanCrop, UltrasoundFanCropd, fan_mask
-from .xray import CLAHE, PHOTOMETRIC_KEYS, CLAHEd, InvertMonochrome1, InvertMonochrome1d, photometric_interpretation
+from .xray import (
+    ARRAY_PHOTOMETRIC_KEY,
+    CLAHE,
+    PHOTOMETRIC_KEYS,
+    CLAHEd,
+    InvertMonochrome1,
+    InvertMonochrome1d,
+    photometric_interpretation,
+)
