@@ -1,7 +1,7 @@
 """Transforms (array and dictionary forms, MONAI style) that MONAI itself lacks, and the modality presets."""
 
 from .color import EnsureRGB, EnsureRGBd
-from .ct import CT_WINDOWS, CTMultiWindow, CTMultiWindowd, CTWindow, CTWindowd, resolve_window
+from .ct import CT_WINDOWS, CTMultiWindow, CTMultiWindowd, CTWindow, CTWindowd, resolve_window, rgb_windows
 from .dermoscopy import HairRemoval, HairRemovald, ShadesOfGray, ShadesOfGrayd
 from .mri import ForegroundZScore, ForegroundZScored
 from .presets import MODALITIES, STAGES, load_preset, preset_path, presets_dir
