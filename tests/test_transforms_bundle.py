@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import BUNDLES, run_bundle
+from tests.conftest import BUNDLES, run_bundle
 
 LOAD = {"_target_": "LoadImaged", "keys": "image", "reader": "PILReader", "reverse_indexing": False,
         "image_only": True, "ensure_channel_first": True}

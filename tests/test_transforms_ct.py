@@ -89,3 +89,7 @@ def test_ct_preset_is_the_multi_window_stack():
     u8 = rng.integers(0, 256, size=(1, 16, 16)).astype(np.float32)
     out8 = load_preset("ct", "eval", image_size=16, intensity="@intensity_8bit")({"image": torch.tensor(u8)})["image"]
     np.testing.assert_allclose(np.asarray(out8), np.repeat(u8 / 255.0, 3, 0), atol=1e-6)
+    with pytest.raises(ValueError, match="1 window .* or 3 windows, got 2"):
+        load_preset("ct", "eval", windows=["lung", "bone"])
+    with pytest.raises(ValueError, match="Unknown CT window 'lungs'"):
+        load_preset("ct", "eval", windows=["lungs", "bone", "brain"])

@@ -25,7 +25,7 @@ from monai.transforms import MapTransform, Transform
 
 from ._utils import like, source_of
 
-__all__ = ["CT_WINDOWS", "resolve_window", "CTWindow", "CTWindowd", "CTMultiWindow", "CTMultiWindowd"]
+__all__ = ["CT_WINDOWS", "resolve_window", "rgb_windows", "CTWindow", "CTWindowd", "CTMultiWindow", "CTMultiWindowd"]
 
 #: name -> (width, level) in Hounsfield units; see the module docstring for sources.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
@@ -52,6 +52,22 @@ def resolve_window(window: Window) -> tuple[float, float]:
     if len(values) != 2 or values[0] <= 0:
         raise ValueError(f"A CT window is a name or (width, level) with width > 0, got {window!r}.")
     return values  # type: ignore[return-value]
+
+
+def rgb_windows(windows: Sequence[Window]) -> list:
+    """``windows`` checked for a 3-channel (RGB) pipeline: one window (repeated to grey RGB) or three.
+
+    Two windows would become a grey + alpha image that ``EnsureRGB`` reduces to its first channel, so they raise.
+    """
+    windows = [windows] if isinstance(windows, str) else list(windows)
+    if len(windows) not in (1, 3):
+        raise ValueError(
+            f"The ct preset makes 3-channel images: give 1 window (repeated) or 3 windows, got {len(windows)}: "
+            f"{windows!r}."
+        )
+    for window in windows:
+        resolve_window(window)
+    return windows
 
 
 def _apply_window(img: torch.Tensor, width: float, level: float) -> torch.Tensor:

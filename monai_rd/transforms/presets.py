@@ -61,6 +61,11 @@ def load_preset(modality: str, stage: str, image_size: int = 224, keys: Any = "i
 
     Returns:
         a :class:`monai.transforms.Compose`.
+
+    Raises:
+        ValueError: unknown modality or stage, or a value the preset's transforms reject (the message names the
+            preset file and the underlying error).
+        KeyError: an override that is not an id of the preset.
     """
     if stage not in STAGES:
         raise ValueError(f"Unknown stage {stage!r}; choose one of {list(STAGES)}.")
@@ -75,7 +80,15 @@ def load_preset(modality: str, stage: str, image_size: int = 224, keys: Any = "i
     parser["keys"] = keys
     for key, value in overrides.items():
         parser[key] = value
-    pipeline = parser.get_parsed_content(stage, instantiate=True)
+    try:
+        pipeline = parser.get_parsed_content(stage, instantiate=True)
+    except Exception as error:  # MONAI wraps the cause in RuntimeErrors carrying the expression; name the cause
+        cause = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ValueError(
+            f"Preset {path!r}, stage {stage!r}, could not be built: {type(cause).__name__}: {cause}"
+        ) from error
     if not isinstance(pipeline, Compose):
         raise TypeError(f"Preset {path!r}: id {stage!r} must be a Compose, got {type(pipeline).__name__}.")
     return pipeline

@@ -14,6 +14,7 @@ from monai.transforms import MapTransform, Transform
 from ._utils import like, source_of, to_numpy64
 
 __all__ = [
+    "ARRAY_PHOTOMETRIC_KEY",
     "PHOTOMETRIC_KEYS",
     "photometric_interpretation",
     "InvertMonochrome1",
@@ -22,8 +23,19 @@ __all__ = [
     "CLAHEd",
 ]
 
-#: metadata keys where readers store DICOM (0028,0004) Photometric Interpretation, looked up in this order.
-PHOTOMETRIC_KEYS = ("PhotometricInterpretation", "photometric_interpretation", "0028|0004", "00280004", "(0028,0004)")
+#: metadata key holding the photometric interpretation *of the array* (set by monai_rd's DICOM reader after it
+#: inverts MONOCHROME1, and by :class:`InvertMonochrome1`); it wins over the file's own header value.
+ARRAY_PHOTOMETRIC_KEY = "rd_photometric_interpretation"
+#: metadata keys looked up, in this order, for the photometric interpretation: the array's own, then the DICOM
+#: (0028,0004) header value as readers store it (keyword, ITK ``0028|0004``, pydicom JSON ``00280004``).
+PHOTOMETRIC_KEYS = (
+    ARRAY_PHOTOMETRIC_KEY,
+    "PhotometricInterpretation",
+    "photometric_interpretation",
+    "0028|0004",
+    "00280004",
+    "(0028,0004)",
+)
 
 
 def photometric_interpretation(meta: Mapping[str, Any]) -> str | None:
@@ -46,8 +58,10 @@ class InvertMonochrome1(Transform):
     else the image's own minimum and maximum (so the value range is kept).
 
     Whether to invert: ``invert=True``/``False`` forces it; ``invert=None`` inverts only when the image is a
-    MetaTensor whose metadata says ``MONOCHROME1`` (keys :data:`PHOTOMETRIC_KEYS`). After inverting, the metadata is
-    set to ``MONOCHROME2`` so that applying the transform twice inverts once.
+    MetaTensor whose metadata says ``MONOCHROME1`` (first of :data:`PHOTOMETRIC_KEYS` present: an image that
+    monai_rd's DICOM reader already inverted carries ``rd_photometric_interpretation="MONOCHROME2"`` and is left
+    alone). After inverting, ``rd_photometric_interpretation`` is set to ``MONOCHROME2`` (the header value is kept)
+    so that applying the transform twice inverts once.
 
     Input ``[C, *spatial]``; output float32 ``[C, *spatial]``.
     """
@@ -69,9 +83,7 @@ class InvertMonochrome1(Transform):
         low, high = self.value_range if self.value_range is not None else (float(x.min()), float(x.max()))
         out = like(low + high - x, img)
         if isinstance(out, MetaTensor):
-            keys = [k for k in PHOTOMETRIC_KEYS if k in out.meta] or ["PhotometricInterpretation"]
-            for key in keys:
-                out.meta[key] = "MONOCHROME2"
+            out.meta[ARRAY_PHOTOMETRIC_KEY] = "MONOCHROME2"
         return out
 
 
