@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -105,6 +106,7 @@ def lvmmed_vit_b(
         depth=depth,
         global_attn_indexes=tuple(global_attn_indexes),
         window_size=window_size,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),  # as SAM's build_sam_vit_b (timm's default is 1e-5)
     )
     if weights is not None:
         load_weights(
