@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pickle
 import warnings
 
 import pytest
@@ -155,7 +153,9 @@ def test_whole_pickled_module_needs_trust(tmp_path):
     torch.save(src, tmp_path / "lvmmed_resnet.torch")  # a whole pickled nn.Module
     with pytest.raises(RuntimeError, match="trust_checkpoint=True"):
         build_teacher("lvmmed_resnet50", weights=tmp_path / "lvmmed_resnet.torch", input_size=SIZE)
-    t = build_teacher("lvmmed_resnet50", weights=tmp_path / "lvmmed_resnet.torch", input_size=SIZE, trust_checkpoint=True)
+    t = build_teacher(
+        "lvmmed_resnet50", weights=tmp_path / "lvmmed_resnet.torch", input_size=SIZE, trust_checkpoint=True
+    )
     src.fc = nn.Identity()
     x = torch.rand(1, 3, SIZE, SIZE)
     with torch.no_grad():

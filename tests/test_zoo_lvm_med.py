@@ -95,7 +95,8 @@ def test_whole_sam_checkpoint_prefix(sam_encoder, tmp_path):
     torch.save(state, tmp_path / "sam.pth")
     t = build_teacher("lvmmed_vit_b", weights=tmp_path / "sam.pth", input_size=SIZE, **VIT)
     x = torch.rand(1, 3, SIZE, SIZE)
-    torch.testing.assert_close(t(x), _sam_blocks(sam_encoder, (x - t.mean) / t.std).mean(dim=(1, 2)), atol=1e-5, rtol=1e-5)
+    expected = _sam_blocks(sam_encoder, (x - t.mean) / t.std).mean(dim=(1, 2))
+    torch.testing.assert_close(t(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_vit_mismatch(vit_file):

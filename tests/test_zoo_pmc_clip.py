@@ -53,7 +53,8 @@ def files(ref, tmp_path_factory):
 def test_real_layout_matches_open_clip():
     """At the real 224 px, every parameter name and shape equals open_clip's (conv1 [32,3,3,3], attnpool [50,2048])."""
     ours = {k: tuple(v.shape) for k, v in ModifiedResNet([3, 4, 6, 3], 768, 32, 224, 64).state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in open_clip_mr.ModifiedResNet([3, 4, 6, 3], 768, 32, 224, 64).state_dict().items()}
+    reference = open_clip_mr.ModifiedResNet([3, 4, 6, 3], 768, 32, 224, 64)
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert ours == theirs
     assert ours["conv1.weight"] == (32, 3, 3, 3) and ours["attnpool.positional_embedding"] == (50, 2048)
     assert ours["attnpool.c_proj.weight"] == (768, 2048)

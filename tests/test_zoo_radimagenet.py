@@ -67,7 +67,8 @@ def keras_densenet121_layers():
         for b in range(1, blocks + 1):
             n = f"conv{stage}_block{b}"
             layers += [(f"{n}_0_bn", _bn(c)), (f"{n}_0_relu", None), (f"{n}_1_conv", _conv(1, 1, c, 128, bias=False)),
-                       (f"{n}_1_bn", _bn(128)), (f"{n}_1_relu", None), (f"{n}_2_conv", _conv(3, 3, 128, 32, bias=False)),
+                       (f"{n}_1_bn", _bn(128)), (f"{n}_1_relu", None),
+                       (f"{n}_2_conv", _conv(3, 3, 128, 32, bias=False)),
                        (f"{n}_concat", None)]
             c += 32
         if stage < 5:
@@ -88,7 +89,7 @@ def write_keras_h5(path, layers, whole_model=False):
         for name, weights in layers:
             g = root.create_group(name)
             names = [f"{name}/{w}:0" for w in (weights or {})]
-            g.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S") if names else np.array([], dtype="S")
+            g.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S")
             for wname, full in zip(weights or {}, names):
                 g.create_dataset(full, data=weights[wname])
 

@@ -9,4 +9,13 @@ from . import biomedclip, generic, lvm_med, pmc_clip, radimagenet
 from .keras import KerasResNet50, read_keras_h5
 from .pmc_clip import ModifiedResNet
 
-__all__ = ["KerasResNet50", "ModifiedResNet", "read_keras_h5", "biomedclip", "generic", "lvm_med", "pmc_clip", "radimagenet"]
+__all__ = [
+    "KerasResNet50",
+    "ModifiedResNet",
+    "read_keras_h5",
+    "biomedclip",
+    "generic",
+    "lvm_med",
+    "pmc_clip",
+    "radimagenet",
+]

@@ -40,7 +40,11 @@ def lvmmed_resnet50(
     model.fc = nn.Identity()
     if weights is not None:
         load_weights(
-            model, weights, drop_prefixes=("fc.",), trust_checkpoint=trust_checkpoint, expected_file="lvmmed_resnet.torch"
+            model,
+            weights,
+            drop_prefixes=("fc.",),
+            trust_checkpoint=trust_checkpoint,
+            expected_file="lvmmed_resnet.torch",
         )
     return make_teacher(ResNetTrunk(model, pooled), "lvmmed_resnet50", input_size, mean, std)
 

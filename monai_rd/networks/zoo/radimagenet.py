@@ -68,7 +68,9 @@ def _densenet_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     """Old torchvision DenseNet keys ``denselayer1.norm.1.weight`` -> ``denselayer1.norm1.weight``."""
     import re
 
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    )
     out = {}
     for k, v in state.items():
         m = pattern.match(k)
