@@ -262,3 +262,31 @@ def test_h5_for_the_wrong_network(tmp_path):
     write_keras_h5(tmp_path / "x.h5", keras_densenet121_layers()[:12])
     with pytest.raises(ValueError, match="conv1/conv"):
         build_teacher("radimagenet_resnet50", weights=tmp_path / "x.h5", input_size=SIZE)
+
+
+def test_official_densenet_with_legacy_key_names(tmp_path):
+    """Older torchvision DenseNet files spell ``denselayer1.norm.1.weight``; they load into ``norm1``."""
+    import re
+
+    src = _randomise_bn(torchvision.models.densenet121(weights=None))
+    state = Backbone(src).state_dict()
+    legacy = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v for k, v in state.items()}
+    assert "backbone.0.denseblock1.denselayer1.norm.1.weight" in legacy
+    torch.save(legacy, tmp_path / "DenseNet121.pt")
+    t = build_teacher("radimagenet_densenet121", weights=tmp_path / "DenseNet121.pt", input_size=SIZE)
+    src.classifier = nn.Identity()
+    x = torch.rand(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(t(x), src((x - t.mean) / t.std), atol=1e-4, rtol=1e-4)
+
+
+def test_missing_batchnorm_counters_are_filled(tmp_path):
+    """Files older than PyTorch 0.4.1 have no ``num_batches_tracked``; everything else must still match."""
+    src = _randomise_bn(torchvision.models.resnet50(weights=None))
+    state = {k: v for k, v in Backbone(src).state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "ResNet50.pt")
+    build_teacher("radimagenet_resnet50", weights=tmp_path / "ResNet50.pt", input_size=SIZE)
+    del state["backbone.1.running_mean"]
+    torch.save(state, tmp_path / "ResNet50.pt")
+    with pytest.raises(WeightsMismatchError, match="bn1.running_mean"):
+        build_teacher("radimagenet_resnet50", weights=tmp_path / "ResNet50.pt", input_size=SIZE)

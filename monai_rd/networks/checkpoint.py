@@ -79,6 +79,10 @@ def load_state_dict_strict(
         WeightsMismatchError: listing the missing and unexpected keys and the shape mismatches.
     """
     expected = module.state_dict()
+    state = dict(state)
+    for key in expected:  # a BatchNorm step counter (unused in eval) absent from files older than PyTorch 0.4.1
+        if key.endswith(".num_batches_tracked") and key not in state and key[:-20] + ".running_mean" in state:
+            state[key] = torch.zeros((), dtype=torch.long)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(
@@ -92,7 +96,7 @@ def load_state_dict_strict(
             return ", ".join(keys[:10]) + (f" ... ({len(keys)} in all)" if len(keys) > 10 else "") or "none"
 
         hint = (
-            f"This teacher expects the file distributed as {expected_file!r}."
+            f"Expected file: {expected_file}."
             if expected_file
             else "Check that the file is the one made for this architecture."
         )
@@ -101,7 +105,7 @@ def load_state_dict_strict(
             f"missing keys: {_few(missing)}; unexpected keys: {_few(unexpected)}; shape mismatches: {_few(shapes)}. "
             + hint
         )
-    module.load_state_dict(dict(state), strict=True)
+    module.load_state_dict(state, strict=True)
     return module
 
 

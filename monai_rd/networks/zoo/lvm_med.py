@@ -44,7 +44,7 @@ def lvmmed_resnet50(
             weights,
             drop_prefixes=("fc.",),
             trust_checkpoint=trust_checkpoint,
-            expected_file="lvmmed_resnet.torch",
+            expected_file="lvmmed_resnet.torch (LVM-Med ResNet-50)",
         )
     return make_teacher(ResNetTrunk(model, pooled), "lvmmed_resnet50", input_size, mean, std)
 
@@ -114,6 +114,10 @@ def lvmmed_vit_b(
     )
     if weights is not None:
         load_weights(
-            vit, weights, trust_checkpoint=trust_checkpoint, remap=sam_to_timm, expected_file="lvmmed_vit.pth"
+            vit,
+            weights,
+            trust_checkpoint=trust_checkpoint,
+            remap=sam_to_timm,
+            expected_file="lvmmed_vit.pth (LVM-Med ViT-B, a SAM image encoder)",
         )
     return make_teacher(SAMViTFeatures(vit, pooled), "lvmmed_vit_b", input_size, mean, std)

@@ -20,6 +20,7 @@ is what the teacher applies on its input path for both Keras formats. Grey image
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 
 import torch
@@ -66,10 +67,9 @@ def _from_sequential(state: dict[str, torch.Tensor], model: nn.Module) -> dict[s
 
 def _densenet_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Old torchvision DenseNet keys ``denselayer1.norm.1.weight`` -> ``denselayer1.norm1.weight``."""
-    import re
-
     pattern = re.compile(
-        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+        r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
     )
     out = {}
     for k, v in state.items():
@@ -89,7 +89,7 @@ def _resnet50_pytorch(path, state, trunk_pooled):
     if state is not None:
         sd = _from_sequential(state, model)
         model.fc = nn.Identity()  # the authors' file has no classifier; the trunk never calls it
-        load_state_dict_strict(model, sd, os.fspath(path), "ResNet50.pt")
+        load_state_dict_strict(model, sd, os.fspath(path), "ResNet50.pt (RadImageNet PyTorch release)")
     return ResNetTrunk(model, trunk_pooled)
 
 
@@ -126,7 +126,7 @@ def _densenet121(path, state, trunk_pooled, keras: bool):
         else:
             sd = _densenet_legacy_keys(_from_sequential(state, model))
             sd = select_features(sd)
-            load_state_dict_strict(features, sd, os.fspath(path), "DenseNet121.pt")
+            load_state_dict_strict(features, sd, os.fspath(path), "DenseNet121.pt (RadImageNet PyTorch release)")
     return DenseNetTrunk(features, trunk_pooled)
 
 
