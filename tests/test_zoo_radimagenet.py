@@ -33,11 +33,14 @@ def _conv(kh, kw, cin, cout, bias=True):
 
 
 def _bn(c):
+    var, gamma = rng.uniform(0.5, 2.0, c), rng.uniform(0.5, 1.5, c)
+    var[: max(1, c // 16)] = 1e-6  # near-dead channels, as trained networks have: there the epsilon matters
+    gamma[: max(1, c // 16)] = 1e-3  # (and a small scale keeps activations bounded)
     return {
-        "gamma": rng.uniform(0.5, 1.5, c).astype(np.float32),
+        "gamma": gamma.astype(np.float32),
         "beta": rng.normal(0, 0.1, c).astype(np.float32),
         "moving_mean": rng.normal(0, 0.1, c).astype(np.float32),
-        "moving_variance": rng.uniform(0.5, 2.0, c).astype(np.float32),
+        "moving_variance": var.astype(np.float32),
     }
 
 
