@@ -101,6 +101,9 @@ def test_onnx_black_box(tmp_path, dynamic):
     with torch.no_grad():
         expected = src((xr - t.mean) / t.std)
     torch.testing.assert_close(t(x), expected, atol=1e-4, rtol=1e-4)
+    import copy
+
+    torch.testing.assert_close(copy.deepcopy(t)(x), t(x))  # the session is rebuilt from the file, not pickled
 
 
 def test_onnx_teacher_in_rd_training_step(tmp_path):
