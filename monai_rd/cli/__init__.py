@@ -13,7 +13,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {
     "demo": "demo",
     "cache-features": "cache_features",
-#    "bench": "bench",
+    "bench": "bench",
 }
 
 
