@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         overrides[f"{BUNDLE_IDS['teacher_def']}::_disabled_"] = False  # disabled for training from the cache
     parser.update(overrides)
 
-    cache_root = parser.get_parsed_content(BUNDLE_IDS["feature_cache"]) if BUNDLE_IDS["feature_cache"] in parser else None
+    cache_id = BUNDLE_IDS["feature_cache"]
+    cache_root = parser.get_parsed_content(cache_id) if cache_id in parser else None
     if not cache_root:
         raise SystemExit("No cache folder: pass --feature_cache <dir> (or set feature_cache in the config).")
     seed = parser.get_parsed_content(BUNDLE_IDS["seed"]) if BUNDLE_IDS["seed"] in parser else 0

@@ -9,7 +9,7 @@ import torch
 from monai.data import Dataset
 from monai.transforms import Randomizable
 
-from .feature_cache import FeatureCache, apply_view, is_random_transform, item_id, view_seed
+from .feature_cache import FeatureCache, FeatureCacheError, apply_view, item_id, view_seed
 
 __all__ = ["SeededViewDataset", "CachedFeatureDataset", "feature_cache_dataset", "cached_feature_shape"]
 
@@ -146,8 +146,6 @@ def cached_feature_shape(feature_cache: str | os.PathLike | None, split: str = "
         return None
     manifest = FeatureCache.read_manifest(os.path.join(os.fspath(feature_cache), split))
     if manifest.get("feature_shape") is None:
-        from .feature_cache import FeatureCacheError
-
         raise FeatureCacheError(f"Feature cache {feature_cache}/{split} holds no features yet: build it first.")
     return tuple(manifest["feature_shape"])
 

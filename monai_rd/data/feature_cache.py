@@ -56,8 +56,9 @@ logger = logging.getLogger(__name__)
 
 # attributes that hold the outcome of the last randomisation, not configuration (excluded from fingerprints)
 _RANDOMISED_STATE = {
-    "rotate_params", "shear_params", "translate_params", "scale_params", "gamma_value", "affine", "sigma",
-    "factor", "magnitude", "rand_offset", "x", "y", "z", "k", "alpha",
+    "rotate_params", "shear_params", "translate_params", "scale_params", "affine", "gamma_value", "factor",
+    "x", "y", "z", "x1", "y1", "z1", "x2", "y2", "z2", "a", "noise", "sampled_alpha", "sampled_k_intensity",
+    "sampled_locs", "hole_coords", "reference_control_points", "floating_control_points",
 }  # fmt: skip
 
 
@@ -108,8 +109,9 @@ def _fingerprint(obj: Any, depth: int, seen: set[int], randomizable_parent: bool
 def transform_fingerprint(transform: Callable | None) -> dict:
     """A stable, JSON-able description of a transform (class names and configuration attributes).
 
-    Private attributes, random states and the outcome of the last randomisation (``rotate_params``,
-    ``gamma_value`` ...) are left out, so the fingerprint of a transform is the same before and after it
+    Private attributes, random states and, on MONAI ``Randomizable`` objects, the attributes that hold
+    the outcome of the last randomisation (``rotate_params``, ``gamma_value``, ``x``/``y``/``z`` ... see
+    ``_RANDOMISED_STATE``) are left out, so the fingerprint of a transform is the same before and after it
     has been applied, and the same in every process that builds it from the same configuration.
     """
     if transform is None:
@@ -232,7 +234,9 @@ class _ViewImages(torch.utils.data.Dataset):
         item = self.data[index]
         out = apply_view(self.transform, item, view_seed(item_id(item, self.image_key), view))
         image = out[self.image_key] if isinstance(out, Mapping) else out
-        image = image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+        if isinstance(image, torch.Tensor):
+            return index, view, image.as_subclass(torch.Tensor)
+        return index, view, torch.as_tensor(np.asarray(image))
         return index, view, image
 
 
@@ -318,13 +322,17 @@ class FeatureCache:
         return manifest
 
     # ---------------------------------------------------------------- build
-    def _chunk_is_valid(self, entry: Mapping | None, start: int, stop: int, views: int, shape: tuple, dtype: str) -> bool:
+    def _chunk_is_valid(
+        self, entry: Mapping | None, start: int, stop: int, views: int, shape: tuple, dtype: str
+    ) -> bool:
         if not entry or entry.get("start") != start or entry.get("stop") != stop:
             return False
         if entry.get("items_sha256") != self._chunk_items_sha256(start, stop):
             return False
         path = os.path.join(self.cache_dir, entry["file"])
-        if not os.path.isfile(path) or entry.get("shape") != [stop - start, views, *shape] or entry.get("dtype") != dtype:
+        if entry.get("shape") != [stop - start, views, *shape] or entry.get("dtype") != dtype:
+            return False
+        if not os.path.isfile(path):
             return False
         return sha256_file(path) == entry.get("sha256")
 
@@ -416,7 +424,8 @@ class FeatureCache:
                     fname = f"chunk_{c:05d}.npy"
                     digest = _atomic_save_npy(os.path.join(self.cache_dir, fname), array)
                     entries[c] = {
-                        "file": fname, "start": start, "stop": stop, "items_sha256": self._chunk_items_sha256(start, stop),
+                        "file": fname, "start": start, "stop": stop,
+                        "items_sha256": self._chunk_items_sha256(start, stop),
                         "shape": list(array.shape), "dtype": dtype, "sha256": digest,
                     }  # fmt: skip
                     manifest["feature_shape"] = list(shape)
@@ -498,7 +507,9 @@ class FeatureCache:
                     f"changed path, size or modification time): rebuild it with `monai-rd cache-features`."
                 )
             if not os.path.isfile(file):
-                raise FeatureCacheError(f"Feature cache chunk {file} is missing: rebuild with `monai-rd cache-features`.")
+                raise FeatureCacheError(
+                    f"Feature cache chunk {file} is missing: rebuild with `monai-rd cache-features`."
+                )
             try:
                 mm = np.load(file, mmap_mode="r", allow_pickle=False)
             except Exception as e:  # truncated header, not an npy file ...
