@@ -13,6 +13,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {
     "demo": "demo",
     "index": "index",
+    "cache-features": "cache_features",
+    "bench": "bench",
 }
 
 
