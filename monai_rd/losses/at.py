@@ -53,7 +53,9 @@ class ATLoss(nn.Module):
                     f"ATLoss needs spatial features ([B, C, H, W] maps or [B, N, D] tokens), got student "
                     f"{tuple(s.shape)} and teacher {tuple(t.shape)}; use the pre-pooling feature maps."
                 )
-            s, t = pool_to_common(to_map(s, "student", self.num_prefix_tokens), to_map(t, "teacher", self.num_prefix_tokens))
+            s = to_map(s, "student", self.num_prefix_tokens)
+            t = to_map(t, "teacher", self.num_prefix_tokens)
+            s, t = pool_to_common(s, t)
             diff = attention_map(s, self.p) - attention_map(t, self.p)
             total = total + diff.pow(2).mean()
         return self.beta / 2.0 * total

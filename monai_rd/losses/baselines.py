@@ -64,12 +64,19 @@ def _hinton_kd(student_shapes: Shapes, teacher_shapes: Shapes, temperature: floa
 
 @KD_LOSSES.register("hint")
 def _hint(student_shapes: Shapes, teacher_shapes: Shapes, num_prefix_tokens: int | None = None):
-    cs, ct = _channels(student_shapes, "student", num_prefix_tokens), _channels(teacher_shapes, "teacher", num_prefix_tokens)
+    cs = _channels(student_shapes, "student", num_prefix_tokens)
+    ct = _channels(teacher_shapes, "teacher", num_prefix_tokens)
     return HintLoss(cs, ct, num_prefix_tokens=num_prefix_tokens)
 
 
 @KD_LOSSES.register("at")
-def _at(student_shapes: Shapes, teacher_shapes: Shapes, p: float = 2.0, beta: float = 1000.0, num_prefix_tokens: int | None = None):
+def _at(
+    student_shapes: Shapes,
+    teacher_shapes: Shapes,
+    p: float = 2.0,
+    beta: float = 1000.0,
+    num_prefix_tokens: int | None = None,
+):
     s, t = as_shape_list(student_shapes), as_shape_list(teacher_shapes)
     if len(s) != len(t) or any(len(x) == 1 for x in s + t):
         raise ValueError(
@@ -102,10 +109,17 @@ def _crd(student_shapes: Shapes, teacher_shapes: Shapes, num_data: int | None = 
 
 
 @KD_LOSSES.register("semckd")
-def _semckd(student_shapes: Shapes, teacher_shapes: Shapes, batch_size: int | None = None, num_prefix_tokens: int | None = None, **options: Any):
+def _semckd(
+    student_shapes: Shapes,
+    teacher_shapes: Shapes,
+    batch_size: int | None = None,
+    num_prefix_tokens: int | None = None,
+    **options: Any,
+):
     if batch_size is None:
         raise ValueError("semckd needs batch_size (its query/key heads read [B, B] batch similarity rows).")
-    cs, ct = _channels(student_shapes, "student", num_prefix_tokens), _channels(teacher_shapes, "teacher", num_prefix_tokens)
+    cs = _channels(student_shapes, "student", num_prefix_tokens)
+    ct = _channels(teacher_shapes, "teacher", num_prefix_tokens)
     return SemCKDLoss(cs, ct, batch_size=batch_size, num_prefix_tokens=num_prefix_tokens, **options)
 
 

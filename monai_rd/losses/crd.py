@@ -94,7 +94,7 @@ class CRDLoss(nn.Module):
         out = torch.exp(torch.einsum("bkd,bd->bk", w, v) / self.temperature)
         if self.z[slot] < 0:
             self.z[slot] = out.detach().mean() * self.num_data
-        return out / self.z[slot]
+        return out / self.z[slot].clone()
 
     @torch.no_grad()
     def _update(self, memory: torch.Tensor, index: torch.Tensor, v: torch.Tensor) -> None:
@@ -125,7 +125,8 @@ class CRDLoss(nn.Module):
         contrast_index = torch.as_tensor(contrast_index).long().to(index.device)
         if contrast_index.shape != (index.numel(), self.num_negatives):
             raise ValueError(
-                f"contrast_index must be [B, K] = [{index.numel()}, {self.num_negatives}], got {tuple(contrast_index.shape)}."
+                f"contrast_index must be [B, K] = [{index.numel()}, {self.num_negatives}], "
+                f"got {tuple(contrast_index.shape)}."
             )
         idx = torch.cat([index[:, None], contrast_index], dim=1)
         v_s = F.normalize(self.embed_s(fs), dim=1)

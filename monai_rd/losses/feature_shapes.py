@@ -48,7 +48,9 @@ def _grid_side(num_tokens: int, num_prefix_tokens: int | None, shape: tuple, nam
     )
 
 
-def map_shape(shape: Sequence[int], name: str = "feature", num_prefix_tokens: int | None = None) -> tuple[int, int, int]:
+def map_shape(
+    shape: Sequence[int], name: str = "feature", num_prefix_tokens: int | None = None
+) -> tuple[int, int, int]:
     """Per-sample shape (no batch dimension) -> the ``(C, H, W)`` the feature will have after :func:`to_map`.
 
     ``(C, H, W)`` -> itself; ``(N, D)`` tokens -> ``(D, s, s)``; ``(D,)`` -> ``(D, 1, 1)``.

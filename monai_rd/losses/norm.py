@@ -43,7 +43,8 @@ class NORMLoss(nn.Module):
             raise ValueError(f"num_segments must be >= 1, got {num_segments}.")
         self.expand = nn.Conv2d(student_channels, num_segments * teacher_channels, 1)
         self.contract = nn.Conv2d(num_segments * teacher_channels, student_channels, 1)
-        self.student_channels, self.teacher_channels, self.num_segments = student_channels, teacher_channels, num_segments
+        self.student_channels, self.teacher_channels = student_channels, teacher_channels
+        self.num_segments = num_segments
         self.num_prefix_tokens = num_prefix_tokens
 
     def transform(self, student: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
