@@ -12,7 +12,7 @@ def norm_numpy(s, t, loss, n):
     e = conv1x1(s, t2n(loss.expand.weight), t2n(loss.expand.bias))
     ct = t.shape[1]
     segments = [e[:, i * ct : (i + 1) * ct] for i in range(n)]  # sequential, non-overlapping
-    return np.mean([np.mean((seg - t) ** 2) for seg in segments])
+    return np.sum([np.mean((seg - t) ** 2) for seg in segments])
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -22,7 +22,11 @@ def test_norm_numpy(n):
     s, t = rng.normal(size=(2, 4, 8, 8)), rng.normal(size=(2, 5, 4, 4))
     loss = NORMLoss(4, 5, num_segments=n).double()
     got = loss(torch.tensor(s), torch.tensor(t))
-    assert abs(float(got.detach()) - norm_numpy(block_mean(s, 4, 4), t, loss, n)) < 1e-10
+    sp = block_mean(s, 4, 4)
+    assert abs(float(got.detach()) - norm_numpy(sp, t, loss, n)) < 1e-10
+    # the authors' form: N * MSE(expanded student, teacher tiled N times along channels)
+    e = conv1x1(sp, t2n(loss.expand.weight), t2n(loss.expand.bias))
+    assert abs(float(got.detach()) - n * np.mean((e - np.tile(t, (1, n, 1, 1))) ** 2)) < 1e-10
 
 
 def test_norm_vectors_transform_and_errors():

@@ -17,11 +17,11 @@ class NORMLoss(nn.Module):
     ``C_S -> N * C_T`` and ``contract`` ``N * C_T -> C_S``. The expanded student feature is split sequentially into
     ``N`` non-overlapping segments of ``C_T`` channels; every segment is matched to the same teacher feature:
 
-    ``L = 1/N sum_{n=1..N} mean_{b,c,h,w} (E(F_S)[:, (n-1) C_T : n C_T] - F_T)^2``
+    ``L = sum_{n=1..N} mean_{b,c,h,w} (E(F_S)[:, (n-1) C_T : n C_T] - F_T)^2``
 
-    The segment structure, the two linear layers and their placement after the student's last layer come from the
-    paper (abstract and Sec. 3); the per-segment reduction (element mean, averaged over segments) is this module's
-    choice, as the paper's exact normalisation could not be checked offline. ``contract`` returns the student
+    which is ``N * MSE(E(F_S), tile(F_T, N))``, the reduction of the authors' code (OSVAI/NORM, ``helper/loops.py``:
+    ``F.mse_loss(f_s, f_t.repeat(1, N, 1, 1)) * N``; default ``N = 4``). The authors max-pool the larger map; this
+    module average-pools it like the other baselines. ``contract`` returns the student
     feature to its own space: :meth:`transform` gives it, to be fed to the student's classifier during training
     (after training both layers fold into the classifier because they are linear).
 
@@ -62,4 +62,4 @@ class NORMLoss(nn.Module):
         s, t = pool_to_common(s, t)
         e = self.expand(s)
         segments = e.view(e.shape[0], self.num_segments, self.teacher_channels, *e.shape[2:])
-        return (segments - t[:, None]).pow(2).mean()
+        return (segments - t[:, None]).pow(2).mean() * self.num_segments
