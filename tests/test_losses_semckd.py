@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from monai_rd.losses import SemCKDLoss
-from tests.kd_references import block_mean, conv1x1, l2n, relu, t2n, tokens_to_map
+from tests.kd_references import block_mean, conv1x1, conv3x3, l2n, relu, t2n, tokens_to_map
 
 
 def embed_numpy(x, head):
@@ -22,8 +22,10 @@ def bn_eval_numpy(x, bn):
 
 
 def proj_numpy(x, p):
+    """1x1 conv -> BN -> ReLU -> 3x3 conv -> BN -> ReLU -> 1x1 conv (the authors' AAEmbed layout)."""
     y = relu(bn_eval_numpy(conv1x1(x, t2n(p[0].weight)), p[1]))
-    return bn_eval_numpy(conv1x1(y, t2n(p[3].weight)), p[4])
+    y = relu(bn_eval_numpy(conv3x3(y, t2n(p[3].weight)), p[4]))
+    return conv1x1(y, t2n(p[6].weight))
 
 
 def pool_pair(s, t):
@@ -78,6 +80,7 @@ def test_semckd_trains_and_refuses_other_batch_sizes():
     fs, ft = [torch.randn(4, 3, 4, 4)], [torch.randn(4, 4, 4, 4), torch.randn(4, 6, 2, 2)]
     loss(fs, ft).backward()
     assert loss.query[0].fc1.weight.grad is not None and loss.proj[0][1][0].weight.grad is not None
+    assert loss.proj[0][1][3].weight.shape == (12, 12, 3, 3)  # hidden width 2 * C_T
     with pytest.raises(ValueError, match="batch size 4.*drop_last"):
         loss([torch.randn(3, 3, 4, 4)], [torch.randn(3, 4, 4, 4), torch.randn(3, 6, 2, 2)])
     with pytest.raises(ValueError, match=r"student channels \[3\]"):

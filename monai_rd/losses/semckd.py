@@ -24,14 +24,15 @@ class _Embed(nn.Module):
         return F.normalize(self.fc2(F.relu(self.fc1(x))), dim=1)
 
 
-def _projector(c_in: int, c_out: int, factor: int) -> nn.Sequential:
-    mid = c_out // factor if c_out >= factor else c_out
+def _projector(c_in: int, c_out: int, mid: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, mid, 1, bias=False),
         nn.BatchNorm2d(mid),
         nn.ReLU(),
+        nn.Conv2d(mid, mid, 3, padding=1, bias=False),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(),
         nn.Conv2d(mid, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
     )
 
 
@@ -41,19 +42,20 @@ class SemCKDLoss(nn.Module):
     * Per-sample similarity rows: ``A_i = F_i F_i^T`` ``[B, B]`` with ``F_i`` the flattened layer output.
     * Query ``q_i = Embed^Q_i(A^S_i)``, key ``k_j = Embed^K_j(A^T_j)`` (``[B, B / factor]``, L2-normalised);
       ``alpha_b = softmax_j(<q_ib, k_jb>)`` ``[B, S, T]``.
-    * ``d_bij = mean_{c,h,w} (P_ij(F^S_i) - F^T_j)^2`` with a projector ``P_ij`` (1x1 conv, BN, ReLU, 1x1 conv,
-      BN) to the teacher width, after average-pooling the larger map to the smaller resolution.
+    * ``d_bij = mean_{c,h,w} (P_ij(F^S_i) - F^T_j)^2`` with a projector ``P_ij`` to the teacher width
+      (1x1 conv, BN, ReLU, 3x3 conv, BN, ReLU, 1x1 conv; hidden width ``2 C^T_j`` as in the authors' code), after
+      average-pooling the larger map to the smaller resolution.
     * Loss ``sum_{b,i,j} alpha_bij d_bij / (B * S)``.
 
     The similarity rows have the batch size as width, so the heads are built for a fixed ``batch_size`` (use
-    ``drop_last=True`` in the training loader); another batch size is refused. The paper's projector has a 3x3
-    convolution in the middle; here both convolutions are 1x1 (documented deviation).
+    ``drop_last=True`` in the training loader); another batch size is refused.
 
     Args:
         student_channels: ``C^S_i`` per student layer.
         teacher_channels: ``C^T_j`` per teacher layer.
         batch_size: training batch size ``B``.
-        factor: reduction of the query/key width and of the projector's hidden width (4 and 2 in the paper).
+        factor: reduction of the query/key width ``B / factor`` (4 in the authors' code).
+        proj_mid_channels: hidden width of every projector (None: ``2 C^T_j``; lower it for wide ViT teachers).
         num_prefix_tokens: prefix tokens dropped when tokens are laid out as maps (None: auto).
 
     Shapes: ``student`` list of ``S`` tensors ``[B, C^S_i, H_i, W_i]`` (or tokens/vectors), ``teacher`` list of
@@ -66,7 +68,7 @@ class SemCKDLoss(nn.Module):
         teacher_channels: Sequence[int],
         batch_size: int,
         factor: int = 4,
-        proj_factor: int = 2,
+        proj_mid_channels: int | None = None,
         num_prefix_tokens: int | None = None,
     ) -> None:
         super().__init__()
@@ -78,7 +80,7 @@ class SemCKDLoss(nn.Module):
         self.query = nn.ModuleList(_Embed(self.batch_size, d) for _ in self.cs)
         self.key = nn.ModuleList(_Embed(self.batch_size, d) for _ in self.ct)
         self.proj = nn.ModuleList(
-            nn.ModuleList(_projector(s, t, proj_factor) for t in self.ct) for s in self.cs
+            nn.ModuleList(_projector(s, t, int(proj_mid_channels or 2 * t)) for t in self.ct) for s in self.cs
         )
         self.num_prefix_tokens = num_prefix_tokens
         self.last_attention: torch.Tensor | None = None
