@@ -25,6 +25,19 @@ def test_mgd_numpy_with_given_mask():
     assert abs(float(got.detach()) - mgd_numpy(s, t, mask, loss, 0.1)) < 1e-9
 
 
+def test_mgd_channel_mask_numpy():
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    s, t = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 5, 4, 4))
+    loss = MGDLoss(3, 5, mask_mode="channel", mask_ratio=0.5, seed=4).double()
+    mask = MGDLoss(3, 5, mask_mode="channel", mask_ratio=0.5, seed=4).random_mask(2, 4, 4).double().numpy()
+    assert mask.shape == (2, 5, 1, 1)
+    got = loss(torch.tensor(s), torch.tensor(t))
+    assert abs(float(got.detach()) - mgd_numpy(s, t, mask, loss, 7e-5)) < 1e-12
+    with pytest.raises(ValueError, match="mask_mode"):
+        MGDLoss(3, 5, mask_mode="token")
+
+
 def test_mgd_seeded_mask_heterogeneous_and_same_width():
     torch.manual_seed(1)
     rng = np.random.default_rng(1)
@@ -48,5 +61,5 @@ def test_mgd_mask_ratio_and_errors():
     assert loss.generation[0].weight.grad is not None and loss.align.weight.grad is not None
     with pytest.raises(ValueError, match=r"spatial.*\(2, 3\)"):
         loss(torch.randn(2, 3), torch.randn(2, 5, 4, 4))
-    with pytest.raises(ValueError, match="mask must be"):
+    with pytest.raises(ValueError, match=r"spatial mask must be \(2, 1, 4, 4\)"):
         loss(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4), mask=torch.ones(2, 1, 2, 2))
