@@ -31,7 +31,7 @@ def test_at_numpy_heterogeneous_layers():
     s2, t2 = rng.normal(size=(3, 6, 3, 3)), rng.normal(size=(3, 10, 12))  # ViT tokens: 1 CLS + 3 x 3
     got = ATLoss(beta=1000.0)([torch.tensor(s1), torch.tensor(s2)], [torch.tensor(t1), torch.tensor(t2)])
     expected = at_numpy(block_mean(s1, 4, 4), t1) + at_numpy(s2, tokens_to_map(t2, 1))
-    assert abs(float(got) - expected) < 1e-9
+    assert abs(float(got.detach()) - expected) < 1e-9
     q = attention_map(torch.tensor(s1)).numpy()
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0)
 

@@ -18,14 +18,16 @@ def test_tokens_with_cls_become_maps():
 
 
 def test_explicit_prefix_tokens():
-    x = torch.randn(1, 4 + 9, 3)  # e.g. CLS + 3 register tokens + 3 x 3 patches; auto would take 4 = 2 x 2
+    x = torch.randn(1, 4 + 9, 3)  # e.g. CLS + 3 register tokens + 3 x 3 patches
     assert to_map(x, "t", num_prefix_tokens=4).shape == (1, 3, 3, 3)
+    with pytest.raises(ValueError, match=r"\(1, 13, 3\).*0 or 1"):  # auto-detection only tries 0 and 1
+        to_map(x, "t")
     assert map_shape((13, 3), "t", num_prefix_tokens=4) == (3, 3, 3)
 
 
 def test_non_square_tokens_refused_naming_the_shape():
     with pytest.raises(ValueError, match=r"\(2, 7, 5\).*num_prefix_tokens"):
-        to_map(torch.randn(2, 7, 5), "teacher", num_prefix_tokens=0)
+        to_map(torch.randn(2, 7, 5), "teacher")
     with pytest.raises(ValueError, match=r"\(50, 8\)"):
         map_shape((50, 8), "teacher", num_prefix_tokens=0)
     with pytest.raises(ValueError, match="5 dims|not supported"):

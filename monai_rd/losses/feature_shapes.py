@@ -6,8 +6,10 @@ a CNN student gives maps ``[B, C, H, W]``, widths and resolutions differ. The co
 
 * maps ``[B, C, H, W]`` are used as they are;
 * tokens ``[B, N, D]`` become maps ``[B, D, h, w]`` when ``N - P = h * w`` with ``h = w`` a square grid, where
-  ``P`` prefix tokens (CLS / register tokens) are dropped first. ``P`` is given, or found as the smallest
-  ``P`` in ``0..8`` that leaves a square grid; otherwise a ``ValueError`` names the shape;
+  ``P`` prefix tokens (CLS / distillation / register tokens) are dropped first. ``P`` is given
+  (``num_prefix_tokens``), or else taken as 0 when ``N`` is square and 1 (a CLS token) when ``N - 1`` is; any other
+  layout (e.g. DINOv2 with registers, DeiT with a distillation token) needs ``num_prefix_tokens``, otherwise a
+  ``ValueError`` names the shape;
 * vectors ``[B, D]`` become ``[B, D, 1, 1]`` maps (losses that need a spatial layout refuse them);
 * when two maps differ in resolution, the larger is average-pooled (``adaptive_avg_pool2d``) to the smaller
   one, as RepDistiller does for FitNets/AT/VID (never upsampled, so no values are invented);
@@ -31,11 +33,11 @@ __all__ = [
     "pool_to_common",
 ]
 
-MAX_PREFIX_TOKENS = 8
+AUTO_PREFIX_TOKENS = (0, 1)  # no prefix, or a CLS token
 
 
 def _grid_side(num_tokens: int, num_prefix_tokens: int | None, shape: tuple, name: str) -> tuple[int, int]:
-    candidates = [num_prefix_tokens] if num_prefix_tokens is not None else range(MAX_PREFIX_TOKENS + 1)
+    candidates = [num_prefix_tokens] if num_prefix_tokens is not None else AUTO_PREFIX_TOKENS
     for p in candidates:
         n = num_tokens - p
         side = math.isqrt(n) if n > 0 else 0
@@ -43,8 +45,9 @@ def _grid_side(num_tokens: int, num_prefix_tokens: int | None, shape: tuple, nam
             return p, side
     raise ValueError(
         f"{name} tokens of shape {shape} cannot be laid out as a square map: {num_tokens} tokens minus "
-        f"{'the given ' + str(num_prefix_tokens) if num_prefix_tokens is not None else '0..' + str(MAX_PREFIX_TOKENS)}"
-        " prefix tokens is not a square number. Pass num_prefix_tokens, or give [B, C, H, W] maps."
+        f"{'the given ' + str(num_prefix_tokens) if num_prefix_tokens is not None else '0 or 1 (CLS)'}"
+        " prefix tokens is not a square number. Pass num_prefix_tokens (CLS + distillation/register tokens), "
+        "or give [B, C, H, W] maps."
     )
 
 
