@@ -118,16 +118,7 @@ def test_xray_preset_inverts_scales_and_equalises():
     np.testing.assert_allclose(plain[1], (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "reader_inverts",
-    [
-        True,
-        pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
-            "readers branch: DicomReader(invert_monochrome1=False) still records rd_photometric_interpretation="
-            "'MONOCHROME2' for a MONOCHROME1 array (dicom_reader.py, meta['rd_photometric_interpretation']), so the "
-            "preset does not invert it; remove this mark once the reader records 'MONOCHROME1' there"))),
-    ],
-)
+@pytest.mark.parametrize("reader_inverts", [True, False])
 def test_xray_preset_after_monai_rd_dicom_reader_inverts_once(reader_inverts):
     """LoadImaged with monai_rd's DicomReader, then the xray preset: the CR file comes out inverted exactly once,
     whether the reader inverts (and records MONOCHROME2) or leaves it to the preset."""

@@ -346,7 +346,11 @@ def read_dicom(
     meta = dicom_safe_meta(ds, allowed_tags)
     meta["rd_steps"] = ",".join(steps) if steps else "none"
     colour = image.ndim == (3 if num_frames == 1 else 4)
-    meta["rd_photometric_interpretation"] = "RGB" if colour else "MONOCHROME2"
+    # the state of the returned array: a MONOCHROME1 image the reader did not invert is still MONOCHROME1
+    if colour:
+        meta["rd_photometric_interpretation"] = "RGB"
+    else:
+        meta["rd_photometric_interpretation"] = "MONOCHROME1" if "invert_monochrome1" not in steps and original_pi == "MONOCHROME1" else "MONOCHROME2"
     meta["affine"] = _file_affine(ds, num_frames)
     meta["original_affine"] = meta["affine"].copy()
     meta["spatial_shape"] = np.asarray(image.shape[:-1] if colour else image.shape)
