@@ -26,7 +26,7 @@ from monai_rd.engines import RDEvaluator, RDTrainer
 from monai_rd.handlers import probs_and_class_indices
 from monai_rd.losses import RDLoss
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
-from test_feature_cache import bundle_transform
+from tests.test_feature_cache import bundle_transform
 
 TEACHER = "torchvision:resnet18"
 

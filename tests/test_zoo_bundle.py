@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from conftest import run_bundle
+from tests.conftest import run_bundle
 from monai_rd.networks.zoo.pmc_clip import ModifiedResNet
 
 
