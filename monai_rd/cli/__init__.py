@@ -12,6 +12,8 @@ __all__ = ["main", "COMMANDS"]
 # sub-command name -> module under monai_rd.cli defining ``add_arguments(parser)`` and ``run(args) -> int``
 COMMANDS = {
     "demo": "demo",
+    "export": "export",
+    "cost": "cost",
 }
 
 
