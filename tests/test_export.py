@@ -16,7 +16,7 @@ from monai_rd.cli import main as cli_main
 from monai_rd.export import ParityError, export_student, load_student
 from monai_rd.networks import StudentClassifier
 
-from conftest import BUNDLES, REPO
+from tests.conftest import BUNDLES, REPO
 
 PAPER_STUDENTS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0"]
 
