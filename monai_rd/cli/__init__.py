@@ -14,6 +14,7 @@ COMMANDS = {
     "demo": "demo",
     "export": "export",
     "cost": "cost",
+    "label-bundle": "label_bundle",
 }
 
 
