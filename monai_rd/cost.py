@@ -184,7 +184,8 @@ def _ratio(a: float | None, b: float | None) -> str:
 def _records(rows: Sequence[ModelCost], raw: bool = False) -> tuple[list[str], list[list[str]]]:
     teacher = next((r for r in rows if r.role == "teacher"), rows[0])
     backends = list(dict.fromkeys(b for r in rows for b in r.latency_ms))
-    header = ["role", "model", "params" if raw else "params (M)", "FLOPs" if raw else "GFLOPs", *(f"{b} (ms/batch)" for b in backends),
+    header = ["role", "model", "params" if raw else "params (M)", "FLOPs/batch" if raw else "GFLOPs/batch",
+              *(f"{b} (ms/batch)" for b in backends),
               "T/S params", "T/S FLOPs", *(f"T/S {b}" for b in backends)]
     records = []
     for r in rows:

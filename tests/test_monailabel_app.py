@@ -74,10 +74,11 @@ def test_server_serves_rd_bundle(served_bundle, busi_dir, tmp_path):
         shutil.copy(p, studies / os.path.basename(p).replace(" ", "_"))
     port = _free_port()
     log = open(tmp_path / "server.log", "w")
-    cmd = [os.path.join(os.path.dirname(sys.executable), "monailabel"), "start_server", "--app", APP,
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", APP,
            "--studies", str(studies), "--conf", "bundle", served_bundle, "--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "MONAI_LABEL_TASKS_TRAIN": "true"}
+           "MONAI_LABEL_TASKS_TRAIN": "true", "MONAILABEL_PYEXE": sys.executable,
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
