@@ -35,3 +35,19 @@ def busi_dir(tmp_path_factory) -> str:
     from monai_rd.data import make_busi_like
 
     return make_busi_like(tmp_path_factory.mktemp("busi"), n_per_class=10, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def dicom_series_dir(tmp_path_factory) -> str:
+    """``<root>/<class>/<patient>/<series>/IM*.dcm``: 2 classes x 4 patients, one 4-slice 32 px CT series each."""
+    from monai_rd.data import make_dicom_series_dataset
+
+    return make_dicom_series_dataset(tmp_path_factory.mktemp("dicom_series"), n_patients=4, n_slices=4, size=32)
+
+
+@pytest.fixture(scope="session")
+def nifti_dir(tmp_path_factory) -> str:
+    """``<root>/<class>/<subject>.nii.gz``: 2 classes x 4 LAS volumes of 20 x 24 x 6 with empty end slices."""
+    from monai_rd.data import make_nifti_dataset
+
+    return make_nifti_dataset(tmp_path_factory.mktemp("nifti"), n_subjects=4, shape=(20, 24, 6))

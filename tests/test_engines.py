@@ -75,3 +75,17 @@ def test_evaluator_scores_the_student_and_monitors_cka():
         expected = network.deployable()(x)
     preds = torch.stack([o["pred"] for o in evaluator.state.output])
     assert torch.allclose(preds, expected, atol=1e-5)
+
+
+def test_non_finite_loss_stops_before_the_update_naming_term_and_iteration():
+    network = RDNet(None, StudentClassifier("resnet18", 3), teacher_feature_shape=(512,))
+    loader = make_loader(n=12, teacher_features=True)
+    loader[2]["teacher_features"][0, 0] = float("nan")  # the third iteration's teacher features
+    trainer = make_trainer(network, loader, max_epochs=1)
+    snapshot = {}
+    trainer.add_event_handler(IterationEvents.MODEL_COMPLETED,
+                              lambda e: snapshot.update({k: v.clone() for k, v in network.named_parameters()}))
+    with pytest.raises(FloatingPointError, match=r"'ce_teacher' is nan at epoch 1, iteration 3"):
+        trainer.run()
+    # the failing iteration stepped nothing: the parameters are those after iteration 2
+    assert all(torch.equal(v, snapshot[k]) for k, v in network.named_parameters())

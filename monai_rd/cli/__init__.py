@@ -15,6 +15,9 @@ COMMANDS = {
     "export": "export",
     "cost": "cost",
     "label-bundle": "label_bundle",
+    "index": "index",
+    "cache-features": "cache_features",
+    "bench": "bench",
 }
 
 

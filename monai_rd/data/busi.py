@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 
-from PIL import Image
-
 from .datalist import datalist_hash, stratified_split, write_datalist
+from .duplicates import group_near_duplicates
+from .utils import verify_image
 
 __all__ = ["BUSI_CLASSES", "index_busi"]
 
@@ -26,11 +26,18 @@ def index_busi(
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
+    group_duplicates: bool = True,
+    max_hash_distance: int = 20,
 ) -> dict:
     """Index ``Dataset_BUSI_with_GT/{benign,malignant,normal}/<name> (N).png`` into a MONAI datalist.
 
     Masks (``_mask.png``, ``_mask_1.png`` ...) are excluded; a seeded stratified split keeps
     ``1 - val_fraction`` of each class for training (4:1 by default, as in the paper).
+
+    BUSI holds exact and near duplicates (the same scan saved twice, sometimes resized). With
+    ``group_duplicates`` the images are clustered by difference hash (:func:`group_near_duplicates`) and
+    each cluster goes wholly to one side of the split, so a duplicate never leaks from training into
+    validation. The clusters with more than one image are listed in the datalist under ``duplicate_groups``.
 
     Args:
         dataset_dir: the ``Dataset_BUSI_with_GT`` folder or the folder that contains it.
@@ -38,10 +45,12 @@ def index_busi(
         seed: split seed.
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image header so an unreadable file fails now, by name.
+        group_duplicates: keep near-duplicate images on one side of the split.
+        max_hash_distance: largest difference-hash distance (of 256 bits) between near-duplicates.
 
     Returns:
         ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "classes": [...],
-        "split_hash": str}`` with labels indexing ``BUSI_CLASSES``.
+        "duplicate_groups": [[relative paths]...], "split_hash": str}`` with labels indexing ``BUSI_CLASSES``.
 
     Raises:
         FileNotFoundError: the folder does not exist or holds no image.
@@ -69,21 +78,24 @@ def index_busi(
             if not name.lower().endswith(".png") or not os.path.isfile(path):
                 raise ValueError(f"Unexpected file {path!r} in BUSI: only PNG images and their masks belong there.")
             if verify_images:
-                try:
-                    with Image.open(path) as im:
-                        im.verify()
-                except Exception as e:
-                    raise ValueError(f"Unreadable image {path!r}: {e}. Remove or replace the file.") from e
+                verify_image(path, "BUSI")
             items.append({"image": os.path.abspath(path), "label": label, "class_name": class_name})
     if not items:
         raise FileNotFoundError(
             f"No BUSI images under {root!r}: expected {list(BUSI_CLASSES)} folders holding '<class> (N).png' files."
         )
-    train_idx, val_idx = stratified_split([i["label"] for i in items], val_fraction=val_fraction, seed=seed)
+    groups = group_near_duplicates([i["image"] for i in items], max_hash_distance) if group_duplicates else None
+    train_idx, val_idx = stratified_split(
+        [i["label"] for i in items], val_fraction=val_fraction, seed=seed, groups=groups
+    )
+    clusters: dict[int, list[str]] = {}
+    for item, group in zip(items, groups or []):
+        clusters.setdefault(group, []).append(os.path.relpath(item["image"], os.path.abspath(root)))
     datalist = {
         "training": [items[i] for i in train_idx],
         "validation": [items[i] for i in val_idx],
         "classes": list(BUSI_CLASSES),
+        "duplicate_groups": [names for names in clusters.values() if len(names) > 1],
     }
     datalist["split_hash"] = datalist_hash(datalist)
     if datalist_file is not None:

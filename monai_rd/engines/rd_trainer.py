@@ -23,9 +23,26 @@ class RDTrainer(SupervisedTrainer):
     is deployed, so MONAI post-processing and metrics score the student), ``loss`` (the total), each
     unweighted term as ``loss_<term>``, each weight as ``weight_<term>`` and the batch ``cka``. It fires
     ``FORWARD_COMPLETED``, ``LOSS_COMPLETED``, ``BACKWARD_COMPLETED`` and ``MODEL_COMPLETED`` like MONAI's
-    own trainer. When a batch carries precomputed teacher features under ``teacher_features``, they
+    own trainer. A non-finite loss term stops training with ``FloatingPointError`` naming the term and
+    iteration, before any weight is updated. When a batch carries precomputed teacher features under ``teacher_features``, they
     replace the teacher's forward pass.
     """
+
+    @staticmethod
+    def _check_finite(engine: RDTrainer, terms: dict[str, torch.Tensor]) -> None:
+        """Stop before a NaN/Inf reaches the weights, naming the term and the iteration.
+
+        Nothing has been stepped yet, so the networks (and any checkpoint saved so far) stay the last good ones.
+        """
+        # the individual terms first, so the message names the culprit rather than the total
+        for name, value in sorted(terms.items(), key=lambda kv: kv[0] == "loss"):
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(
+                    f"RD loss term '{name}' is {float(value.detach())} at epoch {engine.state.epoch}, iteration "
+                    f"{engine.state.iteration}: training stopped before the update, so the weights and the last "
+                    "saved checkpoint are the last good ones. Lower the learning rate, check the input "
+                    "intensities, or enable gradient clipping."
+                )
 
     def _iteration(self, engine: RDTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
         if batchdata is None:
@@ -44,6 +61,7 @@ class RDTrainer(SupervisedTrainer):
             engine.state.output[Keys.PRED] = outputs["z_S"]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             terms = engine.loss_function(outputs, targets)
+        self._check_finite(engine, terms)
         loss = terms["loss"]
         engine.state.output[Keys.LOSS] = loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)

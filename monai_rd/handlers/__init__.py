@@ -4,3 +4,4 @@ from .cka_monitor import CKAMonitor
 from .loss_weight_schedule import LossWeightSchedule, WeightSchedule
 from .utils import probs_and_class_indices, rd_loss_terms
 from .prediction_writer import PredictionCSVWriter
+from .multilabel_auc import MultiLabelAUC, multilabel_auc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from monai.utils import IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
 
 from ..losses.cka import linear_cka
 
@@ -49,4 +49,7 @@ class CKAMonitor(Metric):
     def compute(self) -> float:
         if not self._f_t:
             raise RuntimeError("CKAMonitor saw no features: is it attached to an RDEvaluator?")
-        return float(linear_cka(torch.cat(self._f_t), torch.cat(self._f_s)))
+        # under DDP every rank holds its shard of the validation set: CKA is over the whole set
+        f_t = evenly_divisible_all_gather(torch.cat(self._f_t), concat=True)
+        f_s = evenly_divisible_all_gather(torch.cat(self._f_s), concat=True)
+        return float(linear_cka(f_t, f_s))

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["linear_cka", "CKALoss"]
+__all__ = ["linear_cka", "CKALoss", "gather_across_ranks"]
+
+
+def gather_across_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` ``[n, ...]`` from every rank along the batch: ``[world_size * n, ...]``.
+
+    Outside an initialised process group (or with one rank) ``x`` is returned as is. The gather is
+    differentiable: each rank's gradient flows back to the rank that produced it (summed over the ranks'
+    identical global losses), so after DDP's gradient averaging a batch-level loss such as CKA gets the
+    gradient of the single-process loss at the same global batch. Every rank must hold the same ``n``
+    (DistributedSampler with ``drop_last``).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cka import linear_cka
+from .cka import gather_across_ranks, linear_cka
 from .kd import KDLoss
 
 __all__ = ["RDLoss", "RD_TERMS"]
@@ -29,6 +29,8 @@ class RDLoss(nn.Module):
         multi_label: BCE-with-logits and sigmoid KD instead of CE and softmax KD (ChestX-ray14).
         detach_teacher: stop KD and CKA gradients from flowing into the teacher branch (``g`` and ``h``
             through ``z_T``); by default RD co-trains both branches end to end.
+        gather_distributed: under DDP, compute CKA on the features of the whole global batch (all ranks),
+            so the loss equals the single-process loss at the same global batch.
 
     Inputs:
         outputs: ``{"f_T": [B, d], "f_S": [B, d], "z_T": [B, C], "z_S": [B, C]}`` (from :class:`RDNet`).
@@ -47,11 +49,13 @@ class RDLoss(nn.Module):
         temperature: float = 4.0,
         multi_label: bool = False,
         detach_teacher: bool = False,
+        gather_distributed: bool = True,
     ) -> None:
         super().__init__()
         self.weights: dict[str, float] = {"ce_teacher": ce_teacher, "ce_student": ce_student, "kd": kd, "cka": cka}
         self.multi_label = multi_label
         self.detach_teacher = detach_teacher
+        self.gather_distributed = gather_distributed
         self.kd_loss = KDLoss(temperature=temperature, multi_label=multi_label)
 
     def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -63,6 +67,8 @@ class RDLoss(nn.Module):
     def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         z_t, z_s, f_t, f_s = outputs["z_T"], outputs["z_S"], outputs["f_T"], outputs["f_S"]
         z_t_kd, f_t_kd = (z_t.detach(), f_t.detach()) if self.detach_teacher else (z_t, f_t)
+        if self.gather_distributed:
+            f_t_kd, f_s = gather_across_ranks(f_t_kd), gather_across_ranks(f_s)
         cka_value = linear_cka(f_t_kd, f_s)
         terms = {
             "ce_teacher": self.supervised(z_t, target),

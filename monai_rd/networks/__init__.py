@@ -7,3 +7,5 @@ from .registry import Registry
 from .reprogrammer import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
 from .students import STUDENTS, StudentClassifier, build_student
 from .teachers import TEACHERS, FrozenTeacher, build_teacher
+from .distributed import distributed_rdnet
+from . import zoo  # registers the foundation-model teachers

@@ -34,7 +34,8 @@ class FrozenTeacher(nn.Module):
         channel_order: ``"RGB"`` or ``"BGR"`` (Keras-converted weights expect BGR).
 
     Shapes:
-        ``[B, 3, H, W]`` in ``[0, 1]`` RGB -> ``[B, feature_dim]`` (pooled) or ``[B, D, h, w]`` (maps).
+        ``[B, 3, H, W]`` in ``[0, 1]`` RGB (``[B, 1, H, W]`` grey is repeated to 3 channels) ->
+        ``[B, feature_dim]`` (pooled) or ``[B, D, h, w]`` (maps).
     """
 
     def __init__(
@@ -66,7 +67,11 @@ class FrozenTeacher(nn.Module):
         return super().train(False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, 3, H, W]`` in ``[0, 1]`` RGB -> the teacher's own input."""
+        """Images ``[B, 3, H, W]`` in ``[0, 1]`` RGB (or grey ``[B, 1, H, W]``, repeated) -> the teacher's own input."""
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] != 3:
+            raise ValueError(f"Teacher {self.name!r} expects [B, 1 or 3, H, W] images, got shape {tuple(x.shape)}.")
         if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         if self.channel_order == "BGR":

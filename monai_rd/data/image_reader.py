@@ -1,0 +1,109 @@
+"""A PNG/JPEG/BMP/TIFF reader for MONAI with the orientation natural-image foundation models expect.
+
+Convention: :meth:`NaturalImageReader.get_data` returns ``[H, W]`` (grey) or ``[H, W, C]`` (``C`` = 2 grey+alpha,
+3 RGB, 4 RGBA) with ``H`` the image rows from top to bottom and ``W`` the columns from left to right, exactly
+``numpy.asarray(PIL.Image.open(path))``; after ``EnsureChannelFirst`` an image is ``[C, H, W]``, the layout of
+torchvision and of every natural-image backbone. (MONAI's ``PILReader`` transposes to ``[W, H]`` unless
+``reverse_indexing=False``.) The EXIF orientation of photographs is applied first (``exif_transpose``).
+
+Values are kept as stored: 8-bit images in [0, 255], 16-bit (PIL modes ``I;16``/``I;16B``/``I``) in
+[0, 65535], float TIFF (``F``) as is; palette images become RGB (RGBA when they carry transparency),
+1-bit images 0/255, CMYK/YCbCr/LAB RGB. Multi-page TIFFs are refused (one image per file).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
+from monai.utils import ensure_tuple
+
+__all__ = ["NaturalImageReader", "ImageReadError", "read_natural_image", "NATURAL_IMAGE_SUFFIXES"]
+
+NATURAL_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be read; the message names the file and the reason."""
+
+
+def read_natural_image(
+    path: str | os.PathLike, exif_transpose: bool = True, dtype=np.float32
+) -> tuple[np.ndarray, dict]:
+    """Read one image file as ``([H, W] or [H, W, C], meta)``; see the module docstring."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{path!r}: no such file.")
+    try:
+        with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:
+                raise ImageReadError(
+                    f"{path!r} holds {im.n_frames} pages/frames; one image per file is expected (split the TIFF)."
+                )
+            im.load()
+            if exif_transpose:
+                im = ImageOps.exif_transpose(im)
+            mode = im.mode
+            if mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif mode == "PA":
+                im = im.convert("RGBA")
+            elif mode == "1":
+                im = im.convert("L")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            elif mode not in ("L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
+                raise ImageReadError(f"{path!r}: PIL mode {mode!r} is not supported.")
+            arr = np.asarray(im)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError as e:
+        raise ImageReadError(f"{path!r} is not an image PIL can read (PNG, JPEG, BMP, TIFF expected).") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path!r} cannot be decoded ({type(e).__name__}: {e}); truncated or corrupt file?") from e
+    colour = arr.ndim == 3
+    meta = {
+        "affine": np.eye(4),
+        "original_affine": np.eye(4),
+        "spatial_shape": np.asarray(arr.shape[:2]),
+        "original_channel_dim": -1 if colour else "no_channel",
+        "rd_mode": mode,
+    }
+    return arr.astype(dtype), meta
+
+
+class NaturalImageReader(ImageReader):
+    """MONAI ``ImageReader`` for PNG/JPEG/BMP/TIFF files: ``[H, W(, C)]``, rows first (see the module docstring).
+
+    Args:
+        exif_transpose: apply the EXIF orientation tag of photographs.
+        dtype: output dtype (values are not rescaled).
+    """
+
+    def __init__(self, exif_transpose: bool = True, dtype=np.float32) -> None:
+        super().__init__()
+        self.exif_transpose = exif_transpose
+        self.dtype = dtype
+
+    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
+        return all(os.fspath(f).lower().endswith(NATURAL_IMAGE_SUFFIXES) for f in ensure_tuple(filename))
+
+    def read(self, data, **kwargs):
+        """Check the suffixes (else raise, so that ``LoadImage`` may try another reader); reading happens in
+        :meth:`get_data`, so its errors (file and reason named) reach the user."""
+        names = tuple(os.fspath(n) for n in ensure_tuple(data))
+        if not self.verify_suffix(names):
+            raise ImageReadError(f"{list(names)}: unsupported suffix for {type(self).__name__}.")
+        return names
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        arrays, meta = [], {}
+        for name in ensure_tuple(img):
+            arr, m = read_natural_image(name, self.exif_transpose, self.dtype)
+            _copy_compatible_dict(m, meta)
+            arrays.append(arr)
+        return _stack_images(arrays, meta), meta

@@ -1,0 +1,140 @@
+"""Contrastive Representation Distillation (Tian et al., ICLR 2020) with momentum memory banks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .feature_shapes import to_vector
+
+__all__ = ["CRDLoss", "nce_loss"]
+
+
+def nce_loss(scores: torch.Tensor, num_data: int, eps: float = 1e-7) -> torch.Tensor:
+    """NCE objective of CRD eq. (18) on normalised scores ``[B, K + 1]`` (column 0 the positive).
+
+    With noise probability ``P_n = 1 / num_data`` and ``m = K``:
+    ``-1/B sum_b [ log(h_pos / (h_pos + m P_n)) + sum_k log(m P_n / (h_k + m P_n)) ]``.
+    """
+    b, k1 = scores.shape
+    m_pn = (k1 - 1) / float(num_data)
+    pos, neg = scores[:, 0], scores[:, 1:]
+    log_d1 = torch.log(pos / (pos + m_pn + eps))
+    log_d0 = torch.log(m_pn / (neg + m_pn + eps))
+    return -(log_d1.sum() + log_d0.sum()) / b
+
+
+class CRDLoss(nn.Module):
+    """CRD: student and teacher embeddings contrasted against memory banks of the whole dataset.
+
+    * Embedding heads: ``v_S = normalize(W_S f_S)``, ``v_T = normalize(W_T f_T)`` (linear, ``feat_dim`` outputs).
+    * Memory banks ``M_S, M_T`` ``[num_data, feat_dim]``, uniform in ``+-1/sqrt(feat_dim / 3)`` at start; after each
+      training forward, rows of the batch's dataset indices become
+      ``normalize(momentum * M[i] + (1 - momentum) * v_i)``.
+    * Scores ``h = exp(<M_T[j], v_S> / T) / Z_S`` and ``exp(<M_S[j], v_T> / T) / Z_T`` for ``j`` in the positive
+      index followed by ``K`` negatives; ``Z`` is fixed on the first call to ``mean(exp(.)) * num_data``.
+    * Loss: :func:`nce_loss` on both score sets, summed.
+
+    Negatives are drawn uniformly from the dataset indices other than the positive with a seeded generator,
+    or given as ``contrast_index``.
+
+    Args:
+        student_dim: student feature width ``D_S`` (maps/tokens are averaged to vectors first).
+        teacher_dim: teacher feature width ``D_T``.
+        num_data: number of training samples (memory bank rows); dataset indices lie in ``[0, num_data)``.
+        feat_dim: embedding width (128 in the paper).
+        num_negatives: ``K`` (16384 in the paper); at most ``num_data - 1``. None: ``min(4096, num_data - 1)``.
+        temperature: ``T`` (0.07).
+        momentum: memory momentum (0.5).
+        seed: seed of the memory initialisation and negative sampling.
+
+    Shapes: ``student`` ``[B, D_S]`` (or ``[B, C, H, W]``/``[B, N, D]``, averaged), ``teacher`` ``[B, D_T]``,
+    ``index`` ``[B]`` int64 dataset indices, ``contrast_index`` ``[B, K]`` -> scalar.
+    """
+
+    def __init__(
+        self,
+        student_dim: int,
+        teacher_dim: int,
+        num_data: int,
+        feat_dim: int = 128,
+        num_negatives: int | None = None,
+        temperature: float = 0.07,
+        momentum: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_data < 2:
+            raise ValueError(f"CRD needs num_data >= 2 (the size of the training set), got {num_data}.")
+        k = min(4096, num_data - 1) if num_negatives is None else int(num_negatives)
+        if not 1 <= k <= num_data - 1:
+            raise ValueError(f"num_negatives must be in [1, num_data - 1] = [1, {num_data - 1}], got {k}.")
+        self.embed_s = nn.Linear(student_dim, feat_dim)
+        self.embed_t = nn.Linear(teacher_dim, feat_dim)
+        self.num_data, self.num_negatives, self.feat_dim = int(num_data), k, int(feat_dim)
+        self.temperature, self.momentum = float(temperature), float(momentum)
+        gen = torch.Generator().manual_seed(seed)
+        stdv = 1.0 / math.sqrt(feat_dim / 3.0)
+        self.register_buffer("memory_s", (torch.rand(num_data, feat_dim, generator=gen) * 2 - 1) * stdv)
+        self.register_buffer("memory_t", (torch.rand(num_data, feat_dim, generator=gen) * 2 - 1) * stdv)
+        self.register_buffer("z", torch.full((2,), -1.0))  # Z_S, Z_T; < 0 until set on the first call
+        self._generator = torch.Generator().manual_seed(seed + 1)
+
+    def sample_negatives(self, index: torch.Tensor) -> torch.Tensor:
+        """``K`` indices per row, uniform over ``[0, num_data)`` without the positive: ``[B]`` -> ``[B, K]``."""
+        r = torch.randint(0, self.num_data - 1, (index.shape[0], self.num_negatives), generator=self._generator)
+        r = r.to(index.device)
+        return r + (r >= index[:, None]).long()
+
+    def _scores(self, memory: torch.Tensor, idx: torch.Tensor, v: torch.Tensor, slot: int) -> torch.Tensor:
+        w = memory[idx].detach()  # [B, K + 1, feat_dim]
+        out = torch.exp(torch.einsum("bkd,bd->bk", w, v) / self.temperature)
+        if self.z[slot] < 0:
+            self.z[slot] = out.detach().mean() * self.num_data
+        return out / self.z[slot].clone()
+
+    @torch.no_grad()
+    def _update(self, memory: torch.Tensor, index: torch.Tensor, v: torch.Tensor) -> None:
+        rows = memory[index] * self.momentum + v.detach() * (1.0 - self.momentum)
+        memory.index_copy_(0, index, F.normalize(rows, dim=1))
+
+    def forward(
+        self,
+        student: torch.Tensor,
+        teacher: torch.Tensor,
+        index: torch.Tensor,
+        contrast_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        index = torch.as_tensor(index).long().view(-1).to(self.memory_s.device)
+        fs, ft = to_vector(student, "student"), to_vector(teacher, "teacher")
+        if fs.shape[0] != index.numel() or ft.shape[0] != index.numel():
+            raise ValueError(
+                f"CRD needs one dataset index per sample: student {tuple(student.shape)}, teacher "
+                f"{tuple(teacher.shape)}, index {tuple(index.shape)}."
+            )
+        if index.min() < 0 or index.max() >= self.num_data:
+            raise ValueError(
+                f"CRD dataset indices must lie in [0, {self.num_data}) (num_data = training-set size), got "
+                f"[{int(index.min())}, {int(index.max())}]. Add the sample index to each batch."
+            )
+        if contrast_index is None:
+            contrast_index = self.sample_negatives(index)
+        contrast_index = torch.as_tensor(contrast_index).long().to(index.device)
+        if contrast_index.shape != (index.numel(), self.num_negatives):
+            raise ValueError(
+                f"contrast_index must be [B, K] = [{index.numel()}, {self.num_negatives}], "
+                f"got {tuple(contrast_index.shape)}."
+            )
+        idx = torch.cat([index[:, None], contrast_index], dim=1)
+        v_s = F.normalize(self.embed_s(fs), dim=1)
+        v_t = F.normalize(self.embed_t(ft), dim=1)
+        scores_s = self._scores(self.memory_t, idx, v_s, 0)  # student anchor vs teacher memory
+        scores_t = self._scores(self.memory_s, idx, v_t, 1)  # teacher anchor vs student memory
+        loss = nce_loss(scores_s, self.num_data) + nce_loss(scores_t, self.num_data)
+        if self.training:
+            self._update(self.memory_s, index, v_s)
+            self._update(self.memory_t, index, v_t)
+        return loss

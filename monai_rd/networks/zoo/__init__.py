@@ -1,0 +1,21 @@
+"""The foundation-model teacher zoo: importing it registers every builder in :data:`TEACHERS`.
+
+Names: ``pmc_clip_rn50``, ``radimagenet_resnet50``, ``radimagenet_densenet121``, ``lvmmed_resnet50``,
+``lvmmed_vit_b``, ``biomedclip_vit_b``, ``timm:<arch>``, ``monai:<Net>``, ``torchscript``, ``onnx`` (and
+``torchvision:<arch>``, ``resnet50``, ``densenet121`` from :mod:`monai_rd.networks.teachers`).
+"""
+
+from . import biomedclip, generic, lvm_med, pmc_clip, radimagenet
+from .keras import KerasResNet50, read_keras_h5
+from .pmc_clip import ModifiedResNet
+
+__all__ = [
+    "KerasResNet50",
+    "ModifiedResNet",
+    "read_keras_h5",
+    "biomedclip",
+    "generic",
+    "lvm_med",
+    "pmc_clip",
+    "radimagenet",
+]

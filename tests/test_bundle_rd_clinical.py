@@ -1,0 +1,80 @@
+"""rd_clinical trains RD straight from a folder of DICOM series or NIfTI volumes, through the MONAI CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.conftest import BUNDLES, run_bundle
+
+TRAIN = os.path.join(BUNDLES, "rd_clinical", "configs", "train.json")
+PHI = (b"CompressedSamples", b"1CT1")  # PatientName / PatientID of pydicom's CT_small.dcm, copied in every slice
+
+
+def _train(dataset_dir, out, cwd, **overrides):
+    return run_bundle(
+        TRAIN, cwd=cwd, dataset_dir=dataset_dir, output_dir=out, max_epochs=1, image_size=32, batch_size=8,
+        num_workers=0, progress_bar=False, teacher="resnet50", student="resnet18", **overrides,
+    )  # fmt: skip
+
+
+def _check_outputs(out, n_items):
+    import torch
+
+    from monai_rd.networks import StudentClassifier
+
+    datalist = json.load(open(os.path.join(out, "datalist.json")))
+    assert len(datalist["training"]) + len(datalist["validation"]) == n_items
+    assert datalist["classes"] == ["lesion", "normal"]
+    state = torch.load(os.path.join(out, "model.pt"), weights_only=True)
+    StudentClassifier("resnet18", 2).load_state_dict(state, strict=True)
+    executed = json.load(open(os.path.join(out, "executed_config.json")))
+    return datalist, executed
+
+
+def test_trains_from_dicom_series(dicom_series_dir, tmp_path):
+    out = str(tmp_path / "out")
+    _train(dicom_series_dir, out, tmp_path, slice_mode="all")
+    datalist, executed = _check_outputs(out, 2 * 4 * 4)
+    assert executed["slice_mode"] == "all"
+    assert {i["slice"] for i in datalist["training"]} == {-1}
+    for root, _, files in os.walk(out):  # datalist, executed config, MLflow database, checkpoint
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                blob = f.read()
+            for phi in PHI:
+                assert phi not in blob, (name, phi)
+
+
+def test_trains_from_nifti_volumes(nifti_dir, tmp_path):
+    out = str(tmp_path / "out")
+    _train(nifti_dir, out, tmp_path, slice_mode="foreground", slice_axis="axial")
+    datalist, executed = _check_outputs(out, 2 * 4 * 4)  # 6 axial slices minus the 2 empty ones
+    assert executed["slice_axis"] == "axial"
+    assert {i["slice"] for i in datalist["training"]} == {1, 2, 3, 4}
+
+
+
+def test_same_structure_and_override_ids_as_rd_busi():
+    busi = json.load(open(os.path.join(BUNDLES, "rd_busi", "configs", "train.json")))
+    clinical = json.load(open(TRAIN))
+    assert set(busi) <= set(clinical)  # every rd_busi override id works here too
+    for section in ("train", "validate"):
+        assert set(busi[section]) == set(clinical[section])
+        assert busi[section]["trainer" if section == "train" else "evaluator"] == clinical[section][
+            "trainer" if section == "train" else "evaluator"]
+    assert busi["train"]["handlers"] == clinical["train"]["handlers"]
+    data_ids = {"slice_mode", "slice_axis", "slice_threshold", "slice_min_fraction", "multi_series", "dicom_voi",
+                "dicom_window", "nifti_volume_index", "intensity_percentiles", "reader"}
+    assert set(clinical) - set(busi) == data_ids
+
+
+def test_reader_options_reach_the_readers():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser.update({"dicom_voi": True, "dicom_window": [40, 400], "slice_axis": "coronal", "nifti_volume_index": 0})
+    reader = parser.get_parsed_content("reader")
+    assert reader.readers["dicom"].voi is True and reader.readers["dicom"].window == (40, 400)
+    assert reader.readers["nifti"].slice_axis == "coronal" and reader.readers["nifti"].volume_index == 0

@@ -1,0 +1,33 @@
+"""``monai-rd demo --dataset``: each synthetic writer matches its bundle's indexer and the command line is right."""
+
+import argparse
+import json
+import os
+
+import pytest
+
+from monai_rd.cli import demo
+from monai_rd.data import index_dataset
+
+
+@pytest.mark.parametrize("name", sorted(demo.DEMO_DATASETS))
+def test_demo_dataset_is_indexable_by_its_bundle(name, tmp_path):
+    entry = demo.DEMO_DATASETS[name]
+    data = entry.writer(str(tmp_path / "data"), 8, 32, 0)
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(["--dataset", name, "--workdir", str(tmp_path)])
+    cmd = demo.bundle_command(args, data, str(tmp_path / "out"))
+    config_file = cmd[cmd.index("--config_file") + 1]
+    assert config_file.endswith(os.path.join(entry.bundle, "configs", "train.json"))
+    with open(config_file) as f:
+        dataset_format = json.load(f).get("dataset_format", "busi")  # rd_busi calls index_busi directly
+    datalist = index_dataset(dataset_format, data)
+    assert datalist["training"] and datalist["validation"]
+
+
+def test_unknown_dataset_refused():
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dataset", "mnist"])
