@@ -111,3 +111,41 @@ def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkp
         got = np.array([float(row[f"prob_{c}"]) for c in CLASSES])
         np.testing.assert_allclose(got, expected, atol=2e-5)
         assert row["predicted_label"] == CLASSES[int(np.argmax(expected))]
+
+
+def test_clinical_bundle_inference_dicom_nifti_png(tmp_path):
+    """rd_clinical inference.json: a DICOM series folder, a NIfTI volume and a PNG; bad sources refused together."""
+    from monai_rd.data.synthetic_medical import write_dicom_series, write_nifti_volume
+
+    folder = tmp_path / "in"
+    write_dicom_series(str(folder / "series_a"), n_slices=4, size=32, lesion=True)
+    write_nifti_volume(str(folder / "vol.nii.gz"))
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)).save(folder / "img.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.manual_seed(0)
+    torch.save(StudentClassifier("mobilenet_v3_small", 2).state_dict(), out / "model.pt")
+    (out / "datalist.json").write_text(json.dumps({"classes": ["normal", "lesion"], "training": [], "validation": []}))
+    clinical = os.path.join(BUNDLES, "rd_clinical", "configs", "inference.json")
+    args = dict(input_dir=folder, output_dir=out, image_size=32, student="mobilenet_v3_small", num_workers=0)
+
+    def run(**extra):
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", clinical]
+        for key, value in {**args, **extra}.items():
+            cmd += [f"--{key}", str(value)]
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    proc = run()
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 3 and {r["predicted_label"] for r in rows} <= {"normal", "lesion"}
+    assert all(abs(float(r["prob_normal"]) + float(r["prob_lesion"]) - 1) < 1e-4 for r in rows)
+
+    (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage" * 10)
+    (folder / "empty.nii.gz").write_bytes(b"")
+    (out / "predictions.csv").unlink()
+    proc = run()
+    assert proc.returncode != 0 and "2 of 5" in proc.stderr
+    assert "broken.dcm" in proc.stderr and "empty.nii.gz" in proc.stderr
+    assert not (out / "predictions.csv").exists()
+    assert len(list(csv.DictReader(open(out / "unreadable_inputs.csv")))) == 2
