@@ -35,3 +35,49 @@ def busi_dir(tmp_path_factory) -> str:
     from monai_rd.data import make_busi_like
 
     return make_busi_like(tmp_path_factory.mktemp("busi"), n_per_class=10, size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend and artifacts in tmp), killed at the end.
+
+    Yields ``{"uri", "pgid", "root"}``; the server runs in its own process group so that it (uvicorn and its
+    job runner) can be killed as a whole, by a test or at teardown.
+    """
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("mlflow_server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root}/backend.db", "--artifacts-destination", str(root / "artifacts"),
+         "--serve-artifacts"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not come up on {uri}:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"uri": uri, "pgid": proc.pid, "root": str(root)}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        log.close()

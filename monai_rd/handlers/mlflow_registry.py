@@ -67,6 +67,9 @@ class MLflowModelRegistryHandler:
         tracking_uri, experiment_name, run_name: the MLflow run (``MLFLOW_TRACKING_URI`` takes precedence).
         artifact_name: name of the logged model in the run.
         pip_requirements: written into the MLflow model (default: torch, torchvision, monai, monai-rd pins).
+
+    The model is saved with ``serialization_format="pickle"`` (the whole ``StudentClassifier``, any batch
+    size), so loading it needs ``monai_rd`` importable.
     """
 
     def __init__(
@@ -177,7 +180,7 @@ class MLflowModelRegistryHandler:
                     info = mlflow.pytorch.log_model(
                         model, name=self.artifact_name, signature=signature, input_example=example,
                         pip_requirements=list(self.pip_requirements or self._default_requirements()),
-                        registered_model_name=self.registered_model_name,
+                        registered_model_name=self.registered_model_name, serialization_format="pickle",
                     )
             finally:
                 mlflow.set_tracking_uri(previous)
