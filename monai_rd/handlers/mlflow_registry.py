@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from monai.utils import IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, min_version, optional_import, path_to_uri
 
 from ..networks.checkpoint import load_weights
 from ..utils import sha256_file
@@ -162,17 +163,30 @@ class MLflowModelRegistryHandler:
         uri = effective_tracking_uri(self.tracking_uri)
         link = MLflowLink.for_uri(uri)
         what = f"model: best student ({self.checkpoint}) as registered model {self.registered_model_name!r}"
-        client = mlflow.MlflowClient(tracking_uri=uri)
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.version, self.decision = None, None
 
         def _log() -> str:
             run_id = find_run_id(client, self.experiment_name, self.run_name)
-            previous = mlflow.get_tracking_uri()
+            # the fluent API needs the global URIs; set them for this call only (set_tracking_uri also
+            # writes MLFLOW_TRACKING_URI into os.environ), then put back exactly what was there
+            import mlflow.tracking._model_registry.utils as registry_utils
+            import mlflow.tracking._tracking_service.utils as tracking_utils
+
+            previous = (tracking_utils._tracking_uri, registry_utils._registry_uri,
+                        {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
             mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
             try:
                 if run_id is None:
                     experiment = client.get_experiment_by_name(self.experiment_name)
-                    experiment_id = experiment.experiment_id if experiment else client.create_experiment(self.experiment_name)
+                    if experiment is not None:
+                        experiment_id = experiment.experiment_id
+                    else:  # artifacts next to a SQLite store, as MONAI's MLFlowHandler does
+                        location = None
+                        if uri.startswith("sqlite:///"):
+                            location = path_to_uri(Path(uri[len("sqlite:///"):]).parent / "mlruns")
+                        experiment_id = client.create_experiment(self.experiment_name, artifact_location=location)
                     run = mlflow.start_run(experiment_id=experiment_id, run_name=self.run_name)
                 else:
                     run = mlflow.start_run(run_id=run_id)
@@ -183,7 +197,13 @@ class MLflowModelRegistryHandler:
                         registered_model_name=self.registered_model_name, serialization_format="pickle",
                     )
             finally:
-                mlflow.set_tracking_uri(previous)
+                mlflow.set_tracking_uri(previous[0])
+                mlflow.set_registry_uri(previous[1])
+                for k, v in previous[2].items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             return str(info.registered_model_version)
 
         version = link.attempt(what, _log, names=[self.alias], warn=True)
