@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,19 +38,22 @@ def busi_dir(tmp_path_factory) -> str:
     return make_busi_like(tmp_path_factory.mktemp("busi"), n_per_class=10, size=32, seed=0)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend and artifacts in tmp), killed at the end.
 
-    Yields ``{"uri", "pgid", "root"}``; the server runs in its own process group so that it (uvicorn and its
-    job runner) can be killed as a whole, by a test or at teardown.
+@contextlib.contextmanager
+def start_mlflow_server(root):
+    """Start a real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend and artifacts under ``root``).
+
+    Yields ``{"uri", "pgid", "root"}`` once ``/health`` answers (at most 120 s); the server runs in its own
+    process group so that it (uvicorn and its job runner) is killed as a whole, by a test or on exit.
     """
     import signal
     import socket
     import time
     import urllib.request
+    from pathlib import Path
 
-    root = tmp_path_factory.mktemp("mlflow_server")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -81,3 +85,10 @@ def mlflow_server(tmp_path_factory):
             pass
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` for the whole session (see :func:`start_mlflow_server`); do not kill it in a test."""
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as server:
+        yield server

@@ -137,7 +137,8 @@ class ResilientMLFlowHandler(MLFlowHandler):
         if self.cur_run is None:
             self.link.drop("metrics (no run)", names, step)
             return
-        self.link.attempt("metrics", super()._log_metrics, metrics, step=step, names=names)
+        log = super()._log_metrics
+        self.link.attempt("metrics", lambda: log(metrics, step=step), names=names, step=step)
 
     def complete(self) -> None:
         for path in self._parse_artifacts() if self.artifacts else []:
