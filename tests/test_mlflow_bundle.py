@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from conftest import REPO, run_bundle, start_mlflow_server
+from tests.conftest import REPO, run_bundle, start_mlflow_server
 
 mlflow = pytest.importorskip("mlflow")
 
