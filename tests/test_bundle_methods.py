@@ -40,7 +40,7 @@ def _run(parser):
 
 @pytest.mark.parametrize("method", STUDENT_METHODS + TEACHER_METHODS + VIT_METHODS)
 def test_method_trains_and_saves_its_deployable(method, busi_dir, tmp_path):
-    from monai_rd.methods import TeacherClassifier
+    from monai_rd.methods import TeacherClassifier, build_deployable
     from monai_rd.networks import StudentClassifier
 
     teacher = VIT if method in VIT_METHODS else "torchvision:resnet18"
@@ -60,6 +60,8 @@ def test_method_trains_and_saves_its_deployable(method, busi_dir, tmp_path):
         deployable.load_state_dict(state, strict=True)
     else:  # the deployable student alone: no teacher, reprogrammer, prompt or LoRA weights
         StudentClassifier("resnet18", 3).load_state_dict(state, strict=True)
+    # what evaluate/inference build to load it
+    build_deployable(method, "resnet18", teacher, 3).load_state_dict(state, strict=True)
     stage1 = parser.get_parsed_content("stage1::trainer")
     assert (stage1 is not None) == (method in ("kd", "direct_reprogramming", "lora_kd", "vpt_kd"))
     if stage1 is not None:

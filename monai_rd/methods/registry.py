@@ -25,7 +25,7 @@ from .adapters import lora_teacher, vpt_teacher
 from .losses import MethodLoss
 from .networks import DistillNet, ReferenceNet, StudentNet, TeacherClassifier, TunedTeacher, default_feature_layer
 
-__all__ = ["METHODS", "Method", "Stage", "build_method", "needs_teacher", "TEACHERLESS_METHODS", "FEATURE_KD_WEIGHTS"]
+__all__ = ["METHODS", "Method", "Stage", "build_method", "build_deployable", "method_options", "DEPLOYABLES", "needs_teacher", "TEACHERLESS_METHODS", "FEATURE_KD_WEIGHTS"]
 
 METHODS = Registry("method")
 
@@ -158,12 +158,26 @@ def build_method(
         reprogrammer_blocks=reprogrammer_blocks,
         teacher_feature_shape=tuple(teacher_feature_shape) if teacher_feature_shape is not None else None,
     )
-    try:
-        return METHODS.build(name, **common, **options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise TypeError(f"method {name!r}: {e} (check method_options in the bundle).") from e
-        raise
+    accepted = method_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"method {name!r} has no options {unknown}; it takes {sorted(accepted)} (check method_options in the bundle)."
+        )
+    return METHODS.build(name, **common, **options)
+
+
+_COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
+                     "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape"})  # fmt: skip
+
+
+def method_options(name: str) -> list[str]:
+    """The method-specific options of method ``name`` (what ``method_options`` in a bundle may set)."""
+    import inspect
+
+    builder = METHODS._builders[name]
+    params = inspect.signature(builder).parameters.values()
+    return sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _COMMON)
 
 
 def _need_teacher(name: str, teacher: nn.Module | None, cache_ok: bool = False, shape=None) -> None:
@@ -336,7 +350,7 @@ def _layers(root: nn.Module, given, image_size: int, owner: str) -> list[str]:
 
 def _feature_method(method: str):
     def build(teacher, student, multi_label=False, temperature=4.0, image_size=224, num_data=None, batch_size=None,
-              teacher_layers=None, student_layers=None, weight: float | None = None, kd_weight: float = 0.0,
+              teacher_layers=None, student_layers=None, weight: float | None = None,
               loss_options: Mapping | None = None, **_: Any) -> Method:  # fmt: skip
         _need_teacher(method, teacher)
         opts = dict(loss_options or {})
@@ -354,8 +368,6 @@ def _feature_method(method: str):
         one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
         feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
         weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
-        if kd_weight:
-            raise ValueError(f"{method}: kd_weight needs teacher logits, which a frozen feature teacher has none of.")
         net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers)
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
@@ -371,3 +383,38 @@ def _feature_method(method: str):
 
 for _m in ("hint", "at", "vid", "crd", "semckd", "mgd", "norm"):
     METHODS.register(_m, _feature_method(_m))
+
+
+# --- what a method deploys ------------------------------------------------------------------------------------------
+
+
+def _deploy_student(student, num_classes, **_: Any) -> nn.Module:
+    from ..networks.students import StudentClassifier
+
+    return StudentClassifier(student, num_classes)
+
+
+def _deploy_teacher_linear(teacher, num_classes, teacher_weights=None, **_: Any) -> nn.Module:
+    from ..networks.teachers import build_teacher
+
+    return TeacherClassifier(build_teacher(teacher, weights=teacher_weights), num_classes)
+
+
+def _deploy_teacher_finetune(teacher, num_classes, teacher_weights=None, **_: Any) -> nn.Module:
+    from ..networks.teachers import build_teacher
+
+    return TeacherClassifier(TunedTeacher(build_teacher(teacher, weights=teacher_weights)), num_classes)
+
+
+#: methods whose ``model.pt`` is not the student: the teacher references save teacher + head
+DEPLOYABLES = {"teacher_linear": _deploy_teacher_linear, "teacher_finetune": _deploy_teacher_finetune}
+
+
+def build_deployable(method: str, student: str, teacher: str, num_classes: int, teacher_weights=None) -> nn.Module:
+    """The architecture of method ``method``'s saved ``model.pt``, to load it with ``strict=True`` (evaluate,
+    inference): the :class:`StudentClassifier` for every method but ``teacher_linear``/``teacher_finetune``,
+    which save a :class:`TeacherClassifier` (teacher + head). Images ``[B, 3, H, W]`` in ``[0, 1]`` -> ``[B, C]``.
+    """
+    needs_teacher(method)  # validates the name
+    builder = DEPLOYABLES.get(method, _deploy_student)
+    return builder(student=student, teacher=teacher, num_classes=num_classes, teacher_weights=teacher_weights)
