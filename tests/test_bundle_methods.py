@@ -109,3 +109,32 @@ def test_cli_method_flag(method, busi_dir, tmp_path):
         progress_bar=False, teacher="torchvision:resnet18", student="resnet18", method=method,
     )  # fmt: skip
     assert (tmp_path / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("bundle,method", [("rd_chestxray", "kd"), ("rd_isic", "hint")])
+def test_other_bundles_take_the_method(bundle, method, tmp_path):
+    """rd_chestxray is multi-label: every method's supervised terms are BCE there (stage 1 included)."""
+    from monai.bundle import ConfigParser
+
+    from monai_rd.data import synthetic
+
+    make = {
+        "rd_chestxray": lambda d: synthetic.make_chestxray14_like(d, n_patients=12, size=32),
+        "rd_isic": lambda d: synthetic.make_isic2018_like(d, n_per_class=4, size=32),
+    }[bundle]
+    parser = ConfigParser()
+    parser.read_config(os.path.join(BUNDLES, bundle, "configs", "train.json"))
+    settings = dict(
+        dataset_dir=make(str(tmp_path / "data")), output_dir=str(tmp_path / "out"), max_epochs=1, stage1_epochs=1,
+        image_size=32, batch_size=4, num_workers=0, progress_bar=False, teacher="torchvision:resnet18", method=method,
+    )  # fmt: skip
+    for key, value in settings.items():
+        parser[key] = value
+    _run(parser)
+    method_def = parser.get_parsed_content("method_def")
+    multi_label = bundle == "rd_chestxray"
+    assert method_def.loss.multi_label is multi_label
+    if method_def.stage1 is not None:
+        assert method_def.stage1.loss.multi_label is multi_label
+        assert parser.get_parsed_content("stage1::trainer").state.epoch == 1
+    assert (tmp_path / "out" / "model.pt").is_file()
