@@ -138,3 +138,15 @@ def test_other_bundles_take_the_method(bundle, method, tmp_path):
         assert method_def.stage1.loss.multi_label is multi_label
         assert parser.get_parsed_content("stage1::trainer").state.epoch == 1
     assert (tmp_path / "out" / "model.pt").is_file()
+
+
+def test_evaluate_a_teacher_reference_with_build_deployable(busi_dir, tmp_path):
+    """teacher_linear saves teacher + head; evaluate.json scores it when its network is overridden."""
+    _run(_parser(busi_dir, tmp_path, "teacher_linear"))
+    run_bundle(
+        os.path.join(BUNDLES, "rd_busi", "configs", "evaluate.json"), output_dir=tmp_path, image_size=32,
+        num_workers=0,
+        network="$monai_rd.methods.build_deployable('teacher_linear', @student, 'torchvision:resnet18', "
+        "@num_classes).to(@device)",
+    )  # fmt: skip
+    assert (tmp_path / "eval" / "metrics.csv").is_file()
