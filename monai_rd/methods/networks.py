@@ -191,6 +191,13 @@ def _module(root: nn.Module, name: str, owner: str) -> nn.Module:
         raise ValueError(f"The {owner} has no layer {name!r}; its last layers are {names}.") from None
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU when it has none)."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 def default_feature_layer(root: nn.Module, image_size: int, owner: str = "network") -> str:
     """Name of the last layer (in execution order) whose output is a feature map ``[B, C, H, W]`` or tokens
     ``[B, N, D]``, found by one forward pass of a ``[1, 3, image_size, image_size]`` zero image in eval mode.
@@ -216,7 +223,7 @@ def default_feature_layer(root: nn.Module, image_size: int, owner: str = "networ
     root.eval()
     try:
         with torch.no_grad():
-            root(torch.zeros(1, 3, image_size, image_size))
+            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
     finally:
         root.train(was_training)
         for h in handles:

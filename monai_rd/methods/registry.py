@@ -23,7 +23,7 @@ from ..networks.rdnet import RDNet
 from ..networks.registry import Registry
 from .adapters import lora_teacher, vpt_teacher
 from .losses import MethodLoss
-from .networks import DistillNet, ReferenceNet, StudentNet, TeacherClassifier, TunedTeacher, default_feature_layer
+from .networks import module_device, DistillNet, ReferenceNet, StudentNet, TeacherClassifier, TunedTeacher, default_feature_layer
 
 __all__ = ["METHODS", "Method", "Stage", "build_method", "build_deployable", "method_options", "DEPLOYABLES", "needs_teacher", "TEACHERLESS_METHODS", "FEATURE_KD_WEIGHTS"]
 
@@ -334,7 +334,7 @@ def _tapped_shapes(root: nn.Module, layers: list[str], image_size: int) -> list[
     root.eval()
     try:
         with torch.no_grad():
-            root(torch.zeros(1, 3, image_size, image_size))
+            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
     finally:
         root.train(was_training)
         for h in handles:
