@@ -16,4 +16,15 @@ from .networks import (
     default_feature_layer,
     pool_features,
 )
-from .registry import DEPLOYABLES, FEATURE_KD_WEIGHTS, build_deployable, method_options, METHODS, TEACHERLESS_METHODS, Method, Stage, build_method, needs_teacher
+from .registry import (
+    DEPLOYABLES,
+    FEATURE_KD_WEIGHTS,
+    METHODS,
+    TEACHERLESS_METHODS,
+    Method,
+    Stage,
+    build_deployable,
+    build_method,
+    method_options,
+    needs_teacher,
+)

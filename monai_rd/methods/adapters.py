@@ -36,7 +36,11 @@ def lora_teacher(
     tuned = TunedTeacher(teacher, train_mode=False)
     if target_modules is None:
         target_modules = sorted(
-            {n.rsplit(".", 1)[-1] for n, m in tuned.named_modules() if isinstance(m, nn.Linear) and n.endswith(LORA_TARGET_SUFFIXES)}
+            {
+                n.rsplit(".", 1)[-1]
+                for n, m in tuned.named_modules()
+                if isinstance(m, nn.Linear) and n.endswith(LORA_TARGET_SUFFIXES)
+            }
         )
         if not target_modules:
             raise ValueError(

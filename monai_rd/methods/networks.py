@@ -287,7 +287,9 @@ class DistillNet(nn.Module):
         self.student = student
         self.teacher = teacher
         self.branch = FrozenBranch(branch) if branch is not None else None
-        self.teacher_taps = LayerTaps(teacher if teacher is not None else branch, teacher_layers, "teacher") if teacher_layers else None  # type: ignore[arg-type]
+        if teacher_layers and teacher is None:
+            raise ValueError("Intermediate teacher layers are tapped on a frozen teacher, not on a trained branch.")
+        self.teacher_taps = LayerTaps(teacher, teacher_layers, "teacher") if teacher_layers else None  # type: ignore
         self.student_taps = LayerTaps(student, student_layers, "student") if student_layers else None
 
     def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -23,9 +23,28 @@ from ..networks.rdnet import RDNet
 from ..networks.registry import Registry
 from .adapters import lora_teacher, vpt_teacher
 from .losses import MethodLoss
-from .networks import module_device, DistillNet, ReferenceNet, StudentNet, TeacherClassifier, TunedTeacher, default_feature_layer
+from .networks import (
+    DistillNet,
+    ReferenceNet,
+    StudentNet,
+    TeacherClassifier,
+    TunedTeacher,
+    default_feature_layer,
+    module_device,
+)
 
-__all__ = ["METHODS", "Method", "Stage", "build_method", "build_deployable", "method_options", "DEPLOYABLES", "needs_teacher", "TEACHERLESS_METHODS", "FEATURE_KD_WEIGHTS"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Stage",
+    "build_method",
+    "build_deployable",
+    "method_options",
+    "DEPLOYABLES",
+    "needs_teacher",
+    "TEACHERLESS_METHODS",
+    "FEATURE_KD_WEIGHTS",
+]
 
 METHODS = Registry("method")
 
@@ -371,7 +390,7 @@ def _feature_method(method: str):
         net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers)
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
-        info = {"teacher_layers": t_layers, "student_layers": s_layers, "teacher_shapes": t_shapes, "student_shapes": s_shapes}
+        info = dict(teacher_layers=t_layers, student_layers=s_layers, teacher_shapes=t_shapes, student_shapes=s_shapes)
         return Method(method, net, loss, dict(weights), sample_indices=pooled, info=info)
 
     build.__doc__ = (
