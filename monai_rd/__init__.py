@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 
-from . import bundle, data, engines, handlers, losses, networks, transforms, utils  # noqa: E402,F401
+from . import bundle, data, engines, handlers, losses, methods, networks, transforms, utils  # noqa: E402,F401
