@@ -5,3 +5,12 @@ from .loss_weight_schedule import LossWeightSchedule, WeightSchedule
 from .utils import probs_and_class_indices, rd_loss_terms
 from .prediction_writer import PredictionCSVWriter
 from .multilabel_auc import MultiLabelAUC, multilabel_auc
+from .resume import (
+    AtomicCheckpointSaver,
+    BestMetricState,
+    EpochSeed,
+    RNGState,
+    latest_checkpoint,
+    resume_checkpoint,
+    resume_objects,
+)
