@@ -29,3 +29,4 @@ from .synthetic_medical import make_dicom_series_dataset, make_nifti_dataset, wr
 from .synthetic import make_busi_like
 from .cached_dataset import CachedFeatureDataset, SeededViewDataset, cached_feature_shape, feature_cache_dataset
 from .feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed
+from .validation import BadInputError, check_item, validate_datalist
