@@ -180,3 +180,10 @@ def test_every_problem_is_listed_at_once(good, tmp_path):
     d = _with(d, "validation", {"image": str(tmp_path / "b.png"), "label": 5})
     msg = _expect_error(d, "2 unusable datalist entries", "a.png", "b.png", "label 5")
     assert "on_bad_input" in msg
+
+
+def test_thin_volume_is_fine_but_a_tiny_plane_is_not(good, tmp_path):
+    thin = write_nifti_volume(str(tmp_path / "thin.nii.gz"), shape=(20, 24, 3))
+    assert validate_datalist(_with(good, "training", {"image": thin, "label": 0}), class_names=CLASSES)
+    tiny = write_nifti_volume(str(tmp_path / "tiny.nii.gz"), shape=(20, 4, 3), with_empty_slices=False)
+    _expect_error(_with(good, "training", {"image": tiny, "label": 0}), "tiny.nii.gz", "below min_size=8")

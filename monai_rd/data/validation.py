@@ -60,7 +60,7 @@ def _check_file(path: str, min_size: int, decode: bool, cache: dict) -> str | No
                 arr, _ = {"image": read_natural_image, "dicom": read_dicom, "nifti": read_nifti}[kind](path)
                 if kind == "image" and arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
                     reason = f"{arr.shape[2]} channels (1-4 expected: grey, grey+alpha, RGB, RGBA)"
-                elif min(_spatial_shape(arr, kind)) < min_size:
+                elif min(sorted(_spatial_shape(arr, kind))[-2:]) < min_size:  # volumes: the largest plane
                     reason = f"image of {'x'.join(map(str, _spatial_shape(arr, kind)))} px is below min_size={min_size}"
                 elif not np.isfinite(arr).all():
                     reason = "holds NaN/Inf pixel values"
@@ -132,7 +132,8 @@ def validate_datalist(
     """Check every entry of ``datalist[split]`` and the splits themselves; return the datalist to train on.
 
     Per entry: the image path(s) exist, are not empty, decode with monai_rd's readers (PNG/JPEG/BMP/TIFF,
-    DICOM file or series folder, NIfTI) with 1-4 channels (what ``EnsureRGB`` accepts), at least ``min_size`` px per spatial axis
+    DICOM file or series folder, NIfTI) with 1-4 channels (what ``EnsureRGB`` accepts), at least ``min_size`` px per axis of an image (of the
+    two largest axes of a volume, which is sliced)
     and finite values; the label is a class index in ``[0, len(class_names))`` or a multi-hot list of that
     length. Per split: not empty and, for single-label data, ``training`` holds at least two classes.
 
