@@ -73,7 +73,9 @@ def check_run_params(params: Mapping[str, Any], checks: Mapping | None = None) -
         if k in checks and not checks[k][0](params[k])
     ]
     if bad:
-        raise ConfigError("invalid bundle parameter(s):\n" + "\n".join(bad) + "\nFix the value in the config or on the command line.")
+        raise ConfigError(
+            "invalid bundle parameter(s):\n" + "\n".join(bad) + "\nFix the value in the config or on the command line."
+        )
     return params
 
 

@@ -78,7 +78,9 @@ def _check_label(label: Any, num_classes: int | None) -> str | None:
     if isinstance(label, (bool, np.bool_)):
         return f"label {label!r} is a boolean, expected a class index or a multi-hot list"
     if isinstance(label, (int, np.integer)):
-        return None if 0 <= int(label) < num_classes else f"label {int(label)} is outside the class list (0..{num_classes - 1})"
+        if 0 <= int(label) < num_classes:
+            return None
+        return f"label {int(label)} is outside the class list (0..{num_classes - 1})"
     if isinstance(label, Sequence) and not isinstance(label, str):
         if len(label) != num_classes:
             return f"multi-hot label has {len(label)} entries, the class list has {num_classes}"
@@ -132,8 +134,8 @@ def validate_datalist(
     """Check every entry of ``datalist[split]`` and the splits themselves; return the datalist to train on.
 
     Per entry: the image path(s) exist, are not empty, decode with monai_rd's readers (PNG/JPEG/BMP/TIFF,
-    DICOM file or series folder, NIfTI) with 1-4 channels (what ``EnsureRGB`` accepts), at least ``min_size`` px per axis of an image (of the
-    two largest axes of a volume, which is sliced)
+    DICOM file or series folder, NIfTI) with 1-4 channels (what ``EnsureRGB`` accepts), at least ``min_size``
+    px per axis of an image (along the two largest axes of a volume, which is sliced)
     and finite values; the label is a class index in ``[0, len(class_names))`` or a multi-hot list of that
     length. Per split: not empty and, for single-label data, ``training`` holds at least two classes.
 
