@@ -30,3 +30,4 @@ from .synthetic import make_busi_like
 from .validate import UnreadableInputsError, check_readable, expand_inputs
 from .cached_dataset import CachedFeatureDataset, SeededViewDataset, cached_feature_shape, feature_cache_dataset
 from .feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed
+from .validation import BadInputError, check_item, validate_datalist

@@ -8,3 +8,12 @@ from .multilabel_auc import MultiLabelAUC, multilabel_auc
 from .mlflow_resilient import MLflowLink, ResilientMLFlowHandler, effective_tracking_uri
 from .best_model_report import BestModelReport, find_run_id, predict_probs
 from .mlflow_registry import MLflowModelRegistryHandler, assert_student_only
+from .resume import (
+    AtomicCheckpointSaver,
+    BestMetricState,
+    EpochSeed,
+    RNGState,
+    latest_checkpoint,
+    resume_checkpoint,
+    resume_objects,
+)
