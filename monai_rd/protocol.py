@@ -477,6 +477,12 @@ def _rows(grid: Grid, state: dict) -> list[dict]:
         if not record or record.get("status") != "done":
             continue
         metric = grid.metric_for(cell.dataset)
+        if metric not in record.get("metrics", {}):
+            raise RuntimeError(
+                f"Cell {cell.id} is done but has no {metric!r} in its recorded metrics "
+                f"({sorted(record.get('metrics', {}))}); was the grid's 'metric' changed? Restore it or delete the cell "
+                "from state.json to re-run it."
+            )
         row = {"cell_id": cell.id, **cell.__dict__, "method_id": grid.methods[cell.method]["method"],
                "metric": metric, "value": record["metrics"][metric]}
         row.update({k: v for k, v in record["metrics"].items()})
