@@ -171,3 +171,16 @@ def test_grid_runs_records_failure_and_resumes(tmp_path, bundle_launches):
     state2 = json.load(open(out / "state.json"))
     assert {k: state2["cells"][k]["finished"] for k in done} == finished_before
     assert state2["cells"]["busi__r18__resnet18__broken__s0"]["attempts"] == 2
+
+
+def test_method_refused_by_a_bundle_without_method_ids(tmp_path, bundle_launches):
+    config = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
+    if "method" in json.load(open(config)):
+        pytest.skip("rd_busi has method ids: every method runs through the bundle")
+    grid = RUN_GRID.replace("  rd_detach: {method: rd, overrides: {detach_teacher: true}}\n", "").replace(
+        "broken: {method: rd, overrides: {teacher: no_such_teacher}}", "kd: {method: kd}"
+    )
+    state = run_grid(_write(tmp_path / "g.yaml", grid), str(tmp_path / "out"), fabricate=True, progress=False)
+    assert bundle_launches == []
+    record = state["cells"]["busi__r18__resnet18__kd__s0"]
+    assert record["status"] == "failed" and "has no 'method' id" in record["error"] and "'kd'" in record["error"]
