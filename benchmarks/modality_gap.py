@@ -147,6 +147,17 @@ def pretrain_teacher(path: str, n: int, size: int, epochs: int, seed: int) -> fl
     return acc
 
 
+def source_accuracy(path: str, n: int, size: int, seed: int) -> float:
+    """Source-domain test accuracy of a teacher saved by :func:`pretrain_teacher` (same test images)."""
+    xt, yt = make_source(max(n // 5, 60), size, seed=2000 + seed)
+    model = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES))
+    model.load_state_dict(torch.load(path, weights_only=True))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return (model.eval()((xt - mean) / std).argmax(1) == yt).float().mean().item()
+
+
 # ------------------------------------------------------------------------------------------- methods
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
@@ -256,13 +267,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default=None, help="where the teacher weights go (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the per-seed results here")
+    p.add_argument("--teacher_weights", default=None,
+                   help="reuse a source teacher saved by an earlier run (skips pretraining; its source accuracy is re-measured)")
     cfg = p.parse_args(argv)
     torch.set_num_threads(cfg.threads)
     workdir = cfg.workdir or tempfile.mkdtemp(prefix="modality_gap_")
     os.makedirs(workdir, exist_ok=True)
-    weights = os.path.join(workdir, "source_teacher_resnet18.pt")
+    weights = cfg.teacher_weights or os.path.join(workdir, "source_teacher_resnet18.pt")
     t0 = time.time()
-    source_acc = pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
+    if cfg.teacher_weights:
+        source_acc = source_accuracy(weights, cfg.source_images, cfg.size, seed=0)
+    else:
+        source_acc = pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
     print(f"teacher pretrained on the source domain: source test accuracy {source_acc:.3f} "
           f"({time.time() - t0:.0f} s), weights {weights}", flush=True)
     teacher = build_teacher("torchvision:resnet18", weights=weights)
