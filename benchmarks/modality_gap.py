@@ -268,7 +268,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=None, help="where the teacher weights go (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the per-seed results here")
     p.add_argument("--teacher_weights", default=None,
-                   help="reuse a source teacher saved by an earlier run (skips pretraining; its source accuracy is re-measured)")
+                   help="a source teacher saved by an earlier run (skips pretraining; re-measures its accuracy)")
     cfg = p.parse_args(argv)
     torch.set_num_threads(cfg.threads)
     workdir = cfg.workdir or tempfile.mkdtemp(prefix="modality_gap_")
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         source_acc = source_accuracy(weights, cfg.source_images, cfg.size, seed=0)
     else:
         source_acc = pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
-    print(f"teacher pretrained on the source domain: source test accuracy {source_acc:.3f} "
+    print(f"teacher {'loaded' if cfg.teacher_weights else 'pretrained on the source domain'}: source test accuracy {source_acc:.3f} "
           f"({time.time() - t0:.0f} s), weights {weights}", flush=True)
     teacher = build_teacher("torchvision:resnet18", weights=weights)
     xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99)

@@ -138,7 +138,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise GridError(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}.")
     sections = {}
-    for section, required in (("datasets", "bundle"), ("teachers", "name"), ("students", "name"), ("methods", "method")):
+    required_keys = (("datasets", "bundle"), ("teachers", "name"), ("students", "name"), ("methods", "method"))
+    for section, required in required_keys:
         entries = _require_mapping(raw[section], f"{path}: {section!r}")
         for key, entry in entries.items():
             where = f"{path}: {section}.{key}"
@@ -246,7 +247,8 @@ def _fabricate(grid: Grid, dataset: str, out_dir: str) -> str:
     if os.path.isfile(marker):
         with open(marker) as f:
             return f.read().strip()
-    root = DEMO_DATASETS[layout].writer(folder, int(spec.get("n", 12)), int(spec.get("size", 64)), int(spec.get("seed", 0)))
+    n, size, seed = int(spec.get("n", 12)), int(spec.get("size", 64)), int(spec.get("seed", 0))
+    root = DEMO_DATASETS[layout].writer(folder, n, size, seed)
     atomic_write_text(marker, root)
     return root
 
@@ -279,7 +281,8 @@ def read_run_metrics(tracking_uri: str, experiment: str, run_name: str, key_metr
             histories[name] = {m.step: m.value for m in hist}
     if key_metric not in histories:
         raise RuntimeError(
-            f"Run {run_name!r} logged no {key_metric!r} (it logged {sorted(run.data.metrics)}); set 'metric' in the grid."
+            f"Run {run_name!r} logged no {key_metric!r} (it logged {sorted(run.data.metrics)}); "
+            "set 'metric' in the grid."
         )
     key_hist = histories[key_metric]
     best_epoch = max(sorted(key_hist), key=lambda s: key_hist[s])  # max keeps the first of equal values
@@ -359,7 +362,8 @@ def run_cell(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_ur
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, env=_child_env())
     if proc.returncode != 0:
         raise RuntimeError(
-            f"bundle exited with code {proc.returncode}: {_root_error(log_file)}\nlast lines of {log_file}:\n{_tail(log_file)}"
+            f"bundle exited with code {proc.returncode}: {_root_error(log_file)}\n"
+            f"last lines of {log_file}:\n{_tail(log_file)}"
         )
     metrics = read_run_metrics(tracking_uri, grid.name, cell.id, grid.metric_for(cell.dataset), since_ms=started_ms)
     try:
@@ -389,7 +393,9 @@ def _load_state(path: str) -> dict:
         try:
             state = json.load(f)
         except json.JSONDecodeError as e:
-            raise RuntimeError(f"State file {path} is not valid JSON ({e}); move it away to start the grid afresh.") from e
+            raise RuntimeError(
+                f"State file {path} is not valid JSON ({e}); move it away to start the grid afresh."
+            ) from e
     state.setdefault("cells", {})
     return state
 
@@ -424,12 +430,14 @@ def run_grid(
     tracking_uri = tracking_uri or "sqlite:///" + os.path.join(out_dir, "mlruns.db")
     state_file = os.path.join(out_dir, "state.json")
     state = _load_state(state_file)
-    state.update({"grid": grid.name, "grid_file": os.path.abspath(grid.path) if grid.path else "", "tracking_uri": tracking_uri})
+    grid_file = os.path.abspath(grid.path) if grid.path else ""
+    state.update({"grid": grid.name, "grid_file": grid_file, "tracking_uri": tracking_uri})
     cells = expand_cells(grid)
     todo = [c for c in cells if state["cells"].get(c.id, {}).get("status") != "done"]
     if only:
         todo = [c for c in todo if any(s in c.id for s in only)]
-    log(f"grid {grid.name!r}: {len(cells)} cells, {len(cells) - len(todo)} skipped (done or filtered), {len(todo)} to run")
+    skipped = len(cells) - len(todo)
+    log(f"grid {grid.name!r}: {len(cells)} cells, {skipped} skipped (done or filtered), {len(todo)} to run")
     bar = None
     if progress and todo:
         from tqdm import tqdm
@@ -445,7 +453,9 @@ def run_grid(
         try:
             if cell.dataset not in dataset_dirs:
                 ds = grid.datasets[cell.dataset]
-                dataset_dirs[cell.dataset] = _fabricate(grid, cell.dataset, out_dir) if fabricate else ds.get("dataset_dir")
+                dataset_dirs[cell.dataset] = (
+                    _fabricate(grid, cell.dataset, out_dir) if fabricate else ds.get("dataset_dir")
+                )
                 if not dataset_dirs[cell.dataset]:
                     raise GridError(f"{grid.path}: datasets.{cell.dataset} has no 'dataset_dir' (use --fabricate?).")
             new = run_cell(grid, cell, out_dir, dataset_dirs[cell.dataset], tracking_uri, timeout)
@@ -480,8 +490,8 @@ def _rows(grid: Grid, state: dict) -> list[dict]:
         if metric not in record.get("metrics", {}):
             raise RuntimeError(
                 f"Cell {cell.id} is done but has no {metric!r} in its recorded metrics "
-                f"({sorted(record.get('metrics', {}))}); was the grid's 'metric' changed? Restore it or delete the cell "
-                "from state.json to re-run it."
+                f"({sorted(record.get('metrics', {}))}); was the grid's 'metric' changed? "
+                "Restore it or delete the cell from state.json to re-run it."
             )
         row = {"cell_id": cell.id, **cell.__dict__, "method_id": grid.methods[cell.method]["method"],
                "metric": metric, "value": record["metrics"][metric]}
@@ -491,7 +501,10 @@ def _rows(grid: Grid, state: dict) -> list[dict]:
 
 
 def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
-    """``(dataset, teacher, student, method) -> {"mean", "std", "n", "metric"}`` over seeds (std with ddof=1; 0 if n=1)."""
+    """``(dataset, teacher, student, method) -> {"mean", "std", "n", "metric"}`` over seeds.
+
+    ``std`` is the sample standard deviation (ddof=1), 0 for a single seed.
+    """
     groups: dict[tuple, list[float]] = {}
     metrics: dict[tuple, str] = {}
     for r in rows:
@@ -561,8 +574,8 @@ def plot_methods(grid: Grid, summary: dict, path: str) -> str:
     datasets = list(grid.datasets)
     methods = list(grid.methods)
     combos = [(t, s) for s in grid.students for t in grid.teachers]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(max(4.0, 0.6 * len(methods) * len(combos)) * len(datasets) ** 0.5 + 2, 4),
-                             squeeze=False)
+    panel_width = max(4.0, 0.6 * len(methods) * len(combos))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(panel_width * len(datasets) ** 0.5 + 2, 4), squeeze=False)
     width = 0.8 / max(len(combos), 1)
     for ax, dataset in zip(axes[0], datasets):
         x = np.arange(len(methods))
@@ -585,7 +598,7 @@ def plot_methods(grid: Grid, summary: dict, path: str) -> str:
 
 
 def write_reports(grid: Grid, state: dict, out_dir: str) -> dict[str, str]:
-    """``results.csv``, ``summary.csv``, one markdown file per table (plus ``tables.md``, all of them) and ``methods.png``."""
+    """Write ``results.csv``, ``summary.csv``, a markdown file per table, ``tables.md`` (all) and ``methods.png``."""
     rows = _rows(grid, state)
     base = ["cell_id", "dataset", "teacher", "student", "method", "method_id", "seed", "metric", "value",
             "best_epoch", "epochs", "run_id"]

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking_uri", default=None, help="MLflow store (default sqlite:///<output_dir>/mlruns.db)")
     parser.add_argument("--only", nargs="+", default=None, help="run only cells whose id contains one of these")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per cell (default: no limit)")
-    parser.add_argument("--report_only", action="store_true", help="rewrite the tables/plot from state.json, run nothing")
+    parser.add_argument("--report_only", action="store_true",
+                        help="rewrite the tables/plot from state.json, run nothing")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
