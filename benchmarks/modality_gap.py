@@ -279,7 +279,8 @@ def main(argv=None) -> int:
         source_acc = source_accuracy(weights, cfg.source_images, cfg.size, seed=0)
     else:
         source_acc = pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
-    print(f"teacher {'loaded' if cfg.teacher_weights else 'pretrained on the source domain'}: source test accuracy {source_acc:.3f} "
+    how = "loaded" if cfg.teacher_weights else "pretrained on the source domain"
+    print(f"teacher {how}: source test accuracy {source_acc:.3f} "
           f"({time.time() - t0:.0f} s), weights {weights}", flush=True)
     teacher = build_teacher("torchvision:resnet18", weights=weights)
     xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99)
