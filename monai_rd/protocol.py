@@ -586,6 +586,7 @@ def plot_methods(grid: Grid, summary: dict, path: str) -> str:
             ax.bar(x + (i - (len(combos) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=f"{t}→{s}")
         ax.set_xticks(x, methods, rotation=45, ha="right")
         ax.set_title(dataset)
+        ax.set_ylim(0, 100)
         ax.set_ylabel(f"{grid.metric_for(dataset)} (%)")
     axes[0][-1].legend(fontsize="small")
     fig.suptitle(f"{grid.name}: mean ± std over seeds")
