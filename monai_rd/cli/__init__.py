@@ -18,6 +18,7 @@ COMMANDS = {
     "index": "index",
     "cache-features": "cache_features",
     "bench": "bench",
+    "reproduce": "reproduce",
 }
 
 

@@ -1,0 +1,319 @@
+"""Synthetic modality-gap benchmark (not a test): RD vs student-only vs Hinton KD vs direct reprogramming.
+
+A teacher (torchvision ResNet-18, random init) is pretrained in-process on a *source* domain of colourful
+shapes on smooth colour backgrounds (6 shape classes, many images), saved as a local weights file and then
+loaded, frozen, through :func:`monai_rd.networks.build_teacher` like any foundation model. The *target* task is
+in another modality: grey ultrasound-like images (Rayleigh speckle, depth attenuation) with a low-contrast
+lesion that is absent / a smooth oval / a spiculated blob (3 classes), with a small training set. Each method
+trains the same student architecture (``resnet18`` from :func:`build_student`, random init) on the same
+training images with the same optimiser, epochs and batch size; the deployed student is scored on a held-out
+test set at the last epoch (no model selection on the test set). Methods, built from the library's parts:
+
+- ``student``: ``StudentClassifier``, cross-entropy only.
+- ``kd``: Hinton KD (``KDLoss``, tau=4) from a *linearly probed* teacher (logistic regression ``h_T`` on the
+  frozen teacher's pooled features, fitted on the training set), loss ``CE + KD``.
+- ``direct_reprogramming``: stage 1 trains a ``Reprogrammer`` ``g`` and a linear head ``h`` on the frozen
+  teacher (CE only); stage 2 trains the student with ``CE + KD`` from the fixed reprogrammed teacher.
+- ``rd``: ``RDNet`` + ``RDLoss`` (co-training of ``g``, ``S`` and the shared ``h``); weights
+  ``ce_teacher = ce_student = 1``, ``kd`` and ``cka`` decreasing linearly from 1 to 0 per iteration, as the paper.
+
+Also reported, as references (not deployable students): the linear-probe teacher's and the directly
+reprogrammed teacher's test accuracy. Example (the run recorded in docs/protocol.md)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/modality_gap.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from monai_rd.losses import KDLoss, RDLoss
+from monai_rd.networks import RDNet, StudentClassifier, build_teacher
+from monai_rd.networks.reprogrammer import Reprogrammer
+
+SOURCE_CLASSES = ("disc", "square", "triangle", "star", "ring", "cross")
+TARGET_CLASSES = ("normal", "benign", "malignant")
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    return yy, xx
+
+
+def _shape_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Boolean ``[size, size]`` mask of one source-domain shape at a random position, scale and rotation."""
+    yy, xx = _grid(size)
+    r = rng.uniform(0.18, 0.32) * size
+    cy, cx = rng.uniform(r, size - r, 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    dy, dx = yy - cy, xx - cx
+    u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
+    rho, theta = np.hypot(u, v), np.arctan2(v, u)
+    if kind == "disc":
+        return rho <= r
+    if kind == "square":
+        return np.maximum(abs(u), abs(v)) <= r * 0.8
+    if kind == "triangle":
+        return rho * np.cos(((theta + np.pi / 3) % (2 * np.pi / 3)) - np.pi / 3) <= r * 0.5
+    if kind == "star":
+        return rho <= r * (0.55 + 0.45 * np.cos(5 * theta))
+    if kind == "ring":
+        return (rho <= r) & (rho >= r * 0.55)
+    if kind == "cross":
+        return ((abs(u) <= r * 0.3) | (abs(v) <= r * 0.3)) & (np.maximum(abs(u), abs(v)) <= r)
+    raise KeyError(kind)
+
+
+def make_source(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Natural-ish source domain: a coloured shape on a smooth colour gradient. ``[n, 3, s, s]`` in [0, 1], labels."""
+    rng = np.random.default_rng(seed)
+    images, labels = np.empty((n, 3, size, size), np.float32), np.empty(n, np.int64)
+    yy, xx = _grid(size)
+    for i in range(n):
+        label = i % len(SOURCE_CLASSES)
+        c0, c1 = rng.uniform(0, 1, (2, 3))
+        fg = np.clip(1.0 - (c0 + c1) / 2 + rng.normal(0, 0.1, 3), 0, 1)  # contrasting foreground colour
+        t = (np.cos(rng.uniform(0, np.pi)) * yy + np.sin(rng.uniform(0, np.pi)) * xx) / (2 * size) + 0.5
+        background = c0[:, None, None] * (1 - t) + c1[:, None, None] * t
+        mask = _shape_mask(SOURCE_CLASSES[label], size, rng)
+        image = np.where(mask, fg[:, None, None], background) + rng.normal(0, 0.03, (3, size, size))
+        images[i], labels[i] = np.clip(image, 0, 1), label
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def make_target(n_per_class: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ultrasound-like target domain: grey speckle, depth attenuation, a low-contrast lesion (none/oval/spiculated)."""
+    rng = np.random.default_rng(seed)
+    n = n_per_class * len(TARGET_CLASSES)
+    images, labels = np.empty((n, 3, size, size), np.float32), np.empty(n, np.int64)
+    yy, xx = _grid(size)
+    for i in range(n):
+        label = i % len(TARGET_CLASSES)
+        image = rng.rayleigh(0.25, (size, size)) * np.linspace(1.0, 0.6, size)[:, None]
+        if label > 0:
+            r = rng.uniform(0.15, 0.28) * size
+            cy, cx = rng.uniform(r, size - r, 2)
+            aspect = rng.uniform(0.6, 1.0)
+            rho = np.hypot((yy - cy) / aspect, xx - cx)
+            theta = np.arctan2(yy - cy, xx - cx)
+            if label == 2:  # spiculated: a radius modulated by several random harmonics
+                k = rng.integers(5, 9)
+                boundary = r * (0.75 + 0.25 * np.cos(k * theta + rng.uniform(0, 2 * np.pi)))
+            else:
+                boundary = np.full_like(rho, r)
+            image = np.where(rho <= boundary, image * rng.uniform(0.35, 0.6), image)  # low, varying contrast
+        image = np.clip(image, 0, 1)
+        images[i], labels[i] = np.repeat(image[None], 3, 0), label
+    order = rng.permutation(n)
+    return torch.from_numpy(images[order]), torch.from_numpy(labels[order])
+
+
+# --------------------------------------------------------------------------------------------- teacher
+def pretrain_teacher(path: str, n: int, size: int, epochs: int, seed: int) -> float:
+    """Train a torchvision ResNet-18 on the source domain, save its state dict to ``path``; returns source test acc."""
+    torch.manual_seed(seed)
+    x, y = make_source(n, size, seed=1000 + seed)
+    xt, yt = make_source(max(n // 5, 60), size, seed=2000 + seed)
+    model = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    steps = epochs * -(-n // 32)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(n).split(32):
+            loss = F.cross_entropy(model((x[idx] - mean) / std), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model((xt - mean) / std).argmax(1) == yt).float().mean().item()
+    torch.save(model.state_dict(), path)
+    return acc
+
+
+def source_accuracy(path: str, n: int, size: int, seed: int) -> float:
+    """Source-domain test accuracy of a teacher saved by :func:`pretrain_teacher` (same test images)."""
+    xt, yt = make_source(max(n // 5, 60), size, seed=2000 + seed)
+    model = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES))
+    model.load_state_dict(torch.load(path, weights_only=True))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return (model.eval()((xt - mean) / std).argmax(1) == yt).float().mean().item()
+
+
+# ------------------------------------------------------------------------------------------- methods
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return (torch.cat([model(b) for b in x.split(128)]).argmax(1) == y).float().mean().item()
+
+
+def _teacher_features(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([teacher(b) for b in x.split(128)])
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator):
+    return torch.randperm(n, generator=gen).split(batch_size)
+
+
+def train_student(x, y, cfg, seed, teacher_logits=None) -> StudentClassifier:
+    """CE (+ Hinton KD to fixed ``teacher_logits`` ``[N, C]`` when given) on the student."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    student = StudentClassifier(cfg.student, num_classes=len(TARGET_CLASSES))
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.01)
+    kd = KDLoss(temperature=cfg.temperature)
+    for _ in range(cfg.epochs):
+        student.train()
+        for idx in _batches(len(y), cfg.batch_size, gen):
+            logits = student(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
+            if teacher_logits is not None:
+                loss = loss + kd(logits, teacher_logits[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return student
+
+
+def linear_probe(feats: torch.Tensor, y: torch.Tensor, steps: int = 300) -> nn.Linear:
+    """Logistic regression on frozen teacher features (full batch, Adam, standardised inside the layer)."""
+    mu, sd = feats.mean(0), feats.std(0) + 1e-6
+    head = nn.Linear(feats.shape[1], len(TARGET_CLASSES))
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-4)
+    z = (feats - mu) / sd
+    for _ in range(steps):
+        loss = F.cross_entropy(head(z), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():  # fold the standardisation into the layer
+        head.weight.div_(sd)
+        head.bias.sub_(head.weight @ mu)
+    return head
+
+
+def direct_reprogram(feats: torch.Tensor, y: torch.Tensor, cfg, seed: int) -> nn.Module:
+    """Stage 1 of direct reprogramming: ``h(g(T(x)))`` trained with CE on frozen teacher features."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    d_s = StudentClassifier(cfg.student, num_classes=len(TARGET_CLASSES)).feature_dim
+    model = nn.Sequential(Reprogrammer(tuple(feats.shape[1:]), d_s, num_blocks=2), nn.Linear(d_s, len(TARGET_CLASSES)))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    for _ in range(cfg.epochs):
+        model.train()
+        for idx in _batches(len(y), cfg.batch_size, gen):
+            loss = F.cross_entropy(model(feats[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def train_rd(x, y, feats, teacher, cfg, seed) -> StudentClassifier:
+    """RD: ``RDNet`` + ``RDLoss``; kd and cka weights 1 -> 0 linearly over all iterations."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(TARGET_CLASSES)), num_blocks=2)
+    loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    iters_per_epoch = len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
+    total, it = cfg.epochs * iters_per_epoch, 0
+    for _ in range(cfg.epochs):
+        net.train()
+        for idx in _batches(len(y), cfg.batch_size, gen):
+            frac = it / max(total - 1, 1)
+            loss_fn.weights["kd"] = loss_fn.weights["cka"] = 1.0 - frac
+            out = loss_fn(net(x[idx], teacher_features=feats[idx]), y[idx])
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            it += 1
+    return net.deployable()
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--source_images", type=int, default=3000)
+    p.add_argument("--source_epochs", type=int, default=8)
+    p.add_argument("--train_per_class", type=int, default=16)
+    p.add_argument("--test_per_class", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--student", default="resnet18")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workdir", default=None, help="where the teacher weights go (default: a temporary folder)")
+    p.add_argument("--json", default=None, help="also write the per-seed results here")
+    p.add_argument("--teacher_weights", default=None,
+                   help="a source teacher saved by an earlier run (skips pretraining; re-measures its accuracy)")
+    cfg = p.parse_args(argv)
+    torch.set_num_threads(cfg.threads)
+    workdir = cfg.workdir or tempfile.mkdtemp(prefix="modality_gap_")
+    os.makedirs(workdir, exist_ok=True)
+    weights = cfg.teacher_weights or os.path.join(workdir, "source_teacher_resnet18.pt")
+    t0 = time.time()
+    if cfg.teacher_weights:
+        source_acc = source_accuracy(weights, cfg.source_images, cfg.size, seed=0)
+    else:
+        source_acc = pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
+    how = "loaded" if cfg.teacher_weights else "pretrained on the source domain"
+    print(f"teacher {how}: source test accuracy {source_acc:.3f} "
+          f"({time.time() - t0:.0f} s), weights {weights}", flush=True)
+    teacher = build_teacher("torchvision:resnet18", weights=weights)
+    xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99)
+    results: dict[str, list[float]] = {}
+    for seed in cfg.seeds:
+        x, y = make_target(cfg.train_per_class, cfg.size, seed=10 + seed)
+        feats, feats_te = _teacher_features(teacher, x), _teacher_features(teacher, xte)
+        probe = linear_probe(feats, y)
+        reprog = direct_reprogram(feats, y, cfg, seed)
+        with torch.no_grad():
+            row = {
+                "teacher_linear_probe (ref.)": (probe(feats_te).argmax(1) == yte).float().mean().item(),
+                "teacher_direct_reprog (ref.)": (reprog(feats_te).argmax(1) == yte).float().mean().item(),
+            }
+            probe_logits, reprog_logits = probe(feats), reprog(feats)
+        row["student"] = _accuracy(train_student(x, y, cfg, seed), xte, yte)
+        row["kd (linear-probe teacher)"] = _accuracy(train_student(x, y, cfg, seed, probe_logits), xte, yte)
+        row["direct_reprogramming + kd"] = _accuracy(train_student(x, y, cfg, seed, reprog_logits), xte, yte)
+        row["rd"] = _accuracy(train_rd(x, y, feats, teacher, cfg, seed), xte, yte)
+        for k, v in row.items():
+            results.setdefault(k, []).append(v)
+        print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), f"({time.time() - t0:.0f} s)",
+              flush=True)
+    print(f"\n| method | test accuracy (%), mean ± std over seeds {cfg.seeds} |\n|---|---|")
+    for k, v in results.items():
+        a = 100 * np.asarray(v)
+        print(f"| {k} | {a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.1f} |")
+    print(f"\ntotal {time.time() - t0:.0f} s; source-domain teacher accuracy {100 * source_acc:.1f}%")
+    if cfg.json:
+        with open(cfg.json, "w") as f:
+            json.dump({"config": vars(cfg), "source_accuracy": source_acc, "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The protocol runner: grid parsing, tables against hand-computed values, a real grid run that resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+
+import pytest
+
+from monai_rd.protocol import GridError, expand_cells, load_grid, run_grid, summarize, write_reports
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write(path, text: str) -> str:
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+TABLE_GRID = """
+name: hand
+seeds: [0, 1, 2]
+datasets:
+  busi: {bundle: rd_busi, dataset_dir: /nowhere}
+teachers:
+  t1: {name: resnet50}
+students:
+  s1: {name: resnet18}
+methods:
+  student: {method: student, uses_teacher: false, ablation: {}}
+  co_kd: {method: rd, overrides: {"loss_weights#cka": 0.0}, ablation: {co_reprog: true, kd: true}}
+  rd: {method: rd, ablation: {co_reprog: true, kd: true, cka: true}}
+tables:
+  t2: {title: Ablation, layout: ablation, methods: [student, co_kd, rd]}
+  t3: {title: Methods, methods: [student, rd]}
+"""
+
+
+def test_grid_expansion_and_errors(tmp_path):
+    grid = load_grid(_write(tmp_path / "g.yaml", TABLE_GRID))
+    cells = expand_cells(grid)
+    # student is teacher-independent: 3 seeds once; co_kd and rd: 1 teacher x 3 seeds each
+    assert len(cells) == 9
+    assert [c.id for c in cells[:3]] == [f"busi__noteacher__s1__student__s{s}" for s in range(3)]
+    assert len({c.id for c in cells}) == 9
+
+    bad = TABLE_GRID.replace("methods: [student, rd]", "methods: [student, nope]")
+    with pytest.raises(GridError, match=r"g2\.yaml.*tables\.t3.*nope"):
+        load_grid(_write(tmp_path / "g2.yaml", bad))
+    with pytest.raises(GridError, match=r"g3\.yaml.*missing required key 'seeds'"):
+        load_grid(_write(tmp_path / "g3.yaml", TABLE_GRID.replace("seeds: [0, 1, 2]", "")))
+    with pytest.raises(GridError, match=r"datasets\.busi\.bundle 'rd_nope'"):
+        load_grid(_write(tmp_path / "g4.yaml", TABLE_GRID.replace("bundle: rd_busi", "bundle: rd_nope")))
+    with pytest.raises(GridError, match=r"methods\.rd: missing required key 'method'"):
+        load_grid(_write(tmp_path / "g5.yaml", TABLE_GRID.replace("rd: {method: rd, ", "rd: {")))
+
+
+def test_tables_match_hand_computed_values(tmp_path):
+    grid = load_grid(_write(tmp_path / "g.yaml", TABLE_GRID))
+    values = {"student": [0.70, 0.74, 0.72], "co_kd": [0.80, 0.80, 0.80], "rd": [0.80, 0.82, 0.84]}
+    state = {"cells": {}}
+    for cell in expand_cells(grid):
+        state["cells"][cell.id] = {
+            "status": "done",
+            "metrics": {"val_accuracy": values[cell.method][cell.seed], "best_epoch": 3, "epochs": 5, "run_id": "x"},
+        }
+    # one failed cell is reported as unfinished and kept out of the means
+    failed_id = expand_cells(grid)[-1].id
+    state["cells"][failed_id] = {"status": "failed", "error": "RuntimeError: boom"}
+    written = write_reports(grid, state, str(tmp_path))
+
+    # by hand: student mean 72, sample std 2; co_kd 80 +/- 0; rd over seeds 0, 1 only: mean 81, std sqrt(2)=1.41
+    t3 = open(written["t3"]).read()
+    assert "| busi (val_accuracy) | s1 | t1 | 72.00 ± 2.00 | 81.00 ± 1.41 |" in t3
+    t2 = open(written["t2"]).read()
+    assert "|  |  |  |  | student | 72.00 ± 2.00 |" in t2
+    assert "|  | ✓ | ✓ |  | co_kd | 80.00 ± 0.00 |" in t2
+    assert "|  | ✓ | ✓ | ✓ | rd | 81.00 ± 1.41 |" in t2
+    assert failed_id in open(written["tables"]).read()
+    with open(written["results"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["method"] for r in rows} == {"student", "co_kd", "rd"}
+    assert all(r["teacher"] == "-" for r in rows if r["method"] == "student")
+    with open(written["plot"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    summary = summarize(rows=[{**r, "value": float(r["value"])} for r in rows])
+    assert summary[("busi", "-", "s1", "student")]["n"] == 3
+
+
+RUN_GRID = """
+name: test_grid
+seeds: [0]
+overrides: {max_epochs: 1, image_size: 32, batch_size: 4, num_workers: 0, progress_bar: false}
+datasets:
+  busi: {bundle: rd_busi, synthetic: {layout: busi, n: 6, size: 32}}
+teachers:
+  r18: {name: "torchvision:resnet18"}
+students:
+  resnet18: {name: resnet18}
+methods:
+  rd_detach: {method: rd, overrides: {detach_teacher: true}}
+  broken: {method: rd, overrides: {teacher: no_such_teacher}}
+"""
+
+
+@pytest.fixture
+def bundle_launches(monkeypatch):
+    """Record every ``python -m monai.bundle`` subprocess the runner starts (the real subprocess still runs)."""
+    launched = []
+    real_run = subprocess.run
+
+    def recording_run(cmd, *args, **kwargs):
+        if isinstance(cmd, (list, tuple)) and "monai.bundle" in cmd:
+            launched.append(list(cmd))
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", recording_run)
+    return launched
+
+
+def test_grid_runs_records_failure_and_resumes(tmp_path, bundle_launches):
+    from mlflow.tracking import MlflowClient
+
+    from monai_rd.cli import main
+
+    grid_file = _write(tmp_path / "grid.yaml", RUN_GRID)
+    out = tmp_path / "out"
+    state = run_grid(grid_file, str(out), fabricate=True, progress=False)
+    assert len(bundle_launches) == 2
+    cells = state["cells"]
+    done = {k for k, v in cells.items() if v["status"] == "done"}
+    assert done == {"busi__r18__resnet18__rd_detach__s0"}
+    failed = cells["busi__r18__resnet18__broken__s0"]
+    assert failed["status"] == "failed" and "no_such_teacher" in failed["error"] and failed["attempts"] == 1
+    assert "KeyError: \"Unknown teacher 'no_such_teacher'" in failed["error"].splitlines()[0]
+    # the state on disk is what was returned
+    with open(out / "state.json") as f:
+        assert json.load(f)["cells"] == json.loads(json.dumps(cells))
+    # each cell's overrides file carries the cell's values, and its train.log the exact command
+    ov = json.load(open(out / "cells" / "busi__r18__resnet18__rd_detach__s0" / "overrides.json"))
+    assert ov["detach_teacher"] is True and ov["seed"] == 0 and ov["run_name"] == "busi__r18__resnet18__rd_detach__s0"
+    assert ov["experiment_name"] == "test_grid" and ov["teacher"] == "torchvision:resnet18"
+
+    # metrics come from the cell's MLflow run, all in one experiment
+    client = MlflowClient(state["tracking_uri"])
+    exp = client.get_experiment_by_name("test_grid")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    for cell_id in done:
+        run = runs[cell_id]
+        assert run.info.status == "FINISHED" and run.info.run_id == cells[cell_id]["metrics"]["run_id"]
+        assert cells[cell_id]["metrics"]["val_accuracy"] == pytest.approx(run.data.metrics["val_accuracy"])
+        assert run.data.params["detach_teacher"] == "True"
+        assert run.data.tags["monai_rd.method"] == "rd_detach"
+
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["cell_id"] for r in rows) == sorted(done)
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    tables = open(out / "tables.md").read()
+    assert "busi__r18__resnet18__broken__s0" in tables and "| rd_detach |" in tables
+    assert (out / "methods.png").stat().st_size > 1000
+
+    # second invocation (through the CLI): done cells are not re-run, the failed one is retried (and fails again)
+    finished_before = {k: cells[k]["finished"] for k in done}
+    code = main(["reproduce", "--grid", grid_file, "--output_dir", str(out), "--fabricate", "--no_progress"])
+    assert code == 1
+    assert len(bundle_launches) == 3 and "busi__r18__resnet18__broken__s0" in bundle_launches[-1][-1]
+    state2 = json.load(open(out / "state.json"))
+    assert {k: state2["cells"][k]["finished"] for k in done} == finished_before
+    assert state2["cells"]["busi__r18__resnet18__broken__s0"]["attempts"] == 2
+
+
+def test_method_refused_by_a_bundle_without_method_ids(tmp_path, bundle_launches):
+    config = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
+    if "method" in json.load(open(config)):
+        pytest.skip("rd_busi has method ids: every method runs through the bundle")
+    grid = RUN_GRID.replace("  rd_detach: {method: rd, overrides: {detach_teacher: true}}\n", "").replace(
+        "broken: {method: rd, overrides: {teacher: no_such_teacher}}", "kd: {method: kd}"
+    )
+    state = run_grid(_write(tmp_path / "g.yaml", grid), str(tmp_path / "out"), fabricate=True, progress=False)
+    assert bundle_launches == []
+    record = state["cells"]["busi__r18__resnet18__kd__s0"]
+    assert record["status"] == "failed" and "has no 'method' id" in record["error"] and "'kd'" in record["error"]
