@@ -24,6 +24,7 @@ from .registry import (
     Method,
     Stage,
     build_deployable,
+    deploys_student,
     build_method,
     method_options,
     needs_teacher,

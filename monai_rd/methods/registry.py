@@ -429,6 +429,11 @@ def _deploy_teacher_finetune(teacher, num_classes, teacher_weights=None, **_: An
 DEPLOYABLES = {"teacher_linear": _deploy_teacher_linear, "teacher_finetune": _deploy_teacher_finetune}
 
 
+def deploys_student(method: str) -> bool:
+    """Whether ``method``'s ``model.pt`` is a student (every method but the teacher references)."""
+    return method not in DEPLOYABLES
+
+
 def build_deployable(method: str, student: str, teacher: str, num_classes: int, teacher_weights=None) -> nn.Module:
     """The architecture of method ``method``'s saved ``model.pt``, to load it with ``strict=True`` (evaluate,
     inference): the :class:`StudentClassifier` for every method but ``teacher_linear``/``teacher_finetune``,
