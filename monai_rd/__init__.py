@@ -2,4 +2,5 @@
 
 __version__ = "0.1.0"
 
-from . import bundle, data, engines, handlers, losses, networks, transforms, utils  # noqa: E402,F401
+from . import bundle, data, engines, handlers, losses, methods, networks, transforms, utils  # noqa: E402,F401
+from . import config_check  # noqa: E402,F401

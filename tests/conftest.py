@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,3 +52,57 @@ def nifti_dir(tmp_path_factory) -> str:
     from monai_rd.data import make_nifti_dataset
 
     return make_nifti_dataset(tmp_path_factory.mktemp("nifti"), n_subjects=4, shape=(20, 24, 6))
+
+@contextlib.contextmanager
+def start_mlflow_server(root):
+    """Start a real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend and artifacts under ``root``).
+
+    Yields ``{"uri", "pgid", "root"}`` once ``/health`` answers (at most 120 s); the server runs in its own
+    process group so that it (uvicorn and its job runner) is killed as a whole, by a test or on exit.
+    """
+    import signal
+    import socket
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root}/backend.db", "--artifacts-destination", str(root / "artifacts"),
+         "--serve-artifacts"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not come up on {uri}:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"uri": uri, "pgid": proc.pid, "root": str(root)}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` for the whole session (see :func:`start_mlflow_server`); do not kill it in a test."""
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as server:
+        yield server

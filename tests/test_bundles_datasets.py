@@ -1,5 +1,6 @@
 """The rd_isic, rd_covid, rd_btc and rd_chestxray bundles train through ``python -m monai.bundle run`` on CPU."""
 
+import csv
 import json
 import os
 
@@ -15,7 +16,10 @@ CASES = {
     "rd_btc": lambda d: synthetic.make_btc_like(d, n_train_per_class=5, n_test_per_class=1, size=32),
     "rd_chestxray": lambda d: synthetic.make_chestxray14_like(d, n_patients=12, size=32),
 }
-FILES = ("configs/train.json", "configs/metadata.json", "configs/logging.conf", "docs/README.md", "LICENSE")
+FILES = (
+    "configs/train.json", "configs/evaluate.json", "configs/inference.json", "configs/multi_gpu_train.json",
+    "configs/metadata.json", "configs/logging.conf", "docs/README.md", "LICENSE",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("bundle", sorted(CASES))
@@ -53,3 +57,35 @@ def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
     with open(out / "datalist.json") as f:
         datalist = json.load(f)
     assert datalist["training"] and datalist["validation"]
+
+    # the trained student is scored on the validation list and predicts a folder, through the bundle's own configs
+    common = dict(output_dir=out, image_size=32, num_workers=0, env={"OMP_NUM_THREADS": "1"})
+    run_bundle(os.path.join(BUNDLES, bundle, "configs", "evaluate.json"), **common)
+    with open(out / "eval" / "metrics.csv") as f:
+        metrics = dict(line.strip().split(",", 1) for line in f if line.strip())
+    assert metrics and all(0.0 <= float(v) <= 1.0 for v in metrics.values()), metrics
+    folder = tmp_path / "to_predict"
+    folder.mkdir()
+    for item in datalist["validation"][:3]:
+        os.symlink(item["image"], folder / os.path.basename(item["image"]))
+    run_bundle(os.path.join(BUNDLES, bundle, "configs", "inference.json"), input_dir=folder, **common)
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(len(r) == n_out + 2 for r in rows)
+
+
+@pytest.mark.parametrize("bundle", sorted(CASES) + ["rd_clinical"])
+def test_metadata_verifies_offline(bundle):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
+         os.path.join(BUNDLES, bundle, "configs", "metadata.json"),
+         "--filepath", os.path.join(REPO, "monai_rd", "schemas", "bundle_metadata_schema.json")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "metadata is verified with no error" in proc.stdout + proc.stderr

@@ -12,6 +12,9 @@ __all__ = ["main", "COMMANDS"]
 # sub-command name -> module under monai_rd.cli defining ``add_arguments(parser)`` and ``run(args) -> int``
 COMMANDS = {
     "demo": "demo",
+    "export": "export",
+    "cost": "cost",
+    "label-bundle": "label_bundle",
     "index": "index",
     "cache-features": "cache_features",
     "bench": "bench",

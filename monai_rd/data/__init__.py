@@ -27,5 +27,7 @@ from .phi import SAFE_DICOM_TAGS, dicom_safe_meta, filter_meta
 from .slices import SLICE_MODES, select_slices
 from .synthetic_medical import make_dicom_series_dataset, make_nifti_dataset, write_dicom_series, write_nifti_volume
 from .synthetic import make_busi_like
+from .validate import UnreadableInputsError, check_readable, expand_inputs
 from .cached_dataset import CachedFeatureDataset, SeededViewDataset, cached_feature_shape, feature_cache_dataset
 from .feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed
+from .validation import BadInputError, check_item, validate_datalist

@@ -48,11 +48,20 @@ def group_near_duplicates(
         hash_size: side of the hash grid (see :func:`difference_hash`).
 
     Returns:
-        one group id per path: the index of the group's first member, so singletons have their own index.
+        one group id per path: the index of the group's first member, so singletons have their own index. An
+        image that cannot be read is a singleton (the datalist validation names it or skips it).
     """
     if not paths:
         return []
-    hashes = np.stack([difference_hash(p, hash_size) for p in paths])
+    hashes, readable = [], []
+    for p in paths:
+        try:
+            hashes.append(difference_hash(p, hash_size))
+            readable.append(True)
+        except (OSError, SyntaxError, ValueError):  # unreadable: its own group; datalist validation reports it
+            hashes.append(np.zeros((hash_size * hash_size + 7) // 8, np.uint8))
+            readable.append(False)
+    hashes = np.stack(hashes)
     parent = list(range(len(paths)))
 
     def find(i: int) -> int:
@@ -62,8 +71,10 @@ def group_near_duplicates(
         return i
 
     for i in range(len(paths)):
+        if not readable[i]:
+            continue
         dist = _POPCOUNT[np.bitwise_xor(hashes[i + 1 :], hashes[i])].sum(axis=1)
-        for j in np.nonzero(dist <= max_distance)[0] + i + 1:
+        for j in np.nonzero((dist <= max_distance) & np.asarray(readable[i + 1 :], bool))[0] + i + 1:
             ri, rj = find(i), find(int(j))
             if ri != rj:
                 parent[max(ri, rj)] = min(ri, rj)

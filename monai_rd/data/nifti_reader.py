@@ -86,9 +86,9 @@ def read_nifti(
         raise NiftiReadError(f"{path!r} is a {type(img).__name__}, not a NIfTI image.")
     if len(img.shape) not in (3, 4):
         raise NiftiReadError(f"{path!r} has shape {img.shape}: a 3D volume or a 4D series was expected.")
-    if canonical:
-        img = nib.as_closest_canonical(img)
-    try:
+    try:  # reorienting may already read the (possibly truncated) voxel data
+        if canonical:
+            img = nib.as_closest_canonical(img)
         data = np.asarray(img.get_fdata(dtype=np.float64))
     except Exception as e:
         raise NiftiReadError(

@@ -9,3 +9,4 @@ from .students import STUDENTS, StudentClassifier, build_student
 from .teachers import TEACHERS, FrozenTeacher, build_teacher
 from .distributed import distributed_rdnet
 from . import zoo  # registers the foundation-model teachers
+from .performance import autocast_dtype, prepare_network

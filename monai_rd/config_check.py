@@ -1,0 +1,154 @@
+"""Fail fast on a mistyped bundle override or a parameter of the wrong type, naming the key.
+
+``python -m monai.bundle run ... --max_epoch 2`` silently adds a new id ``max_epoch`` and trains for the
+default number of epochs; ``--batch_size eight`` fails deep inside the DataLoader. The bundles call
+:func:`check_bundle_run` first in ``initialize`` so both stop at once with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["ConfigError", "check_run_params", "check_cli_overrides", "check_bundle_run", "PARAM_CHECKS"]
+
+#: arguments of ``monai.bundle run`` itself, not config ids
+RUN_ARGS = {"config_file", "meta_file", "logging_file", "run_id", "init_id", "final_id", "tracking", "args_file"}
+
+
+class ConfigError(ValueError):
+    """A bundle override or parameter that cannot be right; the message names the key."""
+
+
+def _int(lo: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo), f"an integer >= {lo}"
+
+
+def _real(lo: float, hi: float | None = None, lo_open: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def ok(v):
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or v != v:
+            return False
+        return (v > lo if lo_open else v >= lo) and (hi is None or v < hi)
+
+    return ok, f"a number {'>' if lo_open else '>='} {lo}" + (f" and < {hi}" if hi is not None else "")
+
+
+_BOOL = (lambda v: isinstance(v, bool), "true or false")
+_STR = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
+
+#: parameter -> (predicate, what is expected); only the keys present in a bundle's ``run_params`` are checked
+PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "image_size": _int(1),
+    "batch_size": _int(1),
+    "max_epochs": _int(1),
+    "num_workers": _int(0),
+    "seed": _int(0),
+    "reprogrammer_blocks": _int(0),
+    "learning_rate": _real(0.0, lo_open=True),
+    "weight_decay": _real(0.0),
+    "temperature": _real(0.0, lo_open=True),
+    "val_fraction": _real(0.0, 1.0, lo_open=True),
+    "detach_teacher": _BOOL,
+    "resume": _BOOL,
+    "amp": _BOOL,
+    "channels_last": _BOOL,
+    "compile": _BOOL,
+    "teacher": _STR,
+    "student": _STR,
+    "loss_weight_unit": (lambda v: v in ("iteration", "epoch"), "'iteration' or 'epoch'"),
+    "on_bad_input": (lambda v: v in ("error", "skip"), "'error' or 'skip'"),
+    "amp_dtype": (lambda v: v in ("bfloat16", "bf16", "float16", "fp16"), "'bfloat16' or 'float16'"),
+}
+
+
+def check_run_params(params: Mapping[str, Any], checks: Mapping | None = None) -> Mapping[str, Any]:
+    """Raise :class:`ConfigError` listing every parameter whose value has the wrong type or range."""
+    checks = PARAM_CHECKS if checks is None else checks
+    bad = [
+        f"  '{k}' = {params[k]!r} ({type(params[k]).__name__}): expected {checks[k][1]}"
+        for k in params
+        if k in checks and not checks[k][0](params[k])
+    ]
+    if bad:
+        raise ConfigError(
+            "invalid bundle parameter(s):\n" + "\n".join(bad) + "\nFix the value in the config or on the command line."
+        )
+    return params
+
+
+def _ids(config: Any, prefix: str = "") -> set[str]:
+    out = set()
+    if isinstance(config, Mapping):
+        items = config.items()
+    elif isinstance(config, (list, tuple)):
+        items = ((str(i), v) for i, v in enumerate(config))
+    else:
+        return out
+    for k, v in items:
+        key = f"{prefix}::{k}" if prefix else str(k)
+        out.add(key)
+        out |= _ids(v, key)
+    return out
+
+
+def _override_keys(argv: Sequence[str]) -> tuple[list[str], str | None]:
+    keys, config_file = [], None
+    it = iter(range(len(argv)))
+    for i in it:
+        arg = argv[i]
+        if arg.startswith("--"):
+            key, _, inline = arg[2:].partition("=")
+            if key == "config_file":
+                config_file = inline or (argv[i + 1] if i + 1 < len(argv) else None)
+            elif key not in RUN_ARGS:
+                keys.append(key)
+    return keys, config_file
+
+
+def check_cli_overrides(argv: Sequence[str] | None = None) -> list[str]:
+    """Raise :class:`ConfigError` for every ``--key`` override of ``monai.bundle run`` that is no config id.
+
+    Reads the command line (default ``sys.argv``) and the ``--config_file`` list it names; ids nested with
+    ``::`` or ``#`` are matched against the merged configs. Returns the override keys checked.
+    """
+    from monai.bundle import ConfigParser
+
+    argv = list(sys.argv if argv is None else argv)
+    keys, config_file = _override_keys(argv)
+    if not keys or config_file is None:
+        return keys
+    try:
+        config = ConfigParser.load_config_files(_config_list(config_file))
+    except Exception:  # the config itself is reported by monai.bundle; do not mask that error
+        return keys
+    known = _ids(config) | {k.lstrip("+") for k in config}
+    unknown = [k for k in keys if k.replace("#", "::").lstrip("+") not in known]
+    if unknown:
+        top = sorted(k for k in known if "::" not in k)
+        lines = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, top, n=2)
+            lines.append(f"  --{k}" + (f" (did you mean {' or '.join('--' + c for c in close)}?)" if close else ""))
+        raise ConfigError(
+            "unknown bundle id(s) on the command line; they would be ignored:\n" + "\n".join(lines)
+            + f"\nKnown top-level ids: {', '.join(top)}."
+        )  # fmt: skip
+    return keys
+
+
+def _config_list(config_file: str) -> list[str] | str:
+    text = config_file.strip()
+    if text.startswith("["):
+        import ast
+
+        return list(ast.literal_eval(text))
+    return text.split(",") if "," in text else text
+
+
+def check_bundle_run(run_params: Mapping[str, Any], argv: Sequence[str] | None = None) -> None:
+    """Both checks, for a bundle's ``initialize``: the command line's override ids, then ``run_params``."""
+    check_cli_overrides(argv)
+    check_run_params(run_params)

@@ -1,0 +1,204 @@
+"""Check a datalist before training: every file readable, every label in the class list, usable splits.
+
+Run at bundle start (the bundles wrap their indexer call in :func:`validate_datalist`), so a broken file is
+reported once, up front, naming the file and the reason -- not as a traceback from a data-loader worker
+epochs later, and never silently trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..utils import atomic_write_json
+from .dicom_reader import DicomReadError, find_dicom_series, read_dicom
+from .image_reader import ImageReadError, read_natural_image
+from .medical_reader import UnsupportedFileError, source_kind
+from .nifti_reader import NiftiReadError, read_nifti
+
+__all__ = ["BadInputError", "validate_datalist", "check_item", "ON_BAD_INPUT"]
+
+logger = logging.getLogger(__name__)
+ON_BAD_INPUT = ("error", "skip")
+READ_ERRORS = (ImageReadError, DicomReadError, NiftiReadError, UnsupportedFileError)
+
+
+class BadInputError(ValueError):
+    """One or more datalist entries are unusable; the message lists each file/key and the reason."""
+
+
+def _spatial_shape(arr: np.ndarray, kind: str) -> tuple[int, ...]:
+    if kind == "image":  # [H, W] or [H, W, C]
+        return tuple(arr.shape[:2])
+    return tuple(s for s in arr.shape if s > 1) or tuple(arr.shape)
+
+
+def _check_file(path: str, min_size: int, decode: bool, cache: dict) -> str | None:
+    """The reason ``path`` is unusable, or ``None``."""
+    if path in cache:
+        return cache[path]
+    reason = None
+    if not os.path.exists(path):
+        reason = "no such file or folder"
+    elif os.path.isfile(path) and os.path.getsize(path) == 0:
+        reason = "empty file (0 bytes)"
+    else:
+        try:
+            kind = source_kind(path)
+            if not decode:
+                pass
+            elif kind == "dicom" and os.path.isdir(path):
+                series, _ = find_dicom_series(path)
+                if not series:
+                    reason = "folder holds no DICOM image series"
+            else:
+                arr, _ = {"image": read_natural_image, "dicom": read_dicom, "nifti": read_nifti}[kind](path)
+                if kind == "image" and arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
+                    reason = f"{arr.shape[2]} channels (1-4 expected: grey, grey+alpha, RGB, RGBA)"
+                elif min(sorted(_spatial_shape(arr, kind))[-2:]) < min_size:  # volumes: the largest plane
+                    reason = f"image of {'x'.join(map(str, _spatial_shape(arr, kind)))} px is below min_size={min_size}"
+                elif not np.isfinite(arr).all():
+                    reason = "holds NaN/Inf pixel values"
+        except READ_ERRORS as e:
+            reason = str(e)
+        except Exception as e:  # a reader bug must still name the file, not surface as a bare traceback
+            reason = f"cannot be read ({type(e).__name__}: {e})"
+    cache[path] = reason
+    return reason
+
+
+def _check_label(label: Any, num_classes: int | None) -> str | None:
+    if num_classes is None:
+        return None
+    if isinstance(label, (bool, np.bool_)):
+        return f"label {label!r} is a boolean, expected a class index or a multi-hot list"
+    if isinstance(label, (int, np.integer)):
+        if 0 <= int(label) < num_classes:
+            return None
+        return f"label {int(label)} is outside the class list (0..{num_classes - 1})"
+    if isinstance(label, Sequence) and not isinstance(label, str):
+        if len(label) != num_classes:
+            return f"multi-hot label has {len(label)} entries, the class list has {num_classes}"
+        if any(v not in (0, 1) or isinstance(v, str) for v in label):
+            return "multi-hot label holds values other than 0/1"
+        return None
+    return f"label {label!r} ({type(label).__name__}) is not a class index or a multi-hot list"
+
+
+def check_item(
+    item: Mapping, num_classes: int | None = None, image_key: str = "image", label_key: str = "label",
+    min_size: int = 8, decode: bool = True, cache: dict | None = None,
+) -> list[str]:  # fmt: skip
+    """Every reason one datalist entry is unusable (empty list: fine)."""
+    cache = {} if cache is None else cache
+    if not isinstance(item, Mapping):
+        return [f"entry is a {type(item).__name__}, not a mapping with '{image_key}' and '{label_key}'"]
+    reasons = []
+    image = item.get(image_key)
+    if image is None:
+        reasons.append(f"no '{image_key}' key")
+    else:
+        paths = image if isinstance(image, (list, tuple)) else [image]
+        for p in paths:
+            if not isinstance(p, (str, os.PathLike)):
+                reasons.append(f"'{image_key}' is a {type(p).__name__}, not a path")
+                continue
+            r = _check_file(os.fspath(p), min_size, decode, cache)
+            if r is not None:
+                reasons.append(r if os.fspath(p) in r else f"{os.fspath(p)!r}: {r}")
+    if label_key not in item:
+        reasons.append(f"no '{label_key}' key")
+    else:
+        r = _check_label(item[label_key], num_classes)
+        if r is not None:
+            reasons.append(f"'{label_key}': {r}")
+    return reasons
+
+
+def validate_datalist(
+    datalist: Mapping,
+    class_names: Sequence[str] | None = None,
+    on_bad_input: str = "error",
+    splits: Sequence[str] = ("training", "validation"),
+    image_key: str = "image",
+    label_key: str = "label",
+    min_size: int = 8,
+    decode: bool = True,
+    datalist_file: str | None = None,
+) -> dict:
+    """Check every entry of ``datalist[split]`` and the splits themselves; return the datalist to train on.
+
+    Per entry: the image path(s) exist, are not empty, decode with monai_rd's readers (PNG/JPEG/BMP/TIFF,
+    DICOM file or series folder, NIfTI) with 1-4 channels (what ``EnsureRGB`` accepts), at least ``min_size``
+    px per axis of an image (along the two largest axes of a volume, which is sliced)
+    and finite values; the label is a class index in ``[0, len(class_names))`` or a multi-hot list of that
+    length. Per split: not empty and, for single-label data, ``training`` holds at least two classes.
+
+    Args:
+        datalist: ``{"training": [...], "validation": [...], ...}`` as the indexers write it.
+        class_names: the class list (labels are checked against its length); default ``datalist["classes"]``;
+            label checks are skipped when neither is given.
+        on_bad_input: ``"error"`` (default): raise :class:`BadInputError` listing every bad entry (split,
+            index, file, reason). ``"skip"``: drop bad entries, log each one as a warning and record them
+            under ``datalist["skipped"]`` (written back to ``datalist_file``, which the bundles log to MLflow
+            as an artifact). Empty or one-class splits raise in both modes.
+        decode: fully decode every file (default). ``False`` only checks existence and size (faster).
+        datalist_file: the datalist JSON to update with the ``skipped`` record (atomically).
+
+    Raises:
+        BadInputError: the message names each bad file/key; ``ValueError`` for a wrong ``on_bad_input``.
+    """
+    if on_bad_input not in ON_BAD_INPUT:
+        raise ValueError(f"on_bad_input must be one of {ON_BAD_INPUT}, got {on_bad_input!r}.")
+    if not isinstance(datalist, Mapping):
+        raise BadInputError(f"the datalist is a {type(datalist).__name__}, expected a mapping of split -> entries.")
+    if class_names is None:
+        class_names = datalist.get("classes")
+    num_classes = None if class_names is None else len(class_names)
+    out = dict(datalist)
+    skipped, problems, cache = [], [], {}
+    for split in splits:
+        entries = datalist.get(split)
+        if entries is None:
+            raise BadInputError(f"the datalist has no '{split}' split (it has {sorted(datalist)}).")
+        kept = []
+        for i, item in enumerate(entries):
+            reasons = check_item(item, num_classes, image_key, label_key, min_size, decode, cache)
+            if reasons:
+                where = item.get(image_key, "?") if isinstance(item, Mapping) else "?"
+                record = {"split": split, "index": i, "image": str(where), "reasons": reasons}
+                (skipped if on_bad_input == "skip" else problems).append(record)
+            else:
+                kept.append(item)
+        out[split] = kept
+    if problems:
+        lines = [f"  {p['split']}[{p['index']}] {p['image']}: {'; '.join(p['reasons'])}" for p in problems[:50]]
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise BadInputError(
+            f"{len(problems)} unusable datalist entr{'y' if len(problems) == 1 else 'ies'}:\n" + "\n".join(lines) + more
+            + "\nFix or remove these files, or set on_bad_input to 'skip' to train without them (they are logged)."
+        )  # fmt: skip
+    for record in skipped:
+        logger.warning(f"on_bad_input=skip: skipped {record['split']}[{record['index']}] {record['image']}: "
+                       f"{'; '.join(record['reasons'])}")  # fmt: skip
+    for split in splits:
+        if not out[split]:
+            raise BadInputError(f"the '{split}' split is empty{' after skipping bad inputs' if skipped else ''}: "
+                                "nothing to train/validate on.")  # fmt: skip
+    if num_classes is not None:
+        labels = [e.get(label_key) for e in out.get("training", [])]
+        if labels and all(isinstance(v, (int, np.integer)) for v in labels) and len(set(map(int, labels))) < 2:
+            names = [class_names[int(labels[0])]] if 0 <= int(labels[0]) < num_classes else labels[:1]
+            raise BadInputError(f"the 'training' split holds a single class {names}: a classifier needs at least two.")
+    if skipped:
+        out["skipped"] = skipped
+        logger.warning(f"on_bad_input=skip: {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} skipped "
+                       f"(listed under 'skipped' in {datalist_file or 'the datalist'}).")  # fmt: skip
+        if datalist_file:
+            atomic_write_json(datalist_file, out)
+    return out

@@ -1,0 +1,181 @@
+"""At the end of training, evaluate the best student checkpoint and write (and log to MLflow) its report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+from monai.utils import CommonKeys as Keys
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from ..networks.checkpoint import load_weights
+from ..reports import (
+    classification_report, plot_confusion_matrix, plot_roc_curves, plot_training_curves, report_to_csv,
+    report_to_markdown,
+)
+from ..utils import atomic_write_json, atomic_write_text
+from .mlflow_resilient import MLflowLink, effective_tracking_uri
+from .utils import probs_and_class_indices, rd_loss_terms
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["BestModelReport", "find_run_id", "predict_probs"]
+
+
+def find_run_id(client, experiment_name: str, run_name: str | None) -> str | None:
+    """Id of the most recent run called ``run_name`` in ``experiment_name`` (None if there is none)."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None or run_name is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, dataloader, device: str | torch.device = "cpu",
+                  image_key: str = Keys.IMAGE, label_key: str = Keys.LABEL) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities ``[N, C]`` and class indices ``[N]`` of ``model`` over a labelled dataloader."""
+    model.eval()
+    probs, labels = [], []
+    for batch in dataloader:
+        logits = model(torch.as_tensor(batch[image_key]).to(device))
+        p, y = probs_and_class_indices({Keys.PRED: logits.softmax(dim=1).cpu(), Keys.LABEL: torch.as_tensor(batch[label_key])})
+        probs.append(p)
+        labels.append(y)
+    if not probs:
+        raise ValueError("The report dataloader yielded no batch: is the validation set empty?")
+    return torch.cat(probs), torch.cat(labels)
+
+
+class BestModelReport:
+    """Report on the best student checkpoint, computed on the validation set when training completes.
+
+    Attach to the trainer. During training it collects the loss terms and weights of every iteration
+    (:func:`rd_loss_terms`) and, when ``evaluator`` is given, its metrics each validation epoch. On
+    ``COMPLETED`` it loads ``checkpoint`` into a copy of ``model``, predicts ``dataloader`` and writes into
+    ``output_dir``: ``confusion_matrix.png``, ``roc_curves.png`` (one-vs-rest, per class),
+    ``training_curves.png``, ``classification_report.{json,csv,md}`` (precision/recall/F1/support/AUC per
+    class) and ``training_history.json``. They are logged as artifacts under ``artifact_path`` of the MLflow
+    run ``run_name`` of ``experiment_name`` (the run MONAI's MLFlowHandler uses), with the metrics
+    ``best_val_accuracy``, ``best_val_f1_macro`` and ``best_val_auc_macro``; an MLflow failure is recorded
+    (see :class:`MLflowLink`), never raised. Multi-class (softmax) classification.
+
+    Args:
+        model: the deployable student (e.g. ``RDNet.deployable()``); it is copied, never modified.
+        checkpoint: the best checkpoint written by ``CheckpointSaver`` (a state dict of ``model``).
+        dataloader: the validation dataloader (batches with ``image`` ``[B, 3, H, W]`` and ``label``).
+        class_names: the ``C`` class names in label order.
+        output_dir: folder for the files above.
+        evaluator: the validation engine, to record its metrics per epoch for the training curves.
+        tracking_uri, experiment_name, run_name: the MLflow run to log to (``tracking_uri=None`` and
+            ``experiment_name=None`` disable MLflow logging). ``MLFLOW_TRACKING_URI`` takes precedence.
+        device: where to run the model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        checkpoint: str,
+        dataloader,
+        class_names: Sequence[str],
+        output_dir: str,
+        evaluator: Engine | None = None,
+        tracking_uri: str | None = None,
+        experiment_name: str | None = "monai_experiment",
+        run_name: str | None = None,
+        artifact_path: str = "report",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model
+        self.checkpoint = os.fspath(checkpoint)
+        self.dataloader = dataloader
+        self.class_names = list(class_names)
+        self.output_dir = os.fspath(output_dir)
+        self.evaluator = evaluator
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.artifact_path = artifact_path
+        self.device = device
+        self.iteration_history: dict[str, list[tuple[int, float]]] = {}
+        self.epoch_history: dict[str, list[tuple[int, float]]] = {}
+        self.report: dict | None = None
+        self.files: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_iteration)
+        engine.add_event_handler(Events.COMPLETED, self)
+        if self.evaluator is not None:
+            self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._collect_epoch)
+
+    def _collect_iteration(self, engine: Engine) -> None:
+        for k, v in rd_loss_terms(engine.state.output).items():
+            self.iteration_history.setdefault(k, []).append((engine.state.iteration, v))
+
+    def _collect_epoch(self, engine: Engine) -> None:
+        for k, v in engine.state.metrics.items():
+            if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1):
+                self.epoch_history.setdefault(k, []).append((engine.state.epoch, float(v)))
+
+    def __call__(self, engine: Engine | None = None) -> dict:
+        if not os.path.isfile(self.checkpoint):
+            raise FileNotFoundError(
+                f"BestModelReport: no best checkpoint at {self.checkpoint!r}; did validation run at least once "
+                "(val_interval <= max_epochs)?")
+        model = load_weights(copy.deepcopy(self.model).cpu(), self.checkpoint).to(self.device)
+        probs, labels = predict_probs(model, self.dataloader, self.device)
+        report = classification_report(probs.numpy(), labels.numpy(), self.class_names)
+        report["checkpoint"] = os.path.abspath(self.checkpoint)
+        os.makedirs(self.output_dir, exist_ok=True)
+        out = lambda name: os.path.join(self.output_dir, name)  # noqa: E731
+        aucs = {r["class"]: r["auc"] for r in report["classes"]}
+        self.files = [
+            plot_confusion_matrix(report["confusion_matrix"], self.class_names, out("confusion_matrix.png"),
+                                  title="Confusion matrix (best checkpoint, validation)"),
+            plot_roc_curves(report["roc"], aucs, out("roc_curves.png")),
+            plot_training_curves(self.iteration_history, self.epoch_history, out("training_curves.png")),
+            atomic_write_json(out("classification_report.json"), json.loads(json.dumps(report).replace("NaN", "null"))),
+            atomic_write_text(out("classification_report.csv"), report_to_csv(report)),
+            atomic_write_text(out("classification_report.md"),
+                              report_to_markdown(report, "Classification report (best checkpoint, validation set)")),
+            atomic_write_json(out("training_history.json"), {"iteration": self.iteration_history, "epoch": self.epoch_history}),
+        ]
+        self.report = report
+        self.metrics = {"best_val_accuracy": report["accuracy"], "best_val_f1_macro": report["macro"]["f1"],
+                        "best_val_auc_macro": report["macro"]["auc"]}
+        if self.experiment_name is not None:
+            self._log_to_mlflow()
+        return report
+
+    def _log_to_mlflow(self) -> None:
+        import mlflow
+
+        uri = effective_tracking_uri(self.tracking_uri)
+        link = MLflowLink.for_uri(uri)
+        names = [os.path.basename(f) for f in self.files]
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        run_id = link.attempt("best-model report (run lookup)", find_run_id, client, self.experiment_name,
+                              self.run_name, names=names, warn=True)
+        if run_id is None:
+            if link.failure is None:
+                link.drop(f"best-model report (no run {self.run_name!r} in experiment {self.experiment_name!r})",
+                          names, warn=True)
+            return
+        metrics = {k: v for k, v in self.metrics.items() if v == v}
+        link.attempt("best-model metrics", lambda: [client.log_metric(run_id, k, v) for k, v in metrics.items()],
+                     names=list(metrics), warn=True)
+        for f in self.files:
+            link.attempt("artifacts", client.log_artifact, run_id, f, self.artifact_path,
+                         names=[f"{self.artifact_path}/{os.path.basename(f)}"], warn=True)

@@ -1,0 +1,439 @@
+"""``METHODS``: every method of the comparison, built by name into network + loss (+ stage 1).
+
+A bundle builds its method with::
+
+    "method_def": "$monai_rd.methods.build_method(@method, teacher=@teacher_def, student=@student_def, ...)"
+
+and trains ``method_def.network`` with ``method_def.loss`` on ``method_def.parameters()``; when
+``method_def.stage1`` is set, its network is trained first with its own loss (a teacher-side classifier that the
+distillation stage then reads, frozen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn as nn
+
+from ..losses.baselines import build_kd_loss
+from ..losses.rd import RDLoss
+from ..networks.rdnet import RDNet
+from ..networks.registry import Registry
+from .adapters import lora_teacher, vpt_teacher
+from .losses import MethodLoss
+from .networks import (
+    DistillNet,
+    ReferenceNet,
+    StudentNet,
+    TeacherClassifier,
+    TunedTeacher,
+    default_feature_layer,
+    module_device,
+)
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "Stage",
+    "build_method",
+    "build_deployable",
+    "method_options",
+    "DEPLOYABLES",
+    "needs_teacher",
+    "TEACHERLESS_METHODS",
+    "FEATURE_KD_WEIGHTS",
+]
+
+METHODS = Registry("method")
+
+#: methods that never build a teacher (a bundle disables its teacher definition for them)
+TEACHERLESS_METHODS = frozenset({"student"})
+
+#: default weight of each feature-distillation term (RepDistiller's ``-b`` defaults; AT's beta=1000 and MGD's
+#: alpha are already inside the losses), added to the student's CE with weight 1.
+FEATURE_KD_WEIGHTS = {"hint": 100.0, "at": 1.0, "vid": 1.0, "crd": 0.8, "semckd": 400.0, "mgd": 1.0, "norm": 1.0}
+
+
+@dataclass
+class Stage:
+    """A network trained on its own before the main stage, with its loss and the weights schedule of that loss."""
+
+    network: nn.Module
+    loss: nn.Module
+    loss_weights: dict
+
+
+@dataclass
+class Method:
+    """What a bundle trains for one method.
+
+    Attributes:
+        name: the method id.
+        network: trained by the main trainer; returns the RD dict and has ``deployable()`` (what ``model.pt`` is).
+        loss: returns ``{"loss": total, <term>: value}`` with a ``weights`` dict.
+        loss_weights: the schedule given to :class:`monai_rd.handlers.LossWeightSchedule` in the main stage.
+        stage1: trained before the main stage (teacher probe, ``g + h``, LoRA/VPT + head), or ``None``.
+        sample_indices: the loss reads the dataset index of each sample (``index`` batch key; CRD).
+    """
+
+    name: str
+    network: nn.Module
+    loss: nn.Module
+    loss_weights: dict
+    stage1: Stage | None = None
+    sample_indices: bool = False
+    info: dict = field(default_factory=dict)
+
+    @staticmethod
+    def _trainable(*modules: nn.Module) -> list[nn.Parameter]:
+        seen: set[int] = set()
+        out = []
+        for module in modules:
+            for p in module.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of the main stage: the network's and the loss's own, less those of stage 1 (its
+        branch is frozen during the main stage)."""
+        frozen = {id(p) for p in self.stage1_parameters()}
+        return [p for p in self._trainable(self.network, self.loss) if id(p) not in frozen]
+
+    @property
+    def stage1_network(self) -> nn.Module | None:
+        return None if self.stage1 is None else self.stage1.network
+
+    @property
+    def stage1_loss(self) -> nn.Module | None:
+        return None if self.stage1 is None else self.stage1.loss
+
+    @property
+    def stage1_loss_weights(self) -> dict:
+        return {} if self.stage1 is None else self.stage1.loss_weights
+
+    def stage1_parameters(self) -> list[nn.Parameter]:
+        return [] if self.stage1 is None else self._trainable(self.stage1.network, self.stage1.loss)
+
+    def to(self, device) -> Method:
+        for m in (self.network, self.loss) + (() if self.stage1 is None else (self.stage1.network, self.stage1.loss)):
+            m.to(device)
+        return self
+
+
+def needs_teacher(name: str) -> bool:
+    """Whether method ``name`` uses the teacher network (``student`` does not; a bundle then never builds one)."""
+    if name not in METHODS:
+        raise KeyError(f"Unknown method {name!r}. Available: {', '.join(METHODS.names())}.")
+    return name not in TEACHERLESS_METHODS
+
+
+def build_method(
+    name: str,
+    teacher: nn.Module | None,
+    student: nn.Module,
+    num_classes: int,
+    image_size: int = 224,
+    num_data: int | None = None,
+    batch_size: int | None = None,
+    temperature: float = 4.0,
+    multi_label: bool = False,
+    detach_teacher: bool = False,
+    loss_weights: Mapping | None = None,
+    reprogrammer_blocks: int = 2,
+    teacher_feature_shape: tuple[int, ...] | None = None,
+    **options: Any,
+) -> Method:
+    """Build method ``name`` (see :data:`METHODS`) from the bundle's teacher and student.
+
+    Args:
+        teacher: the frozen teacher (``None`` for ``student``, or with a feature cache).
+        student: the deployable :class:`monai_rd.networks.StudentClassifier`.
+        num_classes: ``C``.
+        image_size: side of the training images (feature shapes of tapped layers are probed at it).
+        num_data: training-set size (CRD memory banks).
+        batch_size: training batch size (SemCKD; the loader must drop the last incomplete batch).
+        temperature: KD temperature. multi_label: BCE/sigmoid instead of CE/softmax.
+        detach_teacher, loss_weights, reprogrammer_blocks: RD's options (``loss_weights`` is RD's schedule).
+        teacher_feature_shape: cached teacher feature shape when ``teacher`` is None (feature cache).
+        options: method options (``method_options`` in the bundle), e.g. ``kd_weight``, ``teacher_layers``.
+    """
+    if name not in METHODS:
+        raise KeyError(f"Unknown method {name!r}. Available: {', '.join(METHODS.names())}.")
+    common = dict(
+        teacher=teacher,
+        student=student,
+        num_classes=num_classes,
+        image_size=image_size,
+        num_data=num_data,
+        batch_size=batch_size,
+        temperature=temperature,
+        multi_label=multi_label,
+        detach_teacher=detach_teacher,
+        loss_weights=dict(loss_weights) if loss_weights is not None else None,
+        reprogrammer_blocks=reprogrammer_blocks,
+        teacher_feature_shape=tuple(teacher_feature_shape) if teacher_feature_shape is not None else None,
+    )
+    accepted = method_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"method {name!r} has no options {unknown}; it takes {sorted(accepted)} (check method_options in the bundle)."
+        )
+    return METHODS.build(name, **common, **options)
+
+
+_COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
+                     "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape"})  # fmt: skip
+
+
+def method_options(name: str) -> list[str]:
+    """The method-specific options of method ``name`` (what ``method_options`` in a bundle may set)."""
+    import inspect
+
+    builder = METHODS._builders[name]
+    params = inspect.signature(builder).parameters.values()
+    return sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _COMMON)
+
+
+def _need_teacher(name: str, teacher: nn.Module | None, cache_ok: bool = False, shape=None) -> None:
+    if teacher is None and not (cache_ok and shape is not None):
+        hint = " or a feature cache (teacher_feature_shape)" if cache_ok else " (a feature cache cannot serve it)"
+        raise ValueError(f"method {name!r} needs the teacher network{hint}.")
+
+
+def _probe_loss(multi_label: bool) -> MethodLoss:
+    return MethodLoss({"ce_student": 1.0}, multi_label=multi_label)
+
+
+def _reference_stage(classifier: TeacherClassifier, multi_label: bool) -> Stage:
+    return Stage(ReferenceNet(classifier), _probe_loss(multi_label), {"ce_student": 1.0})
+
+
+def _kd_from_branch(name, branch, student, multi_label, temperature, weights, stage_weights=None) -> Method:
+    """Stage 1 trains ``branch`` (a teacher classifier) with CE; stage 2 distils its logits into the student."""
+    net = DistillNet(student, branch=branch)
+    loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label)
+    return Method(name, net, loss, dict(weights), stage1=_reference_stage(branch, multi_label))
+
+
+# --- the student and the teacher references -------------------------------------------------------------------
+
+
+@METHODS.register("student")
+def _student(student, multi_label=False, **_: Any) -> Method:
+    """The student alone, CE (BCE for multi-label)."""
+    return Method("student", StudentNet(student), _probe_loss(multi_label), {"ce_student": 1.0})
+
+
+@METHODS.register("teacher_linear")
+def _teacher_linear(teacher, num_classes, multi_label=False, **_: Any) -> Method:
+    """Upper-bound reference: a linear probe on the frozen teacher's pooled features. Saves teacher + head."""
+    _need_teacher("teacher_linear", teacher)
+    net = ReferenceNet(TeacherClassifier(teacher, num_classes))
+    return Method("teacher_linear", net, _probe_loss(multi_label), {"ce_student": 1.0})
+
+
+@METHODS.register("teacher_finetune")
+def _teacher_finetune(teacher, num_classes, multi_label=False, **_: Any) -> Method:
+    """Upper-bound reference: a trainable copy of the teacher plus a linear head, all trained. Saves teacher + head."""
+    _need_teacher("teacher_finetune", teacher)
+    tuned = TunedTeacher(teacher, train_mode=True)
+    for p in tuned.parameters():
+        p.requires_grad_(True)
+    net = ReferenceNet(TeacherClassifier(tuned, num_classes))
+    return Method("teacher_finetune", net, _probe_loss(multi_label), {"ce_student": 1.0})
+
+
+# --- two-stage logit distillation -----------------------------------------------------------------------------
+
+
+@METHODS.register("kd")
+def _kd(teacher, student, num_classes, temperature=4.0, multi_label=False, teacher_feature_shape=None,
+        kd_weight: float = 1.0, ce_weight: float = 1.0, **_: Any) -> Method:  # fmt: skip
+    """Hinton KD from a linearly probed teacher: stage 1 trains the probe, stage 2 ``CE + kd_weight * KD``."""
+    _need_teacher("kd", teacher, cache_ok=True, shape=teacher_feature_shape)
+    branch = TeacherClassifier(teacher, num_classes, feature_shape=teacher_feature_shape)
+    return _kd_from_branch("kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight})
+
+
+@METHODS.register("direct_reprogramming")
+def _direct_reprogramming(teacher, student, num_classes, temperature=4.0, multi_label=False, loss_weights=None,
+                          reprogrammer_blocks=2, teacher_feature_shape=None, **_: Any) -> Method:  # fmt: skip
+    """RD without co-training: stage 1 trains ``g`` and ``h`` on the frozen teacher (CE), stage 2 distils the
+    frozen ``h(g(T(x)))`` into the student (its own head) with RD's ``ce_student``, ``kd`` and ``cka`` weights."""
+    _need_teacher("direct_reprogramming", teacher, cache_ok=True, shape=teacher_feature_shape)
+    branch = TeacherClassifier(teacher, num_classes, feature_shape=teacher_feature_shape,
+                               reprogrammer_dim=student.feature_dim, reprogrammer_blocks=reprogrammer_blocks)  # fmt: skip
+    weights = {k: v for k, v in (loss_weights or {"ce_student": 1.0, "kd": 1.0, "cka": 1.0}).items() if k != "ce_teacher"}
+    loss = MethodLoss({k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label)
+    return Method("direct_reprogramming", DistillNet(student, branch=branch), loss, weights,
+                  stage1=_reference_stage(branch, multi_label))  # fmt: skip
+
+
+@METHODS.register("lora_kd")
+def _lora_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, kd_weight: float = 1.0,
+             lora_rank: int = 8, lora_alpha: float = 16.0, lora_target_modules=None, **_: Any) -> Method:  # fmt: skip
+    """Stage 1: LoRA adapters (peft) in a copy of the teacher + a linear head, trained with CE; stage 2: KD."""
+    _need_teacher("lora_kd", teacher)
+    tuned = lora_teacher(teacher, rank=lora_rank, alpha=lora_alpha, target_modules=lora_target_modules)
+    branch = TeacherClassifier(tuned, num_classes)
+    return _kd_from_branch("lora_kd", branch, student, multi_label, temperature, {"ce_student": 1.0, "kd": kd_weight})
+
+
+@METHODS.register("vpt_kd")
+def _vpt_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, kd_weight: float = 1.0,
+            num_prompts: int = 10, **_: Any) -> Method:  # fmt: skip
+    """Stage 1: visual prompts in a copy of a ViT teacher + a linear head, trained with CE; stage 2: KD."""
+    _need_teacher("vpt_kd", teacher)
+    branch = TeacherClassifier(vpt_teacher(teacher, num_prompts=num_prompts), num_classes)
+    return _kd_from_branch("vpt_kd", branch, student, multi_label, temperature, {"ce_student": 1.0, "kd": kd_weight})
+
+
+# --- Reprogramming Distillation and its ablations ---------------------------------------------------------------
+
+
+def _initial(spec) -> float:
+    return float(spec["start"]) if isinstance(spec, Mapping) else float(spec)
+
+
+@METHODS.register("rd")
+def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
+        reprogrammer_blocks=2, teacher_feature_shape=None, co_training: bool = True, use_kd: bool = True,
+        use_cka: bool = True, **rest: Any) -> Method:  # fmt: skip
+    """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
+    ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``."""
+    if not co_training:
+        method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
+                                       temperature=temperature, multi_label=multi_label,
+                                       loss_weights=_ablate(loss_weights, use_kd, use_cka),
+                                       reprogrammer_blocks=reprogrammer_blocks,
+                                       teacher_feature_shape=teacher_feature_shape)  # fmt: skip
+        method.name = "rd"
+        method.info["co_training"] = False
+        return method
+    weights = _ablate(loss_weights, use_kd, use_cka)
+    net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape)
+    loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
+                  detach_teacher=detach_teacher)  # fmt: skip
+    return Method("rd", net, loss, weights, info={"co_training": True})
+
+
+def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
+    weights = dict(loss_weights) if loss_weights is not None else {
+        "ce_teacher": 1.0, "ce_student": 1.0,
+        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+    }  # fmt: skip
+    for term, keep in (("kd", use_kd), ("cka", use_cka)):
+        if not keep:
+            weights[term] = 0.0
+    return weights
+
+
+# --- feature distillation baselines from the frozen teacher -------------------------------------------------------
+
+
+def _tapped_shapes(root: nn.Module, layers: list[str], image_size: int) -> list[tuple[int, ...]]:
+    import torch
+
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def keep(name: str):
+        def hook(module, inputs, output) -> None:  # returns None: the output is not replaced
+            shapes.setdefault(name, tuple(output.shape[1:]))
+
+        return hook
+
+    handles = [root.get_submodule(n).register_forward_hook(keep(n)) for n in layers]
+    was_training = root.training
+    root.eval()
+    try:
+        with torch.no_grad():
+            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
+    finally:
+        root.train(was_training)
+        for h in handles:
+            h.remove()
+    return [shapes[n] for n in layers]
+
+
+def _layers(root: nn.Module, given, image_size: int, owner: str) -> list[str]:
+    if given is None:
+        return [default_feature_layer(root, image_size, owner)]
+    return [given] if isinstance(given, str) else list(given)
+
+
+def _feature_method(method: str):
+    def build(teacher, student, multi_label=False, temperature=4.0, image_size=224, num_data=None, batch_size=None,
+              teacher_layers=None, student_layers=None, weight: float | None = None,
+              loss_options: Mapping | None = None, **_: Any) -> Method:  # fmt: skip
+        _need_teacher(method, teacher)
+        opts = dict(loss_options or {})
+        pooled = method == "crd"  # CRD contrasts the penultimate (pooled) vectors
+        if pooled:
+            s_shapes, t_shapes, s_layers, t_layers = [(student.feature_dim,)], [(int(teacher.feature_dim),)], [], []
+            opts.setdefault("num_data", num_data)
+        else:
+            t_layers = _layers(teacher, teacher_layers, image_size, "teacher")
+            s_layers = _layers(student, student_layers, image_size, "student")
+            t_shapes = _tapped_shapes(teacher, t_layers, image_size)
+            s_shapes = _tapped_shapes(student, s_layers, image_size)
+        if method == "semckd":
+            opts.setdefault("batch_size", batch_size)
+        one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
+        feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
+        weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
+        net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers)
+        loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
+                          feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
+        info = dict(teacher_layers=t_layers, student_layers=s_layers, teacher_shapes=t_shapes, student_shapes=s_shapes)
+        return Method(method, net, loss, dict(weights), sample_indices=pooled, info=info)
+
+    build.__doc__ = (
+        f"``{method}`` from the frozen teacher: ``CE + w * {method}(student layers, teacher layers)``; default layers: "
+        "the last feature map of each network (``default_feature_layer``), or ``teacher_layers``/``student_layers``."
+    )
+    return build
+
+
+for _m in ("hint", "at", "vid", "crd", "semckd", "mgd", "norm"):
+    METHODS.register(_m, _feature_method(_m))
+
+
+# --- what a method deploys ------------------------------------------------------------------------------------------
+
+
+def _deploy_student(student, num_classes, **_: Any) -> nn.Module:
+    from ..networks.students import StudentClassifier
+
+    return StudentClassifier(student, num_classes)
+
+
+def _deploy_teacher_linear(teacher, num_classes, teacher_weights=None, **_: Any) -> nn.Module:
+    from ..networks.teachers import build_teacher
+
+    return TeacherClassifier(build_teacher(teacher, weights=teacher_weights), num_classes)
+
+
+def _deploy_teacher_finetune(teacher, num_classes, teacher_weights=None, **_: Any) -> nn.Module:
+    from ..networks.teachers import build_teacher
+
+    return TeacherClassifier(TunedTeacher(build_teacher(teacher, weights=teacher_weights)), num_classes)
+
+
+#: methods whose ``model.pt`` is not the student: the teacher references save teacher + head
+DEPLOYABLES = {"teacher_linear": _deploy_teacher_linear, "teacher_finetune": _deploy_teacher_finetune}
+
+
+def build_deployable(method: str, student: str, teacher: str, num_classes: int, teacher_weights=None) -> nn.Module:
+    """The architecture of method ``method``'s saved ``model.pt``, to load it with ``strict=True`` (evaluate,
+    inference): the :class:`StudentClassifier` for every method but ``teacher_linear``/``teacher_finetune``,
+    which save a :class:`TeacherClassifier` (teacher + head). Images ``[B, 3, H, W]`` in ``[0, 1]`` -> ``[B, C]``.
+    """
+    needs_teacher(method)  # validates the name
+    builder = DEPLOYABLES.get(method, _deploy_student)
+    return builder(student=student, teacher=teacher, num_classes=num_classes, teacher_weights=teacher_weights)

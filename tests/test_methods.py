@@ -1,0 +1,176 @@
+"""monai_rd.methods: the registry, the method loss against NumPy, stage-1 freezing, taps, LoRA, VPT, indices."""
+
+import numpy as np
+import pytest
+import torch
+
+from monai_rd.methods import (
+    METHODS,
+    MethodHandlers,
+    MethodLoss,
+    VisualPrompts,
+    build_method,
+    default_feature_layer,
+    needs_teacher,
+    with_indices,
+)
+from monai_rd.networks import StudentClassifier, build_teacher
+
+ALL = {"student", "teacher_linear", "teacher_finetune", "kd", "hint", "at", "vid", "crd", "semckd", "mgd", "norm",
+       "direct_reprogramming", "lora_kd", "vpt_kd", "rd"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return build_teacher("torchvision:resnet18")
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return build_teacher("timm:vit_tiny_patch16_224", input_size=32, img_size=32)
+
+
+def student():
+    return StudentClassifier("resnet18", 3)
+
+
+def test_registry_holds_every_method_and_refuses_unknown_names():
+    assert set(METHODS.names()) == ALL
+    assert not needs_teacher("student") and all(needs_teacher(m) for m in ALL - {"student"})
+    with pytest.raises(KeyError, match="Unknown method 'fitnet'.*hint"):
+        build_method("fitnet", None, student(), 3)
+    with pytest.raises(TypeError, match="method_options"):
+        build_method("kd", build_teacher("torchvision:resnet18"), student(), 3, kd_wieght=2.0)
+
+
+def test_student_method_needs_no_teacher_and_teacher_methods_refuse_none():
+    method = build_method("student", None, student(), 3)
+    assert method.stage1 is None and list(method.network.children()) == [method.network.student]
+    for name in ("teacher_linear", "hint", "lora_kd", "vpt_kd"):
+        with pytest.raises(ValueError, match=f"method '{name}' needs the teacher"):
+            build_method(name, None, student(), 3)
+    # logit methods can read a feature cache instead of the teacher
+    kd = build_method("kd", None, student(), 3, teacher_feature_shape=(512,))
+    out = kd.network(torch.rand(2, 3, 32, 32), teacher_features=torch.randn(2, 512))
+    assert out["z_T"].shape == (2, 3)
+
+
+def _log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _cka(x, y):
+    x, y = x - x.mean(0), y - y.mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def test_method_loss_matches_numpy():
+    g = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    fs, ft = torch.randn(6, 5, generator=g), torch.randn(6, 7, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 1, 0])
+    loss = MethodLoss({"ce_student": 0.7, "kd": 2.0, "cka": 0.5}, temperature=3.0)
+    out = loss({"z_S": zs, "z_T": zt, "f_S": fs, "f_T": ft}, y)
+    a, b = zs.double().numpy(), zt.double().numpy()
+    ce = -_log_softmax(a)[np.arange(6), y.numpy()].mean()
+    ls, lt = _log_softmax(a / 3), _log_softmax(b / 3)
+    kd = (np.exp(lt) * (lt - ls)).sum(1).mean() * 9
+    cka = 1 - _cka(fs.double().numpy(), ft.double().numpy())
+    np.testing.assert_allclose([float(out[k]) for k in ("ce_student", "kd", "cka")], [ce, kd, cka], rtol=1e-5)
+    np.testing.assert_allclose(float(out["loss"]), 0.7 * ce + 2 * kd + 0.5 * cka, rtol=1e-5)
+    # multi-label: BCE with logits on multi-hot targets
+    t = (torch.rand(6, 4, generator=g) > 0.5).float()
+    bce = MethodLoss({"ce_student": 1.0}, multi_label=True)({"z_S": zs}, t)["ce_student"]
+    p = 1 / (1 + np.exp(-a))
+    np.testing.assert_allclose(float(bce), -(t.numpy() * np.log(p) + (1 - t.numpy()) * np.log(1 - p)).mean(), rtol=1e-5)
+    with pytest.raises(KeyError, match="no terms"):
+        MethodLoss({"hint": 1.0})
+
+
+def test_stage1_branch_is_frozen_in_the_distillation_stage(teacher):
+    method = build_method("direct_reprogramming", teacher, student(), 3, image_size=32)
+    branch = method.stage1_network.classifier
+    stage1 = {id(p) for p in method.stage1_parameters()}
+    assert stage1 == {id(p) for p in list(branch.reprogrammer.parameters()) + list(branch.head.parameters())}
+    assert not stage1 & {id(p) for p in method.parameters()}
+    method.network.train()
+    assert not method.network.branch.training
+    out = method.network(torch.rand(2, 3, 32, 32))
+    assert not out["z_T"].requires_grad and out["z_S"].requires_grad
+    method.loss(out, torch.tensor([0, 1]))["loss"].backward()
+    assert all(p.grad is None for p in branch.parameters())
+
+
+def test_default_feature_layers(teacher, vit):
+    assert default_feature_layer(student(), 32) == "backbone.model.layer4"
+    assert default_feature_layer(teacher, 32) == "backbone.model.layer4"
+    assert default_feature_layer(vit, 32) == "backbone.model.model.norm"
+    method = build_method("hint", vit, student(), 3, image_size=64)  # ViT tokens (1 + 2x2) vs ResNet 2x2 map
+    assert method.info["teacher_shapes"] == [(5, 192)] and method.info["student_shapes"] == [(512, 2, 2)]
+    out = method.network(torch.rand(2, 3, 64, 64))
+    assert [tuple(f.shape) for f in out["feat_T"]] == [(2, 5, 192)]
+    assert torch.isfinite(method.loss(out, torch.tensor([0, 1]))["hint"])
+
+
+def test_lora_adapts_a_copy_and_starts_as_the_teacher(vit):
+    method = build_method("lora_kd", vit, student(), 3, lora_rank=2)
+    tuned = method.stage1_network.classifier.encoder
+    trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(not p.requires_grad for p in vit.parameters())  # the original teacher is untouched
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(tuned(x), vit(x))  # LoRA's B starts at 0
+    opt = torch.optim.SGD([p for p in tuned.parameters() if p.requires_grad], lr=1.0)
+    for _ in range(2):  # B moves first, then A's update reaches the output
+        opt.zero_grad()
+        tuned(x).pow(2).sum().backward()
+        opt.step()
+    assert not torch.allclose(tuned(x), vit(x))
+    with pytest.raises(ValueError, match="lora_target_modules"):
+        build_method("lora_kd", build_teacher("torchvision:resnet18"), student(), 3)
+
+
+def test_visual_prompts_are_inserted_after_the_cls_token(vit):
+    prompts = VisualPrompts(3, 4, num_prefix_tokens=1)
+    tokens = torch.arange(2 * 5 * 4, dtype=torch.float32).view(2, 5, 4)
+    out = prompts.insert(tokens)
+    assert out.shape == (2, 8, 4)
+    torch.testing.assert_close(out[:, :1], tokens[:, :1])
+    torch.testing.assert_close(out[:, 1:4], prompts.prompts.detach().expand(2, -1, -1))
+    torch.testing.assert_close(out[:, 4:], tokens[:, 1:])
+    method = build_method("vpt_kd", vit, student(), 3, num_prompts=3)
+    tuned = method.stage1_network.classifier.encoder
+    assert [n for n, p in tuned.named_parameters() if p.requires_grad] == ["prompts.prompts"]
+    seen = []
+    tuned.teacher.backbone.model.model.blocks[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    tuned(torch.rand(2, 3, 32, 32))
+    assert seen == [torch.Size([2, 1 + 3 + 4, 192])]  # CLS + 3 prompts + 2x2 patches
+    with pytest.raises(ValueError, match="Vision Transformer"):
+        build_method("vpt_kd", build_teacher("torchvision:resnet18"), student(), 3)
+
+
+def test_with_indices_and_the_crd_handler(teacher):
+    data = with_indices([{"image": "a"}, {"image": "b"}])
+    assert data == [{"image": "a", "index": 0}, {"image": "b", "index": 1}]
+    with pytest.raises(ValueError, match="already has 'index'"):
+        with_indices([{"index": 5}])
+
+    from ignite.engine import Engine
+
+    method = build_method("crd", teacher, student(), 3, image_size=32, num_data=4)
+    assert method.sample_indices
+    engine = Engine(lambda e, b: None)
+    MethodHandlers(method).attach(engine)
+    engine.run([{"image": 0, "index": torch.tensor([2, 3])}], max_epochs=1)
+    assert method.loss.index.tolist() == [2, 3]
+    engine = Engine(lambda e, b: None)
+    MethodHandlers(method).attach(engine)
+    with pytest.raises(KeyError, match="'index'"):
+        engine.run([{"image": 0}], max_epochs=1)
+
+
+def test_rd_ablation_switches(teacher):
+    rd = build_method("rd", teacher, student(), 3, detach_teacher=True, use_kd=False, multi_label=True)
+    assert rd.loss.detach_teacher and rd.loss.multi_label and rd.loss_weights["kd"] == 0.0 and rd.stage1 is None
+    assert isinstance(rd.loss_weights["cka"], dict)  # the default linear schedule stays
