@@ -173,14 +173,20 @@ def test_grid_runs_records_failure_and_resumes(tmp_path, bundle_launches):
     assert state2["cells"]["busi__r18__resnet18__broken__s0"]["attempts"] == 2
 
 
-def test_method_refused_by_a_bundle_without_method_ids(tmp_path, bundle_launches):
+def test_method_id_reaches_the_bundle(tmp_path, bundle_launches):
+    """A non-rd method: refused without a subprocess by a bundle without method ids, else trained as that method."""
+    from mlflow.tracking import MlflowClient
+
     config = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
-    if "method" in json.load(open(config)):
-        pytest.skip("rd_busi has method ids: every method runs through the bundle")
     grid = RUN_GRID.replace("  rd_detach: {method: rd, overrides: {detach_teacher: true}}\n", "").replace(
-        "broken: {method: rd, overrides: {teacher: no_such_teacher}}", "kd: {method: kd}"
+        "broken: {method: rd, overrides: {teacher: no_such_teacher}}", "student_only: {method: student}"
     )
     state = run_grid(_write(tmp_path / "g.yaml", grid), str(tmp_path / "out"), fabricate=True, progress=False)
-    assert bundle_launches == []
-    record = state["cells"]["busi__r18__resnet18__kd__s0"]
-    assert record["status"] == "failed" and "has no 'method' id" in record["error"] and "'kd'" in record["error"]
+    record = state["cells"]["busi__r18__resnet18__student_only__s0"]
+    if "method" not in json.load(open(config)):
+        assert bundle_launches == []
+        assert record["status"] == "failed" and "has no 'method' id" in record["error"] and "'student'" in record["error"]
+        return
+    assert len(bundle_launches) == 1 and record["status"] == "done", record.get("error")
+    run = MlflowClient(state["tracking_uri"]).get_run(record["metrics"]["run_id"])
+    assert run.data.params["method"] == "student" and run.info.run_name == "busi__r18__resnet18__student_only__s0"
