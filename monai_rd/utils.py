@@ -2,35 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json", "sha256_file", "sha256_json"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "sha256_file", "sha256_json"]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> str:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary path in ``path``'s folder; on success it is renamed onto ``path``, on error removed.
 
-    A reader never sees a half-written file, even if the process is killed mid-write.
+    Whatever is written to the yielded path appears at ``path`` all at once, so a reader never sees a
+    half-written file, even if the process is killed mid-write.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> str:
+    """Write ``text`` to ``path`` through :func:`atomic_path` (temporary file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    return os.fspath(path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> str:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch.nn as nn
 from monai.transforms import Compose, Randomizable, apply_transform
 from monai.utils import MAX_SEED
 
-from ..utils import atomic_write_json, sha256_file, sha256_json
+from ..utils import atomic_path, atomic_write_json, sha256_file, sha256_json
 
 __all__ = [
     "FEATURE_CACHE_FORMAT",
@@ -204,19 +203,12 @@ def state_dict_sha256(module: nn.Module) -> str:
 
 def _atomic_save_npy(path: str, array: np.ndarray) -> str:
     """``np.save`` through a temporary file and a rename; returns the file's SHA-256."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
         digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return digest
 
 

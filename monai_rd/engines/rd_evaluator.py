@@ -7,7 +7,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
-from .utils import RDKeys
+from .utils import RDKeys, batch_teacher_features
 
 __all__ = ["RDEvaluator"]
 
@@ -25,9 +25,7 @@ class RDEvaluator(SupervisedEvaluator):
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         inputs, targets = batch[0], batch[1]
-        teacher_features = None
-        if isinstance(batchdata, dict) and RDKeys.TEACHER_FEATURES in batchdata:
-            teacher_features = batchdata[RDKeys.TEACHER_FEATURES].to(engine.state.device, non_blocking=engine.non_blocking)
+        teacher_features = batch_teacher_features(engine, batchdata)
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
         with engine.mode(engine.network):
             with torch.autocast(torch.device(engine.state.device).type, enabled=engine.amp, **engine.amp_kwargs):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["RDKeys"]
+from typing import Any
+
+import torch
+
+__all__ = ["RDKeys", "batch_teacher_features"]
 
 
 class RDKeys:
@@ -19,3 +23,10 @@ class RDKeys:
     TEACHER_FEATURES = "teacher_features"
     TERM_PREFIX = "loss_"
     WEIGHT_PREFIX = "weight_"
+
+
+def batch_teacher_features(engine: Any, batchdata: Any) -> torch.Tensor | None:
+    """The precomputed teacher features a batch carries (feature cache), on the engine's device, else None."""
+    if isinstance(batchdata, dict) and RDKeys.TEACHER_FEATURES in batchdata:
+        return batchdata[RDKeys.TEACHER_FEATURES].to(engine.state.device, non_blocking=engine.non_blocking)
+    return None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn as nn
+import torchvision
 
-__all__ = ["FeatureBackbone", "remove_classifier", "probe_output_shape"]
+from .checkpoint import load_weights
+
+__all__ = ["FeatureBackbone", "remove_classifier", "probe_output_shape", "torchvision_backbone"]
 
 
 def remove_classifier(model: nn.Module) -> str:
@@ -59,3 +64,20 @@ class FeatureBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+def torchvision_backbone(
+    arch: str, weights: str | os.PathLike | None = None, trust_checkpoint: bool = False, **kwargs
+) -> FeatureBackbone:
+    """Any torchvision classification architecture without its classifier, from a local weights file or random.
+
+    The weights file may be torchvision's own release (the classifier's keys are dropped) or a features-only
+    state dict. ``weights=None`` never downloads anything; ``kwargs`` go to the torchvision builder.
+    """
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise KeyError(f"torchvision has no classification model {arch!r}.")
+    model = torchvision.models.get_model(arch, weights=None, **kwargs)
+    removed = remove_classifier(model)
+    if weights is not None:
+        load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint)
+    return FeatureBackbone(model, name=f"torchvision:{arch}")

@@ -7,10 +7,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torchvision
 
-from .backbones import FeatureBackbone, remove_classifier
-from .checkpoint import load_weights
+from .backbones import FeatureBackbone, torchvision_backbone
 from .registry import Registry
 
 __all__ = ["STUDENTS", "build_student", "StudentClassifier", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -21,27 +19,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 STUDENTS = Registry("student")
 
 
-@STUDENTS.register_family("torchvision")
-def torchvision_student(
-    arch: str, weights: str | os.PathLike | None = None, trust_checkpoint: bool = False, **kwargs
-) -> FeatureBackbone:
-    """Any torchvision classification architecture, randomly initialised or from a local weights file.
-
-    The weights file may be torchvision's own release (classifier keys are dropped) or a features-only
-    state dict. ``weights=None`` never downloads anything.
-    """
-    if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise KeyError(f"torchvision has no classification model {arch!r}.")
-    model = torchvision.models.get_model(arch, weights=None, **kwargs)
-    removed = remove_classifier(model)
-    if weights is not None:
-        load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint)
-    return FeatureBackbone(model, name=f"torchvision:{arch}")
+STUDENTS.register_family("torchvision", torchvision_backbone)
 
 
 # the paper's students, under their short names
 for _arch in ("resnet18", "resnet34", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "shufflenet_v2_x1_0"):
-    STUDENTS.register(_arch, lambda _a=_arch, **kw: torchvision_student(_a, **kw))
+    STUDENTS.register(_arch, lambda _a=_arch, **kw: torchvision_backbone(_a, **kw))
 
 
 def build_student(name: str, weights: str | os.PathLike | None = None, **options) -> FeatureBackbone:

@@ -8,10 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
-from .backbones import FeatureBackbone, remove_classifier
-from .checkpoint import load_weights
+from .backbones import FeatureBackbone, torchvision_backbone
 from .registry import Registry
 from .students import IMAGENET_MEAN, IMAGENET_STD
 
@@ -94,13 +92,7 @@ def torchvision_teacher(
     **kwargs,
 ) -> FrozenTeacher:
     """Any torchvision classification architecture as a pooled-feature teacher, weights from a local file."""
-    if arch not in torchvision.models.list_models(module=torchvision.models):
-        raise KeyError(f"torchvision has no classification model {arch!r}.")
-    model = torchvision.models.get_model(arch, weights=None, **kwargs)
-    removed = remove_classifier(model)
-    if weights is not None:
-        load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint)
-    backbone = FeatureBackbone(model, name=f"torchvision:{arch}")
+    backbone = torchvision_backbone(arch, weights=weights, trust_checkpoint=trust_checkpoint, **kwargs)
     return FrozenTeacher(backbone, name=f"torchvision:{arch}", input_size=input_size, mean=mean, std=std)
 
 
