@@ -25,7 +25,7 @@ def test_known_overrides_pass():
 
 
 def test_unknown_override_id_is_refused_with_a_suggestion():
-    with pytest.raises(ConfigError, match=r"--max_epoch \(did you mean --max_epochs\?\)"):
+    with pytest.raises(ConfigError, match=r"--max_epoch \(did you mean --max_epochs[ ?]"):
         check_cli_overrides(_argv("--max_epoch", "2"))
     with pytest.raises(ConfigError, match="--train::trainer::nope"):
         check_cli_overrides(_argv("--train::trainer::nope", "1"))
@@ -66,7 +66,7 @@ def _bundle(out, dataset_dir, *extra):
 
 def test_bundle_refuses_a_typo_and_a_wrong_type_before_training(busi_dir, tmp_path):
     proc = _bundle(str(tmp_path / "o1"), busi_dir, "--max_epoch", "2")
-    assert proc.returncode != 0 and "--max_epoch (did you mean --max_epochs?)" in proc.stderr
+    assert proc.returncode != 0 and "--max_epoch (did you mean --max_epochs" in proc.stderr
     proc = _bundle(str(tmp_path / "o2"), busi_dir, "--batch_size", "eight")
     assert proc.returncode != 0 and "'batch_size' = 'eight'" in proc.stderr
 

@@ -119,9 +119,13 @@ class MLflowModelRegistryHandler:
                 k: float(v) for k, v in engine.state.metrics.items()
                 if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)
             }
+            # kept on the evaluator's state too, which the resume checkpoint saves (BestMetricState)
+            engine.state.best_epoch_metrics = dict(self.best_metrics)
 
     def __call__(self, engine: Engine | None = None) -> str | None:
-        return self.register(self.best_metrics)
+        # a resumed run whose best epoch came before the interruption gets those metrics from the checkpoint
+        restored = getattr(self.evaluator.state, "best_epoch_metrics", {}) if self.evaluator is not None else {}
+        return self.register(self.best_metrics or restored)
 
     def _default_requirements(self) -> list[str]:
         import monai

@@ -141,6 +141,8 @@ class BestMetricState:
             "best_metric": float(self.evaluator.state.best_metric),
             "best_metric_epoch": int(self.evaluator.state.best_metric_epoch),
             "key_metric_checkpoints": [c.state_dict() for c in self._key_metric_checkpoints()],
+            # every metric of the best epoch (kept by MLflowModelRegistryHandler), so a resumed run can tag it
+            "best_epoch_metrics": dict(getattr(self.evaluator.state, "best_epoch_metrics", {})),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -148,6 +150,7 @@ class BestMetricState:
             return
         self.evaluator.state.best_metric = state["best_metric"]
         self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
+        self.evaluator.state.best_epoch_metrics = dict(state.get("best_epoch_metrics", {}))
         for checkpoint, saved in zip(self._key_metric_checkpoints(), state["key_metric_checkpoints"]):
             checkpoint.load_state_dict(saved)
 
