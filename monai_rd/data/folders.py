@@ -1,15 +1,17 @@
-"""Generic folder-per-class indexer (``<root>/<class>/<image>``), the base of the BTC indexer."""
+"""Listing ``<root>/<class>/<image>`` folders of natural images (the base of the BTC indexer).
+
+The generic class-folder indexer for images, DICOM and NIfTI is :func:`monai_rd.data.folder_index.index_class_folders`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
-from .datalist import finalize_datalist, stratified_split
 from .images import IMAGE_EXTENSIONS
 from .utils import require_dir, verify_image
 
-__all__ = ["list_class_folders", "index_class_folders"]
+__all__ = ["list_class_folders"]
 
 
 def list_class_folders(

@@ -7,7 +7,6 @@ epochs later, and never silently trained on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence

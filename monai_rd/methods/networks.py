@@ -198,6 +198,22 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def probe_forward(root: nn.Module, image_size: int, hooks: Sequence = ()) -> None:
+    """One no-grad, eval-mode forward of a zero image ``[1, 3, image_size, image_size]`` through ``root``.
+
+    The training mode is restored and the forward ``hooks`` (handles) are removed afterwards, whatever happens.
+    """
+    was_training = root.training
+    root.eval()
+    try:
+        with torch.no_grad():
+            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
+    finally:
+        root.train(was_training)
+        for h in hooks:
+            h.remove()
+
+
 def default_feature_layer(root: nn.Module, image_size: int, owner: str = "network") -> str:
     """Name of the last layer (in execution order) whose output is a feature map ``[B, C, H, W]`` or tokens
     ``[B, N, D]``, found by one forward pass of a ``[1, 3, image_size, image_size]`` zero image in eval mode.
@@ -219,15 +235,7 @@ def default_feature_layer(root: nn.Module, image_size: int, owner: str = "networ
         for name, mod in root.named_modules()
         if name and not isinstance(mod, _NOT_FEATURE_LAYERS)
     ]
-    was_training = root.training
-    root.eval()
-    try:
-        with torch.no_grad():
-            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
-    finally:
-        root.train(was_training)
-        for h in handles:
-            h.remove()
+    probe_forward(root, image_size, handles)
     if not finished:
         raise ValueError(f"The {owner} has no layer giving a [B, C, H, W] map or [B, N, D] tokens; name one.")
     return finished[-1]

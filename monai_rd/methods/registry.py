@@ -11,7 +11,7 @@ distillation stage then reads, frozen).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from .networks import (
     TeacherClassifier,
     TunedTeacher,
     default_feature_layer,
-    module_device,
+    probe_forward,
 )
 
 __all__ = [
@@ -338,8 +338,6 @@ def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
 
 
 def _tapped_shapes(root: nn.Module, layers: list[str], image_size: int) -> list[tuple[int, ...]]:
-    import torch
-
     shapes: dict[str, tuple[int, ...]] = {}
 
     def keep(name: str):
@@ -349,15 +347,7 @@ def _tapped_shapes(root: nn.Module, layers: list[str], image_size: int) -> list[
         return hook
 
     handles = [root.get_submodule(n).register_forward_hook(keep(n)) for n in layers]
-    was_training = root.training
-    root.eval()
-    try:
-        with torch.no_grad():
-            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
-    finally:
-        root.train(was_training)
-        for h in handles:
-            h.remove()
+    probe_forward(root, image_size, handles)
     return [shapes[n] for n in layers]
 
 
