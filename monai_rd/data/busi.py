@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from .datalist import datalist_hash, stratified_split, write_datalist
+from .datalist import finalize_datalist, stratified_split
 from .duplicates import group_near_duplicates
 from .utils import verify_image
 
@@ -97,7 +97,4 @@ def index_busi(
         "classes": list(BUSI_CLASSES),
         "duplicate_groups": [names for names in clusters.values() if len(names) > 1],
     }
-    datalist["split_hash"] = datalist_hash(datalist)
-    if datalist_file is not None:
-        write_datalist(datalist, datalist_file)
-    return datalist
+    return finalize_datalist(datalist, datalist_file)
