@@ -1,6 +1,6 @@
 """Teacher-feature cache benchmark (not a test): the four ratios of issue 4, measured side by side.
 
-Same as ``monai-rd bench``; see ``monai_rd/cli/bench.py`` for what is measured and how. Example (the run
+Same as ``monai-rd bench``; see ``monai_rd/experiments/bench.py`` for what is measured and how. Example (the run
 recorded in docs/feature_cache.md)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/cache_benchmark.py --image_size 112 \

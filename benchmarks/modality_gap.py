@@ -40,7 +40,7 @@ import torchvision
 
 from monai_rd.losses import KDLoss, RDLoss
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
-from monai_rd.networks.reprogrammer import Reprogrammer
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer
 
 SOURCE_CLASSES = ("disc", "square", "triangle", "star", "ring", "cross")
 TARGET_CLASSES = ("normal", "benign", "malignant")

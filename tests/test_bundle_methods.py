@@ -40,8 +40,8 @@ def _run(parser):
 
 @pytest.mark.parametrize("method", STUDENT_METHODS + TEACHER_METHODS + VIT_METHODS)
 def test_method_trains_and_saves_its_deployable(method, busi_dir, tmp_path):
-    from monai_rd.methods import TeacherClassifier, build_deployable
-    from monai_rd.networks import StudentClassifier
+    from monai_rd.methods import build_deployable
+    from monai_rd.networks import StudentClassifier, TeacherClassifier
 
     teacher = VIT if method in VIT_METHODS else "torchvision:resnet18"
     options = {}

@@ -11,7 +11,7 @@ import torchvision
 from monai.bundle import ConfigWorkflow
 
 import monai_rd.networks
-import monai_rd.networks.teachers
+import monai_rd.networks.nets.teachers
 from monai_rd.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +49,7 @@ def test_bundle_trains_from_cache_without_building_the_teacher(built, monkeypatc
         raise AssertionError("the teacher builder was called while training from a complete cache")
 
     monkeypatch.setattr(monai_rd.networks, "build_teacher", refuse)
-    monkeypatch.setattr(monai_rd.networks.teachers, "build_teacher", refuse)
+    monkeypatch.setattr(monai_rd.networks.nets.teachers, "build_teacher", refuse)
     monkeypatch.setattr(monai_rd.networks.TEACHERS, "build", refuse)
     out = str(built["tmp"] / "train_out")
     workflow = ConfigWorkflow(

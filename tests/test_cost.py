@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from monai_rd.cli import main as cli_main
-from monai_rd.cost import count_flops, count_parameters, cost_table, format_table, median_latency, table_csv
+from monai_rd.deploy.cost import count_flops, count_parameters, cost_table, format_table, median_latency, table_csv
 from monai_rd.networks import StudentClassifier
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from monai_rd.cli import main as cli_main
-from monai_rd.export import ParityError, export_student, load_student
+from monai_rd.deploy.export import ParityError, export_student, load_student
 from monai_rd.networks import StudentClassifier
 
 from tests.conftest import BUNDLES, REPO

@@ -115,7 +115,7 @@ def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkp
 
 def test_clinical_bundle_inference_dicom_nifti_png(tmp_path):
     """rd_clinical inference.json: a DICOM series folder, a NIfTI volume and a PNG; bad sources refused together."""
-    from monai_rd.data.synthetic_medical import write_dicom_series, write_nifti_volume
+    from monai_rd.data.synthetic.medical import write_dicom_series, write_nifti_volume
 
     folder = tmp_path / "in"
     write_dicom_series(str(folder / "series_a"), n_slices=4, size=32, lesion=True)

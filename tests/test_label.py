@@ -10,7 +10,7 @@ import torch
 
 from monai_rd.bundle import write_executed_config
 from monai_rd.cli import main as cli_main
-from monai_rd.label import classification_datalist, prepare_label_bundle, read_class_label
+from monai_rd.deploy.label import classification_datalist, prepare_label_bundle, read_class_label
 from monai_rd.networks import StudentClassifier
 from tests.conftest import BUNDLES
 

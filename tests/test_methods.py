@@ -4,16 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from monai_rd.methods import (
-    METHODS,
-    MethodHandlers,
-    MethodLoss,
-    VisualPrompts,
-    build_method,
-    default_feature_layer,
-    needs_teacher,
-    with_indices,
-)
+from monai_rd.data import with_indices
+from monai_rd.handlers import MethodHandlers
+from monai_rd.losses import MethodLoss
+from monai_rd.methods import METHODS, build_method, needs_teacher
+from monai_rd.networks import VisualPrompts, default_feature_layer
 from monai_rd.networks import StudentClassifier, build_teacher
 
 ALL = {"student", "teacher_linear", "teacher_finetune", "kd", "hint", "at", "vid", "crd", "semckd", "mgd", "norm",

@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_rd.label import prepare_label_bundle
+from monai_rd.deploy.label import prepare_label_bundle
 from monai_rd.networks import StudentClassifier
 from tests.conftest import BUNDLES, REPO, run_bundle
 

@@ -8,11 +8,11 @@ import torch
 import torchvision
 
 from monai_rd.losses import RDLoss
+from monai_rd.utils import Registry
 from monai_rd.networks import (
     STUDENTS,
     TEACHERS,
     RDNet,
-    Registry,
     Reprogrammer,
     StudentClassifier,
     WeightsMismatchError,

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from monai_rd.protocol import GridError, expand_cells, load_grid, run_grid, summarize, write_reports
+from monai_rd.experiments.protocol import GridError, expand_cells, load_grid, run_grid, summarize, write_reports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from monai_rd.config_check import ConfigError, check_cli_overrides, check_run_params
+from monai_rd.bundle.config_check import ConfigError, check_cli_overrides, check_run_params
 from tests.conftest import BUNDLES, REPO
 
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")

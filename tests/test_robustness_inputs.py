@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from monai_rd.data import BadInputError, validate_datalist, write_dicom_series, write_nifti_volume
-from monai_rd.data.dicom_reader import DicomReadError, DicomReader
-from monai_rd.data.image_reader import ImageReadError, NaturalImageReader
-from monai_rd.data.nifti_reader import NiftiReader, NiftiReadError
+from monai_rd.data.readers.dicom import DicomReadError, DicomReader
+from monai_rd.data.readers.natural import ImageReadError, NaturalImageReader
+from monai_rd.data.readers.nifti import NiftiReader, NiftiReadError
 from monai_rd.transforms import EnsureRGB
 
 CLASSES = ["benign", "malignant"]

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monai_rd.data import MedicalImageReader, write_dicom_series, write_nifti_volume
-from monai_rd.data.dicom_reader import DicomReadError, DicomReader
-from monai_rd.data.image_reader import ImageReadError, NaturalImageReader
-from monai_rd.data.medical_reader import UnsupportedFileError
-from monai_rd.data.nifti_reader import NiftiReader, NiftiReadError
+from monai_rd.data.readers.dicom import DicomReadError, DicomReader
+from monai_rd.data.readers.natural import ImageReadError, NaturalImageReader
+from monai_rd.data.readers.medical import UnsupportedFileError
+from monai_rd.data.readers.nifti import NiftiReader, NiftiReadError
 import monai_rd.transforms as T
 
 READ_ERRORS = (ImageReadError, DicomReadError, NiftiReadError, UnsupportedFileError)

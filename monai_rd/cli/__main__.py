@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from monai_rd.cli import main
 
 sys.exit(main())

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from monai.bundle import ConfigParser
     from monai.utils import set_determinism
 
-    from ..data.feature_cache import FeatureCache
+    from monai_rd.data.feature_cache import FeatureCache
 
     parser = ConfigParser()
     parser.read_config(args.config_file if len(args.config_file) > 1 else args.config_file[0])

@@ -10,7 +10,7 @@ HELP = "the paper's Table 6: params, FLOPs and latency of teacher vs students, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cost import BACKENDS
+    from monai_rd.deploy.cost import BACKENDS
 
     parser.add_argument("--teacher", default="resnet50", help="teacher registry name (default resnet50)")
     parser.add_argument("--teacher_weights", default=None, help="optional local teacher weights file")
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cost import cost_table, format_table, table_csv
-    from ..utils import atomic_write_text
+    from monai_rd.deploy.cost import cost_table, format_table, table_csv
+    from monai_rd.utils import atomic_write_text
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -7,43 +7,12 @@ import os
 import subprocess
 import sys
 
-from collections.abc import Callable
-from typing import NamedTuple
-
-from ..bundle import bundle_root
-from ..data import synthetic
+from monai_rd.bundle import bundle_root
+from monai_rd.experiments.demo import DEMO_DATASETS
 
 HELP = "try RD without data: synthetic images in a real dataset's layout, that dataset's bundle, a few epochs"
 
 
-class DemoDataset(NamedTuple):
-    """A bundle and its synthetic data writer ``writer(folder, n, size, seed) -> dataset_dir``."""
-
-    bundle: str
-    writer: Callable[[str, int, int, int], str]
-
-
-#: ``--dataset`` name -> its bundle and synthetic writer (``n`` images per class, or patients for ChestX-ray14)
-DEMO_DATASETS = {
-    "busi": DemoDataset(
-        "rd_busi", lambda f, n, size, seed: synthetic.make_busi_like(f, n_per_class=n, size=size, seed=seed)
-    ),
-    "isic": DemoDataset(
-        "rd_isic", lambda f, n, size, seed: synthetic.make_isic2018_like(f, n_per_class=n, size=size, seed=seed)
-    ),
-    "covid": DemoDataset(
-        "rd_covid", lambda f, n, size, seed: synthetic.make_covid_ct_like(f, n_per_class=n, size=size, seed=seed)
-    ),
-    "btc": DemoDataset(
-        "rd_btc",
-        lambda f, n, size, seed: synthetic.make_btc_like(
-            f, n_train_per_class=n, n_test_per_class=max(1, n // 4), size=size, seed=seed
-        ),
-    ),
-    "chestxray": DemoDataset(
-        "rd_chestxray", lambda f, n, size, seed: synthetic.make_chestxray14_like(f, n_patients=n, size=size, seed=seed)
-    ),
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import ParityError, export_student, load_student
+    from monai_rd.deploy.export import ParityError, export_student, load_student
 
     model = load_student(args.ckpt, args.student, args.num_classes, trust_checkpoint=args.trust_checkpoint)
     try:

@@ -11,8 +11,8 @@ import argparse
 import sys
 from collections import Counter
 
-from ..data.folder_index import index_class_folders, index_csv
-from ..data.slices import SLICE_MODES
+from monai_rd.data.indexers.folders import index_class_folders, index_csv
+from monai_rd.data.slices import SLICE_MODES
 
 HELP = "index a folder-per-class or CSV dataset (images, DICOM, NIfTI) into a datalist JSON"
 

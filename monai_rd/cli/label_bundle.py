@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import bundle_root
-    from ..label import prepare_label_bundle
+    from monai_rd.bundle import bundle_root
+    from monai_rd.deploy.label import prepare_label_bundle
 
     dest = prepare_label_bundle(args.bundle_root or bundle_root(args.bundle), args.output_dir, args.dest,
                                 checkpoint=args.ckpt)

@@ -3,7 +3,7 @@
 Resumable: finished cells (recorded in ``<out>/state.json``) are skipped, failed ones retried. Every cell logs to
 one MLflow experiment (the grid's name; run name = cell id). Writes ``results.csv``, ``summary.csv``, markdown
 tables in the layout of the paper's Tables 2-4 and ``methods.png``. Grid files: ``grids/*.yaml``; format in
-:mod:`monai_rd.protocol`.
+:mod:`monai_rd.experiments.protocol`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..protocol import GridError, _load_state, load_grid, run_grid, write_reports
+    from monai_rd.experiments.protocol import GridError, _load_state, load_grid, run_grid, write_reports
 
     try:
         grid = load_grid(args.grid)

@@ -9,7 +9,7 @@ import torch
 from monai.data import Dataset
 from monai.transforms import Randomizable
 
-from .feature_cache import FeatureCache, FeatureCacheError, apply_view, item_id, view_seed
+from monai_rd.data.feature_cache import FeatureCache, FeatureCacheError, apply_view, item_id, view_seed
 
 __all__ = ["SeededViewDataset", "CachedFeatureDataset", "feature_cache_dataset", "cached_feature_shape"]
 

@@ -8,7 +8,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from ..utils import atomic_write_json, sha256_json
+from monai_rd.utils import atomic_write_json, sha256_json
 
 __all__ = ["stratified_split", "write_datalist", "datalist_hash", "finalize_datalist"]
 

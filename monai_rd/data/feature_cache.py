@@ -34,7 +34,7 @@ import torch.nn as nn
 from monai.transforms import Compose, Randomizable, apply_transform
 from monai.utils import MAX_SEED
 
-from ..utils import atomic_path, atomic_write_json, sha256_file, sha256_json
+from monai_rd.utils import atomic_path, atomic_write_json, sha256_file, sha256_json
 
 __all__ = [
     "FEATURE_CACHE_FORMAT",

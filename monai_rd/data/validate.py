@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..utils import atomic_write_text
+from monai_rd.utils import atomic_write_text
 
 __all__ = ["UnreadableInputsError", "check_readable", "expand_inputs"]
 
@@ -112,7 +112,7 @@ def expand_inputs(
     together as in :func:`check_readable` (one :class:`UnreadableInputsError`, or skipped with
     ``on_error="skip"``, and ``errors_file``).
     """
-    from .folder_index import expand_source
+    from monai_rd.data.indexers.folders import expand_source
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..utils import atomic_write_json
-from .dicom_reader import DicomReadError, find_dicom_series, read_dicom
-from .image_reader import ImageReadError, read_natural_image
-from .medical_reader import UnsupportedFileError, source_kind
-from .nifti_reader import NiftiReadError, read_nifti
+from monai_rd.utils import atomic_write_json
+from monai_rd.data.readers.dicom import DicomReadError, find_dicom_series, read_dicom
+from monai_rd.data.readers.natural import ImageReadError, read_natural_image
+from monai_rd.data.readers.medical import UnsupportedFileError, source_kind
+from monai_rd.data.readers.nifti import NiftiReadError, read_nifti
 
 __all__ = ["BadInputError", "validate_datalist", "check_item", "ON_BAD_INPUT"]
 

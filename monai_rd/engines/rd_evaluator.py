@@ -7,7 +7,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
-from .utils import RDKeys, batch_teacher_features
+from monai_rd.engines.utils import RDKeys, batch_teacher_features
 
 __all__ = ["RDEvaluator"]
 

@@ -1,14 +1,14 @@
 """Handlers: loss-weight schedules, the validation CKA monitor and output transforms for loggers."""
 
-from .cka_monitor import CKAMonitor
-from .loss_weight_schedule import LossWeightSchedule, WeightSchedule
-from .utils import probs_and_class_indices, rd_loss_terms
-from .prediction_writer import PredictionCSVWriter
-from .multilabel_auc import MultiLabelAUC, multilabel_auc
-from .mlflow_resilient import MLflowLink, ResilientMLFlowHandler, effective_tracking_uri
-from .best_model_report import BestModelReport, find_run_id, predict_probs
-from .mlflow_registry import MLflowModelRegistryHandler, assert_student_only
-from .resume import (
+from monai_rd.handlers.cka_monitor import CKAMonitor
+from monai_rd.handlers.loss_weight_schedule import LossWeightSchedule, WeightSchedule
+from monai_rd.handlers.utils import probs_and_class_indices, rd_loss_terms
+from monai_rd.handlers.prediction_writer import PredictionCSVWriter
+from monai_rd.handlers.multilabel_auc import MultiLabelAUC, multilabel_auc
+from monai_rd.handlers.mlflow_resilient import MLflowLink, ResilientMLFlowHandler, effective_tracking_uri
+from monai_rd.handlers.best_model_report import BestModelReport, find_run_id, predict_probs
+from monai_rd.handlers.mlflow_registry import MLflowModelRegistryHandler, assert_student_only
+from monai_rd.handlers.resume import (
     AtomicCheckpointSaver,
     BestMetricState,
     EpochSeed,
@@ -17,3 +17,4 @@ from .resume import (
     resume_checkpoint,
     resume_objects,
 )
+from monai_rd.handlers.method_handlers import MethodHandlers

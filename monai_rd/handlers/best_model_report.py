@@ -13,14 +13,12 @@ import torch.nn as nn
 from monai.utils import CommonKeys as Keys
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from ..networks.checkpoint import load_weights
-from ..reports import (
-    classification_report, plot_confusion_matrix, plot_roc_curves, plot_training_curves, report_to_csv,
-    report_to_markdown,
-)
-from ..utils import atomic_write_json, atomic_write_text
-from .mlflow_resilient import MLflowLink, effective_tracking_uri
-from .utils import probs_and_class_indices, rd_loss_terms
+from monai_rd.networks.checkpoint import load_weights
+from monai_rd.metrics import classification_report, report_to_csv, report_to_markdown
+from monai_rd.visualize import plot_confusion_matrix, plot_roc_curves, plot_training_curves
+from monai_rd.utils import atomic_write_json, atomic_write_text
+from monai_rd.handlers.mlflow_resilient import MLflowLink, effective_tracking_uri
+from monai_rd.handlers.utils import probs_and_class_indices, rd_loss_terms
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:

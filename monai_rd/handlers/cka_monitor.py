@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from monai.utils import IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
 
-from ..losses.cka import linear_cka
+from monai_rd.losses.cka import linear_cka
 
 Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric", as_type="base")
 

@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 from monai.utils import IgniteInfo, min_version, optional_import, path_to_uri
 
-from ..networks.checkpoint import load_weights
-from ..utils import sha256_file
-from .best_model_report import find_run_id
-from .mlflow_resilient import MLflowLink, effective_tracking_uri
+from monai_rd.networks.checkpoint import load_weights
+from monai_rd.utils import sha256_file
+from monai_rd.handlers.best_model_report import find_run_id
+from monai_rd.handlers.mlflow_resilient import MLflowLink, effective_tracking_uri
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ logger = logging.getLogger("monai_rd.mlflow")
 
 def assert_student_only(model: nn.Module) -> None:
     """Raise if ``model`` holds any part of an RD teacher (a ``FrozenTeacher`` or a whole ``RDNet``)."""
-    from ..networks import FrozenTeacher, RDNet
+    from monai_rd.networks import FrozenTeacher, RDNet
 
     bad = [name or "<root>" for name, m in model.named_modules() if isinstance(m, (FrozenTeacher, RDNet))]
     if bad:

@@ -15,7 +15,7 @@ from typing import Any
 from monai.handlers import MLFlowHandler
 from monai.utils import flatten_dict, path_to_sqlite_uri
 
-from ..utils import atomic_write_json
+from monai_rd.utils import atomic_write_json
 
 __all__ = ["MLflowLink", "ResilientMLFlowHandler", "effective_tracking_uri"]
 

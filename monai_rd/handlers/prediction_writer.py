@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from monai.utils import CommonKeys as Keys
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from ..utils import atomic_write_text
+from monai_rd.utils import atomic_write_text
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:

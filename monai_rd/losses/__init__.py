@@ -1,13 +1,14 @@
 """Losses: linear CKA, logit KD, the Reprogramming Distillation loss and the baseline KD losses."""
 
-from .cka import CKALoss, gather_across_ranks, linear_cka
-from .kd import KDLoss
-from .rd import RD_TERMS, RDLoss
-from .at import ATLoss, attention_map
-from .baselines import KD_LOSSES, build_kd_loss
-from .crd import CRDLoss, nce_loss
-from .hint import HintLoss
-from .mgd import MGDLoss
-from .norm import NORMLoss
-from .semckd import SemCKDLoss
-from .vid import VIDLoss
+from monai_rd.losses.cka import CKALoss, gather_across_ranks, linear_cka
+from monai_rd.losses.kd import KDLoss
+from monai_rd.losses.rd import RD_TERMS, RDLoss
+from monai_rd.losses.at import ATLoss, attention_map
+from monai_rd.losses.baselines import KD_LOSSES, build_kd_loss
+from monai_rd.losses.crd import CRDLoss, nce_loss
+from monai_rd.losses.hint import HintLoss
+from monai_rd.losses.mgd import MGDLoss
+from monai_rd.losses.norm import NORMLoss
+from monai_rd.losses.semckd import SemCKDLoss
+from monai_rd.losses.vid import VIDLoss
+from monai_rd.losses.method_loss import MethodLoss, supervised_loss

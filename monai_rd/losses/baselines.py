@@ -15,16 +15,16 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..networks.registry import Registry
-from .at import ATLoss
-from .crd import CRDLoss
-from .feature_shapes import as_shape_list, map_shape
-from .hint import HintLoss
-from .kd import KDLoss
-from .mgd import MGDLoss
-from .norm import NORMLoss
-from .semckd import SemCKDLoss
-from .vid import VIDLoss
+from monai_rd.utils.registry import Registry
+from monai_rd.losses.at import ATLoss
+from monai_rd.losses.crd import CRDLoss
+from monai_rd.losses.feature_shapes import as_shape_list, map_shape
+from monai_rd.losses.hint import HintLoss
+from monai_rd.losses.kd import KDLoss
+from monai_rd.losses.mgd import MGDLoss
+from monai_rd.losses.norm import NORMLoss
+from monai_rd.losses.semckd import SemCKDLoss
+from monai_rd.losses.vid import VIDLoss
 
 __all__ = ["KD_LOSSES", "build_kd_loss"]
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .feature_shapes import to_vector
+from monai_rd.losses.feature_shapes import to_vector
 
 __all__ = ["CRDLoss", "nce_loss"]
 

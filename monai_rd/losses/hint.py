@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .feature_shapes import as_feature_list, pool_to_common, to_map
+from monai_rd.losses.feature_shapes import as_feature_list, pool_to_common, to_map
 
 __all__ = ["HintLoss"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .feature_shapes import pool_to_common, to_map
+from monai_rd.losses.feature_shapes import pool_to_common, to_map
 
 __all__ = ["NORMLoss"]
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .cka import gather_across_ranks, linear_cka
-from .kd import KDLoss
+from monai_rd.losses.cka import gather_across_ranks, linear_cka
+from monai_rd.losses.kd import KDLoss
 
 __all__ = ["RDLoss", "RD_TERMS"]
 

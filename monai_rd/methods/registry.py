@@ -17,13 +17,13 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..losses.baselines import build_kd_loss
-from ..losses.rd import RDLoss
-from ..networks.rdnet import RDNet
-from ..networks.registry import Registry
-from .adapters import lora_teacher, vpt_teacher
-from .losses import MethodLoss
-from .networks import (
+from monai_rd.losses.baselines import build_kd_loss
+from monai_rd.losses.rd import RDLoss
+from monai_rd.networks.nets.rdnet import RDNet
+from monai_rd.utils.registry import Registry
+from monai_rd.networks.blocks.adapters import lora_teacher, vpt_teacher
+from monai_rd.losses.method_loss import MethodLoss
+from monai_rd.networks.nets.method_nets import (
     DistillNet,
     ReferenceNet,
     StudentNet,
@@ -398,19 +398,19 @@ for _m in ("hint", "at", "vid", "crd", "semckd", "mgd", "norm"):
 
 
 def _deploy_student(student, num_classes, **_: Any) -> nn.Module:
-    from ..networks.students import StudentClassifier
+    from monai_rd.networks.nets.students import StudentClassifier
 
     return StudentClassifier(student, num_classes)
 
 
 def _deploy_teacher_linear(teacher, num_classes, teacher_weights=None, **_: Any) -> nn.Module:
-    from ..networks.teachers import build_teacher
+    from monai_rd.networks.nets.teachers import build_teacher
 
     return TeacherClassifier(build_teacher(teacher, weights=teacher_weights), num_classes)
 
 
 def _deploy_teacher_finetune(teacher, num_classes, teacher_weights=None, **_: Any) -> nn.Module:
-    from ..networks.teachers import build_teacher
+    from monai_rd.networks.nets.teachers import build_teacher
 
     return TeacherClassifier(TunedTeacher(build_teacher(teacher, weights=teacher_weights)), num_classes)
 

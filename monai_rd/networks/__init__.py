@@ -1,12 +1,31 @@
 """Networks: frozen teachers, student backbones, the reprogrammer ``g`` and RDNet."""
 
-from .backbones import FeatureBackbone, probe_output_shape, remove_classifier
-from .checkpoint import WeightsMismatchError, load_weights, read_state_dict
-from .rdnet import RDNet
-from .registry import Registry
-from .reprogrammer import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
-from .students import STUDENTS, StudentClassifier, build_student
-from .teachers import TEACHERS, FrozenTeacher, build_teacher
-from .distributed import distributed_rdnet
-from . import zoo  # registers the foundation-model teachers
-from .performance import autocast_dtype, prepare_network
+from monai_rd.networks.blocks import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
+from monai_rd.networks.checkpoint import WeightsMismatchError, load_weights, read_state_dict
+from monai_rd.networks.distributed import distributed_rdnet
+from monai_rd.networks.nets import (
+    STUDENTS,
+    TEACHERS,
+    FeatureBackbone,
+    FrozenTeacher,
+    RDNet,
+    StudentClassifier,
+    build_student,
+    build_teacher,
+    probe_output_shape,
+    remove_classifier,
+)
+from monai_rd.networks import zoo  # registers the foundation-model teachers
+from monai_rd.networks.performance import autocast_dtype, prepare_network
+from monai_rd.networks.blocks.adapters import LORA_TARGET_SUFFIXES, VisualPrompts, find_vit, lora_teacher, vpt_teacher
+from monai_rd.networks.nets.method_nets import (
+    DistillNet,
+    FrozenBranch,
+    LayerTaps,
+    ReferenceNet,
+    StudentNet,
+    TeacherClassifier,
+    TunedTeacher,
+    default_feature_layer,
+    pool_features,
+)

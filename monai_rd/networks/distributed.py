@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch.nn.parallel import DistributedDataParallel
 
-from .rdnet import RDNet
+from monai_rd.networks.nets.rdnet import RDNet
 
 __all__ = ["distributed_rdnet"]
 

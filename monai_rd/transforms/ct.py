@@ -23,7 +23,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from ._utils import like, source_of
+from monai_rd.transforms._utils import like, source_of
 
 __all__ = ["CT_WINDOWS", "resolve_window", "rgb_windows", "CTWindow", "CTWindowd", "CTMultiWindow", "CTMultiWindowd"]
 

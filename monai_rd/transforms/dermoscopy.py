@@ -11,7 +11,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-from ._utils import like, source_of, to_numpy64
+from monai_rd.transforms._utils import like, source_of, to_numpy64
 
 __all__ = ["ShadesOfGray", "ShadesOfGrayd", "HairRemoval", "HairRemovald"]
 

@@ -14,7 +14,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, NormalizeIntensity, Transform
 
-from ._utils import like
+from monai_rd.transforms._utils import like
 
 __all__ = ["ForegroundZScore", "ForegroundZScored"]
 

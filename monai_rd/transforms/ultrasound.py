@@ -12,7 +12,7 @@ from monai.transforms import MapTransform, RandomizableTransform, SpatialCrop, T
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from ._utils import like, source_of, to_numpy64
+from monai_rd.transforms._utils import like, source_of, to_numpy64
 
 __all__ = ["fan_mask", "UltrasoundFanCrop", "UltrasoundFanCropd", "RandSpeckleNoise", "RandSpeckleNoised"]
 

@@ -8,7 +8,7 @@ import os
 import shutil
 
 from monai_rd.data import datalist_hash, stratified_split, write_datalist
-from monai_rd.label import classification_datalist
+from monai_rd.deploy.label import classification_datalist
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleTrainTask
 
@@ -21,7 +21,7 @@ RD_OPTIONS = ("image_size", "batch_size", "num_workers", "teacher", "student", "
 class RDTrainTask(BundleTrainTask):
     """Run the bundle's ``train.json`` on the labelled images of the MONAI Label datastore.
 
-    Each image's label file names its class (see :func:`monai_rd.label.read_class_label`). The split is
+    Each image's label file names its class (see :func:`monai_rd.deploy.label.read_class_label`). The split is
     stratified (``val_split``, default 0.2); the datalist is written to ``<output_dir>/datalist.json`` and
     replaces the bundle's dataset indexer. With ``pretrained`` the student is warm-started from
     ``models/model.pt``. When the run ends, its best student (``<output_dir>/model.pt``) becomes the bundle's

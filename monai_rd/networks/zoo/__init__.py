@@ -2,12 +2,12 @@
 
 Names: ``pmc_clip_rn50``, ``radimagenet_resnet50``, ``radimagenet_densenet121``, ``lvmmed_resnet50``,
 ``lvmmed_vit_b``, ``biomedclip_vit_b``, ``timm:<arch>``, ``monai:<Net>``, ``torchscript``, ``onnx`` (and
-``torchvision:<arch>``, ``resnet50``, ``densenet121`` from :mod:`monai_rd.networks.teachers`).
+``torchvision:<arch>``, ``resnet50``, ``densenet121`` from :mod:`monai_rd.networks.nets.teachers`).
 """
 
-from . import biomedclip, generic, lvm_med, pmc_clip, radimagenet
-from .keras import KerasResNet50, read_keras_h5
-from .pmc_clip import ModifiedResNet
+from monai_rd.networks.zoo import biomedclip, generic, lvm_med, pmc_clip, radimagenet
+from monai_rd.networks.zoo.keras import KerasResNet50, read_keras_h5
+from monai_rd.networks.zoo.pmc_clip import ModifiedResNet
 
 __all__ = [
     "KerasResNet50",

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from ..backbones import FeatureBackbone
-from ..students import IMAGENET_MEAN, IMAGENET_STD
-from ..teachers import FrozenTeacher
+from monai_rd.networks.nets.backbones import FeatureBackbone
+from monai_rd.networks.nets.students import IMAGENET_MEAN, IMAGENET_STD
+from monai_rd.networks.nets.teachers import FrozenTeacher
 
 __all__ = [
     "IMAGENET_MEAN",

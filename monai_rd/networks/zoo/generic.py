@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..backbones import remove_classifier
-from ..checkpoint import load_weights
-from ..teachers import TEACHERS, FrozenTeacher
-from .common import IMAGENET_MEAN, IMAGENET_STD, make_teacher
+from monai_rd.networks.nets.backbones import remove_classifier
+from monai_rd.networks.checkpoint import load_weights
+from monai_rd.networks.nets.teachers import TEACHERS, FrozenTeacher
+from monai_rd.networks.zoo.common import IMAGENET_MEAN, IMAGENET_STD, make_teacher
 
 __all__ = ["timm_teacher", "monai_teacher", "torchscript_teacher", "onnx_teacher", "OnnxFeatures", "TimmFeatures"]
 

@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from ..checkpoint import load_weights, select_prefix
-from ..teachers import TEACHERS, FrozenTeacher
-from .common import IMAGENET_MEAN, IMAGENET_STD, make_teacher
-from .trunks import ResNetTrunk
+from monai_rd.networks.checkpoint import load_weights, select_prefix
+from monai_rd.networks.nets.teachers import TEACHERS, FrozenTeacher
+from monai_rd.networks.zoo.common import IMAGENET_MEAN, IMAGENET_STD, make_teacher
+from monai_rd.networks.zoo.trunks import ResNetTrunk
 
 __all__ = ["lvmmed_resnet50", "lvmmed_vit_b", "SAMViTFeatures", "sam_to_timm"]
 

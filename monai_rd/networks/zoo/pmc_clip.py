@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from ..checkpoint import load_weights, select_prefix
-from ..teachers import TEACHERS, FrozenTeacher
-from .common import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, global_avg_pool, make_teacher
+from monai_rd.networks.checkpoint import load_weights, select_prefix
+from monai_rd.networks.nets.teachers import TEACHERS, FrozenTeacher
+from monai_rd.networks.zoo.common import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, global_avg_pool, make_teacher
 
 __all__ = ["CLIPBottleneck", "AttentionPool2d", "ModifiedResNet", "pmc_clip_rn50"]
 

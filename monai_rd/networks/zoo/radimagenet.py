@@ -27,11 +27,11 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from ..checkpoint import load_state_dict_strict, read_state_dict
-from ..teachers import TEACHERS, FrozenTeacher
-from .common import IMAGENET_MEAN, IMAGENET_STD, KERAS_CAFFE_MEAN_BGR, make_teacher
-from .keras import KERAS_BN_EPS, KerasResNet50, keras_densenet121_to_torch, keras_resnet50_to_torch
-from .trunks import DenseNetTrunk, ResNetTrunk
+from monai_rd.networks.checkpoint import load_state_dict_strict, read_state_dict
+from monai_rd.networks.nets.teachers import TEACHERS, FrozenTeacher
+from monai_rd.networks.zoo.common import IMAGENET_MEAN, IMAGENET_STD, KERAS_CAFFE_MEAN_BGR, make_teacher
+from monai_rd.networks.zoo.keras import KERAS_BN_EPS, KerasResNet50, keras_densenet121_to_torch, keras_resnet50_to_torch
+from monai_rd.networks.zoo.trunks import DenseNetTrunk, ResNetTrunk
 
 __all__ = ["radimagenet_resnet50", "radimagenet_densenet121", "detect_radimagenet_format", "RADIMAGENET_FORMATS"]
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import global_avg_pool
+from monai_rd.networks.zoo.common import global_avg_pool
 
 __all__ = ["ResNetTrunk", "DenseNetTrunk"]
 

@@ -1,0 +1,100 @@
+"""BUSI (Breast Ultrasound Images, Al-Dhabyani et al. 2020) indexer."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.duplicates import group_near_duplicates
+from monai_rd.data.indexers.checks import verify_image
+
+__all__ = ["BUSI_CLASSES", "index_busi"]
+
+BUSI_CLASSES = ("benign", "malignant", "normal")
+_MASK = re.compile(r"_mask(_\d+)?\.png$", re.IGNORECASE)
+
+
+def _busi_root(dataset_dir: str) -> str:
+    nested = os.path.join(dataset_dir, "Dataset_BUSI_with_GT")
+    return nested if os.path.isdir(nested) else dataset_dir
+
+
+def index_busi(
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    datalist_file: str | os.PathLike | None = None,
+    verify_images: bool = True,
+    group_duplicates: bool = True,
+    max_hash_distance: int = 20,
+) -> dict:
+    """Index ``Dataset_BUSI_with_GT/{benign,malignant,normal}/<name> (N).png`` into a MONAI datalist.
+
+    Masks (``_mask.png``, ``_mask_1.png`` ...) are excluded; a seeded stratified split keeps
+    ``1 - val_fraction`` of each class for training (4:1 by default, as in the paper).
+
+    BUSI holds exact and near duplicates (the same scan saved twice, sometimes resized). With
+    ``group_duplicates`` the images are clustered by difference hash (:func:`group_near_duplicates`) and
+    each cluster goes wholly to one side of the split, so a duplicate never leaks from training into
+    validation. The clusters with more than one image are listed in the datalist under ``duplicate_groups``.
+
+    Args:
+        dataset_dir: the ``Dataset_BUSI_with_GT`` folder or the folder that contains it.
+        val_fraction: share of each class used for validation.
+        seed: split seed.
+        datalist_file: if given, the datalist is also written there (atomically).
+        verify_images: open every image header so an unreadable file fails now, by name.
+        group_duplicates: keep near-duplicate images on one side of the split.
+        max_hash_distance: largest difference-hash distance (of 256 bits) between near-duplicates.
+
+    Returns:
+        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "classes": [...],
+        "duplicate_groups": [[relative paths]...], "split_hash": str}`` with labels indexing ``BUSI_CLASSES``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no image.
+        ValueError: an unknown class folder, a non-PNG file, or an unreadable image (the path is named).
+    """
+    root = _busi_root(os.fspath(dataset_dir))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"BUSI folder {root!r} does not exist; pass the Dataset_BUSI_with_GT folder.")
+    entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
+    unknown = [e for e in entries if e not in BUSI_CLASSES]
+    if unknown:
+        raise ValueError(
+            f"Unexpected entries {unknown} in BUSI folder {root!r}: it must hold only the class folders "
+            f"{list(BUSI_CLASSES)}."
+        )
+    items = []
+    for label, class_name in enumerate(BUSI_CLASSES):
+        class_dir = os.path.join(root, class_name)
+        if not os.path.isdir(class_dir):
+            continue
+        for name in sorted(os.listdir(class_dir)):
+            path = os.path.join(class_dir, name)
+            if name.startswith(".") or _MASK.search(name):
+                continue
+            if not name.lower().endswith(".png") or not os.path.isfile(path):
+                raise ValueError(f"Unexpected file {path!r} in BUSI: only PNG images and their masks belong there.")
+            if verify_images:
+                verify_image(path, "BUSI")
+            items.append({"image": os.path.abspath(path), "label": label, "class_name": class_name})
+    if not items:
+        raise FileNotFoundError(
+            f"No BUSI images under {root!r}: expected {list(BUSI_CLASSES)} folders holding '<class> (N).png' files."
+        )
+    groups = group_near_duplicates([i["image"] for i in items], max_hash_distance) if group_duplicates else None
+    train_idx, val_idx = stratified_split(
+        [i["label"] for i in items], val_fraction=val_fraction, seed=seed, groups=groups
+    )
+    clusters: dict[int, list[str]] = {}
+    for item, group in zip(items, groups or []):
+        clusters.setdefault(group, []).append(os.path.relpath(item["image"], os.path.abspath(root)))
+    datalist = {
+        "training": [items[i] for i in train_idx],
+        "validation": [items[i] for i in val_idx],
+        "classes": list(BUSI_CLASSES),
+        "duplicate_groups": [names for names in clusters.values() if len(names) > 1],
+    }
+    return finalize_datalist(datalist, datalist_file)

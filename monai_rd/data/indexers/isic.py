@@ -1,0 +1,203 @@
+"""ISIC 2018 task 3 / HAM10000 (dermoscopy, 7 diagnoses) indexers, split by lesion."""
+
+from __future__ import annotations
+
+import os
+
+from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.indexers.checks import find_file, read_csv_table, require_dir, verify_image
+
+__all__ = ["ISIC2018_CLASSES", "HAM10000_DX", "index_isic2018", "index_ham10000"]
+
+#: label order of the official ground-truth CSV columns
+ISIC2018_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+#: HAM10000 ``dx`` code -> ISIC 2018 class
+HAM10000_DX = {"mel": "MEL", "nv": "NV", "bcc": "BCC", "akiec": "AKIEC", "bkl": "BKL", "df": "DF", "vasc": "VASC"}
+
+_INPUT = "ISIC2018_Task3_Training_Input"
+_GT_CSV = os.path.join("ISIC2018_Task3_Training_GroundTruth", "ISIC2018_Task3_Training_GroundTruth.csv")
+_GROUPINGS = "ISIC2018_Task3_Training_LesionGroupings.csv"
+_HAM_CSV = "HAM10000_metadata.csv"
+_NOTICES = {"ATTRIBUTION.txt", "LICENSE.txt"}  # shipped inside the official zip files
+
+
+def _split(items: list[dict], lesions: list[str], val_fraction: float, seed: int, datalist_file) -> dict:
+    train_idx, val_idx = stratified_split([i["label"] for i in items], val_fraction, seed, groups=lesions)
+    datalist = {
+        "training": [items[i] for i in train_idx],
+        "validation": [items[i] for i in val_idx],
+        "classes": list(ISIC2018_CLASSES),
+    }
+    return finalize_datalist(datalist, datalist_file)
+
+
+def _lesion_table(dataset_dir: str, lesion_file: str | None) -> tuple[str, dict[str, str]] | None:
+    """``(file, image -> lesion_id)`` from the ISIC lesion groupings CSV or ``HAM10000_metadata.csv``."""
+    if lesion_file is None:
+        lesion_file = find_file(dataset_dir, _GROUPINGS) or find_file(dataset_dir, _HAM_CSV)
+        if lesion_file is None:
+            return None
+    if os.path.basename(lesion_file) == _HAM_CSV:
+        rows = read_csv_table(lesion_file, ("lesion_id", "image_id"), "HAM10000 metadata")
+        return lesion_file, {r["image_id"]: r["lesion_id"] for r in rows}
+    rows = read_csv_table(lesion_file, ("image", "lesion_id"), "ISIC 2018 lesion groupings")
+    return lesion_file, {r["image"]: r["lesion_id"] for r in rows}
+
+
+def index_isic2018(
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    datalist_file: str | os.PathLike | None = None,
+    verify_images: bool = True,
+    lesion_file: str | os.PathLike | None = None,
+    group_by_lesion: bool = True,
+) -> dict:
+    """Index the ISIC 2018 task 3 training release into a MONAI datalist, split by lesion.
+
+    Expected layout (the official zip files unpacked side by side)::
+
+        <dataset_dir>/ISIC2018_Task3_Training_Input/ISIC_0024306.jpg ...   (+ ATTRIBUTION.txt, LICENSE.txt)
+        <dataset_dir>/ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv
+        <dataset_dir>/ISIC2018_Task3_Training_LesionGroupings.csv           (image,lesion_id,diagnosis_confirm_type)
+
+    The ground truth is one-hot over ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``; labels index
+    :data:`ISIC2018_CLASSES` in that column order. Several images of one lesion exist, so the seeded
+    stratified split keeps each lesion on one side; the lesion ids come from the lesion groupings CSV or,
+    equivalently, from ``HAM10000_metadata.csv`` (the same 10015 images).
+
+    Args:
+        dataset_dir: the folder holding the three entries above.
+        val_fraction, seed: the split (4:1 by default).
+        datalist_file: if given, the datalist is also written there (atomically).
+        verify_images: open every image so an unreadable file fails now, by name.
+        lesion_file: the lesion table; found in ``dataset_dir`` (two levels deep) when ``None``.
+        group_by_lesion: ``False`` splits by image (lesions may then leak across the split): only for
+            data without lesion ids.
+
+    Returns:
+        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "classes", "split_hash"}``.
+
+    Raises:
+        FileNotFoundError: a missing folder, CSV or image, or no lesion table while ``group_by_lesion``.
+        ValueError: a malformed CSV (missing columns, a row that is not one-hot, a repeated image), an image
+            without ground truth or lesion id, an unexpected file, or an unreadable image.
+    """
+    root = os.fspath(dataset_dir)
+    input_dir = require_dir(os.path.join(root, _INPUT), "ISIC 2018 task 3 training images")
+    gt_file = os.path.join(root, _GT_CSV)
+    rows = read_csv_table(gt_file, ("image", *ISIC2018_CLASSES), "ISIC 2018 task 3 ground truth")
+    items, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        image = row["image"]
+        if image in seen:
+            raise ValueError(f"{gt_file!r}, line {line}: image {image!r} is listed twice.")
+        seen.add(image)
+        try:
+            values = [float(row[c]) for c in ISIC2018_CLASSES]
+        except ValueError as e:
+            raise ValueError(f"{gt_file!r}, line {line}: non-numeric ground truth ({e}); expected 0.0/1.0.") from e
+        if sorted(values) != [0.0] * (len(values) - 1) + [1.0]:
+            raise ValueError(
+                f"{gt_file!r}, line {line}: {image!r} is not one-hot over {list(ISIC2018_CLASSES)} (got {values})."
+            )
+        label = values.index(1.0)
+        path = os.path.join(input_dir, f"{image}.jpg")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Image {path!r} listed in {gt_file!r} (line {line}) does not exist.")
+        if verify_images:
+            verify_image(path, "ISIC 2018")
+        items.append({"image": os.path.abspath(path), "label": label, "class_name": ISIC2018_CLASSES[label]})
+    for name in sorted(os.listdir(input_dir)):
+        if name.startswith(".") or name in _NOTICES:
+            continue
+        stem, ext = os.path.splitext(name)
+        if ext.lower() != ".jpg":
+            raise ValueError(f"Unexpected file {os.path.join(input_dir, name)!r}: the folder holds ISIC_*.jpg images.")
+        if stem not in seen:
+            raise ValueError(f"Image {os.path.join(input_dir, name)!r} has no row in the ground truth {gt_file!r}.")
+    lesions = [i["image"] for i in items]
+    if group_by_lesion:
+        table = _lesion_table(root, os.fspath(lesion_file) if lesion_file is not None else None)
+        if table is None:
+            raise FileNotFoundError(
+                f"No lesion table in {root!r}: put {_GROUPINGS} (from the ISIC 2018 challenge site) or "
+                f"{_HAM_CSV} there, pass lesion_file=..., or group_by_lesion=False to split by image."
+            )
+        table_file, lesion_of = table
+        stems = [os.path.splitext(os.path.basename(i["image"]))[0] for i in items]
+        missing = [s for s in stems if s not in lesion_of]
+        if missing:
+            raise ValueError(f"{len(missing)} images have no lesion id in {table_file!r}, e.g. {missing[:3]}.")
+        lesions = [lesion_of[s] for s in stems]
+    return _split(items, lesions, val_fraction, seed, datalist_file)
+
+
+def index_ham10000(
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    datalist_file: str | os.PathLike | None = None,
+    verify_images: bool = True,
+) -> dict:
+    """Index the HAM10000 release (Harvard Dataverse / Kaggle) into a MONAI datalist, split by lesion.
+
+    Expected layout::
+
+        <dataset_dir>/HAM10000_metadata.csv     (lesion_id,image_id,dx,dx_type,age,sex,localization[,dataset])
+        <dataset_dir>/HAM10000_images_part_1/ISIC_0024306.jpg ...
+        <dataset_dir>/HAM10000_images_part_2/ISIC_0029306.jpg ...
+
+    (image folders may also be spelt ``ham10000_images_part_*``; any folder whose name starts with
+    ``HAM10000_images`` is searched). ``dx`` codes map to :data:`ISIC2018_CLASSES` (``nv`` -> ``NV`` ...), so
+    labels match :func:`index_isic2018`. Age, sex and site are not copied into the datalist.
+
+    Returns and raises as :func:`index_isic2018`.
+    """
+    root = os.fspath(dataset_dir)
+    require_dir(root, "HAM10000")
+    meta_file = os.path.join(root, _HAM_CSV)
+    rows = read_csv_table(meta_file, ("lesion_id", "image_id", "dx"), "HAM10000 metadata")
+    image_dirs = [
+        os.path.join(root, d)
+        for d in sorted(os.listdir(root))
+        if d.lower().startswith("ham10000_images") and os.path.isdir(os.path.join(root, d))
+    ]
+    if not image_dirs:
+        raise FileNotFoundError(f"No HAM10000_images_part_1/ or _part_2/ folder in {root!r}.")
+    paths: dict[str, str] = {}
+    for folder in image_dirs:
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("."):
+                continue
+            stem, ext = os.path.splitext(name)
+            full = os.path.join(folder, name)
+            if ext.lower() != ".jpg":
+                raise ValueError(f"Unexpected file {full!r}: HAM10000 image folders hold ISIC_*.jpg images.")
+            if stem in paths:
+                raise ValueError(f"Image {stem!r} is in two folders: {paths[stem]!r} and {full!r}.")
+            paths[stem] = full
+    items, lesions, seen = [], [], set()
+    for line, row in enumerate(rows, start=2):
+        image, dx = row["image_id"], row["dx"].lower()
+        if image in seen:
+            raise ValueError(f"{meta_file!r}, line {line}: image {image!r} is listed twice.")
+        seen.add(image)
+        if dx not in HAM10000_DX:
+            raise ValueError(
+                f"{meta_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}."
+            )
+        if not row["lesion_id"]:
+            raise ValueError(f"{meta_file!r}, line {line}: empty lesion_id for {image!r}.")
+        if image not in paths:
+            raise FileNotFoundError(f"Image {image}.jpg listed in {meta_file!r} (line {line}) is in no image folder.")
+        if verify_images:
+            verify_image(paths[image], "HAM10000")
+        class_name = HAM10000_DX[dx]
+        label = ISIC2018_CLASSES.index(class_name)
+        items.append({"image": os.path.abspath(paths[image]), "label": label, "class_name": class_name})
+        lesions.append(row["lesion_id"])
+    extra = sorted(set(paths) - seen)
+    if extra:
+        raise ValueError(f"{len(extra)} images have no row in {meta_file!r}, e.g. {[paths[e] for e in extra[:3]]}.")
+    return _split(items, lesions, val_fraction, seed, datalist_file)

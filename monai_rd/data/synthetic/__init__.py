@@ -1,0 +1,12 @@
+"""Synthetic datasets written in the exact on-disk layouts of the real ones (demos and tests)."""
+
+from monai_rd.data.synthetic.medical import (
+    make_dicom_series_dataset,
+    make_nifti_dataset,
+    write_dicom_series,
+    write_nifti_volume,
+)
+from monai_rd.data.synthetic.natural import *  # noqa: F401,F403
+from monai_rd.data.synthetic.natural import __all__ as _natural_all
+
+__all__ = [*_natural_all, "make_dicom_series_dataset", "make_nifti_dataset", "write_dicom_series", "write_nifti_volume"]

@@ -1,0 +1,244 @@
+"""Export the deployable student (``h(S(x))``) to TorchScript and ONNX, with parity checked on load-back.
+
+Both formats take ``[B, 3, H, W]`` images in ``[0, 1]`` (normalisation is inside the model) and return
+logits ``[B, C]``; the batch dimension ``B`` is dynamic. Parity is measured by loading the written files
+back (``torch.jit.load``, ``onnxruntime.InferenceSession``) and comparing with the eager model on random
+inputs of several batch sizes; a maximum absolute difference at or above ``tolerance`` is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from monai_rd.networks import StudentClassifier
+from monai_rd.networks.checkpoint import read_state_dict
+
+__all__ = [
+    "ParityError",
+    "ExportResult",
+    "load_student",
+    "to_torchscript",
+    "to_onnx",
+    "onnx_session",
+    "EXPORTERS",
+    "RUNNERS",
+    "max_abs_difference",
+    "export_student",
+    "FORMAT_SUFFIX",
+]
+
+FORMAT_SUFFIX = {"torchscript": ".ts", "onnx": ".onnx"}
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+
+
+class ParityError(RuntimeError):
+    """An exported model disagrees with the eager PyTorch model by ``tolerance`` or more."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_student` wrote and measured.
+
+    Attributes:
+        files: format name (``"torchscript"``, ``"onnx"``) -> written path.
+        max_abs_diff: format name -> max ``|exported - eager|`` over all checked batch sizes.
+        batch_sizes: the batch sizes that were checked.
+        tolerance: the parity bound that was enforced.
+    """
+
+    files: dict[str, str] = field(default_factory=dict)
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+    batch_sizes: tuple[int, ...] = ()
+    tolerance: float = 1e-4
+
+    def summary(self) -> str:
+        lines = [f"{fmt:12s} {self.files[fmt]}  max|diff| vs eager = {self.max_abs_diff[fmt]:.3e} "
+                 f"(batch sizes {list(self.batch_sizes)}, tolerance {self.tolerance:g})" for fmt in self.files]
+        return "\n".join(lines)
+
+
+def load_student(
+    checkpoint: str | os.PathLike, student: str, num_classes: int | None = None, trust_checkpoint: bool = False
+) -> StudentClassifier:
+    """Rebuild ``StudentClassifier(student, C)`` and load the state dict saved by training (``model.pt``).
+
+    ``num_classes`` defaults to the rows of ``head.weight`` in the checkpoint. Loading is strict and
+    ``weights_only=True`` unless ``trust_checkpoint``; a mismatch names the offending keys.
+
+    Returns:
+        the student in eval mode on the CPU.
+    """
+    from monai_rd.networks.checkpoint import load_weights
+
+    if num_classes is None:
+        state = read_state_dict(checkpoint, trust_checkpoint=trust_checkpoint)
+        if "head.weight" not in state:
+            raise KeyError(
+                f"{os.fspath(checkpoint)!r} has no 'head.weight': it is not a StudentClassifier state dict "
+                f"(keys start with {sorted(state)[:3]}); pass --num_classes and the right checkpoint."
+            )
+        num_classes = int(state["head.weight"].shape[0])
+    model = StudentClassifier(student, num_classes)
+    load_weights(model, checkpoint, trust_checkpoint=trust_checkpoint)
+    return model.eval()
+
+
+def _atomic_target(path: str) -> tuple[str, str]:
+    path = os.path.abspath(os.fspath(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=os.path.splitext(path)[1])
+    os.close(fd)
+    return path, tmp
+
+
+def to_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None,
+                   use_trace: bool = False) -> str:
+    """Write ``model`` as TorchScript (``torch.jit.script``; ``torch.jit.trace`` on ``example`` if ``use_trace``).
+
+    Scripting keeps every dimension symbolic, so the batch is dynamic by construction.
+    """
+    path, tmp = _atomic_target(path)
+    model = model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
+            if use_trace:
+                if example is None:
+                    raise ValueError("use_trace=True needs an example input [B, 3, H, W].")
+                converted = torch.jit.trace(model, example, check_trace=False)
+            else:
+                converted = torch.jit.script(model)
+            torch.jit.save(converted, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def to_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, opset: int = 17) -> str:
+    """Write ``model`` as ONNX with input ``image`` ``[batch, 3, H, W]`` and output ``logits`` ``[batch, C]``.
+
+    The TorchScript-based exporter is used (no ``onnxscript`` dependency); ``batch`` is a dynamic axis.
+    """
+    path, tmp = _atomic_target(path)
+    model = model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (example,), tmp, dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )  # fmt: skip
+        import onnx
+
+        onnx.checker.check_model(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU ``InferenceSession`` for ``path`` (``threads`` intra-op threads if given)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _torchscript_runner(path: str) -> Callable[[torch.Tensor], np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
+        module = torch.jit.load(path, map_location="cpu").eval()
+
+    def run(x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return module(x).numpy()
+
+    return run
+
+
+def _onnx_runner(path: str) -> Callable[[torch.Tensor], np.ndarray]:
+    session = onnx_session(path)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.numpy()})[0]
+
+
+# format name -> (writer(model, path, example), loader(path) -> callable on a CPU tensor returning numpy)
+EXPORTERS: dict[str, Callable[..., str]] = {
+    "torchscript": lambda model, path, example: to_torchscript(model, path),
+    "onnx": lambda model, path, example: to_onnx(model, path, example),
+}
+RUNNERS: dict[str, Callable[[str], Callable[[torch.Tensor], np.ndarray]]] = {
+    "torchscript": _torchscript_runner,
+    "onnx": _onnx_runner,
+}
+
+
+def max_abs_difference(model: nn.Module, runner: Callable[[torch.Tensor], np.ndarray],
+                       inputs: Sequence[torch.Tensor]) -> float:
+    """Max over ``inputs`` of ``|runner(x) - model(x)|``; the output shapes must match exactly."""
+    worst = 0.0
+    model = model.eval()
+    for x in inputs:
+        with torch.no_grad():
+            expected = model(x).numpy()
+        got = np.asarray(runner(x))
+        if got.shape != expected.shape:
+            raise ParityError(f"exported output shape {got.shape} != eager {expected.shape} for input {tuple(x.shape)}")
+        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))))
+    return worst
+
+
+def export_student(
+    model: nn.Module,
+    output_dir: str | os.PathLike,
+    image_size: int = 224,
+    formats: Sequence[str] = ("torchscript", "onnx"),
+    batch_sizes: Sequence[int] = (1, 3),
+    tolerance: float = 1e-4,
+    basename: str = "model",
+    seed: int = 0,
+) -> ExportResult:
+    """Export ``model`` (CPU, fp32) to each of ``formats`` under ``output_dir`` and check parity on load-back.
+
+    Args:
+        model: the deployable student, ``[B, 3, image_size, image_size]`` -> ``[B, C]``.
+        output_dir: folder for ``<basename>.ts`` / ``<basename>.onnx``.
+        batch_sizes: the (at least two different) batch sizes the exported files are run with, which
+            checks that the batch dimension is dynamic.
+        tolerance: the largest allowed max absolute difference to the eager model.
+
+    Raises:
+        ParityError: a format differs from eager PyTorch by ``tolerance`` or more (the files are kept, so
+            they can be inspected, and the message gives every format's difference).
+    """
+    unknown = [f for f in formats if f not in EXPORTERS]
+    if unknown:
+        raise KeyError(f"Unknown export format(s) {unknown}; available: {sorted(EXPORTERS)}.")
+    model = model.float().cpu().eval()
+    generator = torch.Generator().manual_seed(seed)
+    inputs = [torch.rand(b, 3, image_size, image_size, generator=generator) for b in batch_sizes]
+    result = ExportResult(batch_sizes=tuple(batch_sizes), tolerance=tolerance)
+    for fmt in formats:
+        path = os.path.join(os.fspath(output_dir), basename + FORMAT_SUFFIX[fmt])
+        result.files[fmt] = EXPORTERS[fmt](model, path, inputs[0])
+        result.max_abs_diff[fmt] = max_abs_difference(model, RUNNERS[fmt](result.files[fmt]), inputs)
+    failed = {f: d for f, d in result.max_abs_diff.items() if not d < tolerance}
+    if failed:
+        raise ParityError(f"Export parity failed (tolerance {tolerance:g}): {failed}\n{result.summary()}")
+    return result

@@ -1,0 +1,634 @@
+"""The paper's experiment protocol: a grid of bundle runs, resumable, logged to one MLflow experiment, tabulated.
+
+A *grid* (YAML, see ``grids/``) names datasets (a bundle + its data), teachers, students, methods and seeds;
+every combination is a *cell*, trained by ``python -m monai.bundle run`` of the dataset's bundle with the cell's
+overrides written to ``<out>/cells/<cell_id>/overrides.json`` (passed as a second config file, so values keep
+their JSON types and the exact command can be re-run by hand). ``<out>/state.json`` records, atomically after
+every cell, each cell's status (``done`` with its metrics, or ``failed`` with its error); a later invocation
+skips ``done`` cells and retries the others. Every cell logs to one MLflow experiment (run name = cell id);
+metrics are read back from that run with :class:`mlflow.tracking.MlflowClient`.
+
+Grid file keys (``*`` = required)::
+
+    name*: experiment name (MLflow) and default output folder name
+    seeds*: [0, 1, 2]
+    metric: primary validation metric logged by the bundles (default val_accuracy); tables show it x 100
+    overrides: {key: value}           # bundle overrides for every cell (max_epochs, image_size, ...)
+    datasets*: {key: {bundle*: rd_busi, dataset_dir: path, metric: ..., overrides: {...},
+                      synthetic: {layout: busi|isic|covid|btc|chestxray, n: 12, size: 64}}}
+    teachers*: {key: {name*: registry name, weights: file or null, overrides: {...}}}
+    students*: {key: {name*: registry name, weights: file or null, overrides: {...}}}
+    methods*:  {key: {method*: bundle method id, overrides: {...}, uses_teacher: true,
+                      ablation: {di_reprog: bool, co_reprog: bool, kd: bool, cka: bool}}}
+    tables: {file stem: {title: ..., methods: [method keys], layout: methods|ablation}}
+
+``overrides`` are merged dataset < teacher < student < method (later wins); keys may use MONAI's ``#`` path
+syntax (``loss_weights#cka: 0.0``). A method with ``uses_teacher: false`` (e.g. ``student``) runs once per
+dataset/student/seed, with teacher ``-``. ``synthetic`` data is written under ``<out>/data/<dataset>`` and
+used instead of ``dataset_dir`` only when :func:`run_grid` is called with ``fabricate=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monai_rd.bundle import bundle_root
+from monai_rd.utils import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "Cell",
+    "Grid",
+    "GridError",
+    "load_grid",
+    "expand_cells",
+    "run_grid",
+    "summarize",
+    "methods_table",
+    "ablation_table",
+    "plot_methods",
+    "write_reports",
+    "read_run_metrics",
+]
+
+NO_TEACHER = "-"
+ABLATION_COLUMNS = (("di_reprog", "Di. Reprog."), ("co_reprog", "Co. Reprog."), ("kd", "KD"), ("cka", "CKA"))
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class GridError(ValueError):
+    """A grid file that cannot be run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One bundle run: dataset x teacher x student x method x seed."""
+
+    dataset: str
+    teacher: str
+    student: str
+    method: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        parts = (self.dataset, self.teacher if self.teacher != NO_TEACHER else "noteacher", self.student, self.method)
+        return "__".join(_ID_SAFE.sub("-", p) for p in parts) + f"__s{self.seed}"
+
+
+@dataclass
+class Grid:
+    """A parsed grid file (see the module docstring for the keys)."""
+
+    name: str
+    seeds: list[int]
+    datasets: dict[str, dict]
+    teachers: dict[str, dict]
+    students: dict[str, dict]
+    methods: dict[str, dict]
+    metric: str = "val_accuracy"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, dict] = field(default_factory=dict)
+    path: str = ""
+
+    def metric_for(self, dataset: str) -> str:
+        return self.datasets[dataset].get("metric", self.metric)
+
+
+def _require_mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict) or not value:
+        raise GridError(f"{where} must be a non-empty mapping, got {value!r}.")
+    return value
+
+
+def load_grid(path: str | os.PathLike) -> Grid:
+    """Read and check a grid YAML file; errors name the file and the offending key."""
+    import yaml
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise GridError(f"Grid file {path!r} does not exist.")
+    with open(path) as f:
+        try:
+            raw = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise GridError(f"Grid file {path!r} is not valid YAML: {e}") from e
+    raw = _require_mapping(raw, f"{path}: the grid")
+    known = {"name", "seeds", "metric", "overrides", "datasets", "teachers", "students", "methods", "tables"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise GridError(f"{path}: unknown top-level key(s) {unknown}; known keys are {sorted(known)}.")
+    for key in ("name", "seeds", "datasets", "teachers", "students", "methods"):
+        if key not in raw:
+            raise GridError(f"{path}: missing required key {key!r}.")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise GridError(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}.")
+    sections = {}
+    required_keys = (("datasets", "bundle"), ("teachers", "name"), ("students", "name"), ("methods", "method"))
+    for section, required in required_keys:
+        entries = _require_mapping(raw[section], f"{path}: {section!r}")
+        for key, entry in entries.items():
+            where = f"{path}: {section}.{key}"
+            _require_mapping(entry, where)
+            if required not in entry:
+                raise GridError(f"{where}: missing required key {required!r}.")
+            if not isinstance(entry.get("overrides", {}), dict):
+                raise GridError(f"{where}.overrides must be a mapping of bundle keys to values.")
+        sections[section] = {str(k): dict(v) for k, v in entries.items()}
+    for key, entry in sections["datasets"].items():
+        try:
+            config = os.path.join(bundle_root(entry["bundle"]), "configs", "train.json")
+        except FileNotFoundError as e:
+            raise GridError(f"{path}: datasets.{key}.bundle {entry['bundle']!r}: {e}") from e
+        if not os.path.isfile(config):
+            raise GridError(f"{path}: datasets.{key}.bundle {entry['bundle']!r} has no {config}.")
+        if "dataset_dir" not in entry and "synthetic" not in entry:
+            raise GridError(f"{path}: datasets.{key} needs 'dataset_dir' (or 'synthetic' for --fabricate).")
+    for key, entry in sections["methods"].items():
+        bad = sorted(set(entry.get("ablation", {})) - {c for c, _ in ABLATION_COLUMNS})
+        if bad:
+            raise GridError(f"{path}: methods.{key}.ablation has unknown switch(es) {bad}.")
+    tables = raw.get("tables") or {}
+    for stem, spec in tables.items():
+        where = f"{path}: tables.{stem}"
+        _require_mapping(spec, where)
+        missing = [m for m in spec.get("methods", []) if m not in sections["methods"]]
+        if missing:
+            raise GridError(f"{where}.methods names method(s) {missing} not defined under 'methods'.")
+        if spec.get("layout", "methods") not in ("methods", "ablation"):
+            raise GridError(f"{where}.layout must be 'methods' or 'ablation', got {spec.get('layout')!r}.")
+    overrides = raw.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise GridError(f"{path}: 'overrides' must be a mapping.")
+    return Grid(
+        name=str(raw["name"]),
+        seeds=seeds,
+        metric=str(raw.get("metric", "val_accuracy")),
+        overrides=overrides,
+        tables=tables,
+        path=path,
+        **sections,
+    )
+
+
+def expand_cells(grid: Grid) -> list[Cell]:
+    """All cells, in grid order; teacher-independent methods (``uses_teacher: false``) once per teacher-less cell."""
+    cells: list[Cell] = []
+    seen = set()
+    for dataset, student, method, teacher, seed in itertools.product(
+        grid.datasets, grid.students, grid.methods, grid.teachers, grid.seeds
+    ):
+        if not grid.methods[method].get("uses_teacher", True):
+            teacher = NO_TEACHER
+        cell = Cell(dataset, teacher, student, method, seed)
+        if cell not in seen:
+            seen.add(cell)
+            cells.append(cell)
+    return cells
+
+
+def cell_overrides(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str) -> dict[str, Any]:
+    """The bundle overrides of one cell (what goes into its ``overrides.json``)."""
+    ds, st, me = grid.datasets[cell.dataset], grid.students[cell.student], grid.methods[cell.method]
+    te = grid.teachers[cell.teacher] if cell.teacher != NO_TEACHER else None
+    values: dict[str, Any] = dict(grid.overrides)
+    values.update(ds.get("overrides", {}))
+    if te is not None:
+        values.update({"teacher": te["name"], "teacher_weights": te.get("weights")})
+        values.update(te.get("overrides", {}))
+    values.update({"student": st["name"], "student_weights": st.get("weights")})
+    values.update(st.get("overrides", {}))
+    values.update(me.get("overrides", {}))
+    values.update(
+        {
+            "method": me["method"],
+            "dataset_dir": dataset_dir,
+            "output_dir": os.path.join(out_dir, "cells", cell.id),
+            "seed": cell.seed,
+            "tracking_uri": tracking_uri,
+            "experiment_name": grid.name,
+            "run_name": cell.id,
+        }
+    )
+    return values
+
+
+def bundle_command(config: str, overrides_file: str) -> list[str]:
+    """``python -m monai.bundle run`` with the bundle's train.json and the cell's overrides file."""
+    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{config}','{overrides_file}']"]
+
+
+def _fabricate(grid: Grid, dataset: str, out_dir: str) -> str:
+    """Write (once) the synthetic data of ``datasets.<dataset>.synthetic`` under ``<out>/data/<dataset>``."""
+    from monai_rd.experiments.demo import DEMO_DATASETS
+
+    spec = grid.datasets[dataset].get("synthetic")
+    if not spec:
+        raise GridError(f"{grid.path}: datasets.{dataset} has no 'synthetic' entry, so --fabricate cannot make it.")
+    layout = spec.get("layout")
+    if layout not in DEMO_DATASETS:
+        raise GridError(f"{grid.path}: datasets.{dataset}.synthetic.layout must be one of {sorted(DEMO_DATASETS)}.")
+    folder = os.path.join(out_dir, "data", dataset)
+    marker = os.path.join(folder, ".dataset_dir")
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            return f.read().strip()
+    n, size, seed = int(spec.get("n", 12)), int(spec.get("size", 64)), int(spec.get("seed", 0))
+    root = DEMO_DATASETS[layout].writer(folder, n, size, seed)
+    atomic_write_text(marker, root)
+    return root
+
+
+def read_run_metrics(tracking_uri: str, experiment: str, run_name: str, key_metric: str, since_ms: int = 0) -> dict:
+    """Final metrics of the newest FINISHED MLflow run named ``run_name`` started at or after ``since_ms``.
+
+    Returns ``{"run_id", "best_epoch", <every val_* metric at the epoch where key_metric is highest>,
+    "last_<key_metric>", "epochs"}``: the best epoch is the one whose student the bundle's CheckpointSaver kept
+    (first epoch on ties, as ignite's Checkpoint).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise RuntimeError(f"MLflow experiment {experiment!r} not found in {tracking_uri}.")
+    runs = [
+        r
+        for r in client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}'")
+        if r.info.status == "FINISHED" and r.info.start_time >= since_ms
+    ]
+    if not runs:
+        raise RuntimeError(f"No finished MLflow run named {run_name!r} in experiment {experiment!r} ({tracking_uri}).")
+    run = max(runs, key=lambda r: r.info.start_time)
+    histories = {}
+    for name in run.data.metrics:
+        if name.startswith("val_") or name == key_metric:
+            hist = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: (m.step, m.timestamp))
+            histories[name] = {m.step: m.value for m in hist}
+    if key_metric not in histories:
+        raise RuntimeError(
+            f"Run {run_name!r} logged no {key_metric!r} (it logged {sorted(run.data.metrics)}); "
+            "set 'metric' in the grid."
+        )
+    key_hist = histories[key_metric]
+    best_epoch = max(sorted(key_hist), key=lambda s: key_hist[s])  # max keeps the first of equal values
+    result: dict[str, Any] = {"run_id": run.info.run_id, "best_epoch": best_epoch, "epochs": max(key_hist)}
+    for name, hist in histories.items():
+        if best_epoch in hist:
+            result[name] = hist[best_epoch]
+    result[f"last_{key_metric}"] = key_hist[max(key_hist)]
+    return result
+
+
+def _retire_failed_runs(tracking_uri: str, experiment: str, run_name: str, attempt: int) -> None:
+    """Rename unfinished runs of a failed cell so the retry (same run name) does not append to them."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return
+        for r in client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}'"):
+            if r.info.status != "FINISHED":
+                client.update_run(r.info.run_id, status="FAILED", name=f"{run_name} (failed attempt {attempt})")
+    except Exception:  # the cell's failure is already recorded; a tracking hiccup must not hide it
+        pass
+
+
+def _bundle_has_method(config: str) -> bool:
+    with open(config) as f:
+        return "method" in json.load(f)
+
+
+_ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception)\b.*:")
+
+
+def _root_error(path: str) -> str:
+    """The first exception line of a log (the root cause of a chained traceback), or ''."""
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if _ERROR_LINE.match(line):
+                    return line.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _tail(path: str, n: int = 40) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run_cell(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str, timeout: float | None) -> dict:
+    """Train one cell through its bundle; returns its state record (``status`` done/failed)."""
+    config = os.path.join(bundle_root(grid.datasets[cell.dataset]["bundle"]), "configs", "train.json")
+    cell_dir = os.path.join(out_dir, "cells", cell.id)
+    os.makedirs(cell_dir, exist_ok=True)
+    overrides = cell_overrides(grid, cell, out_dir, dataset_dir, tracking_uri)
+    method_id = overrides["method"]
+    if not _bundle_has_method(config):
+        if method_id != "rd":
+            raise RuntimeError(
+                f"bundle {config} has no 'method' id, so it only trains RD; method {method_id!r} "
+                f"(grid methods.{cell.method}) needs a bundle with method support."
+            )
+        overrides.pop("method")  # nothing to select in a bundle that only does RD
+    overrides_file = atomic_write_json(os.path.join(cell_dir, "overrides.json"), overrides)
+    cmd = bundle_command(config, overrides_file)
+    log_file = os.path.join(cell_dir, "train.log")
+    started_ms = int(time.time() * 1000)
+    with open(log_file, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, env=_child_env())
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"bundle exited with code {proc.returncode}: {_root_error(log_file)}\n"
+            f"last lines of {log_file}:\n{_tail(log_file)}"
+        )
+    metrics = read_run_metrics(tracking_uri, grid.name, cell.id, grid.metric_for(cell.dataset), since_ms=started_ms)
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        for key, value in {"dataset": cell.dataset, "teacher": cell.teacher, "student": cell.student,
+                           "method": cell.method, "method_id": method_id, "seed": cell.seed, "grid": grid.name}.items():
+            client.set_tag(metrics["run_id"], f"monai_rd.{key}", str(value))
+    except Exception:
+        pass
+    return {"status": "done", "metrics": metrics, "command": cmd}
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    # make the bundle import this very monai_rd (a source checkout run with PYTHONPATH, or the installed one)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _load_state(path: str) -> dict:
+    if not os.path.isfile(path):
+        return {"cells": {}}
+    with open(path) as f:
+        try:
+            state = json.load(f)
+        except json.JSONDecodeError as e:
+            raise RuntimeError(
+                f"State file {path} is not valid JSON ({e}); move it away to start the grid afresh."
+            ) from e
+    state.setdefault("cells", {})
+    return state
+
+
+def run_grid(
+    grid: Grid | str,
+    out_dir: str,
+    *,
+    fabricate: bool = False,
+    tracking_uri: str | None = None,
+    only: Sequence[str] | None = None,
+    timeout: float | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run every cell not yet ``done`` in ``<out_dir>/state.json``, then write the reports.
+
+    Args:
+        grid: a :class:`Grid` or the path of a grid file.
+        out_dir: grid output folder (state.json, cells/, results.csv, tables, plot, mlruns.db).
+        fabricate: write each dataset's ``synthetic`` data and use it instead of ``dataset_dir``.
+        tracking_uri: MLflow store (default ``sqlite:///<out_dir>/mlruns.db``).
+        only: run only cells whose id contains one of these substrings (reports still cover all done cells).
+        timeout: seconds per cell (``None``: no limit).
+
+    Returns:
+        the state dict (``{"cells": {cell_id: record}}``).
+    """
+    grid = load_grid(grid) if isinstance(grid, (str, os.PathLike)) else grid
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    tracking_uri = tracking_uri or "sqlite:///" + os.path.join(out_dir, "mlruns.db")
+    state_file = os.path.join(out_dir, "state.json")
+    state = _load_state(state_file)
+    grid_file = os.path.abspath(grid.path) if grid.path else ""
+    state.update({"grid": grid.name, "grid_file": grid_file, "tracking_uri": tracking_uri})
+    cells = expand_cells(grid)
+    todo = [c for c in cells if state["cells"].get(c.id, {}).get("status") != "done"]
+    if only:
+        todo = [c for c in todo if any(s in c.id for s in only)]
+    skipped = len(cells) - len(todo)
+    log(f"grid {grid.name!r}: {len(cells)} cells, {skipped} skipped (done or filtered), {len(todo)} to run")
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="cells", unit="cell")
+    dataset_dirs: dict[str, str] = {}
+    for cell in todo:
+        record = state["cells"].get(cell.id, {})
+        attempt = int(record.get("attempts", 0)) + 1
+        if bar is not None:
+            bar.set_postfix_str(cell.id)
+        t0 = time.time()
+        try:
+            if cell.dataset not in dataset_dirs:
+                ds = grid.datasets[cell.dataset]
+                dataset_dirs[cell.dataset] = (
+                    _fabricate(grid, cell.dataset, out_dir) if fabricate else ds.get("dataset_dir")
+                )
+                if not dataset_dirs[cell.dataset]:
+                    raise GridError(f"{grid.path}: datasets.{cell.dataset} has no 'dataset_dir' (use --fabricate?).")
+            new = run_cell(grid, cell, out_dir, dataset_dirs[cell.dataset], tracking_uri, timeout)
+            new.pop("command", None)
+        except Exception as e:  # recorded and retried on the next invocation; the other cells go on
+            new = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            if not isinstance(e, (RuntimeError, GridError, subprocess.TimeoutExpired)):
+                new["traceback"] = traceback.format_exc()
+            _retire_failed_runs(tracking_uri, grid.name, cell.id, attempt)
+            log(f"cell {cell.id} FAILED: {new['error'].splitlines()[0]}")
+        new.update({**cell.__dict__, "attempts": attempt, "seconds": round(time.time() - t0, 1),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        state["cells"][cell.id] = new
+        atomic_write_json(state_file, state)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    write_reports(grid, state, out_dir)
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ reports
+def _rows(grid: Grid, state: dict) -> list[dict]:
+    """One flat row per ``done`` cell of this grid, in grid order."""
+    rows = []
+    for cell in expand_cells(grid):
+        record = state["cells"].get(cell.id)
+        if not record or record.get("status") != "done":
+            continue
+        metric = grid.metric_for(cell.dataset)
+        if metric not in record.get("metrics", {}):
+            raise RuntimeError(
+                f"Cell {cell.id} is done but has no {metric!r} in its recorded metrics "
+                f"({sorted(record.get('metrics', {}))}); was the grid's 'metric' changed? "
+                "Restore it or delete the cell from state.json to re-run it."
+            )
+        row = {"cell_id": cell.id, **cell.__dict__, "method_id": grid.methods[cell.method]["method"],
+               "metric": metric, "value": record["metrics"][metric]}
+        row.update({k: v for k, v in record["metrics"].items()})
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
+    """``(dataset, teacher, student, method) -> {"mean", "std", "n", "metric"}`` over seeds.
+
+    ``std`` is the sample standard deviation (ddof=1), 0 for a single seed.
+    """
+    groups: dict[tuple, list[float]] = {}
+    metrics: dict[tuple, str] = {}
+    for r in rows:
+        key = (r["dataset"], r["teacher"], r["student"], r["method"])
+        groups.setdefault(key, []).append(float(r["value"]))
+        metrics[key] = r["metric"]
+    out = {}
+    for key, values in groups.items():
+        a = np.asarray(values, dtype=np.float64)
+        out[key] = {"mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "n": len(a), "metric": metrics[key]}
+    return out
+
+
+def _fmt(stats: dict | None) -> str:
+    if stats is None:
+        return "—"
+    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+
+
+def _lookup(summary: dict, dataset: str, teacher: str, student: str, method: str) -> dict | None:
+    return summary.get((dataset, teacher, student, method)) or summary.get((dataset, NO_TEACHER, student, method))
+
+
+def methods_table(grid: Grid, summary: dict, methods: Sequence[str], title: str = "") -> str:
+    """Markdown, the layout of the paper's Tables 3 and 4: rows dataset x student x teacher, a column per method.
+
+    Entries are ``100 x metric`` as ``mean ± std`` over seeds (``—``: not run or not finished); teacher-independent
+    methods (``student``) repeat their value on every teacher row.
+    """
+    teachers = [t for t in grid.teachers] or [NO_TEACHER]
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| Dataset | Student | Teacher | " + " | ".join(methods) + " |")
+    lines.append("|---|---|---|" + "---|" * len(methods))
+    for dataset in grid.datasets:
+        metric = grid.metric_for(dataset)
+        for student in grid.students:
+            for teacher in teachers:
+                cells = [_fmt(_lookup(summary, dataset, teacher, student, m)) for m in methods]
+                if all(c == "—" for c in cells):
+                    continue
+                lines.append(f"| {dataset} ({metric}) | {student} | {teacher} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_table(grid: Grid, summary: dict, methods: Sequence[str], title: str = "") -> str:
+    """Markdown, the layout of the paper's Table 2: a row per ablation variant (check marks), a column per setting."""
+    settings = [(d, t, s) for d in grid.datasets for s in grid.students for t in grid.teachers]
+    labels = [d if len(grid.teachers) * len(grid.students) == 1 else f"{d} {t}→{s}" for d, t, s in settings]
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(name for _, name in ABLATION_COLUMNS) + " | method | " + " | ".join(labels) + " |")
+    lines.append("|" + "---|" * (len(ABLATION_COLUMNS) + 1 + len(labels)))
+    for m in methods:
+        switches = grid.methods[m].get("ablation", {})
+        marks = ["✓" if switches.get(key) else "" for key, _ in ABLATION_COLUMNS]
+        values = [_fmt(_lookup(summary, d, t, s, m)) for d, t, s in settings]
+        lines.append("| " + " | ".join(marks) + f" | {m} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_methods(grid: Grid, summary: dict, path: str) -> str:
+    """PNG: one panel per dataset, bars = methods (grouped by teacher→student), error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(grid.datasets)
+    methods = list(grid.methods)
+    combos = [(t, s) for s in grid.students for t in grid.teachers]
+    panel_width = max(4.0, 0.6 * len(methods) * len(combos))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(panel_width * len(datasets) ** 0.5 + 2, 4), squeeze=False)
+    width = 0.8 / max(len(combos), 1)
+    for ax, dataset in zip(axes[0], datasets):
+        x = np.arange(len(methods))
+        for i, (t, s) in enumerate(combos):
+            stats = [_lookup(summary, dataset, t, s, m) for m in methods]
+            means = [100 * st["mean"] if st else np.nan for st in stats]
+            stds = [100 * st["std"] if st else 0.0 for st in stats]
+            ax.bar(x + (i - (len(combos) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=f"{t}→{s}")
+        ax.set_xticks(x, methods, rotation=45, ha="right")
+        ax.set_title(dataset)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel(f"{grid.metric_for(dataset)} (%)")
+    axes[0][-1].legend(fontsize="small")
+    fig.suptitle(f"{grid.name}: mean ± std over seeds")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_reports(grid: Grid, state: dict, out_dir: str) -> dict[str, str]:
+    """Write ``results.csv``, ``summary.csv``, a markdown file per table, ``tables.md`` (all) and ``methods.png``."""
+    rows = _rows(grid, state)
+    base = ["cell_id", "dataset", "teacher", "student", "method", "method_id", "seed", "metric", "value",
+            "best_epoch", "epochs", "run_id"]
+    extra = sorted({k for r in rows for k in r} - set(base))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=base + extra)
+    writer.writeheader()
+    writer.writerows(rows)
+    written = {"results": atomic_write_text(os.path.join(out_dir, "results.csv"), buf.getvalue())}
+    summary = summarize(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dataset", "teacher", "student", "method", "metric", "mean", "std", "n_seeds"])
+    for (d, t, s, m), st in summary.items():
+        w.writerow([d, t, s, m, st["metric"], f"{st['mean']:.6f}", f"{st['std']:.6f}", st["n"]])
+    written["summary"] = atomic_write_text(os.path.join(out_dir, "summary.csv"), buf.getvalue())
+    tables = grid.tables or {"table_methods": {"title": "All methods", "methods": list(grid.methods)}}
+    failed = sorted(k for k, v in state["cells"].items() if v.get("status") != "done")
+    parts = [f"# {grid.name}\n", f"Entries: 100 x metric, mean ± std over seeds {grid.seeds} (std with ddof=1), "
+             "at each run's best validation epoch (the checkpoint the bundle keeps). — : not run or not finished.\n"]
+    if failed:
+        parts.append(f"Unfinished cells ({len(failed)}): " + ", ".join(failed) + "\n")
+    for stem, spec in tables.items():
+        methods = spec.get("methods") or list(grid.methods)
+        make = ablation_table if spec.get("layout", "methods") == "ablation" else methods_table
+        text = make(grid, summary, methods, spec.get("title", stem))
+        written[stem] = atomic_write_text(os.path.join(out_dir, f"{stem}.md"), text)
+        parts.append(text)
+    written["tables"] = atomic_write_text(os.path.join(out_dir, "tables.md"), "\n".join(parts))
+    if summary:
+        written["plot"] = plot_methods(grid, summary, os.path.join(out_dir, "methods.png"))
+    return written

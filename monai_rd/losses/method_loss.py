@@ -1,0 +1,96 @@
+"""The loss of the comparison methods: supervised CE (or BCE) of the student plus weighted distillation terms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from monai_rd.losses.cka import linear_cka
+from monai_rd.losses.kd import KDLoss
+
+__all__ = ["MethodLoss", "supervised_loss"]
+
+
+def supervised_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False) -> torch.Tensor:
+    """CE on class indices ``[B]``/``[B, 1]``, or BCE-with-logits on multi-hot ``[B, C]`` targets."""
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float().view_as(logits))
+    return F.cross_entropy(logits.float(), target.long().view(-1))
+
+
+class MethodLoss(nn.Module):
+    """``L = w_ce CE(z_S, y) + w_kd KD(z_S, z_T) + w_cka (1 - CKA(f_T, f_S)) + w_f feature_loss(feat_S, feat_T)``.
+
+    Only the terms named in ``weights`` are computed (the RD trainer logs each as ``loss_<term>``); the weights
+    live in ``self.weights`` so :class:`monai_rd.handlers.LossWeightSchedule` can schedule them.
+
+    Args:
+        weights: initial weights; keys among ``ce_student``, ``kd``, ``cka`` and ``feature_term``.
+        temperature: ``tau`` of the KD term.
+        multi_label: BCE and sigmoid KD (ChestX-ray14).
+        feature_loss: a baseline loss of :data:`monai_rd.losses.KD_LOSSES` (its parameters are trained).
+        feature_term: the name of its term (the method name, e.g. ``"hint"``).
+        feature_inputs: ``"layers"`` (tapped maps/tokens ``feat_S``/``feat_T``) or ``"pooled"`` (``f_S``/``f_T``).
+        needs_index: the feature loss also takes the batch's dataset indices (CRD); they are set in ``self.index``
+            before each iteration by :class:`monai_rd.handlers.MethodHandlers`.
+
+    Inputs: the network's dict (``z_S``, ``z_T``, ``f_S``, ``f_T``, ``feat_S``, ``feat_T``) and the target.
+    Returns ``{"loss": total, <term>: unweighted value, ...}``.
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        temperature: float = 4.0,
+        multi_label: bool = False,
+        feature_loss: nn.Module | None = None,
+        feature_term: str | None = None,
+        feature_inputs: str = "layers",
+        needs_index: bool = False,
+    ) -> None:
+        super().__init__()
+        if feature_inputs not in ("layers", "pooled"):
+            raise ValueError(f"feature_inputs must be 'layers' or 'pooled', got {feature_inputs!r}.")
+        known = {"ce_student", "kd", "cka"} | ({feature_term} if feature_loss is not None else set())
+        unknown = sorted(set(weights) - known)
+        if unknown:
+            raise KeyError(f"MethodLoss has no terms {unknown}; it has {sorted(known)}.")
+        self.weights: dict[str, float] = {k: float(v) for k, v in weights.items()}
+        self.multi_label = multi_label
+        self.kd_loss = KDLoss(temperature=temperature, multi_label=multi_label)
+        self.feature_loss = feature_loss
+        self.feature_term = feature_term
+        self.feature_inputs = feature_inputs
+        self.needs_index = needs_index
+        self.index: torch.Tensor | None = None
+
+    def _feature_term(self, outputs: Mapping) -> torch.Tensor:
+        if self.feature_inputs == "pooled":
+            s, t = outputs["f_S"], outputs["f_T"].detach()
+        else:
+            s, t = outputs["feat_S"], outputs["feat_T"]
+            s, t = (s[0], t[0]) if len(s) == 1 and len(t) == 1 else (s, t)
+        if not self.needs_index:
+            return self.feature_loss(s, t)  # type: ignore[misc]
+        if self.index is None:
+            raise RuntimeError(
+                f"{self.feature_term} needs the dataset index of every sample: add them to the training data "
+                "(monai_rd.data.with_indices) and attach monai_rd.handlers.MethodHandlers to the trainer."
+            )
+        return self.feature_loss(s, t, self.index.to(s.device))  # type: ignore[misc]
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        if "ce_student" in self.weights:
+            terms["ce_student"] = supervised_loss(outputs["z_S"], target, self.multi_label)
+        if "kd" in self.weights:
+            terms["kd"] = self.kd_loss(outputs["z_S"], outputs["z_T"].detach())
+        if "cka" in self.weights:
+            terms["cka"] = 1.0 - linear_cka(outputs["f_T"].detach().float(), outputs["f_S"].float())
+        if self.feature_loss is not None:
+            terms[self.feature_term] = self._feature_term(outputs)  # type: ignore[index]
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        return {"loss": total, **terms}

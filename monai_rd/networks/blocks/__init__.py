@@ -1,0 +1,3 @@
+"""Blocks: the reprogrammer ``g`` (residual blocks) and parameter-efficient teacher adapters (LoRA, prompts)."""
+
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer, ResidualConvBlock, ResidualMLPBlock

@@ -1,0 +1,322 @@
+"""Networks of the comparison methods: each returns the dict the RD engines read (``z_S``, ``f_S``, ``z_T``, ``f_T``).
+
+:class:`monai_rd.engines.RDTrainer` and :class:`monai_rd.engines.RDEvaluator` train and score any network whose
+``forward(x, teacher_features=None)`` returns ``{"z_S": [B, C], "f_S": [B, d_S], "z_T": [B, C], "f_T": [B, d_T]}``
+(``pred`` = ``z_S``, the model that is scored and saved) and which has ``deployable()``. The networks here add
+the teacher-side classifiers (linear probe, reprogrammer + head, fine-tuned/LoRA/prompted teacher) and the
+feature taps of the feature-distillation baselines.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer
+from monai_rd.networks.nets.students import StudentClassifier
+
+__all__ = [
+    "pool_features",
+    "TunedTeacher",
+    "TeacherClassifier",
+    "FrozenBranch",
+    "ReferenceNet",
+    "StudentNet",
+    "DistillNet",
+    "LayerTaps",
+    "default_feature_layer",
+]
+
+_NOT_FEATURE_LAYERS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool2d, nn.Identity, nn.Flatten,
+                       nn.Dropout)  # fmt: skip
+
+
+def pool_features(t: torch.Tensor) -> torch.Tensor:
+    """Teacher output -> a vector per sample: ``[B, D]`` as is, ``[B, D, h, w]`` averaged over space."""
+    if t.ndim == 2:
+        return t
+    if t.ndim == 4:
+        return t.float().mean(dim=(2, 3))
+    raise ValueError(f"Teacher features must be [B, D] or [B, D, h, w], got shape {tuple(t.shape)}.")
+
+
+class TunedTeacher(nn.Module):
+    """A trainable copy of a :class:`monai_rd.networks.FrozenTeacher` (the original stays untouched).
+
+    It keeps the teacher's own preprocessing and runs with autograd. Which parameters train is set by the caller
+    (all for fine-tuning, only LoRA matrices or prompts for PEFT).
+
+    Args:
+        teacher: the frozen teacher to copy.
+        train_mode: put the backbone in training mode when the trainer does (fine-tuning: BatchNorm statistics
+            and dropout follow training); ``False`` keeps it in eval mode (PEFT: the backbone's statistics stay).
+
+    Shapes: ``[B, 3, H, W]`` in ``[0, 1]`` -> the teacher's features (``[B, D]`` or ``[B, D, h, w]``).
+    """
+
+    def __init__(self, teacher: nn.Module, train_mode: bool = True) -> None:
+        super().__init__()
+        if not any(True for _ in teacher.parameters()):
+            raise ValueError(
+                f"Teacher {getattr(teacher, 'name', type(teacher).__name__)!r} has no parameters (e.g. an ONNX "
+                "black box), so it cannot be fine-tuned or adapted; use a method that keeps it frozen."
+            )
+        self.teacher = copy.deepcopy(teacher)
+        self.name = getattr(teacher, "name", "")
+        self.feature_shape = tuple(teacher.feature_shape)
+        self.train_mode = train_mode
+
+    def train(self, mode: bool = True) -> TunedTeacher:
+        super().train(mode)  # FrozenTeacher.train keeps everything below in eval mode ...
+        if self.train_mode and mode:
+            nn.Module.train(self.teacher.backbone, True)  # ... except the backbone being fine-tuned
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher.backbone(self.teacher.preprocess(x))
+
+
+class TeacherClassifier(nn.Module):
+    """A classifier on teacher features: ``head(g(T(x)))`` (``g`` a :class:`Reprogrammer`) or ``head(pool(T(x)))``.
+
+    Args:
+        encoder: the teacher (frozen or :class:`TunedTeacher`), or ``None`` when features always come from a
+            cache (``teacher_features``).
+        num_classes: ``C``.
+        feature_shape: per-sample teacher feature shape; default ``encoder.feature_shape``.
+        reprogrammer_dim: if given, ``g`` maps teacher features to this width (direct reprogramming);
+            otherwise the head is a linear probe on pooled teacher features.
+        reprogrammer_blocks: residual blocks of ``g``.
+
+    Shapes: ``features``: ``[B, 3, H, W]`` -> ``[B, d]``; ``forward``: -> logits ``[B, C]``.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module | None,
+        num_classes: int,
+        feature_shape: Sequence[int] | None = None,
+        reprogrammer_dim: int | None = None,
+        reprogrammer_blocks: int = 2,
+    ) -> None:
+        super().__init__()
+        if encoder is None and feature_shape is None:
+            raise ValueError("TeacherClassifier needs a teacher or the shape of its cached features.")
+        self.encoder = encoder
+        shape = tuple(feature_shape) if feature_shape is not None else tuple(encoder.feature_shape)  # type: ignore
+        self.feature_shape = shape
+        if reprogrammer_dim is not None:
+            self.reprogrammer: nn.Module | None = Reprogrammer(shape, reprogrammer_dim, num_blocks=reprogrammer_blocks)
+            width = reprogrammer_dim
+        else:
+            self.reprogrammer = None
+            width = shape[0]
+        self.head = nn.Linear(width, num_classes)
+
+    def features(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> torch.Tensor:
+        if teacher_features is None:
+            if self.encoder is None:
+                raise ValueError("This teacher classifier was built without a teacher: pass teacher_features.")
+            teacher_features = self.encoder(x)
+        t = teacher_features.float()
+        return self.reprogrammer(t) if self.reprogrammer is not None else pool_features(t)
+
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, teacher_features))
+
+
+class FrozenBranch(nn.Module):
+    """Freezes a trained teacher branch for distillation: eval mode always, no autograd, no trainable parameters
+    visible to the optimiser of the distillation stage (it is trained, if at all, by stage 1 directly)."""
+
+    def __init__(self, branch: nn.Module) -> None:
+        super().__init__()
+        self.branch = branch
+
+    def train(self, mode: bool = True) -> FrozenBranch:
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> ``(z_T [B, C], f_T [B, d])``."""
+        f = self.branch.features(x, teacher_features)
+        return self.branch.head(f), f
+
+
+class ReferenceNet(nn.Module):
+    """Trains a :class:`TeacherClassifier` alone (``teacher_linear``, ``teacher_finetune``, and every stage 1).
+
+    Its prediction ``z_S`` is the teacher classifier's logits; ``z_T``/``f_T`` repeat ``z_S``/``f_S`` so the RD
+    evaluator and its CKA monitor run unchanged (the reported CKA is then 1 by construction). ``deployable()``
+    is the teacher classifier itself (teacher + head): that is what a reference method saves as ``model.pt``.
+    """
+
+    def __init__(self, classifier: TeacherClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        f = self.classifier.features(x, teacher_features)
+        z = self.classifier.head(f)
+        return {"z_S": z, "f_S": f, "z_T": z, "f_T": f}
+
+    def deployable(self) -> TeacherClassifier:
+        return self.classifier
+
+
+class StudentNet(nn.Module):
+    """The student alone (``student`` method). ``z_T``/``f_T`` repeat the student's (no teacher exists)."""
+
+    def __init__(self, student: StudentClassifier) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        f = self.student.features(x)
+        z = self.student.head(f)
+        return {"z_S": z, "f_S": f, "z_T": z, "f_T": f}
+
+    def deployable(self) -> StudentClassifier:
+        return self.student
+
+
+def _module(root: nn.Module, name: str, owner: str) -> nn.Module:
+    try:
+        return root.get_submodule(name)
+    except AttributeError:
+        names = [n for n, _ in root.named_modules() if n][-12:]
+        raise ValueError(f"The {owner} has no layer {name!r}; its last layers are {names}.") from None
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU when it has none)."""
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def probe_forward(root: nn.Module, image_size: int, hooks: Sequence = ()) -> None:
+    """One no-grad, eval-mode forward of a zero image ``[1, 3, image_size, image_size]`` through ``root``.
+
+    The training mode is restored and the forward ``hooks`` (handles) are removed afterwards, whatever happens.
+    """
+    was_training = root.training
+    root.eval()
+    try:
+        with torch.no_grad():
+            root(torch.zeros(1, 3, image_size, image_size, device=module_device(root)))
+    finally:
+        root.train(was_training)
+        for h in hooks:
+            h.remove()
+
+
+def default_feature_layer(root: nn.Module, image_size: int, owner: str = "network") -> str:
+    """Name of the last layer (in execution order) whose output is a feature map ``[B, C, H, W]`` or tokens
+    ``[B, N, D]``, found by one forward pass of a ``[1, 3, image_size, image_size]`` zero image in eval mode.
+
+    Pooling, dropout, flatten and identity layers are skipped, so a ResNet gives ``...layer4`` and a timm ViT its
+    final ``...norm`` tokens.
+    """
+    finished: list[str] = []
+
+    def record(name: str):
+        def hook(module, inputs, output) -> None:
+            if torch.is_tensor(output) and output.ndim in (3, 4):
+                finished.append(name)
+
+        return hook
+
+    handles = [
+        mod.register_forward_hook(record(name))
+        for name, mod in root.named_modules()
+        if name and not isinstance(mod, _NOT_FEATURE_LAYERS)
+    ]
+    probe_forward(root, image_size, handles)
+    if not finished:
+        raise ValueError(f"The {owner} has no layer giving a [B, C, H, W] map or [B, N, D] tokens; name one.")
+    return finished[-1]
+
+
+class LayerTaps:
+    """Forward hooks that keep the outputs of named layers of ``root`` from its latest forward pass."""
+
+    def __init__(self, root: nn.Module, names: Sequence[str], owner: str) -> None:
+        self.names = list(names)
+        self.outputs: dict[str, torch.Tensor] = {}
+        for name in self.names:
+            _module(root, name, owner).register_forward_hook(self._keep(name))
+
+    def _keep(self, name: str):
+        def hook(module, inputs, output):
+            self.outputs[name] = output
+
+        return hook
+
+    def pop(self) -> list[torch.Tensor]:
+        missing = [n for n in self.names if n not in self.outputs]
+        if missing:
+            raise RuntimeError(f"Layers {missing} did not run in the forward pass.")
+        out = [self.outputs.pop(n) for n in self.names]
+        return out
+
+
+class DistillNet(nn.Module):
+    """A student distilled from a teacher that does not change during distillation.
+
+    Args:
+        student: the deployable student.
+        teacher: a frozen teacher (feature methods), or ``None`` when ``branch`` is given.
+        branch: a teacher classifier trained in stage 1 (probe, ``g + h``, LoRA/VPT teacher + head); it is wrapped
+            in :class:`FrozenBranch` here.
+        teacher_layers, student_layers: layers whose outputs are returned as ``feat_T``/``feat_S`` lists (names
+            relative to ``teacher``/``student``).
+        teacher_feature_shape: per-sample shape of cached teacher features (feature cache, no teacher).
+
+    Returns ``{"z_S", "f_S", "z_T", "f_T", "feat_S", "feat_T"}``: ``z_T`` is the branch's logits, or ``z_S`` again
+    when the teacher has no head (feature methods; no loss reads it then); ``f_T`` the branch's features or the
+    teacher's pooled output ``[B, D_T]``.
+    """
+
+    def __init__(
+        self,
+        student: StudentClassifier,
+        teacher: nn.Module | None = None,
+        branch: TeacherClassifier | None = None,
+        teacher_layers: Sequence[str] = (),
+        student_layers: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        if (teacher is None) == (branch is None):
+            raise ValueError("DistillNet takes either a frozen teacher or a trained teacher branch.")
+        self.student = student
+        self.teacher = teacher
+        self.branch = FrozenBranch(branch) if branch is not None else None
+        if teacher_layers and teacher is None:
+            raise ValueError("Intermediate teacher layers are tapped on a frozen teacher, not on a trained branch.")
+        self.teacher_taps = LayerTaps(teacher, teacher_layers, "teacher") if teacher_layers else None  # type: ignore
+        self.student_taps = LayerTaps(student, student_layers, "student") if student_layers else None
+
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if teacher_features is not None and self.teacher_taps is not None:
+            raise ValueError("Feature distillation reads intermediate teacher layers; a feature cache cannot serve it.")
+        f_s = self.student.features(x)
+        z_s = self.student.head(f_s)
+        out: dict = {"z_S": z_s, "f_S": f_s}
+        if self.branch is not None:
+            out["z_T"], out["f_T"] = self.branch(x, teacher_features)
+        else:
+            with torch.no_grad():
+                t = self.teacher(x) if teacher_features is None else teacher_features  # type: ignore[misc]
+            out["z_T"], out["f_T"] = z_s, pool_features(t.float())
+        if self.student_taps is not None:
+            out["feat_S"] = self.student_taps.pop()
+        if self.teacher_taps is not None:
+            out["feat_T"] = [t.detach() for t in self.teacher_taps.pop()]
+        return out
+
+    def deployable(self) -> StudentClassifier:
+        return self.student

@@ -1,0 +1,66 @@
+"""RDNet: frozen teacher ``T``, reprogrammer ``g``, student ``S`` and one shared head ``h``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer
+from monai_rd.networks.nets.students import StudentClassifier
+from monai_rd.networks.nets.teachers import FrozenTeacher
+
+__all__ = ["RDNet"]
+
+
+class RDNet(nn.Module):
+    """The two branches of Reprogramming Distillation.
+
+    ``f_T = g(T(x)), z_T = h(f_T)`` and ``f_S = S(x), z_S = h(f_S)``, with ``h`` the student's head,
+    shared by both branches. Only ``g``, ``S`` and ``h`` are trainable.
+
+    Args:
+        teacher: the frozen teacher (or ``None`` when teacher features are supplied, e.g. from a cache).
+        student: the deployable student (backbone + head).
+        num_blocks: residual blocks in ``g``.
+        teacher_feature_shape: teacher output shape without batch; required only when ``teacher`` is None.
+
+    Shapes:
+        ``forward(x)`` with ``x`` ``[B, 3, H, W]`` returns ``{"f_T": [B, d_S], "f_S": [B, d_S],
+        "z_T": [B, C], "z_S": [B, C]}``. ``forward(x, teacher_features=t)`` skips ``T`` and uses ``t``.
+    """
+
+    def __init__(
+        self,
+        teacher: FrozenTeacher | None,
+        student: StudentClassifier,
+        num_blocks: int = 2,
+        teacher_feature_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if teacher is None and teacher_feature_shape is None:
+            raise ValueError("RDNet needs a teacher or the shape of its features (teacher_feature_shape).")
+        self.teacher = teacher
+        self.student = student
+        shape = teacher.feature_shape if teacher is not None else tuple(teacher_feature_shape)  # type: ignore[arg-type]
+        self.reprogrammer = Reprogrammer(shape, student.feature_dim, num_blocks=num_blocks)
+
+    @property
+    def head(self) -> nn.Linear:
+        """``h``, the classifier shared by both branches."""
+        return self.student.head
+
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if teacher_features is None:
+            if self.teacher is None:
+                raise ValueError("RDNet was built without a teacher: pass teacher_features.")
+            teacher_features = self.teacher(x)
+        f_t = self.reprogrammer(teacher_features.float())
+        f_s = self.student.features(x)
+        return {"f_T": f_t, "f_S": f_s, "z_T": self.head(f_t), "z_S": self.head(f_s)}
+
+    def deployable(self) -> StudentClassifier:
+        """The student and the shared head alone: images ``[B, 3, H, W]`` -> logits ``[B, C]``.
+
+        It shares parameters with this RDNet, so it always holds the current weights.
+        """
+        return self.student
