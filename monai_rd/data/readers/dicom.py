@@ -37,9 +37,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
 from monai.utils import ensure_tuple
 
+from monai_rd.data.readers.base import FileImageReader
 from monai_rd.data.readers.phi import SAFE_DICOM_TAGS, dicom_safe_meta, filter_meta
 
 __all__ = [
@@ -546,7 +546,7 @@ def sort_series_files(files: Sequence[str]) -> tuple[list[str], np.ndarray | Non
 # --------------------------------------------------------------------------------------------------- reader
 
 
-class DicomReader(ImageReader):
+class DicomReader(FileImageReader):
     """MONAI ``ImageReader`` for DICOM files and series folders (``LoadImaged(keys, reader=DicomReader(...))``).
 
     See the module docstring for the axes and value pipeline.
@@ -564,6 +564,9 @@ class DicomReader(ImageReader):
         allowed_tags: header keywords copied to the meta dict (an allow-list; no patient tag belongs there).
         dtype: output dtype.
     """
+
+    suffixes = DICOM_SUFFIXES
+    error = DicomReadError
 
     def __init__(
         self,
@@ -643,22 +646,6 @@ class DicomReader(ImageReader):
         meta["original_affine"] = meta["affine"].copy()
         return volume, meta
 
-    def read(self, data, **kwargs):
-        """Check that every path looks like DICOM (else raise, so that ``LoadImage`` may try another reader);
-        the pixels are read in :meth:`get_data`, whose errors (file and reason named) then reach the user
-        instead of being swallowed by ``LoadImage``'s fallback to MONAI's own readers."""
-        names = tuple(os.fspath(n) for n in ensure_tuple(data))
-        if not self.verify_suffix(names):
-            raise DicomReadError(f"{list(names)}: not DICOM files or folders.")
-        return names
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        """``(array, meta)``; several images are stacked as channels (same geometry required, as in MONAI)."""
-        arrays, meta = [], {}
-        for name in ensure_tuple(img):
-            arr, m = self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options())
-            m = filter_meta(m, self.allowed_tags, prefix="rd_")  # belt and braces: nothing outside the allow-list
-            _copy_compatible_dict(m, meta)
-            arrays.append(arr.astype(self.dtype, copy=False))
-        return _stack_images(arrays, meta), meta
-
+    def read_file(self, name: str) -> tuple[np.ndarray, dict]:
+        arr, meta = self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options())
+        return arr, filter_meta(meta, self.allowed_tags, prefix="rd_")  # belt and braces: only the allow-list
