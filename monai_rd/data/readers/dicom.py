@@ -13,9 +13,9 @@ a folder holding one series         ``[S, H, W]``              ``[S, H, W, 3]``
 ``H`` are the DICOM rows (top to bottom as displayed), ``W`` the columns (left to right), ``F`` the frames in
 file order and ``S`` the slices sorted along the slice normal (``ImagePositionPatient`` projected on
 ``row x column`` direction cosines; ``InstanceNumber`` when positions are missing). The meta dict says
-``original_channel_dim = -1`` for colour and ``"no_channel"`` for grey, so ``LoadImage(ensure_channel_first=True)``
-gives ``[C, H, W]`` or ``[C, F|S, H, W]``: rows stay rows, unlike ``PydicomReader``, which transposes and
-swaps the frame axis. The ``affine`` maps array indices (in this order) to RAS world coordinates (DICOM LPS
+``original_channel_dim = -1`` for colour and NaN for grey (MONAI's "no channel", which collates with -1), so
+``LoadImage(ensure_channel_first=True)`` gives ``[C, H, W]`` or ``[C, F|S, H, W]``: rows stay rows, unlike
+``PydicomReader``, which transposes and swaps the frame axis. The ``affine`` maps array indices (in this order) to RAS world coordinates (DICOM LPS
 with x and y negated, as MONAI does) when the file has patient geometry, else it is a diagonal of pixel spacings.
 
 Values: stored values -> modality LUT (``RescaleSlope``/``RescaleIntercept``, per file/frame) -> MONOCHROME1
@@ -354,7 +354,7 @@ def read_dicom(
     meta["affine"] = _file_affine(ds, num_frames)
     meta["original_affine"] = meta["affine"].copy()
     meta["spatial_shape"] = np.asarray(image.shape[:-1] if colour else image.shape)
-    meta["original_channel_dim"] = -1 if colour else "no_channel"
+    meta["original_channel_dim"] = -1 if colour else float("nan")
     meta["space"] = "RAS"
     return image, meta
 

@@ -68,7 +68,7 @@ def read_natural_image(
         "affine": np.eye(4),
         "original_affine": np.eye(4),
         "spatial_shape": np.asarray(arr.shape[:2]),
-        "original_channel_dim": -1 if colour else "no_channel",
+        "original_channel_dim": -1 if colour else float("nan"),
         "rd_mode": mode,
     }
     return arr.astype(dtype), meta

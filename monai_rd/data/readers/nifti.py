@@ -117,7 +117,7 @@ def read_nifti(
         "affine": affine,
         "original_affine": np.asarray(nib.load(path).affine, dtype=np.float64),
         "spatial_shape": np.asarray(data.shape[:3]),
-        "original_channel_dim": -1 if data.ndim == 4 else "no_channel",
+        "original_channel_dim": -1 if data.ndim == 4 else float("nan"),
         "space": "RAS",
         "rd_slice_plane": plane or "none",
         "rd_axcodes": "".join(nib.aff2axcodes(affine)),
