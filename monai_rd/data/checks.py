@@ -154,9 +154,9 @@ def validate_datalist(
 
     Per entry: the image path(s) exist, are not empty, decode with ``reader`` (default
     :class:`~monai_rd.data.MedicalImageReader`: PNG/JPEG/BMP/TIFF, DICOM file or series folder, NIfTI; the
-    reader the bundles' ``LoadImaged`` uses, so what is validated is what is trained on) with 1-4 channels (what ``EnsureRGB`` accepts), at least ``min_size``
-    px per axis of an image (along the two largest axes of a volume, which is sliced)
-    and finite values; the label is a class index in ``[0, len(class_names))`` or a multi-hot list of that
+    reader the bundles' ``LoadImaged`` uses, so what is validated is what is trained on) with 1-4 channels (what
+    ``EnsureRGB`` accepts), at least ``min_size`` px per axis of an image (along the two largest axes of a volume,
+    which is sliced) and finite values; the label is a class index in ``[0, len(class_names))`` or a multi-hot list of that
     length. Per split: not empty and, for single-label data, ``training`` holds at least two classes.
 
     Args:

@@ -15,8 +15,9 @@ file order and ``S`` the slices sorted along the slice normal (``ImagePositionPa
 ``row x column`` direction cosines; ``InstanceNumber`` when positions are missing). The meta dict says
 ``original_channel_dim = -1`` for colour and NaN for grey (MONAI's "no channel", which collates with -1), so
 ``LoadImage(ensure_channel_first=True)`` gives ``[C, H, W]`` or ``[C, F|S, H, W]``: rows stay rows, unlike
-``PydicomReader``, which transposes and swaps the frame axis. The ``affine`` maps array indices (in this order) to RAS world coordinates (DICOM LPS
-with x and y negated, as MONAI does) when the file has patient geometry, else it is a diagonal of pixel spacings.
+``PydicomReader``, which transposes and swaps the frame axis. The ``affine`` maps array indices (in this order)
+to RAS world coordinates (DICOM LPS with x and y negated, as MONAI does) when the file has patient geometry,
+else it is a diagonal of pixel spacings.
 
 Values: stored values -> modality LUT (``RescaleSlope``/``RescaleIntercept``, per file/frame) -> MONOCHROME1
 inverted over the rescaled range of the stored bits (``min + max - x``, what GDCM/SimpleITK return) ->
