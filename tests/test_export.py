@@ -69,6 +69,7 @@ def test_cli_export(tmp_path, capsys):
     assert "max|diff| vs eager" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bundle_ckpt_export_matches_checkpoint(tmp_path):
     """``python -m monai.bundle ckpt_export`` with the bundle's inference.json ``network_def``."""
     torch.manual_seed(1)

@@ -50,6 +50,7 @@ def checkpoint_dir(tmp_path):
     return out, model
 
 
+@pytest.mark.slow
 def test_bundle_inference_refuses_unreadable_folder(mixed_folder, checkpoint_dir):
     out, _ = checkpoint_dir
     proc = subprocess.run(_bundle_cmd(input_dir=mixed_folder, output_dir=out, image_size=32, student="mobilenet_v3_small",
@@ -62,6 +63,7 @@ def test_bundle_inference_refuses_unreadable_folder(mixed_folder, checkpoint_dir
     assert listed == ["c_corrupt.png", "d_empty.png"]
 
 
+@pytest.mark.slow
 def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkpoint_dir, tmp_path):
     out, model = checkpoint_dir
     datalist = tmp_path / "datalist.json"
@@ -83,6 +85,7 @@ def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkp
         assert row["predicted_label"] == CLASSES[int(np.argmax(expected))]
 
 
+@pytest.mark.slow
 def test_clinical_bundle_inference_dicom_nifti_png(tmp_path):
     """rd_clinical inference.json: a DICOM series folder, a NIfTI volume and a PNG; bad sources refused together."""
     from monai_rd.data.synthetic.medical import write_dicom_series, write_nifti_volume
