@@ -81,15 +81,8 @@ def test_validated_dicom_decodes_identically_in_training(bundle):
     np.testing.assert_allclose(image[0], expected, rtol=0, atol=1e-3)
 
 
-def test_check_readable_lists_every_bad_file(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "a good.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "b_good.jpg", quality=95)
-    (folder / "c_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.integers(0, 256, 200, dtype=np.uint8).tobytes())
-    (folder / "d_empty.png").write_bytes(b"")
-    items = [{"image": str(p)} for p in sorted(folder.iterdir())] + [{"image": str(tmp_path / "missing.png")}]
+def test_check_readable_lists_every_bad_file(mixed_folder, tmp_path):
+    items = [{"image": str(p)} for p in sorted(mixed_folder.iterdir())] + [{"image": str(tmp_path / "missing.png")}]
     loader = LoadImaged(keys="image", reader=MedicalImageReader(), image_only=True, ensure_channel_first=True)
     errors_file = tmp_path / "errors.csv"
     with pytest.raises(BadInputError) as info:

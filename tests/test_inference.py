@@ -20,19 +20,6 @@ CONFIGS = os.path.join(BUNDLES, "rd_busi", "configs")
 CLASSES = ("benign", "malignant", "normal")
 
 
-@pytest.fixture()
-def mixed_folder(tmp_path):
-    """Two good images (PNG, JPG, 32 px RGB), a corrupt PNG (valid signature, garbage body), a zero-byte PNG."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "a good.png")
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "b_good.jpg", quality=95)
-    (folder / "c_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.integers(0, 256, 200, dtype=np.uint8).tobytes())
-    (folder / "d_empty.png").write_bytes(b"")
-    return folder
-
-
 def _bundle_cmd(**overrides):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", os.path.join(CONFIGS, "inference.json")]
     for key, value in overrides.items():
