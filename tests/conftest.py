@@ -53,6 +53,22 @@ def nifti_dir(tmp_path_factory) -> str:
 
     return make_nifti_dataset(tmp_path_factory.mktemp("nifti"), n_subjects=4, shape=(20, 24, 6))
 
+@pytest.fixture()
+def mixed_folder(tmp_path):
+    """Two good images (PNG, JPG, 32 px RGB), a corrupt PNG (valid signature, garbage body), a zero-byte PNG."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "a good.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "b_good.jpg", quality=95)
+    (folder / "c_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.integers(0, 256, 200, dtype=np.uint8).tobytes())
+    (folder / "d_empty.png").write_bytes(b"")
+    return folder
+
+
 @contextlib.contextmanager
 def start_mlflow_server(root):
     """Start a real ``mlflow server`` on 127.0.0.1 (free port, SQLite backend and artifacts under ``root``).

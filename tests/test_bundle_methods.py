@@ -11,6 +11,8 @@ import torch
 
 from tests.conftest import BUNDLES, run_bundle
 
+pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
+
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")
 VIT = "timm:vit_tiny_patch16_224"
 STUDENT_METHODS = ["student", "kd", "hint", "at", "vid", "crd", "semckd", "mgd", "norm", "direct_reprogramming", "rd"]

@@ -4,7 +4,11 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from tests.conftest import BUNDLES
+
+pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
 
 CONFIGS = os.path.join(BUNDLES, "rd_busi", "configs")
 

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import BUNDLES, REPO, run_bundle
 
+pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
+
 CONFIGS = os.path.join(BUNDLES, "rd_busi", "configs")
 MAX_EPOCHS = 2
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from tests.conftest import BUNDLES, run_bundle
 
 TRAIN = os.path.join(BUNDLES, "rd_clinical", "configs", "train.json")
@@ -32,6 +34,7 @@ def _check_outputs(out, n_items):
     return datalist, executed
 
 
+@pytest.mark.slow
 def test_trains_from_dicom_series(dicom_series_dir, tmp_path):
     out = str(tmp_path / "out")
     _train(dicom_series_dir, out, tmp_path, slice_mode="all")
@@ -46,6 +49,7 @@ def test_trains_from_dicom_series(dicom_series_dir, tmp_path):
                 assert phi not in blob, (name, phi)
 
 
+@pytest.mark.slow
 def test_trains_from_nifti_volumes(nifti_dir, tmp_path):
     out = str(tmp_path / "out")
     _train(nifti_dir, out, tmp_path, slice_mode="foreground", slice_axis="axial")

@@ -38,6 +38,7 @@ def test_bundle_has_the_rd_busi_files_and_override_ids(bundle):
     assert pred["num_channels"] == len(pred["channel_def"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", sorted(CASES))
 def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
     data = CASES[bundle](str(tmp_path / "data"))
@@ -74,6 +75,7 @@ def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
     assert len(rows) == 3 and all(len(r) == n_out + 2 for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", sorted(CASES) + ["rd_clinical"])
 def test_metadata_verifies_offline(bundle):
     import subprocess

@@ -44,6 +44,7 @@ def test_cli_builds_both_splits(built, capsys):
     assert "Loading teacher" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bundle_trains_from_cache_without_building_the_teacher(built, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the teacher builder was called while training from a complete cache")
@@ -70,6 +71,7 @@ def test_bundle_trains_from_cache_without_building_the_teacher(built, monkeypatc
     assert json.dumps(executed).count(built["cache"]) >= 1  # the cache is recorded with the run
 
 
+@pytest.mark.slow
 def test_bundle_refuses_a_mismatched_cache(built):
     from monai_rd.data import FeatureCacheError
 

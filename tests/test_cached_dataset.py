@@ -113,6 +113,7 @@ def train_rd(train_ds, val_ds, teacher, seed=0, epochs=2):
     return np.array(losses), accs, torch.cat([p.detach().flatten() for p in student.parameters()])
 
 
+@pytest.mark.slow
 def test_training_from_cache_matches_teacher_in_the_loop(cached):
     dl, root, weights = cached["datalist"], cached["root"], cached["weights"]
     # teacher in the loop, on the same K seeded views (no features in the batch: RDNet runs T)

@@ -3,7 +3,10 @@
 import os
 import subprocess
 
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
 
 
 def test_demo_runs_the_bundle(tmp_path):

@@ -48,6 +48,7 @@ def test_median_latency_measures_wall_time():
     assert len(calls) == 5 and 19.0 <= ms < 200.0
 
 
+@pytest.mark.slow
 def test_cost_table_teacher_student_ratios(tmp_path):
     rows = cost_table("torchvision:resnet18", ["mobilenet_v3_small"], num_classes=3, image_size=32, batch_size=2,
                       warmup=1, repeats=1)

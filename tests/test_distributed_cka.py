@@ -1,5 +1,6 @@
 """RD under DDP (gloo, 2 CPU processes) equals single-process RD at the same global batch."""
 
+import pytest
 import os
 import socket
 
@@ -55,6 +56,7 @@ def worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_gloo_two_processes_match_single_process(tmp_path):
     mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]

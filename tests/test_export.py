@@ -21,7 +21,9 @@ from tests.conftest import BUNDLES, REPO
 PAPER_STUDENTS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0"]
 
 
-@pytest.mark.parametrize("student,size", [(s, 32 if i % 2 else 64) for i, s in enumerate(PAPER_STUDENTS)])
+@pytest.mark.parametrize("student,size", [  # resnet18 in the fast tier, the other students (10-20 s each) slow
+    pytest.param(s, 32 if i % 2 else 64, marks=() if i == 0 else pytest.mark.slow) for i, s in enumerate(PAPER_STUDENTS)
+])
 def test_paper_students_export_with_parity_and_dynamic_batch(tmp_path, student, size):
     torch.manual_seed(0)
     model = StudentClassifier(student, num_classes=3).eval()
@@ -60,6 +62,7 @@ def test_load_student_infers_classes_and_rejects_foreign_checkpoints(tmp_path):
         load_student(tmp_path / "other.pt", "mobilenet_v3_small")
 
 
+@pytest.mark.slow
 def test_cli_export(tmp_path, capsys):
     torch.save(StudentClassifier("shufflenet_v2_x1_0", 3).state_dict(), tmp_path / "model.pt")
     code = cli_main(["export", "--ckpt", str(tmp_path / "model.pt"), "--student", "shufflenet_v2_x1_0",
@@ -69,6 +72,7 @@ def test_cli_export(tmp_path, capsys):
     assert "max|diff| vs eager" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bundle_ckpt_export_matches_checkpoint(tmp_path):
     """``python -m monai.bundle ckpt_export`` with the bundle's inference.json ``network_def``."""
     torch.manual_seed(1)

@@ -147,6 +147,7 @@ def _params(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_path):
     common = dict(dataset_dir=busi_dir, max_epochs=3, image_size=32, batch_size=8, num_workers=0,

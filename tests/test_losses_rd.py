@@ -73,3 +73,26 @@ def test_cka_value_agrees_with_linear_cka():
     out = make_outputs(b=9, d=11, seed=4)
     res = RDLoss()(out, torch.zeros(9, dtype=torch.long))
     assert torch.allclose(res["cka_value"], linear_cka(out["f_T"], out["f_S"]))
+
+
+def test_one_default_weight_schedule_and_one_supervised_term():
+    """The paper's schedule is written once (rd_default_weights) and is what the handler and the RD recipe use."""
+    import torch.nn.functional as F
+
+    from monai_rd.handlers import LossWeightSchedule
+    from monai_rd.losses import rd_default_weights, supervised_loss
+    from monai_rd.methods.registry import _ablate
+
+    expected = {"ce_teacher": 1.0, "ce_student": 1.0, "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+                "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"}}  # DESIGN.md section 1, by hand
+    assert rd_default_weights() == expected
+    rd_default_weights()["kd"]["end"] = 0.5  # a caller's edit never leaks into the next default
+    assert rd_default_weights() == expected
+    handler = LossWeightSchedule()
+    assert {k: (s.start, s.end, s.schedule) for k, s in handler.schedules.items()} == {
+        "ce_teacher": (1.0, 1.0, "constant"), "ce_student": (1.0, 1.0, "constant"),
+        "kd": (1.0, 0.0, "linear"), "cka": (1.0, 0.0, "linear")}
+    assert _ablate(None, True, True) == expected
+    logits, target = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
+    torch.testing.assert_close(supervised_loss(logits, target), F.cross_entropy(logits, target))
+    torch.testing.assert_close(RDLoss().supervised(logits, target), F.cross_entropy(logits, target))

@@ -96,3 +96,34 @@ def test_csv_markdown_and_pngs(tmp_path):
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
         assert image.std() > 0  # something was drawn
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", "curves.png", "roc.png"]  # no temp files left
+
+
+def test_roc_auc_matches_sklearn_with_ties_and_is_nan_for_one_class():
+    from sklearn.metrics import roc_auc_score
+
+    from monai_rd.metrics import roc_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.random(200) < 0.3
+    scores = np.round(rng.random(200) + 0.2 * y, 1)  # rounded: many ties, which count half
+    assert roc_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert math.isnan(roc_auc(np.ones(5, bool), rng.random(5)))
+
+
+def test_one_hot_mean_auc_handler_matches_sklearn_ovr_macro():
+    """The bundles' validation AUC (MultiLabelAUC on softmax + one-hot labels) is scikit-learn's OvR macro AUC."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from monai_rd.handlers import MultiLabelAUC
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 60)
+    logits = rng.normal(size=(60, 3)) + np.eye(3)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    metric = MultiLabelAUC(output_transform=lambda o: o)
+    metric.reset()
+    for part in np.array_split(np.arange(60), 4):
+        metric.update((torch.tensor(probs[part]), torch.tensor(np.eye(3)[labels[part]])))
+    expected = roc_auc_score(labels, probs, multi_class="ovr", average="macro")
+    assert metric.compute() == pytest.approx(expected, abs=1e-12)

@@ -9,6 +9,8 @@ import torch
 
 from tests.conftest import REPO, run_bundle, start_mlflow_server
 
+pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
+
 mlflow = pytest.importorskip("mlflow")
 
 TRAIN = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")

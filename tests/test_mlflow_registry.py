@@ -52,6 +52,7 @@ def _register(uri, tmp_path, name, seed, accuracy, tag):
     return handler, version, student
 
 
+@pytest.mark.slow
 def test_alias_moves_only_on_improvement_and_champion_predicts_like_checkpoint(tracking_uri, tmp_path):
     name = f"tiny_{tmp_path.name}"[:60]
     h1, v1, s1 = _register(tracking_uri, tmp_path, name, 1, 0.6, "a")
@@ -82,6 +83,7 @@ def test_alias_moves_only_on_improvement_and_champion_predicts_like_checkpoint(t
     assert info.saved_input_example_info is not None
 
 
+@pytest.mark.slow
 def test_lower_is_better_and_missing_key_metric(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     ckpt = tmp_path / "m.pt"

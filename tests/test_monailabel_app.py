@@ -26,6 +26,8 @@ from monai_rd.deploy.label import prepare_label_bundle
 from monai_rd.networks import StudentClassifier
 from tests.conftest import BUNDLES, REPO, run_bundle
 
+pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("monailabel") is None,
     reason="monailabel is not installed in this interpreter (it needs numpy<2): run apps/monailabel/run_tests.sh, "

@@ -39,6 +39,7 @@ def test_linear_cka_upcasts_low_precision_features_to_float32():
     assert float(low) == pytest.approx(float(ref), abs=2e-2)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_training_on_cpu_runs_in_bf16_and_stays_finite():
     torch.manual_seed(0)
     network = prepare_network(RDNet(build_teacher("torchvision:resnet18"), StudentClassifier("resnet18", 3)), "cpu")
@@ -75,6 +76,7 @@ def test_channels_last_keeps_outputs_and_state_dict_keys():
     assert torch.allclose(net(x), ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compile_is_in_place_and_keeps_the_module():
     """Smoke test with the ``eager`` backend (graph capture by dynamo, no C++ codegen): inductor would need a
     compiler toolchain and minutes on the shared CPU, so the default backend is not run here."""

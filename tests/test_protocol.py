@@ -121,6 +121,7 @@ def bundle_launches(monkeypatch):
     return launched
 
 
+@pytest.mark.slow
 def test_grid_runs_records_failure_and_resumes(tmp_path, bundle_launches):
     from mlflow.tracking import MlflowClient
 
@@ -173,6 +174,7 @@ def test_grid_runs_records_failure_and_resumes(tmp_path, bundle_launches):
     assert state2["cells"]["busi__r18__resnet18__broken__s0"]["attempts"] == 2
 
 
+@pytest.mark.slow
 def test_method_id_reaches_the_bundle(tmp_path, bundle_launches):
     """A non-rd method: refused without a subprocess by a bundle without method ids, else trained as that method."""
     from mlflow.tracking import MlflowClient

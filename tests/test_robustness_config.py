@@ -64,6 +64,7 @@ def _bundle(out, dataset_dir, *extra):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bundle_refuses_a_typo_and_a_wrong_type_before_training(busi_dir, tmp_path):
     proc = _bundle(str(tmp_path / "o1"), busi_dir, "--max_epoch", "2")
     assert proc.returncode != 0 and "--max_epoch (did you mean --max_epochs" in proc.stderr
@@ -84,6 +85,7 @@ def busi_with_bad_file(busi_dir, tmp_path):
     return root, bad
 
 
+@pytest.mark.slow
 def test_bundle_names_a_corrupt_file_before_training(busi_with_bad_file, tmp_path):
     root, bad = busi_with_bad_file
     proc = _bundle(str(tmp_path / "o"), root)
@@ -92,6 +94,7 @@ def test_bundle_names_a_corrupt_file_before_training(busi_with_bad_file, tmp_pat
     assert not os.path.exists(tmp_path / "o" / "model.pt")
 
 
+@pytest.mark.slow
 def test_bundle_skip_mode_trains_without_it_and_records_it_in_mlflow(busi_with_bad_file, tmp_path):
     root, bad = busi_with_bad_file
     out = str(tmp_path / "o")

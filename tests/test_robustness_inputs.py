@@ -160,7 +160,7 @@ def test_skip_mode_drops_and_records_bad_entries(good, tmp_path, caplog):
     datalist = _with(good, "training", {"image": str(bad_path), "label": 0})
     datalist_file = tmp_path / "datalist.json"
     datalist_file.write_text(json.dumps(datalist))
-    with caplog.at_level(logging.WARNING, logger="monai_rd.data.validation"):
+    with caplog.at_level(logging.WARNING, logger="monai_rd.data.checks"):
         out = validate_datalist(datalist, class_names=CLASSES, on_bad_input="skip", datalist_file=str(datalist_file))
     assert out["training"] == good["training"]  # never trained on
     assert out["skipped"] == [{"split": "training", "index": 4, "image": str(bad_path),

@@ -99,6 +99,7 @@ def test_preset_bad_arguments():
         load_preset("ct", "eval", not_an_id=1)
 
 
+@pytest.mark.slow
 def test_presets_from_another_working_directory(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO}
     proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -109,6 +110,7 @@ def test_presets_from_another_working_directory(tmp_path):
     assert all(shape == [3, 24, 24] for shape in result["shapes"].values()) and len(result["shapes"]) == 10
 
 
+@pytest.mark.slow
 def test_presets_after_non_editable_install(tmp_path):
     """Build a wheel from a copy of the source tree, install it into a temp dir, load every preset from there."""
     src = tmp_path / "src"

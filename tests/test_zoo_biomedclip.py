@@ -29,6 +29,7 @@ def visual_and_file(tmp_path_factory):
     return visual, path
 
 
+@pytest.mark.slow
 def test_equals_open_clip_trunk(visual_and_file):
     visual, path = visual_and_file
     t = build_teacher("biomedclip_vit_b", weights=path)

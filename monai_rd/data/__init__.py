@@ -1,6 +1,15 @@
 """Data: dataset indexers that write MONAI datalists, split helpers and synthetic datasets in real layouts."""
 
 from monai_rd.data.cached_dataset import CachedFeatureDataset, SeededViewDataset, cached_feature_shape, feature_cache_dataset
+from monai_rd.data.checks import (
+    ON_BAD_INPUT,
+    BadInputError,
+    UnreadableInputsError,
+    check_item,
+    check_readable,
+    expand_inputs,
+    validate_datalist,
+)
 from monai_rd.data.datalist import datalist_hash, finalize_datalist, stratified_split, write_datalist
 from monai_rd.data.duplicates import difference_hash, group_near_duplicates, hamming_distances
 from monai_rd.data.feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed
@@ -10,5 +19,3 @@ from monai_rd.data.indices import INDEX_KEY, with_indices
 from monai_rd.data.readers import *  # noqa: F401,F403
 from monai_rd.data.slices import SLICE_MODES, select_slices
 from monai_rd.data.synthetic import *  # noqa: F401,F403
-from monai_rd.data.validate import UnreadableInputsError, check_readable, expand_inputs
-from monai_rd.data.validation import BadInputError, check_item, validate_datalist

@@ -10,10 +10,11 @@ from monai.data import Dataset
 from monai.transforms import Randomizable
 
 from monai_rd.data.feature_cache import FeatureCache, FeatureCacheError, apply_view, item_id, view_seed
+from monai_rd.utils.enums import RDKeys
 
 __all__ = ["SeededViewDataset", "CachedFeatureDataset", "feature_cache_dataset", "cached_feature_shape"]
 
-TEACHER_FEATURES = "teacher_features"  # the batch key RDTrainer / RDEvaluator read (monai_rd.engines.RDKeys)
+TEACHER_FEATURES = RDKeys.TEACHER_FEATURES  # the batch key RDTrainer / RDEvaluator read
 TEACHER_VIEW = "teacher_view"
 SPLITS = ("training", "validation")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images"]
+from monai_rd.data.readers.natural import NATURAL_IMAGE_SUFFIXES as IMAGE_EXTENSIONS  # what the reader decodes
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+__all__ = ["IMAGE_EXTENSIONS", "list_images"]
 
 
 def list_images(folder: str | os.PathLike, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[dict]:

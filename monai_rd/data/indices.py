@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from monai_rd.utils.enums import RDKeys
+
 __all__ = ["with_indices", "INDEX_KEY"]
 
-INDEX_KEY = "index"
+INDEX_KEY = RDKeys.INDEX
 
 
 def with_indices(data: Sequence[Mapping]) -> list[dict]:

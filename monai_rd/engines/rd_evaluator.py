@@ -7,7 +7,7 @@ from monai.engines import SupervisedEvaluator
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
-from monai_rd.engines.utils import RDKeys, batch_teacher_features
+from monai_rd.engines.utils import RDKeys, prepare_rd_batch
 
 __all__ = ["RDEvaluator"]
 
@@ -21,12 +21,7 @@ class RDEvaluator(SupervisedEvaluator):
     """
 
     def _iteration(self, engine: RDEvaluator, batchdata: dict[str, torch.Tensor]) -> dict:
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        inputs, targets = batch[0], batch[1]
-        teacher_features = batch_teacher_features(engine, batchdata)
-        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+        inputs, targets, teacher_features = prepare_rd_batch(engine, batchdata)
         with engine.mode(engine.network):
             with torch.autocast(torch.device(engine.state.device).type, enabled=engine.amp, **engine.amp_kwargs):
                 outputs = engine.inferer(inputs, engine.network, teacher_features=teacher_features)

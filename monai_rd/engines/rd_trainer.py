@@ -7,7 +7,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 
-from monai_rd.engines.utils import RDKeys, batch_teacher_features
+from monai_rd.engines.utils import RDKeys, prepare_rd_batch
 
 __all__ = ["RDTrainer"]
 
@@ -45,12 +45,7 @@ class RDTrainer(SupervisedTrainer):
                 )
 
     def _iteration(self, engine: RDTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        inputs, targets = batch[0], batch[1]
-        teacher_features = batch_teacher_features(engine, batchdata)
-        engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
+        inputs, targets, teacher_features = prepare_rd_batch(engine, batchdata)
 
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_rd.losses.rd import rd_default_weights
+
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -68,12 +70,7 @@ class LossWeightSchedule:
         if unit not in ("iteration", "epoch"):
             raise ValueError(f"unit must be 'iteration' or 'epoch', got {unit!r}.")
         if weights is None:
-            weights = {
-                "ce_teacher": 1.0,
-                "ce_student": 1.0,
-                "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-                "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-            }
+            weights = rd_default_weights()
         self.schedules: dict[str, WeightSchedule] = {}
         for name, spec in weights.items():
             if isinstance(spec, WeightSchedule):

@@ -1,4 +1,5 @@
-"""Per-finding and mean ROC AUC for multi-label classification (ChestX-ray14), as an Ignite metric."""
+"""Per-label and mean ROC AUC over an epoch, as an Ignite metric: multi-hot labels (ChestX-ray14) or one-hot
+single-label outputs (one-vs-rest). The AUC itself is :func:`monai_rd.metrics.roc_auc`, the package's only one."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.metrics import compute_roc_auc
 from monai.utils import IgniteInfo, min_version, optional_import
+
+from monai_rd.metrics import per_label_auc
 
 Metric, _ = optional_import("ignite.metrics", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Metric", as_type="base")
 
@@ -22,26 +24,16 @@ def _stack(x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
 def multilabel_auc(y_pred: torch.Tensor, y: torch.Tensor) -> list[float]:
     """ROC AUC of each of the ``C`` labels: ``y_pred`` scores ``[N, C]``, ``y`` multi-hot ``{0, 1}`` ``[N, C]``.
 
-    Each column is scored by MONAI's :func:`monai.metrics.compute_roc_auc`; a label whose column holds only
+    Each column is scored by :func:`monai_rd.metrics.roc_auc` (float64); a label whose column holds only
     positives or only negatives has no AUC and gets ``nan``.
     """
-    y_pred, y = torch.as_tensor(y_pred).float(), torch.as_tensor(y).float()
-    if y_pred.ndim != 2 or y_pred.shape != y.shape:
-        raise ValueError(
-            "multilabel_auc needs predictions and labels of one shape [N, C], "
-            f"got {tuple(y_pred.shape)} and {tuple(y.shape)}."
-        )
-    out = []
-    for c in range(y.shape[1]):
-        if torch.unique(y[:, c]).numel() < 2:
-            out.append(float("nan"))
-        else:
-            out.append(float(compute_roc_auc(y_pred[:, c], y[:, c])))
-    return out
+    y_pred = torch.as_tensor(y_pred).detach().double().cpu().numpy()
+    return per_label_auc(y_pred, torch.as_tensor(y).detach().double().cpu().numpy())
 
 
 class MultiLabelAUC(Metric):
-    """ROC AUC over a whole epoch for multi-label outputs (sigmoid probabilities ``[B, C]``, multi-hot labels).
+    """ROC AUC over a whole epoch: scores ``[B, C]`` against multi-hot labels (multi-label: sigmoid probabilities)
+    or one-hot labels (single-label: softmax probabilities, each class one-vs-rest, as MONAI's ``ROCAUC``).
 
     ``average="macro"`` gives the mean AUC over the labels that have one (labels absent from, or present in
     every image of, the epoch have none and are left out of the mean, with a warning naming them; MONAI's

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from monai.utils import CommonKeys as Keys
 
-from monai_rd.engines.utils import RDKeys
+from monai_rd.utils import RDKeys
 
 __all__ = ["rd_loss_terms", "probs_and_class_indices"]
 

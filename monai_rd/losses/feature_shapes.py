@@ -31,6 +31,7 @@ __all__ = [
     "to_map",
     "to_vector",
     "pool_to_common",
+    "paired_maps",
 ]
 
 AUTO_PREFIX_TOKENS = (0, 1)  # no prefix, or a CLS token
@@ -111,6 +112,20 @@ def pool_to_common(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torc
     if tuple(t.shape[2:]) != size:
         t = F.adaptive_avg_pool2d(t, size)
     return s, t
+
+
+def paired_maps(
+    student: torch.Tensor, teacher: torch.Tensor, channels: tuple[int, int], num_prefix_tokens: int | None, loss: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and teacher features (maps ``[B, C, H, W]`` or tokens ``[B, N, D]``) as maps of one resolution,
+    ``[B, C_S, h, w]`` and ``[B, C_T, h, w]``, checked against the ``(C_S, C_T)`` the ``loss`` was built for."""
+    s, t = to_map(student, "student", num_prefix_tokens), to_map(teacher, "teacher", num_prefix_tokens)
+    if (s.shape[1], t.shape[1]) != tuple(channels):
+        raise ValueError(
+            f"{loss} was built for {channels[0]} -> {channels[1]} channels, got student "
+            f"{tuple(student.shape)} and teacher {tuple(teacher.shape)}."
+        )
+    return pool_to_common(s, t)
 
 
 def as_feature_list(x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -6,19 +6,12 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from monai_rd.losses.cka import linear_cka
 from monai_rd.losses.kd import KDLoss
+from monai_rd.losses.rd import supervised_loss
 
 __all__ = ["MethodLoss", "supervised_loss"]
-
-
-def supervised_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False) -> torch.Tensor:
-    """CE on class indices ``[B]``/``[B, 1]``, or BCE-with-logits on multi-hot ``[B, C]`` targets."""
-    if multi_label:
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float().view_as(logits))
-    return F.cross_entropy(logits.float(), target.long().view(-1))
 
 
 class MethodLoss(nn.Module):

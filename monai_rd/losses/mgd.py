@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from monai_rd.losses.feature_shapes import pool_to_common, to_map
+from monai_rd.losses.feature_shapes import paired_maps
 
 __all__ = ["MGDLoss"]
 
@@ -80,13 +80,8 @@ class MGDLoss(nn.Module):
                 f"MGD masks spatial positions and needs [B, C, H, W] maps or [B, N, D] tokens, got student "
                 f"{tuple(student.shape)} and teacher {tuple(teacher.shape)}."
             )
-        s, t = to_map(student, "student", self.num_prefix_tokens), to_map(teacher, "teacher", self.num_prefix_tokens)
-        if s.shape[1] != self.student_channels or t.shape[1] != self.teacher_channels:
-            raise ValueError(
-                f"MGDLoss was built for {self.student_channels} -> {self.teacher_channels} channels, got student "
-                f"{tuple(student.shape)} and teacher {tuple(teacher.shape)}."
-            )
-        s, t = pool_to_common(s, t)
+        channels = (self.student_channels, self.teacher_channels)
+        s, t = paired_maps(student, teacher, channels, self.num_prefix_tokens, type(self).__name__)
         b, _, h, w = t.shape
         if mask is None:
             mask = self.random_mask(b, h, w)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from monai_rd.losses.feature_shapes import pool_to_common, to_map
+from monai_rd.losses.feature_shapes import paired_maps
 
 __all__ = ["NORMLoss"]
 
@@ -53,13 +53,8 @@ class NORMLoss(nn.Module):
         return self.contract(e), e
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        s, t = to_map(student, "student", self.num_prefix_tokens), to_map(teacher, "teacher", self.num_prefix_tokens)
-        if s.shape[1] != self.student_channels or t.shape[1] != self.teacher_channels:
-            raise ValueError(
-                f"NORMLoss was built for {self.student_channels} -> {self.teacher_channels} channels, got student "
-                f"{tuple(student.shape)} and teacher {tuple(teacher.shape)}."
-            )
-        s, t = pool_to_common(s, t)
+        channels = (self.student_channels, self.teacher_channels)
+        s, t = paired_maps(student, teacher, channels, self.num_prefix_tokens, type(self).__name__)
         e = self.expand(s)
         segments = e.view(e.shape[0], self.num_segments, self.teacher_channels, *e.shape[2:])
         return (segments - t[:, None]).pow(2).mean() * self.num_segments

@@ -11,9 +11,24 @@ import torch.nn.functional as F
 from monai_rd.losses.cka import gather_across_ranks, linear_cka
 from monai_rd.losses.kd import KDLoss
 
-__all__ = ["RDLoss", "RD_TERMS"]
+__all__ = ["RDLoss", "RD_TERMS", "rd_default_weights", "supervised_loss"]
 
 RD_TERMS = ("ce_teacher", "ce_student", "kd", "cka")
+
+
+def supervised_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False) -> torch.Tensor:
+    """CE on class indices ``[B]``/``[B, 1]``, or BCE-with-logits on multi-hot ``[B, C]`` targets (the
+    supervised term of RD and of every comparison method)."""
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float().view_as(logits))
+    return F.cross_entropy(logits.float(), target.long().view(-1))
+
+
+def rd_default_weights() -> dict:
+    """The paper's loss-weight schedule, the one default of the package: ``a = b = 1`` constant, ``c`` (KD)
+    and ``l`` (CKA) from 1 falling linearly to 0 (``LossWeightSchedule`` arguments; a fresh copy per call)."""
+    linear_decay = {"start": 1.0, "end": 0.0, "schedule": "linear"}
+    return {"ce_teacher": 1.0, "ce_student": 1.0, "kd": dict(linear_decay), "cka": dict(linear_decay)}
 
 
 class RDLoss(nn.Module):
@@ -59,10 +74,8 @@ class RDLoss(nn.Module):
         self.kd_loss = KDLoss(temperature=temperature, multi_label=multi_label)
 
     def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """CE on class indices, or BCE-with-logits on multi-hot targets."""
-        if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits.float(), target.float().view_as(logits))
-        return F.cross_entropy(logits.float(), target.long().view(-1))
+        """CE on class indices, or BCE-with-logits on multi-hot targets (:func:`supervised_loss`)."""
+        return supervised_loss(logits, target, self.multi_label)
 
     def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         z_t, z_s, f_t, f_s = outputs["z_T"], outputs["z_S"], outputs["f_T"], outputs["f_S"]

@@ -18,7 +18,7 @@ from typing import Any
 import torch.nn as nn
 
 from monai_rd.losses.baselines import build_kd_loss
-from monai_rd.losses.rd import RDLoss
+from monai_rd.losses.rd import RDLoss, rd_default_weights
 from monai_rd.networks.nets.rdnet import RDNet
 from monai_rd.utils.registry import Registry
 from monai_rd.networks.blocks.adapters import lora_teacher, vpt_teacher
@@ -323,11 +323,7 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
-    weights = dict(loss_weights) if loss_weights is not None else {
-        "ce_teacher": 1.0, "ce_student": 1.0,
-        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-    }  # fmt: skip
+    weights = dict(loss_weights) if loss_weights is not None else rd_default_weights()
     for term, keep in (("kd", use_kd), ("cka", use_cka)):
         if not keep:
             weights[term] = 0.0

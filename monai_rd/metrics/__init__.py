@@ -2,6 +2,8 @@
 
 from monai_rd.metrics.classification import (
     auc,
+    per_label_auc,
+    roc_auc,
     classification_report,
     confusion_matrix,
     report_to_csv,

@@ -1,5 +1,8 @@
 """Per-class classification report of a multi-class classifier: confusion matrix, ROC curves, P/R/F1/AUC.
 
+The one ROC-AUC of the package: :func:`roc_auc` (one score column against one binary column), used by the
+report, by :func:`per_label_auc` and through it by the ``MultiLabelAUC`` handler the bundles score with.
+
 Plain NumPy (float64) implementations, so the numbers written to reports and MLflow do not depend on the
 plotting or logging stack; the tests check them against scikit-learn.
 """
@@ -13,7 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["confusion_matrix", "roc_curve", "auc", "classification_report", "report_to_csv", "report_to_markdown"]
+__all__ = [
+    "confusion_matrix", "roc_curve", "auc", "roc_auc", "per_label_auc", "classification_report", "report_to_csv",
+    "report_to_markdown",
+]  # fmt: skip
 
 
 def _check(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +81,26 @@ def auc(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
 
 
+def roc_auc(is_positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the one-vs-rest ROC curve of ``scores`` ``[N]`` for the binary ``is_positive`` ``[N]``
+    (ties count half, as in scikit-learn's ``roc_auc_score``); NaN when the set has no positive or no negative."""
+    fpr, tpr, _ = roc_curve(is_positive, scores)
+    return auc(fpr, tpr)
+
+
+def per_label_auc(scores: np.ndarray, targets: np.ndarray) -> list[float]:
+    """:func:`roc_auc` of each column: ``scores`` ``[N, C]``, ``targets`` ``[N, C]`` multi-hot (or one-hot) in
+    ``{0, 1}``; NaN for a column holding only positives or only negatives."""
+    scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape != targets.shape:
+        raise ValueError(
+            f"per-label AUC needs scores and labels of one shape [N, C], got {scores.shape} and {targets.shape}."
+        )
+    if not np.isin(targets, (0.0, 1.0)).all():
+        raise ValueError("per-label AUC needs {0, 1} labels (multi-hot or one-hot).")
+    return [roc_auc(targets[:, c] == 1, scores[:, c]) for c in range(scores.shape[1])]
+
+
 def classification_report(
     probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
 ) -> dict:
@@ -105,7 +131,7 @@ def classification_report(
     for k, name in enumerate(class_names):
         fpr, tpr, _ = roc_curve(labels == k, probs[:, k])
         roc[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
-        aucs.append(auc(fpr, tpr))
+        aucs.append(auc(fpr, tpr))  # = roc_auc(labels == k, probs[:, k]), the curve being needed too
     aucs_arr = np.asarray(aucs)
     weights = support / support.sum()
 

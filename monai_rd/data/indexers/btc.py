@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from monai_rd.data.datalist import finalize_datalist, stratified_split
-from monai_rd.data.indexers.class_folders import list_class_folders
+from monai_rd.data.indexers.folders import list_class_folders
 from monai_rd.data.indexers.checks import require_dir
 
 __all__ = ["BTC_CLASSES", "index_btc"]

@@ -1,5 +1,6 @@
 """MONAI ``ImageReader``s for what a clinic exports: DICOM, NIfTI and natural images, with a PHI allow-list."""
 
+from monai_rd.data.readers.base import FileImageReader
 from monai_rd.data.readers.dicom import (
     DicomReadError,
     DicomReader,

@@ -13,10 +13,11 @@ a folder holding one series         ``[S, H, W]``              ``[S, H, W, 3]``
 ``H`` are the DICOM rows (top to bottom as displayed), ``W`` the columns (left to right), ``F`` the frames in
 file order and ``S`` the slices sorted along the slice normal (``ImagePositionPatient`` projected on
 ``row x column`` direction cosines; ``InstanceNumber`` when positions are missing). The meta dict says
-``original_channel_dim = -1`` for colour and ``"no_channel"`` for grey, so ``LoadImage(ensure_channel_first=True)``
-gives ``[C, H, W]`` or ``[C, F|S, H, W]``: rows stay rows, unlike ``PydicomReader``, which transposes and
-swaps the frame axis. The ``affine`` maps array indices (in this order) to RAS world coordinates (DICOM LPS
-with x and y negated, as MONAI does) when the file has patient geometry, else it is a diagonal of pixel spacings.
+``original_channel_dim = -1`` for colour and NaN for grey (MONAI's "no channel", which collates with -1), so
+``LoadImage(ensure_channel_first=True)`` gives ``[C, H, W]`` or ``[C, F|S, H, W]``: rows stay rows, unlike
+``PydicomReader``, which transposes and swaps the frame axis. The ``affine`` maps array indices (in this order)
+to RAS world coordinates (DICOM LPS with x and y negated, as MONAI does) when the file has patient geometry,
+else it is a diagonal of pixel spacings.
 
 Values: stored values -> modality LUT (``RescaleSlope``/``RescaleIntercept``, per file/frame) -> MONOCHROME1
 inverted over the rescaled range of the stored bits (``min + max - x``, what GDCM/SimpleITK return) ->
@@ -37,9 +38,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
 from monai.utils import ensure_tuple
 
+from monai_rd.data.readers.base import FileImageReader
 from monai_rd.data.readers.phi import SAFE_DICOM_TAGS, dicom_safe_meta, filter_meta
 
 __all__ = [
@@ -354,7 +355,7 @@ def read_dicom(
     meta["affine"] = _file_affine(ds, num_frames)
     meta["original_affine"] = meta["affine"].copy()
     meta["spatial_shape"] = np.asarray(image.shape[:-1] if colour else image.shape)
-    meta["original_channel_dim"] = -1 if colour else "no_channel"
+    meta["original_channel_dim"] = -1 if colour else float("nan")
     meta["space"] = "RAS"
     return image, meta
 
@@ -546,7 +547,7 @@ def sort_series_files(files: Sequence[str]) -> tuple[list[str], np.ndarray | Non
 # --------------------------------------------------------------------------------------------------- reader
 
 
-class DicomReader(ImageReader):
+class DicomReader(FileImageReader):
     """MONAI ``ImageReader`` for DICOM files and series folders (``LoadImaged(keys, reader=DicomReader(...))``).
 
     See the module docstring for the axes and value pipeline.
@@ -564,6 +565,9 @@ class DicomReader(ImageReader):
         allowed_tags: header keywords copied to the meta dict (an allow-list; no patient tag belongs there).
         dtype: output dtype.
     """
+
+    suffixes = DICOM_SUFFIXES
+    error = DicomReadError
 
     def __init__(
         self,
@@ -643,22 +647,6 @@ class DicomReader(ImageReader):
         meta["original_affine"] = meta["affine"].copy()
         return volume, meta
 
-    def read(self, data, **kwargs):
-        """Check that every path looks like DICOM (else raise, so that ``LoadImage`` may try another reader);
-        the pixels are read in :meth:`get_data`, whose errors (file and reason named) then reach the user
-        instead of being swallowed by ``LoadImage``'s fallback to MONAI's own readers."""
-        names = tuple(os.fspath(n) for n in ensure_tuple(data))
-        if not self.verify_suffix(names):
-            raise DicomReadError(f"{list(names)}: not DICOM files or folders.")
-        return names
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        """``(array, meta)``; several images are stacked as channels (same geometry required, as in MONAI)."""
-        arrays, meta = [], {}
-        for name in ensure_tuple(img):
-            arr, m = self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options())
-            m = filter_meta(m, self.allowed_tags, prefix="rd_")  # belt and braces: nothing outside the allow-list
-            _copy_compatible_dict(m, meta)
-            arrays.append(arr.astype(self.dtype, copy=False))
-        return _stack_images(arrays, meta), meta
-
+    def read_file(self, name: str) -> tuple[np.ndarray, dict]:
+        arr, meta = self.read_series(name) if os.path.isdir(name) else read_dicom(name, **self._options())
+        return arr, filter_meta(meta, self.allowed_tags, prefix="rd_")  # belt and braces: only the allow-list

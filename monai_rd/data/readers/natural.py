@@ -14,11 +14,9 @@ Values are kept as stored: 8-bit images in [0, 255], 16-bit (PIL modes ``I;16``/
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
-from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
-from monai.utils import ensure_tuple
+from monai_rd.data.readers.base import FileImageReader
 
 __all__ = ["NaturalImageReader", "ImageReadError", "read_natural_image", "NATURAL_IMAGE_SUFFIXES"]
 
@@ -70,13 +68,13 @@ def read_natural_image(
         "affine": np.eye(4),
         "original_affine": np.eye(4),
         "spatial_shape": np.asarray(arr.shape[:2]),
-        "original_channel_dim": -1 if colour else "no_channel",
+        "original_channel_dim": -1 if colour else float("nan"),
         "rd_mode": mode,
     }
     return arr.astype(dtype), meta
 
 
-class NaturalImageReader(ImageReader):
+class NaturalImageReader(FileImageReader):
     """MONAI ``ImageReader`` for PNG/JPEG/BMP/TIFF files: ``[H, W(, C)]``, rows first (see the module docstring).
 
     Args:
@@ -84,26 +82,13 @@ class NaturalImageReader(ImageReader):
         dtype: output dtype (values are not rescaled).
     """
 
+    suffixes = NATURAL_IMAGE_SUFFIXES
+    error = ImageReadError
+
     def __init__(self, exif_transpose: bool = True, dtype=np.float32) -> None:
         super().__init__()
         self.exif_transpose = exif_transpose
         self.dtype = dtype
 
-    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
-        return all(os.fspath(f).lower().endswith(NATURAL_IMAGE_SUFFIXES) for f in ensure_tuple(filename))
-
-    def read(self, data, **kwargs):
-        """Check the suffixes (else raise, so that ``LoadImage`` may try another reader); reading happens in
-        :meth:`get_data`, so its errors (file and reason named) reach the user."""
-        names = tuple(os.fspath(n) for n in ensure_tuple(data))
-        if not self.verify_suffix(names):
-            raise ImageReadError(f"{list(names)}: unsupported suffix for {type(self).__name__}.")
-        return names
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        arrays, meta = [], {}
-        for name in ensure_tuple(img):
-            arr, m = read_natural_image(name, self.exif_transpose, self.dtype)
-            _copy_compatible_dict(m, meta)
-            arrays.append(arr)
-        return _stack_images(arrays, meta), meta
+    def read_file(self, name: str) -> tuple[np.ndarray, dict]:
+        return read_natural_image(name, self.exif_transpose, self.dtype)

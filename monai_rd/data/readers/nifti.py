@@ -26,11 +26,9 @@ with the axis permutation/flips), so geometry stays exact. ``volume_index`` pick
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
-from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
-from monai.utils import ensure_tuple
+from monai_rd.data.readers.base import FileImageReader
 
 __all__ = ["NiftiReader", "NiftiReadError", "SLICE_PLANES", "read_nifti"]
 
@@ -119,7 +117,7 @@ def read_nifti(
         "affine": affine,
         "original_affine": np.asarray(nib.load(path).affine, dtype=np.float64),
         "spatial_shape": np.asarray(data.shape[:3]),
-        "original_channel_dim": -1 if data.ndim == 4 else "no_channel",
+        "original_channel_dim": -1 if data.ndim == 4 else float("nan"),
         "space": "RAS",
         "rd_slice_plane": plane or "none",
         "rd_axcodes": "".join(nib.aff2axcodes(affine)),
@@ -127,7 +125,7 @@ def read_nifti(
     return data, meta
 
 
-class NiftiReader(ImageReader):
+class NiftiReader(FileImageReader):
     """MONAI ``ImageReader`` for NIfTI volumes via nibabel, canonical orientation first.
 
     Args:
@@ -137,6 +135,9 @@ class NiftiReader(ImageReader):
         canonical: reorient to the closest RAS+ orientation first (``nibabel.as_closest_canonical``).
         dtype: output dtype.
     """
+
+    suffixes = NIFTI_SUFFIXES
+    error = NiftiReadError
 
     def __init__(
         self, slice_axis: str | int | None = None, volume_index: int | None = None, canonical: bool = True,
@@ -149,21 +150,5 @@ class NiftiReader(ImageReader):
         self.canonical = canonical
         self.dtype = dtype
 
-    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
-        return all(os.fspath(f).lower().endswith(NIFTI_SUFFIXES) for f in ensure_tuple(filename))
-
-    def read(self, data, **kwargs):
-        """Check the suffixes (else raise, so that ``LoadImage`` may try another reader); reading happens in
-        :meth:`get_data`, so its errors (file and reason named) reach the user."""
-        names = tuple(os.fspath(n) for n in ensure_tuple(data))
-        if not self.verify_suffix(names):
-            raise NiftiReadError(f"{list(names)}: unsupported suffix for {type(self).__name__}.")
-        return names
-
-    def get_data(self, img) -> tuple[np.ndarray, dict]:
-        arrays, meta = [], {}
-        for name in ensure_tuple(img):
-            arr, m = read_nifti(name, self.slice_axis, self.volume_index, self.canonical, self.dtype)
-            _copy_compatible_dict(m, meta)
-            arrays.append(arr)
-        return _stack_images(arrays, meta), meta
+    def read_file(self, name: str) -> tuple[np.ndarray, dict]:
+        return read_nifti(name, self.slice_axis, self.volume_index, self.canonical, self.dtype)
