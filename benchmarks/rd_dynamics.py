@@ -3,7 +3,7 @@
 Uses the synthetic modality-gap task of ``benchmarks/modality_gap.py`` (a ResNet-18 teacher pretrained on
 colour shapes, a grey ultrasound-like 3-class target) and trains, on the same images, seeds, optimiser and
 batches: the student alone (CE), Hinton KD from a linearly probed teacher, and RD (``RDNet`` + ``RDLoss``)
-under each named loss-weight schedule of :data:`monai_rd.handlers.RD_SCHEDULES`, with and without
+under each named loss-weight schedule of :data:`monai_rd.losses.RD_SCHEDULES`, with and without
 ``detach_teacher``. Teacher features are computed once (the teacher is frozen), so a run costs about what
 training the student costs.
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from monai_rd.handlers import RD_SCHEDULES, LossWeightSchedule
+from monai_rd.handlers import LossWeightSchedule
 from monai_rd.losses import RDLoss
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
 

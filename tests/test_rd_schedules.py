@@ -9,8 +9,8 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from monai_rd.handlers import RD_SCHEDULES, LossWeightSchedule, WeightSchedule, rd_schedule
-from monai_rd.losses import RDLoss, linear_cka
+from monai_rd.handlers import LossWeightSchedule, WeightSchedule
+from monai_rd.losses import RD_SCHEDULES, RDLoss, linear_cka, rd_schedule
 from tests.references import cka_kernel_numpy
 
 

@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_rd.losses.rd import DEFAULT_RD_SCHEDULE, rd_schedule
+
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["LossWeightSchedule", "WeightSchedule", "RD_SCHEDULES", "DEFAULT_RD_SCHEDULE", "rd_schedule"]
+__all__ = ["LossWeightSchedule", "WeightSchedule"]
 
 
 class WeightSchedule:
@@ -56,34 +58,6 @@ class WeightSchedule:
         return f"WeightSchedule(start={self.start}, end={self.end}, schedule={self.schedule!r}, warmup={self.warmup})"
 
 
-#: Named loss-weight schedules of RD (term -> weight spec). ``paper``: the paper's "initially 1 and decrease
-#: linearly" for KD and CKA from the first step. ``warmup``: the two supervised terms alone for the first
-#: fifth of training (so ``g`` and the shared head learn the task before the branches are pulled together),
-#: then KD and CKA start at 1 and fall linearly to 0 over the rest; measured in docs/methods.md.
-RD_SCHEDULES: dict[str, dict[str, float | dict]] = {
-    "paper": {
-        "ce_teacher": 1.0,
-        "ce_student": 1.0,
-        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-    },
-    "warmup": {
-        "ce_teacher": 1.0,
-        "ce_student": 1.0,
-        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear", "warmup": 0.2},
-        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear", "warmup": 0.2},
-    },
-}
-DEFAULT_RD_SCHEDULE = "paper"
-
-
-def rd_schedule(name: str) -> dict[str, float | dict]:
-    """A copy of the named RD loss-weight schedule (what a bundle's ``loss_weights`` id resolves to)."""
-    if name not in RD_SCHEDULES:
-        raise ValueError(f"Unknown RD loss schedule {name!r}; choose one of {sorted(RD_SCHEDULES)}.")
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in RD_SCHEDULES[name].items()}
-
-
 class LossWeightSchedule:
     """Set the weights of an :class:`monai_rd.losses.RDLoss` before every iteration.
 
@@ -99,8 +73,8 @@ class LossWeightSchedule:
             named ``schedule`` term by term. Terms named nowhere keep their weight.
         unit: ``"iteration"`` or ``"epoch"``.
         loss_function: the loss whose ``weights`` to set; default ``engine.loss_function``.
-        schedule: a name in :data:`RD_SCHEDULES` (``"paper"``, ``"warmup"``), the base that ``weights``
-            overrides; default: :data:`DEFAULT_RD_SCHEDULE` when ``weights`` is None, else none (``weights``
+        schedule: a name in :data:`monai_rd.losses.RD_SCHEDULES` (``"paper"``, ``"warmup"``), the base that ``weights``
+            overrides; default: :data:`monai_rd.losses.DEFAULT_RD_SCHEDULE` when ``weights`` is None, else none (``weights``
             alone).
     """
 

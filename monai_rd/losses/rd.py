@@ -11,9 +11,42 @@ import torch.nn.functional as F
 from monai_rd.losses.cka import gather_across_ranks, linear_cka
 from monai_rd.losses.kd import KDLoss
 
-__all__ = ["RDLoss", "RD_TERMS"]
+__all__ = ["RDLoss", "RD_TERMS", "RD_SCHEDULES", "DEFAULT_RD_SCHEDULE", "rd_schedule", "rd_default_weights"]
 
 RD_TERMS = ("ce_teacher", "ce_student", "kd", "cka")
+
+#: Named loss-weight schedules of RD (term -> weight spec). ``paper``: the paper's "initially 1 and decrease
+#: linearly" for KD and CKA from the first step. ``warmup``: the two supervised terms alone for the first
+#: fifth of training (so ``g`` and the shared head learn the task before the branches are pulled together),
+#: then KD and CKA start at 1 and fall linearly to 0 over the rest; measured in docs/methods.md
+#: (``benchmarks/rd_dynamics.py``).
+RD_SCHEDULES: dict[str, dict[str, float | dict]] = {
+    "paper": {
+        "ce_teacher": 1.0,
+        "ce_student": 1.0,
+        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+    },
+    "warmup": {
+        "ce_teacher": 1.0,
+        "ce_student": 1.0,
+        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear", "warmup": 0.2},
+        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear", "warmup": 0.2},
+    },
+}
+DEFAULT_RD_SCHEDULE = "paper"
+
+
+def rd_schedule(name: str) -> dict[str, float | dict]:
+    """A copy of the named RD loss-weight schedule (what a bundle's ``loss_weights`` id resolves to)."""
+    if name not in RD_SCHEDULES:
+        raise ValueError(f"Unknown RD loss schedule {name!r}; choose one of {sorted(RD_SCHEDULES)}.")
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in RD_SCHEDULES[name].items()}
+
+
+def rd_default_weights() -> dict[str, float | dict]:
+    """The package's default RD loss-weight schedule (:data:`DEFAULT_RD_SCHEDULE`), a fresh copy per call."""
+    return rd_schedule(DEFAULT_RD_SCHEDULE)
 
 
 class RDLoss(nn.Module):
