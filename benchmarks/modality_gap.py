@@ -93,8 +93,12 @@ def make_source(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-def make_target(n_per_class: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ultrasound-like target domain: grey speckle, depth attenuation, a low-contrast lesion (none/oval/spiculated)."""
+def make_target(n_per_class: int, size: int, seed: int, contrast: tuple[float, float] = (0.35, 0.6)
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ultrasound-like target domain: grey speckle, depth attenuation, a low-contrast lesion (none/oval/spiculated).
+
+    ``contrast``: range of the lesion's intensity factor (closer to 1 = subtler lesions, a harder task).
+    """
     rng = np.random.default_rng(seed)
     n = n_per_class * len(TARGET_CLASSES)
     images, labels = np.empty((n, 3, size, size), np.float32), np.empty(n, np.int64)
@@ -113,7 +117,7 @@ def make_target(n_per_class: int, size: int, seed: int) -> tuple[torch.Tensor, t
                 boundary = r * (0.75 + 0.25 * np.cos(k * theta + rng.uniform(0, 2 * np.pi)))
             else:
                 boundary = np.full_like(rho, r)
-            image = np.where(rho <= boundary, image * rng.uniform(0.35, 0.6), image)  # low, varying contrast
+            image = np.where(rho <= boundary, image * rng.uniform(*contrast), image)  # low, varying contrast
         image = np.clip(image, 0, 1)
         images[i], labels[i] = np.repeat(image[None], 3, 0), label
     order = rng.permutation(n)

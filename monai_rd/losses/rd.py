@@ -11,9 +11,42 @@ import torch.nn.functional as F
 from monai_rd.losses.cka import gather_across_ranks, linear_cka
 from monai_rd.losses.kd import KDLoss
 
-__all__ = ["RDLoss", "RD_TERMS", "rd_default_weights", "supervised_loss"]
+__all__ = ["RDLoss", "RD_TERMS", "RD_SCHEDULES", "DEFAULT_RD_SCHEDULE", "rd_schedule", "rd_default_weights", "supervised_loss"]
 
 RD_TERMS = ("ce_teacher", "ce_student", "kd", "cka")
+
+#: Named loss-weight schedules of RD (term -> weight spec). ``paper``: the paper's "initially 1 and decrease
+#: linearly" for KD and CKA from the first step. ``warmup``: the two supervised terms alone for the first
+#: fifth of training (so ``g`` and the shared head learn the task before the branches are pulled together),
+#: then KD and CKA start at 1 and fall linearly to 0 over the rest; measured in docs/methods.md
+#: (``benchmarks/rd_dynamics.py``).
+RD_SCHEDULES: dict[str, dict[str, float | dict]] = {
+    "paper": {
+        "ce_teacher": 1.0,
+        "ce_student": 1.0,
+        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+    },
+    "warmup": {
+        "ce_teacher": 1.0,
+        "ce_student": 1.0,
+        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear", "warmup": 0.2},
+        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear", "warmup": 0.2},
+    },
+}
+DEFAULT_RD_SCHEDULE = "paper"
+
+
+def rd_schedule(name: str) -> dict[str, float | dict]:
+    """A copy of the named RD loss-weight schedule (what a bundle's ``loss_weights`` id resolves to)."""
+    if name not in RD_SCHEDULES:
+        raise ValueError(f"Unknown RD loss schedule {name!r}; choose one of {sorted(RD_SCHEDULES)}.")
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in RD_SCHEDULES[name].items()}
+
+
+def rd_default_weights() -> dict[str, float | dict]:
+    """The package's default RD loss-weight schedule (:data:`DEFAULT_RD_SCHEDULE`), a fresh copy per call."""
+    return rd_schedule(DEFAULT_RD_SCHEDULE)
 
 
 def supervised_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False) -> torch.Tensor:
@@ -22,13 +55,6 @@ def supervised_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: boo
     if multi_label:
         return F.binary_cross_entropy_with_logits(logits.float(), target.float().view_as(logits))
     return F.cross_entropy(logits.float(), target.long().view(-1))
-
-
-def rd_default_weights() -> dict:
-    """The paper's loss-weight schedule, the one default of the package: ``a = b = 1`` constant, ``c`` (KD)
-    and ``l`` (CKA) from 1 falling linearly to 0 (``LossWeightSchedule`` arguments; a fresh copy per call)."""
-    linear_decay = {"start": 1.0, "end": 0.0, "schedule": "linear"}
-    return {"ce_teacher": 1.0, "ce_student": 1.0, "kd": dict(linear_decay), "cka": dict(linear_decay)}
 
 
 class RDLoss(nn.Module):
@@ -46,6 +72,10 @@ class RDLoss(nn.Module):
             through ``z_T``); by default RD co-trains both branches end to end.
         gather_distributed: under DDP, compute CKA on the features of the whole global batch (all ranks),
             so the loss equals the single-process loss at the same global batch.
+        cka_memory: number of recent samples whose features (detached) join the current batch in the CKA
+            term while training (a FIFO of the last ``cka_memory`` samples; 0 = the batch alone). CKA is a
+            statistic of a set of samples: at batch 8 it is noisy and easy to satisfy, a memory of recent
+            batches makes it a statement about the data. Gradients flow through the current batch only.
 
     Inputs:
         outputs: ``{"f_T": [B, d], "f_S": [B, d], "z_T": [B, C], "z_S": [B, C]}`` (from :class:`RDNet`).
@@ -65,6 +95,7 @@ class RDLoss(nn.Module):
         multi_label: bool = False,
         detach_teacher: bool = False,
         gather_distributed: bool = True,
+        cka_memory: int = 0,
     ) -> None:
         super().__init__()
         self.weights: dict[str, float] = {"ce_teacher": ce_teacher, "ce_student": ce_student, "kd": kd, "cka": cka}
@@ -72,6 +103,28 @@ class RDLoss(nn.Module):
         self.detach_teacher = detach_teacher
         self.gather_distributed = gather_distributed
         self.kd_loss = KDLoss(temperature=temperature, multi_label=multi_label)
+        if cka_memory < 0:
+            raise ValueError(f"cka_memory is a number of samples >= 0, got {cka_memory}.")
+        self.cka_memory = int(cka_memory)
+        self._memory: tuple[torch.Tensor, torch.Tensor] | None = None  # (f_T, f_S) of recent samples
+
+    def cka_with_memory(self, f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:
+        """Linear CKA of the current features ``[B, d_T]``, ``[B, d_S]`` joined by the remembered ones.
+
+        Without a memory (``cka_memory=0`` or nothing remembered yet) this is ``linear_cka(f_t, f_s)``.
+        When gradients are enabled the current batch (detached) is then pushed into the memory.
+        """
+        memory = self._memory
+        if memory is not None and memory[0].shape[1:] == f_t.shape[1:] and memory[1].shape[1:] == f_s.shape[1:]:
+            value = linear_cka(torch.cat([f_t, memory[0].to(f_t)]), torch.cat([f_s, memory[1].to(f_s)]))
+        else:
+            value = linear_cka(f_t, f_s)
+        if self.cka_memory and torch.is_grad_enabled():
+            new_t, new_s = f_t.detach(), f_s.detach()
+            if memory is not None and memory[0].shape[1:] == new_t.shape[1:]:
+                new_t, new_s = torch.cat([new_t, memory[0]]), torch.cat([new_s, memory[1]])
+            self._memory = (new_t[: self.cka_memory], new_s[: self.cka_memory])
+        return value
 
     def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """CE on class indices, or BCE-with-logits on multi-hot targets (:func:`supervised_loss`)."""
@@ -82,7 +135,7 @@ class RDLoss(nn.Module):
         z_t_kd, f_t_kd = (z_t.detach(), f_t.detach()) if self.detach_teacher else (z_t, f_t)
         if self.gather_distributed:
             f_t_kd, f_s = gather_across_ranks(f_t_kd), gather_across_ranks(f_s)
-        cka_value = linear_cka(f_t_kd, f_s)
+        cka_value = self.cka_with_memory(f_t_kd, f_s)
         terms = {
             "ce_teacher": self.supervised(z_t, target),
             "ce_student": self.supervised(z_s, target),

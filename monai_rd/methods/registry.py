@@ -17,6 +17,7 @@ from typing import Any
 
 import torch.nn as nn
 
+from monai_rd.handlers.loss_weight_schedule import WeightSchedule
 from monai_rd.losses.baselines import build_kd_loss
 from monai_rd.losses.rd import RDLoss, rd_default_weights
 from monai_rd.networks.nets.rdnet import RDNet
@@ -297,15 +298,17 @@ def _vpt_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, k
 
 
 def _initial(spec) -> float:
-    return float(spec["start"]) if isinstance(spec, Mapping) else float(spec)
+    """A weight's value at the first step (the schedule handler sets it again before every iteration)."""
+    return WeightSchedule(**spec)(0.0) if isinstance(spec, Mapping) else float(spec)
 
 
 @METHODS.register("rd")
 def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
         reprogrammer_blocks=2, teacher_feature_shape=None, co_training: bool = True, use_kd: bool = True,
-        use_cka: bool = True, **rest: Any) -> Method:  # fmt: skip
+        use_cka: bool = True, cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
-    ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``."""
+    ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
+    ``cka_memory``: samples of recent features joining the batch in the CKA term (:class:`RDLoss`)."""
     if not co_training:
         method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
                                        temperature=temperature, multi_label=multi_label,
@@ -318,7 +321,7 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
     weights = _ablate(loss_weights, use_kd, use_cka)
     net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape)
     loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
-                  detach_teacher=detach_teacher)  # fmt: skip
+                  detach_teacher=detach_teacher, cka_memory=cka_memory)  # fmt: skip
     return Method("rd", net, loss, weights, info={"co_training": True})
 
 

@@ -1,0 +1,205 @@
+"""Why RD can lose to the student trained alone at small budgets, and which schedule fixes it (not a test).
+
+Uses the synthetic modality-gap task of ``benchmarks/modality_gap.py`` (a ResNet-18 teacher pretrained on
+colour shapes, a grey ultrasound-like 3-class target) and trains, on the same images, seeds, optimiser and
+batches: the student alone (CE), Hinton KD from a linearly probed teacher, and RD (``RDNet`` + ``RDLoss``)
+under each named loss-weight schedule of :data:`monai_rd.losses.RD_SCHEDULES`, with and without
+``detach_teacher``. Teacher features are computed once (the teacher is frozen), so a run costs about what
+training the student costs.
+
+For every RD run it records per iteration: each unweighted loss term and its weight, the batch accuracy of
+the teacher branch ``h(g(T(x)))`` and of the student, and the batch CKA; ``--curves DIR`` plots them.
+The deployed student is scored on held-out test images at the last epoch (no selection on the test set).
+
+Example (the runs recorded in docs/methods.md)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 \\
+        --train_per_class 10 --contrast subtle --json /tmp/rd_dyn.json --curves docs/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from monai_rd.handlers import LossWeightSchedule
+from monai_rd.losses import RDLoss
+from monai_rd.networks import RDNet, StudentClassifier, build_teacher
+
+_spec = importlib.util.spec_from_file_location("modality_gap", os.path.join(os.path.dirname(__file__), "modality_gap.py"))
+gap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gap)  # type: ignore[union-attr]
+
+CONTRAST = {"default": (0.35, 0.6), "subtle": (0.7, 0.85)}
+
+
+def make_target(n_per_class: int, size: int, seed: int, contrast: str):
+    """The modality-gap target with the lesion contrast named by ``contrast`` (see :data:`CONTRAST`)."""
+    return gap.make_target(n_per_class, size, seed, contrast=CONTRAST[contrast])
+
+
+class _Engine:
+    """The few engine attributes :class:`LossWeightSchedule` reads (iteration, epoch, lengths)."""
+
+    def __init__(self, max_epochs: int, epoch_length: int) -> None:
+        self.state = argparse.Namespace(iteration=0, epoch=0, max_epochs=max_epochs, epoch_length=epoch_length)
+
+
+def train_rd(x, y, feats, teacher, cfg, seed, schedule: str, detach: bool):
+    """RD with a named schedule; returns the deployed student and per-iteration records."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2)
+    loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach,
+                     cka_memory=cfg.cka_memory)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    epoch_length = len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
+    engine = _Engine(cfg.epoch_budget, epoch_length)
+    sched = LossWeightSchedule(schedule=schedule, loss_function=loss_fn)
+    records = []
+    for epoch in range(1, cfg.epoch_budget + 1):
+        engine.state.epoch = epoch
+        net.train()
+        for idx in gap._batches(len(y), cfg.batch_size, gen):
+            engine.state.iteration += 1
+            sched(engine)
+            outputs = net(x[idx], teacher_features=feats[idx])
+            out = loss_fn(outputs, y[idx])
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            with torch.no_grad():
+                rec = {k: float(out[k]) for k in ("ce_teacher", "ce_student", "kd", "cka", "cka_value")}
+                rec.update({f"w_{k}": float(v) for k, v in loss_fn.weights.items()})
+                rec["acc_teacher"] = (outputs["z_T"].argmax(1) == y[idx]).float().mean().item()
+                rec["acc_student"] = (outputs["z_S"].argmax(1) == y[idx]).float().mean().item()
+            records.append(rec)
+    return net.deployable(), records
+
+
+def _stats(values) -> str:
+    a = 100 * np.asarray(values)
+    return f"{a.mean():.1f} ± {a.std(ddof=1):.1f}" if len(a) > 1 else f"{a.mean():.1f} (n=1)"
+
+
+def plot_curves(curves: dict, path: str, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("ce_teacher", "teacher-branch CE"), ("ce_student", "student CE"), ("acc_teacher", "teacher-branch batch acc"),
+            ("cka_value", "batch CKA"), ("kd", "KD term (unweighted)"), ("w_kd", "KD / CKA weight")]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    for ax, (key, label) in zip(axes.ravel(), keys):
+        for name, records in curves.items():
+            values = np.array([r[key] for r in records])
+            k = max(1, len(values) // 40)  # moving average over ~2.5 % of training for readability
+            smooth = np.convolve(values, np.ones(k) / k, mode="valid")
+            ax.plot(np.arange(len(smooth)) + k // 2, smooth, label=name)
+        if key == "ce_teacher" or key == "ce_student":
+            ax.axhline(np.log(len(gap.TARGET_CLASSES)), color="grey", ls=":", lw=1)
+        ax.set_title(label)
+        ax.set_xlabel("iteration")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, nargs="+", default=[15, 60], help="training budgets (epochs)")
+    p.add_argument("--train_per_class", type=int, nargs="+", default=[10])
+    p.add_argument("--contrast", choices=sorted(CONTRAST), default="subtle")
+    p.add_argument("--schedules", nargs="+", default=["paper", "warmup"])
+    p.add_argument("--detach", choices=("both", "true", "false"), default="both")
+    p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (batches of features kept)")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--source_images", type=int, default=3000)
+    p.add_argument("--source_epochs", type=int, default=8)
+    p.add_argument("--test_per_class", type=int, default=100)
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--student", default="resnet18")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--teacher_weights", default=None, help="a source teacher saved by modality_gap.py/this script")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--json", default=None)
+    p.add_argument("--curves", default=None, help="folder for per-iteration curve plots (PNG)")
+    cfg = p.parse_args(argv)
+    torch.set_num_threads(cfg.threads)
+    workdir = cfg.workdir or tempfile.mkdtemp(prefix="rd_dynamics_")
+    os.makedirs(workdir, exist_ok=True)
+    weights = cfg.teacher_weights or os.path.join(workdir, "source_teacher_resnet18.pt")
+    t0 = time.time()
+    if not os.path.isfile(weights):
+        acc = gap.pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
+        print(f"teacher pretrained on the source domain: {acc:.3f} ({time.time() - t0:.0f} s) -> {weights}", flush=True)
+    teacher = build_teacher("torchvision:resnet18", weights=weights)
+    xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99, contrast=cfg.contrast)
+    feats_te = gap._teacher_features(teacher, xte)
+    detach_opts = {"both": (False, True), "true": (True,), "false": (False,)}[cfg.detach]
+    results: dict[str, dict[str, list[float]]] = {}
+    budgets = list(cfg.epochs)
+    for n in cfg.train_per_class:
+        for epochs in budgets:
+            cfg.epoch_budget = epochs
+            setting = f"{n}/class, {epochs} ep"
+            curves = {}
+            for seed in cfg.seeds:
+                x, y = make_target(n, cfg.size, seed=10 + seed, contrast=cfg.contrast)
+                feats = gap._teacher_features(teacher, x)
+                cfg.epochs = epochs  # gap.train_student reads cfg.epochs
+                probe = gap.linear_probe(feats, y)
+                with torch.no_grad():
+                    row = {"teacher linear probe (ref.)": (probe(feats_te).argmax(1) == yte).float().mean().item()}
+                    probe_logits = probe(feats)
+                row["student"] = gap._accuracy(gap.train_student(x, y, cfg, seed), xte, yte)
+                row["kd"] = gap._accuracy(gap.train_student(x, y, cfg, seed, probe_logits), xte, yte)
+                for schedule in cfg.schedules:
+                    for detach in detach_opts:
+                        name = f"rd {schedule}" + (" detach" if detach else "")
+                        student, records = train_rd(x, y, feats, teacher, cfg, seed, schedule, detach)
+                        row[name] = gap._accuracy(student, xte, yte)
+                        if seed == cfg.seeds[0]:
+                            curves[name] = records
+                        first = records[: max(1, len(records) // 5)]
+                        row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
+                for k, v in row.items():
+                    results.setdefault(setting, {}).setdefault(k, []).append(v)
+                print(f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),
+                      f"({time.time() - t0:.0f} s)", flush=True)
+            if cfg.curves:
+                os.makedirs(cfg.curves, exist_ok=True)
+                path = os.path.join(cfg.curves, f"rd_dynamics_{cfg.contrast}_{n}pc_{epochs}ep.png")
+                plot_curves(curves, path, f"{cfg.contrast} target, {setting}, seed {cfg.seeds[0]}, batch {cfg.batch_size}")
+                print("curves:", path)
+    print(f"\ntest accuracy (%), mean ± std over seeds {cfg.seeds}; target '{cfg.contrast}', batch {cfg.batch_size}, "
+          f"lr {cfg.lr}")
+    names = [k for k in next(iter(results.values())) if "|" not in k]
+    print("| setting | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for setting, row in results.items():
+        print(f"| {setting} | " + " | ".join(_stats(row[k]) for k in names) + " |")
+    print(f"\ntotal {time.time() - t0:.0f} s")
+    if cfg.json:
+        with open(cfg.json, "w") as f:
+            json.dump({"config": {**vars(cfg), "epochs": budgets}, "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
