@@ -36,7 +36,8 @@ PREPROCESSING_FILE = "preprocessing.pkl"
 CODE_DIR = "code"
 IMAGE_KEY = "image"
 
-__all__ = ["ServingModel", "decode_image", "decode_dicom", "images_from_input", "FORMAT_VERSION"]
+__all__ = ["ServingModel", "decode_image", "decode_dicom", "read_series", "read_image", "images_from_input",
+           "FORMAT_VERSION"]
 
 
 def decode_dicom(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -84,6 +85,55 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _series_key(ds) -> tuple:
+    pos = getattr(ds, "ImagePositionPatient", None)
+    orient = getattr(ds, "ImageOrientationPatient", None)
+    if pos is not None and orient is not None and len(orient) == 6:
+        normal = np.cross(np.asarray(orient[:3], float), np.asarray(orient[3:], float))
+        return (0, float(np.dot(normal, np.asarray(pos, float))))
+    return (1, float(getattr(ds, "InstanceNumber", 0) or 0))
+
+
+def read_series(folder: str | os.PathLike) -> np.ndarray:
+    """The middle slice of the one DICOM series in ``folder`` -> ``[C, H, W]`` float32 (see :func:`decode_dicom`).
+
+    Slices are ordered along the slice normal (ImagePositionPatient . normal of ImageOrientationPatient), or by
+    InstanceNumber without geometry. Non-DICOM files (``DICOMDIR`` excepted) are ignored; a folder holding
+    several series (SeriesInstanceUID) or none is refused, naming the folder.
+    """
+    import pydicom
+
+    folder = os.fspath(folder)
+    slices = []
+    for root, _, files in os.walk(folder):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                head = f.read(132)
+            if name.upper() == "DICOMDIR" or len(head) < 132 or head[128:132] != b"DICM":
+                continue
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            slices.append((str(getattr(ds, "SeriesInstanceUID", "")), _series_key(ds), path))
+    series = sorted({s[0] for s in slices})
+    if not slices:
+        raise ValueError(f"{folder!r} holds no DICOM file (files with 'DICM' at byte 128).")
+    if len(series) > 1:
+        raise ValueError(f"{folder!r} holds {len(series)} DICOM series {series}; give one series per folder.")
+    slices.sort(key=lambda s: s[1])
+    path = slices[len(slices) // 2][2]
+    with open(path, "rb") as f:
+        return decode_dicom(f.read(), path)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A file (PNG, JPEG, DICOM...) or a DICOM series folder -> ``[C, H, W]`` float32."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return read_series(path)
+    with open(path, "rb") as f:
+        return decode_image(f.read(), path)
+
+
 def _from_base64(value: str | bytes, name: str) -> np.ndarray:
     try:
         data = base64.b64decode(value, validate=True)
@@ -128,7 +178,9 @@ def images_from_input(model_input: Any) -> list[np.ndarray]:
     if items and all(isinstance(v, (str, bytes)) for v in items):
         return [_from_base64(v, f"input {i}") if isinstance(v, str) else decode_image(v, f"input {i}")
                 for i, v in enumerate(items)]
-    if items and all(isinstance(v, (list, np.ndarray)) for v in items):
+    if items and all(isinstance(v, np.ndarray) for v in items):  # decoded images, possibly of different sizes
+        return [_array_images(v[None])[0] for v in items]
+    if items and all(isinstance(v, list) for v in items):
         return _array_images(np.asarray(items, dtype=np.float32))
     raise ValueError(
         "Unsupported input: give an array batch [B, C, H, W] / [B, H, W], or base64 strings (or bytes) of image "
@@ -218,14 +270,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description="Predict image files with a serving folder.")
     p.add_argument("model", help="serving folder")
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", help="image files or DICOM series folders")
     args = p.parse_args(argv)
     model = ServingModel(args.model)
-    images = []
-    for path in args.files:
-        with open(path, "rb") as f:
-            images.append(f.read())
-    for path, res in zip(args.files, model.predict(images)):
+    for path, res in zip(args.files, model.predict([read_image(p) for p in args.files])):
         print(json.dumps({"file": path, **res}))
     return 0
 

@@ -26,7 +26,8 @@ from monai_rd.deploy.export import ParityError, max_abs_difference, to_torchscri
 from monai_rd.transforms import ExtractSlice, ExtractSliced
 from monai_rd.utils import atomic_write_json
 
-__all__ = ["SERVING_REQUIREMENTS", "serving_requirements", "serving_transforms", "export_serving", "ACTIVATIONS"]
+__all__ = ["SERVING_REQUIREMENTS", "serving_requirements", "serving_transforms", "export_serving", "export_run_serving",
+           "ACTIVATIONS"]
 
 ACTIVATIONS = ("softmax", "sigmoid")
 # distribution name -> import name; what loading a serving folder imports (see runtime.py and the transforms)
@@ -172,3 +173,57 @@ def export_serving(
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _registry_handler_index(handlers: Sequence, config_file: str) -> int:
+    for i, h in enumerate(handlers):
+        if isinstance(h, dict) and str(h.get("_target_", "")).endswith("MLflowModelRegistryHandler"):
+            if "serving" not in h:
+                raise KeyError(f"{config_file!r}: the MLflowModelRegistryHandler has no 'serving' entry; this run "
+                               "predates servable models: retrain with the current bundle.")
+            return i
+    raise KeyError(f"{config_file!r} has no MLflowModelRegistryHandler in train::handlers, so no serving spec "
+                   "(preprocessing, class names) to export.")
+
+
+def export_run_serving(output_dir: str | os.PathLike, dest: str | os.PathLike,
+                       checkpoint: str | os.PathLike | None = None) -> str:
+    """The serving folder of a finished training run, from its ``output_dir`` alone.
+
+    Reads ``<output_dir>/executed_config.json`` (the run's settings): the ``serving`` entry of its registry
+    handler gives the evaluation preprocessing, class names, image size and activation, exactly what the run
+    registers in MLflow; the class names of ``<output_dir>/datalist.json`` (``classes``) take precedence where the
+    datalist has them. Loads ``checkpoint`` (default ``<output_dir>/model.pt``) strictly into the run's student.
+    """
+    from monai.bundle import ConfigParser
+
+    from monai_rd.deploy.export import load_student
+
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    config_file = os.path.join(output_dir, "executed_config.json")
+    checkpoint = os.fspath(checkpoint) if checkpoint else os.path.join(output_dir, "model.pt")
+    for path in (config_file, checkpoint):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path!r} not found: {output_dir!r} is not the output_dir of a finished run.")
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    parser["output_dir"] = output_dir
+    index = _registry_handler_index(parser["train"]["handlers"], config_file)
+    spec = f"train::handlers::{index}::serving"
+    datalist = os.path.join(output_dir, "datalist.json")
+    if os.path.isfile(datalist):
+        import json
+
+        with open(datalist, encoding="utf-8") as f:
+            classes = json.load(f).get("classes")
+        if classes:
+            parser[f"{spec}::class_names"] = list(classes)
+    get = parser.get_parsed_content
+    class_names = get(f"{spec}::class_names")
+    model = load_student(checkpoint, get("student"), num_classes=len(class_names))
+    raw = parser[spec]
+    return export_serving(
+        model, get(f"{spec}::preprocessing"), class_names, int(get(f"{spec}::image_size")), dest,
+        activation=raw.get("activation", "softmax"),
+        extra_meta={"student": str(get("student")), "teacher": str(get("teacher")), "run_output_dir": output_dir},
+    )
