@@ -244,3 +244,33 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
             os.killpg(proc.pid, 9)
             proc.wait(10)
         log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle,n_classes", [("rd_busi", 3), ("rd_clinical", 2), ("rd_chestxray", 14), ("rd_isic", 7),
+                                              ("rd_btc", 4), ("rd_covid", 2)])
+def test_every_bundle_run_exports_a_serving_folder(bundle, n_classes, tmp_path):
+    """From a run's output_dir alone (executed config + model.pt): the bundle's own eval transforms, its classes."""
+    from monai_rd.bundle import write_executed_config
+    from monai_rd.deploy import export_run_serving
+    from tests.conftest import BUNDLES
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = StudentClassifier("mobilenet_v3_small", n_classes).eval()
+    torch.save(model.state_dict(), run / "model.pt")
+    write_executed_config(os.path.join(BUNDLES, bundle, "configs", "train.json"),
+                          {"student": "mobilenet_v3_small", "image_size": SIZE}, run / "executed_config.json")
+    if bundle == "rd_clinical":  # its class names come from the run's datalist
+        (run / "datalist.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    served = ServingModel(export_run_serving(run, tmp_path / "serving"))
+    assert len(served.class_names) == n_classes
+    assert served.activation == ("sigmoid" if bundle == "rd_chestxray" else "softmax")
+    x = (np.random.default_rng(0).random((2, 3, 40, 50)) * 255).astype(np.float32)
+    batch = torch.stack([served.preprocess(a) for a in x])
+    with torch.no_grad():
+        logits = model(batch)
+    expected = (torch.sigmoid(logits) if served.activation == "sigmoid" else torch.softmax(logits, 1)).numpy()
+    np.testing.assert_allclose(served.predict_proba(x), expected, rtol=0, atol=1e-5)
+    with open(get_testdata_file("CT_small.dcm"), "rb") as f:
+        assert served.predict_proba([f.read()]).shape == (1, n_classes)

@@ -36,8 +36,8 @@ PREPROCESSING_FILE = "preprocessing.pkl"
 CODE_DIR = "code"
 IMAGE_KEY = "image"
 
-__all__ = ["ServingModel", "decode_image", "decode_dicom", "read_series", "read_image", "images_from_input",
-           "FORMAT_VERSION"]
+__all__ = ["ServingModel", "decode_image", "decode_dicom", "decode_dataset", "series_key", "middle_slice",
+           "read_series", "read_image", "images_from_input", "FORMAT_VERSION"]
 
 
 def decode_dicom(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -51,8 +51,16 @@ def decode_dicom(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-        pixels = ds.pixel_array
     except Exception as e:  # pydicom raises many types; the caller needs the name and the reason
+        raise ValueError(f"{name}: not a readable DICOM file ({type(e).__name__}: {e}).") from e
+    return decode_dataset(ds, name)
+
+
+def decode_dataset(ds, name: str = "<dataset>") -> np.ndarray:
+    """A pydicom ``Dataset`` -> ``[C, H, W]`` float32, as :func:`decode_dicom` describes."""
+    try:
+        pixels = ds.pixel_array
+    except Exception as e:
         raise ValueError(f"{name}: not a readable DICOM image ({type(e).__name__}: {e}).") from e
     arr = np.asarray(pixels, dtype=np.float64)
     samples = int(getattr(ds, "SamplesPerPixel", 1))
@@ -85,7 +93,8 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _series_key(ds) -> tuple:
+def series_key(ds) -> tuple:
+    """Sort key of a slice: position along the slice normal, or InstanceNumber without geometry."""
     pos = getattr(ds, "ImagePositionPatient", None)
     orient = getattr(ds, "ImageOrientationPatient", None)
     if pos is not None and orient is not None and len(orient) == 6:
@@ -113,16 +122,21 @@ def read_series(folder: str | os.PathLike) -> np.ndarray:
             if name.upper() == "DICOMDIR" or len(head) < 132 or head[128:132] != b"DICM":
                 continue
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-            slices.append((str(getattr(ds, "SeriesInstanceUID", "")), _series_key(ds), path))
+            slices.append((str(getattr(ds, "SeriesInstanceUID", "")), series_key(ds), path))
     series = sorted({s[0] for s in slices})
     if not slices:
         raise ValueError(f"{folder!r} holds no DICOM file (files with 'DICM' at byte 128).")
     if len(series) > 1:
         raise ValueError(f"{folder!r} holds {len(series)} DICOM series {series}; give one series per folder.")
-    slices.sort(key=lambda s: s[1])
-    path = slices[len(slices) // 2][2]
+    path = middle_slice([(key, path) for _, key, path in slices])
     with open(path, "rb") as f:
         return decode_dicom(f.read(), path)
+
+
+def middle_slice(items: Sequence[tuple[tuple, Any]]) -> Any:
+    """Of ``(series_key(ds), payload)`` pairs of one series, the payload of the middle slice along the normal."""
+    ordered = sorted(items, key=lambda item: item[0])
+    return ordered[len(ordered) // 2][1]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
