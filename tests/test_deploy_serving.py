@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
@@ -30,6 +29,7 @@ from monai_rd.deploy import PyfuncServing, export_serving, serving_requirements,
 from monai_rd.deploy.runtime import ServingModel, decode_image, images_from_input
 from monai_rd.networks import FeatureBackbone, StudentClassifier
 from monai_rd.transforms import EnsureRGBd
+from tests._servers import wait_until_up
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.data import get_testdata_file  # noqa: E402
@@ -213,17 +213,7 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
          "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
         start_new_session=True)
     try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"mlflow models serve did not come up:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
-            time.sleep(1)
+        wait_until_up(f"http://127.0.0.1:{port}/ping", proc, tmp_path / "serve.log", timeout=240)
         url = f"http://127.0.0.1:{port}/invocations"
         got = _post(url, {"inputs": x.tolist()})["predictions"]
         np.testing.assert_allclose(_probs(got), expected, rtol=0, atol=1e-5)

@@ -21,30 +21,20 @@ from monai_rd.bundle import write_executed_config
 from monai_rd.data.synthetic import write_dicom_series
 from monai_rd.deploy import export_run_serving
 from monai_rd.networks import StudentClassifier
+from tests._servers import venv_python_or_skip
 from tests.conftest import BUNDLES, REPO
 
 APP = os.path.join(REPO, "apps", "monai_deploy")
 VENV = os.environ.get("MONAI_RD_DEPLOY_VENV", "")
-PYTHON = os.path.join(VENV, "bin", "python")
 CLASSES = ["normal", "lesion"]
 SIZE = 32
 
 pytestmark = pytest.mark.slow
 
 
-def _venv_or_skip() -> str:
-    probe = [PYTHON, "-c", "import monai.deploy.core, highdicom"]
-    if os.access(PYTHON, os.X_OK) and subprocess.run(probe, capture_output=True).returncode == 0:
-        return PYTHON
-    reason = (f"no MONAI Deploy venv at {VENV!r}: build it with apps/monai_deploy/install.sh <venv> and set "
-              "MONAI_RD_DEPLOY_VENV, or run .ci/run")
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def test_app_classifies_a_dicom_series_like_model_pt(tmp_path):
-    python = _venv_or_skip()
+    python = venv_python_or_skip(VENV, "import monai.deploy.core, highdicom",
+                                 "build it with apps/monai_deploy/install.sh <venv>, set MONAI_RD_DEPLOY_VENV")
     from monai.bundle import ConfigParser
     from monai.transforms import Compose, LoadImaged
 

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 import uuid
 
@@ -27,6 +26,7 @@ from PIL import Image
 from monai_rd.bundle import write_executed_config
 from monai_rd.deploy.label import prepare_label_bundle
 from monai_rd.networks import StudentClassifier
+from tests._servers import venv_python_or_skip, wait_until_up
 from tests.conftest import BUNDLES, REPO
 
 APP = os.path.join(REPO, "apps", "monailabel")
@@ -38,16 +38,6 @@ VENV = os.environ.get("MONAI_RD_LABEL_VENV", "")
 MONAILABEL = os.path.join(VENV, "bin", "monailabel")
 
 pytestmark = pytest.mark.slow
-
-
-def _venv_or_skip() -> str:
-    if os.access(MONAILABEL, os.X_OK):
-        return MONAILABEL
-    reason = (f"no MONAI Label venv ({MONAILABEL!r} missing): build it as docs/export.md says and set "
-              "MONAI_RD_LABEL_VENV, or run .ci/run")
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -109,7 +99,8 @@ def _scores(result: dict) -> np.ndarray:
 
 
 def test_server_in_its_own_venv_serves_png_and_dicom_like_model_pt(packaged, tmp_path):
-    monailabel = _venv_or_skip()
+    venv_python_or_skip(VENV, "import monailabel.app",
+                        "build it with apps/monailabel/install.sh <venv>, set MONAI_RD_LABEL_VENV (.ci/run does)")
     from pydicom.data import get_testdata_file
 
     bundle, run_dir, model = packaged
@@ -127,22 +118,14 @@ def test_server_in_its_own_venv_serves_png_and_dicom_like_model_pt(packaged, tmp
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update({"MONAILABEL_PYEXE": os.path.join(VENV, "bin", "python"), "MONAI_LABEL_TASKS_TRAIN": "false",
                 "PATH": os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")})
-    cmd = [monailabel, "start_server", "--app", APP, "--studies", str(studies), "--conf", "bundle", bundle,
+    cmd = [MONAILABEL, "start_server", "--app", APP, "--studies", str(studies), "--conf", "bundle", bundle,
            "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "w") as log:
         server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
                                   start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline, info = time.monotonic() + 300, None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/info/", timeout=5) as r:
-                    info = json.loads(r.read())
-                    break
-            except OSError:
-                time.sleep(2)
-        assert info is not None, f"server did not come up:\n{log_path.read_text()[-5000:]}"
+        info = json.loads(wait_until_up(f"{base}/info/", server, log_path, timeout=300))
         model_info = info["models"]["rd_busi"]
         assert model_info["type"] == "classification" and model_info["labels"] == {c: i for i, c in enumerate(CLASSES)}
         probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('monai_rd') is not None)"

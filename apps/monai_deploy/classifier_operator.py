@@ -16,6 +16,19 @@ logger = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 
 
+def find_serving_folder(model_path: str | os.PathLike) -> Path:
+    """``model_path`` itself, or its one sub-folder holding ``serving.json`` (a MAP copies ``--models <folder>`` to
+    ``/opt/holoscan/models/<folder name>``)."""
+    path = Path(model_path)
+    if (path / "serving.json").is_file():
+        return path
+    found = sorted(p.parent for p in path.glob("*/serving.json"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"No serving folder at {str(path)!r} (serving.json there or in one sub-folder; found "
+                                f"{[str(f) for f in found]}).")
+    return found[0]
+
+
 def load_runtime(serving_dir: str | os.PathLike):
     """``rd_runtime`` from ``<serving_dir>/code``: the folder carries its own runtime, no monai_rd needed."""
     code = os.path.join(os.fspath(serving_dir), "code")
@@ -40,7 +53,7 @@ class RDClassifierOperator(Operator):
 
     def __init__(self, fragment: Fragment, *args, model_path: str | os.PathLike, output_folder: str | os.PathLike,
                  **kwargs):
-        self.model_path = Path(model_path)
+        self.model_path = find_serving_folder(model_path)
         self.output_folder = Path(output_folder)
         self.runtime = load_runtime(self.model_path)
         self.model = self.runtime.ServingModel(self.model_path)
