@@ -264,3 +264,24 @@ def test_every_bundle_run_exports_a_serving_folder(bundle, n_classes, tmp_path):
     np.testing.assert_allclose(served.predict_proba(x), expected, rtol=0, atol=1e-5)
     with open(get_testdata_file("CT_small.dcm"), "rb") as f:
         assert served.predict_proba([f.read()]).shape == (1, n_classes)
+
+
+def test_read_series_takes_the_middle_slice_along_z_and_refuses_two_series(tmp_path):
+    from monai_rd.data.synthetic import write_dicom_series
+    from monai_rd.deploy.runtime import read_series
+
+    folder = tmp_path / "s"
+    write_dicom_series(folder, n_slices=5, size=32, lesion=True, seed=3)  # shuffled file names
+    files = sorted(folder.glob("*.dcm"))
+    z = [float(pydicom.dcmread(f).ImagePositionPatient[2]) for f in files]
+    middle = files[int(np.argsort(z)[2])]
+    ds = pydicom.dcmread(middle)
+    expected = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_array_equal(read_series(folder), expected[None].astype(np.float32))
+    write_dicom_series(folder, n_slices=2, size=32, seed=4, prefix="B")  # a second series in the same folder
+    with pytest.raises(ValueError, match="2 DICOM series"):
+        read_series(folder)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
+    with pytest.raises(ValueError, match="no DICOM file"):
+        read_series(tmp_path / "empty")
