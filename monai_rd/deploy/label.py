@@ -18,10 +18,12 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 
+from monai_rd.deploy.serving import export_run_serving
 from monai_rd.utils import atomic_write_json
 
-__all__ = ["SERVED_KEYS", "prepare_label_bundle", "read_class_label", "classification_datalist"]
+__all__ = ["SERVING_DIR", "SERVED_KEYS", "prepare_label_bundle", "read_class_label", "classification_datalist"]
 
+SERVING_DIR = "serving"  # the serving folder inside a packaged bundle (monai_rd.deploy.serving)
 # ids of the training run copied into the packaged bundle's inference.json and train.json (where they exist),
 # so the served network and its preprocessing are the ones that were trained
 SERVED_KEYS = ("teacher", "teacher_weights", "student", "student_weights", "image_size", "reprogrammer_blocks",
@@ -101,6 +103,8 @@ def prepare_label_bundle(
     tmp = os.path.join(dest, "models", ".model.pt.tmp")
     shutil.copyfile(checkpoint, tmp)
     os.replace(tmp, os.path.join(dest, "models", "model.pt"))
+    # what apps/monailabel serves: TorchScript + the run's preprocessing, loadable without monai_rd
+    export_run_serving(output_dir, os.path.join(dest, SERVING_DIR), checkpoint)
     return dest
 
 

@@ -67,10 +67,14 @@ class MLflowModelRegistryHandler:
         tags: extra version tags (values turned into strings).
         tracking_uri, experiment_name, run_name: the MLflow run (``MLFLOW_TRACKING_URI`` takes precedence).
         artifact_name: name of the logged model in the run.
-        pip_requirements: written into the MLflow model (default: torch, torchvision, monai, monai-rd pins).
+        pip_requirements: written into the pytorch-flavour model (default: torch, torchvision, monai, monai-rd pins).
+        serving: how to log a servable model: an object with ``log_model(model, name, registered_model_name)``
+            (and optionally ``render_card(metrics, **values) -> str``), i.e. :class:`monai_rd.deploy.PyfuncServing`,
+            which the bundles pass. It logs an MLflow pyfunc that ``mlflow models serve`` builds from PyPI alone
+            and renders the bundle's model card, logged as ``model_card.md`` and as the version's description.
 
-    The model is saved with ``serialization_format="pickle"`` (the whole ``StudentClassifier``, any batch
-    size), so loading it needs ``monai_rd`` importable.
+    Without ``serving`` the model is saved with ``mlflow.pytorch`` (``serialization_format="pickle"``, the whole
+    ``StudentClassifier``), which loading needs ``monai_rd`` for and ``mlflow models serve`` cannot build.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class MLflowModelRegistryHandler:
         run_name: str | None = None,
         artifact_name: str = "model",
         pip_requirements: Sequence[str] | None = None,
+        serving: Any = None,
     ) -> None:
         self.model = model
         self.checkpoint = os.fspath(checkpoint)
@@ -104,6 +109,8 @@ class MLflowModelRegistryHandler:
         self.run_name = run_name
         self.artifact_name = artifact_name
         self.pip_requirements = pip_requirements
+        self.serving = serving
+        self.card: str | None = None
         self.best_metrics: dict[str, float] = {}
         self.version: str | None = None
         self.decision: str | None = None
@@ -146,6 +153,19 @@ class MLflowModelRegistryHandler:
         assert_student_only(model)
         return model
 
+    def _log_card(self, client, run_id: str, metrics: Mapping[str, float]) -> None:
+        """Render the model card from this run's own metrics (and the best checkpoint's) and log it."""
+        import mlflow
+
+        render = getattr(self.serving, "render_card", None)
+        if render is None:
+            return
+        logged = dict(client.get_run(run_id).data.metrics)
+        self.card = render({**logged, **{k: float(v) for k, v in metrics.items()}},
+                           registered_model=self.registered_model_name, run_id=run_id, **self.tags)
+        if self.card is not None:
+            mlflow.log_text(self.card, "model_card.md")
+
     def is_better(self, new: float, current: float) -> bool:
         return new > current if self.higher_is_better else new < current
 
@@ -168,7 +188,7 @@ class MLflowModelRegistryHandler:
         link = MLflowLink.for_uri(uri)
         what = f"model: best student ({self.checkpoint}) as registered model {self.registered_model_name!r}"
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-        self.version, self.decision = None, None
+        self.version, self.decision, self.card = None, None, None
 
         def _log() -> str:
             run_id = find_run_id(client, self.experiment_name, self.run_name)
@@ -195,11 +215,15 @@ class MLflowModelRegistryHandler:
                 else:
                     run = mlflow.start_run(run_id=run_id)
                 with run:
-                    info = mlflow.pytorch.log_model(
-                        model, name=self.artifact_name, signature=signature, input_example=example,
-                        pip_requirements=list(self.pip_requirements or self._default_requirements()),
-                        registered_model_name=self.registered_model_name, serialization_format="pickle",
-                    )
+                    if self.serving is not None:
+                        info = self.serving.log_model(model, self.artifact_name, self.registered_model_name)
+                        self._log_card(client, run.info.run_id, metrics)
+                    else:
+                        info = mlflow.pytorch.log_model(
+                            model, name=self.artifact_name, signature=signature, input_example=example,
+                            pip_requirements=list(self.pip_requirements or self._default_requirements()),
+                            registered_model_name=self.registered_model_name, serialization_format="pickle",
+                        )
             finally:
                 mlflow.set_tracking_uri(previous[0])
                 mlflow.set_registry_uri(previous[1])
@@ -214,6 +238,9 @@ class MLflowModelRegistryHandler:
         if version is None:
             return None
         self.version = version
+        if self.card is not None:
+            link.attempt(f"model card as the description of {self.registered_model_name!r} version {version}",
+                         client.update_model_version, self.registered_model_name, version, self.card, warn=True)
         tags = {**{k: str(v) for k, v in self.tags.items()}, **{k: repr(float(v)) for k, v in metrics.items()},
                 "checkpoint_sha256": sha256_file(self.checkpoint), "key_metric": self.key_metric}
 

@@ -1,6 +1,6 @@
-"""MONAI Label task classes serving and training a Reprogramming Distillation bundle."""
+"""MONAI Label tasks of the RD app. Serving (``infers``) needs only monailabel and the serving folder; training
+(``trainers``) needs ``monai_rd`` and is imported by ``main.py`` only when monai_rd is installed."""
 
-from .infers import RDClassificationInfer
-from .trainers import RDTrainTask
+from .infers import RDServingInfer, load_runtime
 
-__all__ = ["RDClassificationInfer", "RDTrainTask"]
+__all__ = ["RDServingInfer", "load_runtime"]

@@ -8,7 +8,7 @@ import os
 import shutil
 
 from monai_rd.data import datalist_hash, stratified_split, write_datalist
-from monai_rd.deploy.label import classification_datalist
+from monai_rd.deploy import SERVING_DIR, classification_datalist, export_run_serving
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.bundle import BundleTrainTask
 
@@ -25,7 +25,7 @@ class RDTrainTask(BundleTrainTask):
     stratified (``val_split``, default 0.2); the datalist is written to ``<output_dir>/datalist.json`` and
     replaces the bundle's dataset indexer. With ``pretrained`` the student is warm-started from
     ``models/model.pt``. When the run ends, its best student (``<output_dir>/model.pt``) becomes the bundle's
-    ``models/model.pt``, so the infer task serves it at its next request.
+    ``models/model.pt`` and its serving folder is re-exported, so the infer task serves it at its next request.
     """
 
     def __init__(self, path: str, conf: dict, **kwargs):
@@ -96,5 +96,6 @@ class RDTrainTask(BundleTrainTask):
         tmp = target + ".tmp"
         shutil.copyfile(best, tmp)
         os.replace(tmp, target)
-        logger.info(f"Best student {best} is now served from {target}")
+        export_run_serving(output_dir, os.path.join(self.bundle_path, SERVING_DIR), target)
+        logger.info(f"Best student {best} is now served from {target} (serving folder re-exported)")
         return result
