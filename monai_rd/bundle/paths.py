@@ -4,32 +4,83 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from monai_rd.utils import atomic_write_json
 
-__all__ = ["bundles_dir", "bundle_root", "write_executed_config", "read_datalist"]
+__all__ = [
+    "bundles_dir",
+    "bundle_names",
+    "bundle_root",
+    "copy_bundle",
+    "bundle_command",
+    "write_executed_config",
+    "read_datalist",
+]
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: where the bundles are: inside the installed package (a wheel ships them there), else the source checkout's
+_CANDIDATES = (_PACKAGE / "bundles", _PACKAGE.parent / "bundles")
 
 
 def bundles_dir() -> Path:
-    """The ``bundles/`` folder shipped with monai_rd (the repository's, for a source checkout)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "bundles", here / "bundles"):
-        if candidate.is_dir():
+    """The folder holding the bundles installed with monai_rd (``bundles/`` of the repository for a checkout)."""
+    for candidate in _CANDIDATES:
+        if candidate.is_dir() and any((c / "configs").is_dir() for c in candidate.iterdir()):
             return candidate
     raise FileNotFoundError(
-        f"No bundles/ folder next to {here}: run from a monai_rd source checkout, or pass --bundle_root <path>."
+        f"No bundles found in {[str(c) for c in _CANDIDATES]}: reinstall monai-rd (the wheel ships them), "
+        "or pass --bundle_root <path> to `python -m monai.bundle run`."
     )
+
+
+def bundle_names() -> list[str]:
+    """Names of the bundles installed with monai_rd (``rd_busi``, ``rd_isic`` ...)."""
+    return sorted(p.name for p in bundles_dir().iterdir() if (p / "configs").is_dir())
 
 
 def bundle_root(name: str) -> str:
     """Absolute path of the bundle ``name`` (e.g. ``"rd_busi"``), whatever the working directory."""
     root = bundles_dir() / name
     if not (root / "configs").is_dir():
-        raise FileNotFoundError(f"Bundle {name!r} not found under {root.parent}; pass --bundle_root <path>.")
+        raise FileNotFoundError(
+            f"Bundle {name!r} not found under {root.parent} (installed: {bundle_names()}); "
+            "pass --bundle_root <path>."
+        )
     return str(root)
+
+
+def copy_bundle(name: str, dest: str | os.PathLike) -> str:
+    """Copy the installed bundle ``name`` to ``dest`` (which must not exist) for editing; returns its path.
+
+    The copy is a standalone MONAI bundle: its configs still find ``monai_rd`` code by dotted path, and its
+    ``bundle_root`` should be passed on the command line (``--bundle_root <dest>``) to use its own files.
+    """
+    dest = os.path.abspath(os.fspath(dest))
+    if os.path.exists(dest):
+        raise FileExistsError(f"{dest!r} already exists; choose a new folder for the copy of {name!r}.")
+    shutil.copytree(bundle_root(name), dest, ignore=shutil.ignore_patterns("outputs", "__pycache__", "*.pyc"))
+    return dest
+
+
+def bundle_command(name: str, configs: list[str] | str, **overrides: Any) -> str:
+    """A ``python -m monai.bundle run`` command line for bundle ``name`` with absolute config paths.
+
+    ``configs`` names files of the bundle's ``configs/`` folder (several: overlays, merged in order, e.g.
+    ``["train.json", "evaluate.json"]``); ``overrides`` become ``--key value`` pairs.
+    """
+    names = [configs] if isinstance(configs, str) else list(configs)
+    paths = [os.path.join(bundle_root(name), "configs", c) for c in names]
+    config_file = paths[0] if len(paths) == 1 else "[" + ",".join(repr(p) for p in paths) + "]"
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
+    for key, value in overrides.items():
+        args += [f"--{key}", str(value)]
+    return shlex.join(args)
 
 
 def write_executed_config(config_file: str | os.PathLike, values: Mapping[str, Any], path: str | os.PathLike) -> str:
