@@ -1,4 +1,5 @@
-"""What the bundles call from their configs: locating a bundle, checking its overrides, recording its config."""
+"""What the bundles call from their configs: locating a bundle, checking its overrides, recording its config,
+reading back the training run's settings, and reporting errors and evaluations."""
 
 from monai_rd.bundle.config_check import (
     PARAM_CHECKS,
@@ -21,4 +22,13 @@ from monai_rd.bundle.paths import (
     copy_bundle,
     read_datalist,
     write_executed_config,
+    SplitNotFoundError,
+)
+from monai_rd.bundle.evaluation import write_evaluation_summary
+from monai_rd.bundle.training_record import (
+    EXECUTED_CONFIG,
+    REMEMBERED_IDS,
+    check_matches_training,
+    read_training_config,
+    remembered_settings,
 )

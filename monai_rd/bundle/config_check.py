@@ -244,14 +244,14 @@ def start_run() -> None:
         normalize_bool_ids(parser)
 
 
-def check_epochs_run(train_loader: Any = None, val_loader: Any = None) -> None:
-    """Raise :class:`EmptyEpochError` if an epoch of ``train_loader`` or ``val_loader`` has zero iterations.
+def check_epochs_run(loaders: Mapping[str, Any]) -> None:
+    """Raise :class:`EmptyEpochError` if an epoch of a loader of ``loaders`` (split name -> DataLoader) is empty.
 
     A training split smaller than ``batch_size`` with ``drop_last=True`` (or a split whose every item was
     skipped) would otherwise let MONAI skip the run and exit 0 having trained nothing, with no checkpoint.
     """
-    for split, loader in (("training", train_loader), ("validation", val_loader)):
-        if loader is None or len(loader) > 0:
+    for split, loader in loaders.items():
+        if len(loader) > 0:
             continue
         n = len(loader.dataset)
         batch = getattr(loader, "batch_size", None)
@@ -263,5 +263,5 @@ def check_epochs_run(train_loader: Any = None, val_loader: Any = None) -> None:
             fix = f"pass --batch_size {n} (or smaller), or add images"
         raise EmptyEpochError(
             f"{why}: an epoch would run 0 iterations and nothing would be "
-            f"{'trained' if split == 'training' else 'validated, so no checkpoint would be saved'}. Fix: {fix}."
+            f"{'trained' if split == 'training' else 'scored'}. Fix: {fix}."
         )

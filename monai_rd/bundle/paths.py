@@ -21,6 +21,7 @@ __all__ = [
     "bundle_command",
     "write_executed_config",
     "read_datalist",
+    "SplitNotFoundError",
 ]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -100,12 +101,23 @@ def write_executed_config(config_file: str | os.PathLike, values: Mapping[str, A
 
 
 def read_datalist(path: str | os.PathLike, key: str) -> list[dict]:
-    """The ``key`` list (``"training"``, ``"validation"``) of a datalist JSON, with a clear error if absent."""
+    """The ``key`` list (``"training"``, ``"validation"``, ``"test"``) of a datalist JSON, or SplitNotFoundError."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Datalist {path!r} does not exist; run training first or pass --datalist_file.")
     with open(path, encoding="utf-8") as f:
         datalist = json.load(f)
     if key not in datalist or not isinstance(datalist[key], list):
-        raise KeyError(f"Datalist {path!r} has no list under {key!r} (keys: {sorted(datalist)}).")
+        lists = sorted(k for k, v in datalist.items() if isinstance(v, list))
+        raise SplitNotFoundError(
+            f"Datalist {path!r} has no split {key!r} (its lists: {lists}). Choose one with --datalist_key, "
+            "or re-run training so that the datalist is re-indexed with training/validation/test splits."
+        )
     return datalist[key]
+
+
+class SplitNotFoundError(KeyError):
+    """A datalist without the requested split; the message names the split and the lists it has."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return str(self.args[0])
