@@ -118,6 +118,7 @@ def test_presets_after_non_editable_install(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "presets")
     shutil.copytree(os.path.join(REPO, "monai_rd"), src / "monai_rd", ignore=ignore)
     shutil.copytree(os.path.join(REPO, "transforms"), src / "transforms")
+    shutil.copytree(os.path.join(REPO, "bundles"), src / "bundles", ignore=shutil.ignore_patterns("outputs"))
     target = tmp_path / "site"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
