@@ -76,9 +76,10 @@ EVALUATE = [os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "evaluate
 
 
 def _datalist_with_test(trained, tmp_path):
-    """The run's datalist with a hand-written ``test`` split (two validation items), as the indexers now write."""
+    """The run's datalist with a hand-written ``test`` split (the 6 validation items, 2 per class), as the indexers
+    now write."""
     datalist = json.load(open(os.path.join(trained, "datalist.json")))
-    datalist["test"] = datalist["validation"][:2]
+    datalist["test"] = datalist["validation"]
     path = tmp_path / "datalist_with_test.json"
     path.write_text(json.dumps(datalist))
     return str(path)
@@ -87,13 +88,13 @@ def _datalist_with_test(trained, tmp_path):
 def test_evaluate_overlay_scores_the_test_split_from_output_dir_alone(trained, tmp_path):
     datalist_file = _datalist_with_test(trained, tmp_path)
     proc = run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_file=datalist_file, num_workers=0)
-    assert f"Scored the 'test' split (2 items) of {datalist_file}" in proc.stdout
+    assert f"Scored the 'test' split (6 items) of {datalist_file}" in proc.stdout
     with open(os.path.join(trained, "eval", "test", "metrics.csv")) as f:
         metrics = dict(line.strip().split(",") for line in f if line.strip())
     assert set(metrics) == {"accuracy", "f1_macro", "auc_macro"}
     assert all(0.0 <= float(v) <= 1.0 for v in metrics.values())
     summary = json.load(open(os.path.join(trained, "eval", "test", "summary.json")))
-    assert summary["split"] == "test" and summary["num_items"] == 2
+    assert summary["split"] == "test" and summary["num_items"] == 6
     assert summary["metrics"]["accuracy"] == pytest.approx(float(metrics["accuracy"]))
     # any split on request
     run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_key="validation", num_workers=0)
@@ -108,7 +109,8 @@ def test_evaluate_names_a_missing_test_split(trained, tmp_path):
     with pytest.raises(AssertionError) as info:
         run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_file=path, num_workers=0)
     last = str(info.value).rstrip().splitlines()[-1]
-    assert "SplitNotFoundError" in str(info.value) and "has no split 'test' (its lists: ['training', 'validation'" in last
+    assert "SplitNotFoundError" in str(info.value)
+    assert "has no split 'test' (its lists: ['training', 'validation'" in last
 
 
 def test_inference_writes_probabilities(trained, busi_dir):

@@ -3,37 +3,12 @@
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO
-
-SOURCES = ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md")
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """monai_rd built from a copy of the source tree and installed (not editable) into a folder of its own."""
-    tmp = tmp_path_factory.mktemp("install")
-    src = tmp / "src"
-    src.mkdir()
-    for name in SOURCES:
-        shutil.copy(os.path.join(REPO, name), src / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "presets", "outputs")
-    for folder in ("monai_rd", "transforms", "bundles"):
-        shutil.copytree(os.path.join(REPO, folder), src / folder, ignore=ignore)
-    target = tmp / "site"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "--target", str(target), str(src)],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return target, {**env, "PYTHONPATH": str(target)}
 
 
 def _run(args, cwd, env, timeout=900):
@@ -43,8 +18,8 @@ def _run(args, cwd, env, timeout=900):
 
 
 @pytest.mark.slow
-def test_the_bundles_are_installed_with_the_package(installed, tmp_path):
-    target, env = installed
+def test_the_bundles_are_installed_with_the_package(installed_package, tmp_path):
+    target, env = installed_package
     shipped = target / "monai_rd" / "bundles"
     for name in ("rd_busi", "rd_isic", "rd_covid", "rd_btc", "rd_chestxray", "rd_clinical"):
         for config in ("train.json", "inference.json", "metadata.json"):
@@ -55,9 +30,9 @@ def test_the_bundles_are_installed_with_the_package(installed, tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_commands_from_a_temporary_folder(installed, busi_dir, tmp_path):
+def test_readme_commands_from_a_temporary_folder(installed_package, busi_dir, tmp_path):
     """Train, evaluate and predict with the installed bundle, from a folder that is not the repository."""
-    _, env = installed
+    _, env = installed_package
     bundle = _run([sys.executable, "-m", "monai_rd.cli", "bundle", "path", "rd_busi"], tmp_path, env).strip()
     out = tmp_path / "run"
     train = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"{bundle}/configs/train.json",
