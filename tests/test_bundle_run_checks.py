@@ -128,10 +128,11 @@ def test_a_folder_that_is_no_training_run_is_named(tmp_path):
 
 def test_a_missing_split_names_the_split_and_the_lists(tmp_path):
     path = tmp_path / "datalist.json"
-    path.write_text(json.dumps({"training": [{"image": "a.png"}], "validation": [], "split_hash": "x"}))
+    path.write_text(json.dumps({"training": [{"image": "a.png"}], "validation": [], "classes": ["a", "b"],
+                                "split_hash": "x"}))  # fmt: skip
     with pytest.raises(SplitNotFoundError) as info:
         read_datalist(path, "test")
-    assert str(info.value).startswith(f"Datalist {str(path)!r} has no split 'test' (its lists: ['training', "
+    assert str(info.value).startswith(f"Datalist {str(path)!r} has no split 'test' (its splits: ['training', "
                                       "'validation'])")  # fmt: skip
     path.write_text(json.dumps({"training": [], "validation": [], "test": [{"image": "t.png", "label": 1}]}))
     assert read_datalist(path, "test") == [{"image": "t.png", "label": 1}]

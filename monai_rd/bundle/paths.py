@@ -108,9 +108,9 @@ def read_datalist(path: str | os.PathLike, key: str) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         datalist = json.load(f)
     if key not in datalist or not isinstance(datalist[key], list):
-        lists = sorted(k for k, v in datalist.items() if isinstance(v, list))
+        splits = sorted(k for k, v in datalist.items() if isinstance(v, list) and all(isinstance(i, dict) for i in v))
         raise SplitNotFoundError(
-            f"Datalist {path!r} has no split {key!r} (its lists: {lists}). Choose one with --datalist_key, "
+            f"Datalist {path!r} has no split {key!r} (its splits: {splits}). Choose one with --datalist_key, "
             "or re-run training so that the datalist is re-indexed with training/validation/test splits."
         )
     return datalist[key]
