@@ -108,6 +108,7 @@ def test_presets_from_another_working_directory(tmp_path):
     assert all(shape == [3, 24, 24] for shape in result["shapes"].values()) and len(result["shapes"]) == 10
 
 
+@pytest.mark.slow
 def test_presets_after_non_editable_install(installed_package, tmp_path):
     """Load every preset from a wheel built from a copy of the source tree and installed into a temp dir."""
     target, env = installed_package
