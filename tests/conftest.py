@@ -122,3 +122,30 @@ def mlflow_server(tmp_path_factory):
     """A real ``mlflow server`` for the whole session (see :func:`start_mlflow_server`); do not kill it in a test."""
     with start_mlflow_server(tmp_path_factory.mktemp("mlflow_server")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def installed_package(tmp_path_factory):
+    """monai_rd built from a copy of the source tree and installed, not editable, into a folder of its own.
+
+    Returns ``(site folder, env)``: run ``sys.executable`` with ``env`` to import the installed copy.
+    """
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("install")
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md"):
+        shutil.copy(os.path.join(REPO, name), src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "presets", "outputs")
+    for folder in ("monai_rd", "transforms", "bundles"):
+        shutil.copytree(os.path.join(REPO, folder), src / folder, ignore=ignore)
+    target = tmp / "site"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+         "--target", str(target), str(src)],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return target, {**env, "PYTHONPATH": str(target)}

@@ -146,9 +146,9 @@ def test_evaluate_a_teacher_reference_with_build_deployable(busi_dir, tmp_path):
     """teacher_linear saves teacher + head; evaluate.json scores it when its network is overridden."""
     _run(_parser(busi_dir, tmp_path, "teacher_linear"))
     run_bundle(
-        os.path.join(BUNDLES, "rd_busi", "configs", "evaluate.json"), output_dir=tmp_path, image_size=32,
-        num_workers=0,
+        [TRAIN, os.path.join(BUNDLES, "rd_busi", "configs", "evaluate.json")], output_dir=tmp_path,
+        datalist_key="validation", num_workers=0,
         network="$monai_rd.methods.build_deployable('teacher_linear', @student, 'torchvision:resnet18', "
         "@num_classes).to(@device)",
     )  # fmt: skip
-    assert (tmp_path / "eval" / "metrics.csv").is_file()
+    assert (tmp_path / "eval" / "validation" / "metrics.csv").is_file()

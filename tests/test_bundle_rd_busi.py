@@ -23,8 +23,8 @@ def trained(busi_dir, tmp_path_factory):
     run_bundle(
         os.path.join(CONFIGS, "train.json"), cwd=tmp_path_factory.mktemp("elsewhere"),
         dataset_dir=busi_dir, output_dir=out, max_epochs=MAX_EPOCHS, image_size=32, batch_size=8,
-        num_workers=0, progress_bar=False, teacher="resnet50", student="resnet18",
-    )  # fmt: skip
+        num_workers=0, progress_bar="false", resume="true", amp="FALSE", teacher="resnet50", student="resnet18",
+    )  # fmt: skip  (booleans as the README writes them)
     return out
 
 
@@ -74,25 +74,75 @@ def test_mlflow_store_holds_the_run(trained):
     assert executed["max_epochs"] == MAX_EPOCHS and executed["image_size"] == 32
 
 
-def test_evaluate_scores_the_checkpoint(trained):
-    run_bundle(os.path.join(CONFIGS, "evaluate.json"), output_dir=trained, image_size=32, num_workers=0)
-    with open(os.path.join(trained, "eval", "metrics.csv")) as f:
+EVALUATE = [os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "evaluate.json")]
+
+
+def _datalist_with_test(trained, tmp_path):
+    """The run's datalist with a hand-written ``test`` split (the 6 validation items, 2 per class), as the indexers
+    now write."""
+    datalist = json.load(open(os.path.join(trained, "datalist.json")))
+    datalist["test"] = datalist["validation"]
+    path = tmp_path / "datalist_with_test.json"
+    path.write_text(json.dumps(datalist))
+    return str(path)
+
+
+def test_evaluate_overlay_scores_the_test_split_from_output_dir_alone(trained, tmp_path):
+    datalist_file = _datalist_with_test(trained, tmp_path)
+    proc = run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_file=datalist_file, num_workers=0)
+    assert f"Scored the 'test' split (6 items) of {datalist_file}" in proc.stdout
+    with open(os.path.join(trained, "eval", "test", "metrics.csv")) as f:
         metrics = dict(line.strip().split(",") for line in f if line.strip())
     assert set(metrics) == {"accuracy", "f1_macro", "auc_macro"}
     assert all(0.0 <= float(v) <= 1.0 for v in metrics.values())
+    summary = json.load(open(os.path.join(trained, "eval", "test", "summary.json")))
+    assert summary["split"] == "test" and summary["num_items"] == 6
+    assert summary["metrics"]["accuracy"] == pytest.approx(float(metrics["accuracy"]))
+    # any split on request
+    run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_key="validation", num_workers=0)
+    assert json.load(open(os.path.join(trained, "eval", "validation", "summary.json")))["num_items"] == 6
+
+
+def test_evaluate_names_a_missing_test_split(trained, tmp_path):
+    datalist = json.load(open(os.path.join(trained, "datalist.json")))
+    datalist.pop("test", None)
+    path = tmp_path / "no_test.json"
+    path.write_text(json.dumps(datalist))
+    with pytest.raises(AssertionError) as info:
+        run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_file=path, num_workers=0)
+    last = str(info.value).rstrip().splitlines()[-1]
+    assert "SplitNotFoundError" in str(info.value)
+    assert "has no split 'test' (its splits: ['training', 'validation'])" in last
 
 
 def test_inference_writes_probabilities(trained, busi_dir):
     folder = os.path.join(busi_dir, "malignant")
     out_csv = os.path.join(trained, "predictions.csv")
-    run_bundle(os.path.join(CONFIGS, "inference.json"), output_dir=trained, input_dir=folder, image_size=32,
-               num_workers=0)
+    run_bundle(os.path.join(CONFIGS, "inference.json"), output_dir=trained, input_dir=folder, num_workers=0)
     rows = list(csv.DictReader(open(out_csv)))
-    assert len(rows) == len([f for f in os.listdir(folder) if f.endswith(".png")])
+    assert len(rows) == len([f for f in os.listdir(folder) if f.endswith(".png") and "_mask" not in f])
     for row in rows:
         probs = [float(row[f"prob_{c}"]) for c in ("benign", "malignant", "normal")]
         assert abs(sum(probs) - 1) < 1e-4
         assert row["predicted_label"] == ("benign", "malignant", "normal")[int(np.argmax(probs))]
+
+
+def test_inference_on_the_dataset_folder_skips_the_masks(trained, busi_dir, tmp_path):
+    out_csv = tmp_path / "all.csv"
+    run_bundle(os.path.join(CONFIGS, "inference.json"), cwd=tmp_path, output_dir=trained, input_dir=busi_dir,
+               output_file=out_csv, num_workers=0)  # fmt: skip
+    images = [f for _, _, names in os.walk(busi_dir) for f in names if f.endswith(".png") and "_mask" not in f]
+    rows = list(csv.DictReader(open(out_csv)))
+    assert len(rows) == len(images) == 30 and not any("_mask" in r["file"] for r in rows)
+
+
+def test_inference_refuses_an_override_that_contradicts_the_checkpoint(trained, busi_dir, tmp_path):
+    with pytest.raises(AssertionError) as info:
+        run_bundle(os.path.join(CONFIGS, "inference.json"), cwd=tmp_path, output_dir=trained, input_dir=busi_dir,
+                   image_size=64, num_workers=0)  # fmt: skip
+    final = str(info.value).rsplit("The error that stopped the bundle:", 1)[1]
+    assert "ConfigError: override(s) contradict the training run" in final
+    assert "--image_size 64: the checkpoint was trained with 32" in final
 
 
 def test_metadata_verifies_offline():

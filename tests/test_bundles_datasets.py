@@ -60,9 +60,12 @@ def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
     assert datalist["training"] and datalist["validation"]
 
     # the trained student is scored on the validation list and predicts a folder, through the bundle's own configs
-    common = dict(output_dir=out, image_size=32, num_workers=0, env={"OMP_NUM_THREADS": "1"})
-    run_bundle(os.path.join(BUNDLES, bundle, "configs", "evaluate.json"), **common)
-    with open(out / "eval" / "metrics.csv") as f:
+    # (evaluate.json is an overlay on train.json; the image size etc. come from the training run)
+    common = dict(output_dir=out, num_workers=0, env={"OMP_NUM_THREADS": "1"})
+    configs = os.path.join(BUNDLES, bundle, "configs")
+    run_bundle([os.path.join(configs, "train.json"), os.path.join(configs, "evaluate.json")],
+               datalist_key="validation", **common)  # fmt: skip
+    with open(out / "eval" / "validation" / "metrics.csv") as f:
         metrics = dict(line.strip().split(",", 1) for line in f if line.strip())
     assert metrics and all(0.0 <= float(v) <= 1.0 for v in metrics.values()), metrics
     folder = tmp_path / "to_predict"

@@ -14,6 +14,7 @@ import torch
 
 from monai_rd.cli import main as cli_main
 from monai_rd.deploy.export import ParityError, export_student, load_student
+from monai_rd.bundle import write_executed_config
 from monai_rd.networks import StudentClassifier
 
 from tests.conftest import BUNDLES, REPO
@@ -80,10 +81,13 @@ def test_bundle_ckpt_export_matches_checkpoint(tmp_path):
     torch.save(model.state_dict(), tmp_path / "model.pt")
     (tmp_path / "models").mkdir()  # MONAI's ckpt_export does not create the folder
     configs = os.path.join(BUNDLES, "rd_busi", "configs")
+    # inference.json reads the student and classes from the training run's record in --output_dir
+    write_executed_config(os.path.join(configs, "train.json"), {"student": "resnet18", "class_names": ["benign", "malignant", "normal"]},
+                          tmp_path / "executed_config.json")  # fmt: skip
     cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "--net_id", "network_def",
            "--filepath", str(tmp_path / "models" / "model.ts"), "--ckpt_file", str(tmp_path / "model.pt"),
            "--meta_file", os.path.join(configs, "metadata.json"),
-           "--config_file", os.path.join(configs, "inference.json")]
+           "--config_file", os.path.join(configs, "inference.json"), "--output_dir", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     extra = {"metadata.json": "", "inference.json": ""}

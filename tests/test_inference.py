@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from monai_rd.bundle import write_executed_config
 from monai_rd.networks import StudentClassifier
 from tests.conftest import BUNDLES, REPO
 
@@ -34,6 +35,9 @@ def checkpoint_dir(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     torch.save(model.state_dict(), out / "model.pt")
+    # what training records in output_dir: inference.json reads the student, size and classes from it
+    write_executed_config(os.path.join(CONFIGS, "train.json"), {"student": "mobilenet_v3_small", "image_size": 32,
+                          "class_names": list(CLASSES)}, out / "executed_config.json")  # fmt: skip
     return out, model
 
 
@@ -54,7 +58,7 @@ def test_bundle_inference_refuses_unreadable_folder(mixed_folder, checkpoint_dir
 def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkpoint_dir, tmp_path):
     out, model = checkpoint_dir
     datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({"testing": [{"image": str(p)} for p in sorted(mixed_folder.iterdir())]}))
+    datalist.write_text(json.dumps({"test": [{"image": str(p)} for p in sorted(mixed_folder.iterdir())]}))
     proc = subprocess.run(_bundle_cmd(datalist_file=datalist, output_dir=out, image_size=32, on_bad_input="skip",
                                       student="mobilenet_v3_small", num_workers=0, batch_size=2),
                           cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -62,11 +66,15 @@ def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkp
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert [os.path.basename(r["file"]) for r in rows] == ["a good.png", "b_good.jpg"]
     assert len(list(csv.DictReader(open(out / "unreadable_inputs.csv")))) == 2
+    from monai_rd.transforms import load_preset
+
+    preset = load_preset("ultrasound", "eval", image_size=32)  # rd_busi's modality, as the training run recorded it
     for row in rows:
-        # independent pipeline: PIL decode, [0, 1] scaling, no resize needed at 32 px, softmax of the eager model
-        image = torch.from_numpy(np.asarray(Image.open(row["file"]).convert("RGB"), dtype=np.float32) / 255.0)
+        # outside the bundle: PIL decode, the modality preset (tested on its own elsewhere), the eager model
+        pixels = np.asarray(Image.open(row["file"]).convert("RGB"), dtype=np.float32)
+        image = preset({"image": torch.from_numpy(pixels).permute(2, 0, 1)})["image"]
         with torch.no_grad():
-            expected = torch.softmax(model(image.permute(2, 0, 1)[None]), dim=1)[0].numpy()
+            expected = torch.softmax(model(torch.as_tensor(image)[None]), dim=1)[0].numpy()
         got = np.array([float(row[f"prob_{c}"]) for c in CLASSES])
         np.testing.assert_allclose(got, expected, atol=2e-5)
         assert row["predicted_label"] == CLASSES[int(np.argmax(expected))]
@@ -87,6 +95,9 @@ def test_clinical_bundle_inference_dicom_nifti_png(tmp_path):
     torch.save(StudentClassifier("mobilenet_v3_small", 2).state_dict(), out / "model.pt")
     (out / "datalist.json").write_text(json.dumps({"classes": ["normal", "lesion"], "training": [], "validation": []}))
     clinical = os.path.join(BUNDLES, "rd_clinical", "configs", "inference.json")
+    write_executed_config(os.path.join(BUNDLES, "rd_clinical", "configs", "train.json"),
+                          {"student": "mobilenet_v3_small", "image_size": 32, "class_names": ["normal", "lesion"]},
+                          out / "executed_config.json")  # fmt: skip
     args = dict(input_dir=folder, output_dir=out, image_size=32, student="mobilenet_v3_small", num_workers=0)
 
     def run(**extra):

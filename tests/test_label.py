@@ -43,7 +43,10 @@ def test_prepare_label_bundle_places_model_and_run_settings(run_dir, tmp_path):
     meta = json.load(open(os.path.join(dest, "configs", "metadata.json")))
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "benign", "1": "malignant", "2": "normal"}
     # the source bundle is untouched
-    assert json.load(open(os.path.join(BUNDLE, "configs", "inference.json")))["student"] == "resnet18"
+    assert json.load(open(os.path.join(BUNDLE, "configs", "inference.json")))["student"] == "$@training_config['student']"
+    # the packaged bundle carries its training run's settings instead of reading them from an output_dir
+    assert inference["training_config"]["student"] == "mobilenet_v3_small"
+    assert inference["training_config"]["image_size"] == 32 and inference["training_config"]["modality"] == "ultrasound"
 
 
 def test_prepare_label_bundle_rejects_a_checkpoint_that_does_not_fit(run_dir, tmp_path):

@@ -72,7 +72,8 @@ def test_tables_match_hand_computed_values(tmp_path):
     state["cells"][failed_id] = {"status": "failed", "error": "RuntimeError: boom"}
     written = write_reports(grid, state, str(tmp_path))
 
-    # by hand: student mean 72, sample std 2; co_kd 80 +/- 0; rd over seeds 0, 1 only: mean 81, std sqrt(2)=1.41
+    # by hand: student mean 72, sample std 2; co_kd 80 +/- 0; rd over seeds 0, 1 only: mean 81, std sqrt(2)=1.41;
+    # a cell with a single finished seed says n=1 instead of a spread of 0
     t3 = open(written["t3"]).read()
     assert "| busi (val_accuracy) | s1 | t1 | 72.00 ± 2.00 | 81.00 ± 1.41 |" in t3
     t2 = open(written["t2"]).read()
@@ -88,6 +89,10 @@ def test_tables_match_hand_computed_values(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     summary = summarize(rows=[{**r, "value": float(r["value"])} for r in rows])
     assert summary[("busi", "-", "s1", "student")]["n"] == 3
+    del state["cells"][[c.id for c in expand_cells(grid) if c.method == "student" and c.seed == 0][0]]
+    del state["cells"][[c.id for c in expand_cells(grid) if c.method == "student" and c.seed == 1][0]]
+    written = write_reports(grid, state, str(tmp_path / "one_seed"))
+    assert "|  |  |  |  | student | 72.00 (n=1) |" in open(written["t2"]).read()
 
 
 RUN_GRID = """

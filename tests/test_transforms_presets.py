@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -111,23 +110,9 @@ def test_presets_from_another_working_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_presets_after_non_editable_install(tmp_path):
-    """Build a wheel from a copy of the source tree, install it into a temp dir, load every preset from there."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md"):
-        shutil.copy(os.path.join(REPO, name), src / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "presets")
-    shutil.copytree(os.path.join(REPO, "monai_rd"), src / "monai_rd", ignore=ignore)
-    shutil.copytree(os.path.join(REPO, "transforms"), src / "transforms")
-    target = tmp_path / "site"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "--target", str(target), str(src)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_presets_after_non_editable_install(installed_package, tmp_path):
+    """Load every preset from a wheel built from a copy of the source tree and installed into a temp dir."""
+    target, env = installed_package
     shipped = target / "monai_rd" / "transforms" / "presets"
     assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES)
     for m in MODALITIES:  # the shipped copies are the top-level files, byte for byte
@@ -135,7 +120,7 @@ def test_presets_after_non_editable_install(tmp_path):
             assert (shipped / f"{m}.json").read_bytes() == f.read()
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
-    proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=run_dir, env={**env, "PYTHONPATH": str(target)},
+    proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=run_dir, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -13,7 +13,18 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["ConfigError", "check_run_params", "check_cli_overrides", "check_bundle_run", "PARAM_CHECKS"]
+__all__ = [
+    "ConfigError",
+    "EmptyEpochError",
+    "check_run_params",
+    "check_cli_overrides",
+    "check_bundle_run",
+    "check_epochs_run",
+    "parse_bool",
+    "normalize_bool_ids",
+    "start_run",
+    "PARAM_CHECKS",
+]
 
 #: arguments of ``monai.bundle run`` itself, not config ids
 RUN_ARGS = {"config_file", "meta_file", "logging_file", "run_id", "init_id", "final_id", "tracking", "args_file"}
@@ -21,6 +32,10 @@ RUN_ARGS = {"config_file", "meta_file", "logging_file", "run_id", "init_id", "fi
 
 class ConfigError(ValueError):
     """A bundle override or parameter that cannot be right; the message names the key."""
+
+
+class EmptyEpochError(ConfigError):
+    """A training or validation epoch would run zero iterations: the run would train or select nothing."""
 
 
 def _int(lo: int) -> tuple[Callable[[Any], bool], str]:
@@ -56,6 +71,8 @@ PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "amp": _BOOL,
     "channels_last": _BOOL,
     "compile": _BOOL,
+    "check_images": _BOOL,
+    "progress_bar": _BOOL,
     "teacher": _STR,
     "student": _STR,
     "loss_weight_unit": (lambda v: v in ("iteration", "epoch"), "'iteration' or 'epoch'"),
@@ -152,3 +169,99 @@ def check_bundle_run(run_params: Mapping[str, Any], argv: Sequence[str] | None =
     """Both checks, for a bundle's ``initialize``: the command line's override ids, then ``run_params``."""
     check_cli_overrides(argv)
     check_run_params(run_params)
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def parse_bool(value: Any) -> Any:
+    """``True``/``False`` for what a command line writes (``true``, ``False``, ``TRUE``, ``1``, ``0`` ...).
+
+    ``python -m monai.bundle run --resume true`` passes the string ``"true"`` (``fire`` parses only ``True``);
+    any other value is returned unchanged, so :func:`check_run_params` refuses it naming the key.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    return value
+
+
+def bool_ids(checks: Mapping | None = None) -> list[str]:
+    """The ids whose value must be a boolean, from :data:`PARAM_CHECKS`."""
+    checks = PARAM_CHECKS if checks is None else checks
+    return [k for k, (pred, _) in checks.items() if pred is _BOOL[0]]
+
+
+def _active_parser() -> Any:
+    """The ``monai.bundle.ConfigParser`` evaluating the calling expression, found on the call stack (or None)."""
+    from monai.bundle import ConfigParser
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, ConfigParser):
+            return obj
+        frame = frame.f_back
+    return None
+
+
+def normalize_bool_ids(parser: Any, ids: Sequence[str] | None = None) -> dict[str, bool]:
+    """Turn the boolean top-level ids of ``parser`` written as text or 0/1 into ``True``/``False`` in place.
+
+    Must run before any of those ids is resolved (the bundles call it, through :func:`start_run`, as the
+    first ``initialize`` expression, which references nothing). Returns the ids it changed.
+    """
+    changed = {}
+    config = parser.get()
+    for key in bool_ids() if ids is None else ids:
+        if not isinstance(config, Mapping) or key not in config:
+            continue
+        value = parse_bool(config[key])
+        if value is config[key] or not isinstance(value, bool):
+            continue
+        config[key] = value
+        item = parser.ref_resolver.get_item(key)
+        if item is not None:
+            item.update_config(value)
+        changed[key] = value
+    return changed
+
+
+def start_run() -> None:
+    """First ``initialize`` expression of every bundle: real errors on the last line, booleans as booleans.
+
+    Installs :func:`monai_rd.bundle.errors.install_error_report` and normalises the boolean ids of the config
+    being run (``--resume true``, ``--amp 1``). Reference nothing from the config in the same expression.
+    """
+    from monai_rd.bundle.errors import install_error_report
+
+    install_error_report()
+    parser = _active_parser()
+    if parser is not None:
+        normalize_bool_ids(parser)
+
+
+def check_epochs_run(loaders: Mapping[str, Any]) -> None:
+    """Raise :class:`EmptyEpochError` if an epoch of a loader of ``loaders`` (split name -> DataLoader) is empty.
+
+    A training split smaller than ``batch_size`` with ``drop_last=True`` (or a split whose every item was
+    skipped) would otherwise let MONAI skip the run and exit 0 having trained nothing, with no checkpoint.
+    """
+    for split, loader in loaders.items():
+        if len(loader) > 0:
+            continue
+        n = len(loader.dataset)
+        batch = getattr(loader, "batch_size", None)
+        if n == 0:
+            why = f"the {split} split is empty (no item listed, or every item was skipped as unreadable)"
+            fix = "check --dataset_dir and the datalist, or on_bad_input"
+        else:
+            why = f"the {split} split has {n} item(s), fewer than batch_size {batch} with drop_last=True"
+            fix = f"pass --batch_size {n} (or smaller), or add images"
+        raise EmptyEpochError(
+            f"{why}: an epoch would run 0 iterations and nothing would be "
+            f"{'trained' if split == 'training' else 'scored'}. Fix: {fix}."
+        )

@@ -4,33 +4,84 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from monai_rd.utils import atomic_write_json
 
-__all__ = ["bundles_dir", "bundle_root", "write_executed_config", "read_datalist"]
+__all__ = [
+    "bundles_dir",
+    "bundle_names",
+    "bundle_root",
+    "copy_bundle",
+    "bundle_command",
+    "write_executed_config",
+    "read_datalist",
+    "SplitNotFoundError",
+]
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+#: where the bundles are: inside the installed package (a wheel ships them there), else the source checkout's
+_CANDIDATES = (_PACKAGE / "bundles", _PACKAGE.parent / "bundles")
 
 
 def bundles_dir() -> Path:
-    """The ``bundles/`` folder shipped with monai_rd (the repository's, for a source checkout)."""
-    package = Path(__file__).resolve().parents[1]  # monai_rd/
-    here = package
-    for candidate in (package.parent / "bundles", package / "bundles"):
-        if candidate.is_dir():
+    """The folder holding the bundles installed with monai_rd (``bundles/`` of the repository for a checkout)."""
+    for candidate in _CANDIDATES:
+        if candidate.is_dir() and any((c / "configs").is_dir() for c in candidate.iterdir()):
             return candidate
     raise FileNotFoundError(
-        f"No bundles/ folder next to {here}: run from a monai_rd source checkout, or pass --bundle_root <path>."
+        f"No bundles found in {[str(c) for c in _CANDIDATES]}: reinstall monai-rd (the wheel ships them), "
+        "or pass --bundle_root <path> to `python -m monai.bundle run`."
     )
+
+
+def bundle_names() -> list[str]:
+    """Names of the bundles installed with monai_rd (``rd_busi``, ``rd_isic`` ...)."""
+    return sorted(p.name for p in bundles_dir().iterdir() if (p / "configs").is_dir())
 
 
 def bundle_root(name: str) -> str:
     """Absolute path of the bundle ``name`` (e.g. ``"rd_busi"``), whatever the working directory."""
     root = bundles_dir() / name
     if not (root / "configs").is_dir():
-        raise FileNotFoundError(f"Bundle {name!r} not found under {root.parent}; pass --bundle_root <path>.")
+        raise FileNotFoundError(
+            f"Bundle {name!r} not found under {root.parent} (installed: {bundle_names()}); "
+            "pass --bundle_root <path>."
+        )
     return str(root)
+
+
+def copy_bundle(name: str, dest: str | os.PathLike) -> str:
+    """Copy the installed bundle ``name`` to ``dest`` (which must not exist) for editing; returns its path.
+
+    The copy is a standalone MONAI bundle: its configs still find ``monai_rd`` code by dotted path, and its
+    ``bundle_root`` should be passed on the command line (``--bundle_root <dest>``) to use its own files.
+    """
+    dest = os.path.abspath(os.fspath(dest))
+    if os.path.exists(dest):
+        raise FileExistsError(f"{dest!r} already exists; choose a new folder for the copy of {name!r}.")
+    shutil.copytree(bundle_root(name), dest, ignore=shutil.ignore_patterns("outputs", "__pycache__", "*.pyc"))
+    return dest
+
+
+def bundle_command(name: str, configs: list[str] | str, **overrides: Any) -> str:
+    """A ``python -m monai.bundle run`` command line for bundle ``name`` with absolute config paths.
+
+    ``configs`` names files of the bundle's ``configs/`` folder (several: overlays, merged in order, e.g.
+    ``["train.json", "evaluate.json"]``); ``overrides`` become ``--key value`` pairs.
+    """
+    names = [configs] if isinstance(configs, str) else list(configs)
+    paths = [os.path.join(bundle_root(name), "configs", c) for c in names]
+    config_file = paths[0] if len(paths) == 1 else "[" + ",".join(repr(p) for p in paths) + "]"
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
+    for key, value in overrides.items():
+        args += [f"--{key}", str(value)]
+    return shlex.join(args)
 
 
 def write_executed_config(config_file: str | os.PathLike, values: Mapping[str, Any], path: str | os.PathLike) -> str:
@@ -50,12 +101,23 @@ def write_executed_config(config_file: str | os.PathLike, values: Mapping[str, A
 
 
 def read_datalist(path: str | os.PathLike, key: str) -> list[dict]:
-    """The ``key`` list (``"training"``, ``"validation"``) of a datalist JSON, with a clear error if absent."""
+    """The ``key`` list (``"training"``, ``"validation"``, ``"test"``) of a datalist JSON, or SplitNotFoundError."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Datalist {path!r} does not exist; run training first or pass --datalist_file.")
     with open(path, encoding="utf-8") as f:
         datalist = json.load(f)
     if key not in datalist or not isinstance(datalist[key], list):
-        raise KeyError(f"Datalist {path!r} has no list under {key!r} (keys: {sorted(datalist)}).")
+        splits = sorted(k for k, v in datalist.items() if isinstance(v, list) and all(isinstance(i, dict) for i in v))
+        raise SplitNotFoundError(
+            f"Datalist {path!r} has no split {key!r} (its splits: {splits}). Choose one with --datalist_key, "
+            "or re-run training so that the datalist is re-indexed with training/validation/test splits."
+        )
     return datalist[key]
+
+
+class SplitNotFoundError(KeyError):
+    """A datalist without the requested split; the message names the split and the lists it has."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return str(self.args[0])

@@ -1,4 +1,8 @@
-"""The ``monai-rd`` command line: one module per sub-command, each with ``add_parser`` and ``run``."""
+"""The ``monai-rd`` command line: one module per sub-command, each with ``add_arguments`` and ``run``.
+
+The sub-command modules import nothing heavy at module level (torch, MONAI, ``monai_rd.data`` ...): their
+``run`` does, so ``monai-rd --help`` and every sub-command's ``--help`` answer at once.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ __all__ = ["main", "COMMANDS"]
 
 # sub-command name -> module under monai_rd.cli defining ``add_arguments(parser)`` and ``run(args) -> int``
 COMMANDS = {
+    "bundle": "bundle",
     "demo": "demo",
     "export": "export",
     "cost": "cost",

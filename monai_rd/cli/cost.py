@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
-
-import torch
+import sys
 
 HELP = "the paper's Table 6: params, FLOPs and latency of teacher vs students, with T/S ratios"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from monai_rd.deploy.cost import BACKENDS
-
     parser.add_argument("--teacher", default="resnet50", help="teacher registry name (default resnet50)")
     parser.add_argument("--teacher_weights", default=None, help="optional local teacher weights file")
     parser.add_argument("--students", nargs="+", default=["resnet18", "mobilenet_v2", "shufflenet_v2_x1_0"])
     parser.add_argument("--num_classes", type=int, default=3)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="eager, torchscript and/or onnxruntime (default: all)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before timing")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime intra-op threads")
@@ -27,9 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monai_rd.deploy.cost import cost_table, format_table, table_csv
+    import torch
+
+    from monai_rd.deploy.cost import BACKENDS, cost_table, format_table, table_csv
     from monai_rd.utils import atomic_write_text
 
+    unknown = sorted(set(args.backends or ()) - set(BACKENDS))
+    if unknown:
+        print(f"monai-rd cost: unknown --backends {unknown}; choose from {list(BACKENDS)}", file=sys.stderr)
+        return 2
+    args.backends = list(args.backends or BACKENDS)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = cost_table(args.teacher, args.students, num_classes=args.num_classes, image_size=args.image_size,

@@ -7,17 +7,14 @@ import os
 import subprocess
 import sys
 
-from monai_rd.bundle import bundle_root
-from monai_rd.experiments.demo import DEMO_DATASETS
-
 HELP = "try RD without data: synthetic images in a real dataset's layout, that dataset's bundle, a few epochs"
 
 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="busi", choices=sorted(DEMO_DATASETS),
-                        help="whose layout and bundle to use (default busi)")
+    parser.add_argument("--dataset", default="busi",
+                        help="whose layout and bundle to use: busi, isic, covid, btc or chestxray (default busi)")
     parser.add_argument("--workdir", default="rd_demo",
                         help="folder for data/ and outputs/ (data_<dataset>/, outputs_<dataset>/ for other datasets)")
     parser.add_argument("--images_per_class", type=int, default=24,
@@ -31,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def bundle_command(args: argparse.Namespace, dataset_dir: str, output_dir: str) -> list[str]:
     """The ``python -m monai.bundle run`` command line the demo executes (printed for the user too)."""
+    from monai_rd.bundle import bundle_root
+    from monai_rd.experiments.demo import DEMO_DATASETS
+
     config = os.path.join(bundle_root(DEMO_DATASETS[args.dataset].bundle), "configs", "train.json")
     return [
         sys.executable, "-m", "monai.bundle", "run",
@@ -48,6 +48,12 @@ def bundle_command(args: argparse.Namespace, dataset_dir: str, output_dir: str) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from monai_rd.bundle import bundle_command as command_line
+    from monai_rd.experiments.demo import DEMO_DATASETS
+
+    if args.dataset not in DEMO_DATASETS:
+        print(f"monai-rd demo: --dataset {args.dataset!r}: choose from {sorted(DEMO_DATASETS)}", file=sys.stderr)
+        return 2
     workdir = os.path.abspath(args.workdir)
     demo = DEMO_DATASETS[args.dataset]
     suffix = "" if args.dataset == "busi" else f"_{args.dataset}"  # BUSI keeps the original data/ and outputs/
@@ -61,4 +67,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nDone. Best student checkpoint: {os.path.join(output_dir, 'model.pt')}")
         print(f"MLflow store: sqlite:///{os.path.join(output_dir, 'mlruns.db')}  "
               f"(browse with: mlflow ui --backend-store-uri sqlite:///{os.path.join(output_dir, 'mlruns.db')})")
+        print("Evaluate it on the test split (from any folder):\n  "
+              + command_line(demo.bundle, ["train.json", "evaluate.json"], output_dir=output_dir))
+        print("Predict a folder of images with it:\n  "
+              + command_line(demo.bundle, "inference.json", output_dir=output_dir, input_dir=data))
     return code

@@ -11,9 +11,6 @@ import argparse
 import sys
 from collections import Counter
 
-from monai_rd.data.indexers.folders import index_class_folders, index_csv
-from monai_rd.data.slices import SLICE_MODES
-
 HELP = "index a folder-per-class or CSV dataset (images, DICOM, NIfTI) into a datalist JSON"
 
 
@@ -24,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--group_column", default=None, help="CSV column grouping rows (stored hashed)")
-    parser.add_argument("--slice_mode", choices=SLICE_MODES, default="middle")
+    parser.add_argument("--slice_mode", default="middle", help="all, middle or foreground (default middle)")
     parser.add_argument("--slice_axis", default="axial", help="axial, coronal or sagittal (NIfTI)")
     parser.add_argument("--slice_threshold", type=float, default=None)
     parser.add_argument("--slice_min_fraction", type=float, default=0.01)
@@ -35,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monai_rd.data.indexers.folders import index_class_folders, index_csv
+
     options = dict(
         slice_mode=args.slice_mode, slice_axis=args.slice_axis, slice_threshold=args.slice_threshold,
         slice_min_fraction=args.slice_min_fraction, multi_series=args.multi_series,

@@ -9,7 +9,6 @@ inputs of several batch sizes; a maximum absolute difference at or above ``toler
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch.nn as nn
 
 from monai_rd.networks import StudentClassifier
 from monai_rd.networks.checkpoint import read_state_dict
+from monai_rd.utils import atomic_path
 
 __all__ = [
     "ParityError",
@@ -92,36 +92,23 @@ def load_student(
     return model.eval()
 
 
-def _atomic_target(path: str) -> tuple[str, str]:
-    path = os.path.abspath(os.fspath(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp_", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    return path, tmp
-
-
 def to_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None,
                    use_trace: bool = False) -> str:
     """Write ``model`` as TorchScript (``torch.jit.script``; ``torch.jit.trace`` on ``example`` if ``use_trace``).
 
     Scripting keeps every dimension symbolic, so the batch is dynamic by construction.
     """
-    path, tmp = _atomic_target(path)
+    path = os.path.abspath(os.fspath(path))
     model = model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
-            if use_trace:
-                if example is None:
-                    raise ValueError("use_trace=True needs an example input [B, 3, H, W].")
-                converted = torch.jit.trace(model, example, check_trace=False)
-            else:
-                converted = torch.jit.script(model)
-            torch.jit.save(converted, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=".pt") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
+        if use_trace:
+            if example is None:
+                raise ValueError("use_trace=True needs an example input [B, 3, H, W].")
+            converted = torch.jit.trace(model, example, check_trace=False)
+        else:
+            converted = torch.jit.script(model)
+        torch.jit.save(converted, tmp)
     return path
 
 
@@ -130,9 +117,9 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, op
 
     The TorchScript-based exporter is used (no ``onnxscript`` dependency); ``batch`` is a dynamic axis.
     """
-    path, tmp = _atomic_target(path)
+    path = os.path.abspath(os.fspath(path))
     model = model.eval()
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -143,10 +130,6 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, op
         import onnx
 
         onnx.checker.check_model(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 
+from monai_rd.bundle import remembered_settings
 from monai_rd.deploy.serving import export_run_serving
 from monai_rd.utils import atomic_write_json
 
@@ -87,6 +88,8 @@ def prepare_label_bundle(
         if os.path.isfile(path):
             config = _read_json(path)
             config.update({k: v for k, v in values.items() if k in config})
+            if "training_config" in config:  # the packaged bundle carries its training run's settings
+                config["training_config"] = remembered_settings(executed)
             atomic_write_json(path, config)
 
     parser = ConfigParser()

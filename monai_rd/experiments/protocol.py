@@ -521,6 +521,8 @@ def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
 def _fmt(stats: dict | None) -> str:
     if stats is None:
         return "—"
+    if stats["n"] == 1:  # one finished seed has no spread to report: say so rather than "± 0.00"
+        return f"{100 * stats['mean']:.2f} (n=1)"
     return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
 

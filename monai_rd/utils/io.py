@@ -18,7 +18,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     """Yield a temporary path in ``path``'s folder; on success it is renamed onto ``path``, on error removed.
 
     Whatever is written to the yielded path appears at ``path`` all at once, so a reader never sees a
-    half-written file, even if the process is killed mid-write.
+    half-written file, even if the process is killed mid-write. The file gets the usual permissions
+    (``0o666`` less the umask), not the ``0o600`` of a temporary file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -27,11 +28,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it back at once
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
+if TYPE_CHECKING:  # annotations only: importing torch here would slow down `monai-rd --help`
+    import torch.nn as nn
 
 __all__ = ["Registry"]
 

@@ -9,10 +9,12 @@ from monai_rd.data.datalist import finalize_datalist, stratified_split
 from monai_rd.data.duplicates import group_near_duplicates
 from monai_rd.data.indexers.checks import verify_image
 
-__all__ = ["BUSI_CLASSES", "index_busi"]
+__all__ = ["BUSI_CLASSES", "BUSI_MASK_PATTERN", "index_busi"]
 
 BUSI_CLASSES = ("benign", "malignant", "normal")
 _MASK = re.compile(r"_mask(_\d+)?\.png$", re.IGNORECASE)
+#: BUSI's segmentation masks (``_mask.png``, ``_mask_1.png``): never images to classify (inference skips them too)
+BUSI_MASK_PATTERN = _MASK
 
 
 def _busi_root(dataset_dir: str) -> str:
