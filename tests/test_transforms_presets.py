@@ -14,7 +14,7 @@ import pytest
 import torch
 from monai.transforms import Compose, Randomizable
 
-from monai_rd.transforms import MODALITIES, STAGES, load_preset, preset_path, presets_dir
+from monai_rd.transforms import MODALITIES, STAGES, VOLUME_MODALITIES, load_preset, preset_path, presets_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,7 +48,7 @@ def _fake_image(modality: str) -> torch.Tensor:
 
 
 def test_every_preset_file_defines_both_stages():
-    assert sorted(os.listdir(os.path.join(REPO, "transforms"))) == sorted(f"{m}.json" for m in MODALITIES)
+    assert sorted(os.listdir(os.path.join(REPO, "transforms"))) == sorted(f"{m}.json" for m in MODALITIES + VOLUME_MODALITIES)
     for m in MODALITIES:
         with open(os.path.join(REPO, "transforms", f"{m}.json"), encoding="utf-8") as f:
             config = json.load(f)
@@ -127,7 +127,7 @@ def test_presets_after_non_editable_install(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     shipped = target / "monai_rd" / "transforms" / "presets"
-    assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES + VOLUME_MODALITIES)
     for m in MODALITIES:  # the shipped copies are the top-level files, byte for byte
         with open(os.path.join(REPO, "transforms", f"{m}.json"), "rb") as f:
             assert (shipped / f"{m}.json").read_bytes() == f.read()

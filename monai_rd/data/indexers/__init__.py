@@ -7,4 +7,5 @@ from monai_rd.data.indexers.class_folders import list_class_folders
 from monai_rd.data.indexers.covid_ct import COVID_CT_CLASSES, index_covid_ct
 from monai_rd.data.indexers.folders import expand_source, grouped_stratified_split, index_class_folders, index_csv
 from monai_rd.data.indexers.isic import HAM10000_DX, ISIC2018_CLASSES, index_ham10000, index_isic2018
+from monai_rd.data.indexers.mosmed import MOSMED_GRADES, index_mosmed, mosmed_classes
 from monai_rd.data.indexers.registry import INDEXERS, index_dataset
