@@ -134,3 +134,13 @@ def test_slicewise_sequence_and_registry_name():
         teacher(torch.rand(1, 1, 5, 16, 16))
     with pytest.raises(ValueError, match="num_slices"):
         build_teacher("slicewise:torchvision:resnet18", pool="none")
+
+
+def test_slicewise_takes_a_collated_metatensor_batch():
+    from monai.data import MetaTensor
+    from monai.data.utils import list_data_collate
+
+    teacher = build_teacher("slicewise:torchvision:resnet18", input_size=32)
+    items = [{"image": MetaTensor(torch.rand(1, 4, 8, 8), affine=torch.eye(4) * (i + 1))} for i in range(2)]
+    batch = list_data_collate(items)["image"]
+    torch.testing.assert_close(teacher(batch), teacher(batch.as_tensor()))

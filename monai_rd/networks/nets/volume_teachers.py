@@ -107,6 +107,7 @@ class FrozenVolumeTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.as_tensor() if hasattr(x, "as_tensor") else x  # plain tensor: per-volume loops slice the batch
         return self.model(self.preprocess(x.float()))
 
 
@@ -171,6 +172,7 @@ class SliceWiseTeacher(nn.Module):
         """``[B, C, D, H, W] -> [B, S, d]``: the 2D teacher's features of each slice along ``axis``."""
         if x.ndim != 5:
             raise ValueError(f"{self.name!r} expects [B, C, D, H, W] volumes, got shape {tuple(x.shape)}.")
+        x = x.as_tensor() if hasattr(x, "as_tensor") else x  # a MetaTensor's batched metadata cannot follow the reshape
         b, c = x.shape[:2]
         s = x.shape[self.axis]
         # move the slice axis next to batch and fold it in: [B, C, D, H, W] -> [B*S, C, h, w]
