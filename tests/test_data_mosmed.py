@@ -73,3 +73,18 @@ def test_ct_volume_preset(tmp_path):
     train = load_preset("ct_volume", "train", image_size=32)
     train.set_random_state(seed=0)
     assert tuple(train(load({"image": str(tmp_path / "CT-0.nii.gz")}))["image"].shape) == (1, 32, 32, 32)
+
+
+def test_list_volumes(tmp_path):
+    from monai_rd.data import list_volumes
+    from monai_rd.data.synthetic import write_dicom_series
+
+    write_chest_ct_volume(tmp_path / "b.nii.gz", "CT-1", shape=(8, 8, 4))
+    write_dicom_series(str(tmp_path / "p1" / "s1"), n_slices=3, size=16)
+    assert [os.path.relpath(i["image"], tmp_path) for i in list_volumes(tmp_path)] == ["b.nii.gz", "p1/s1"]
+    open(tmp_path / "p1" / "notes.txt", "w").close()
+    with pytest.raises(ValueError, match="notes.txt"):
+        list_volumes(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No volume"):
+        list_volumes(tmp_path / "empty")
