@@ -13,7 +13,7 @@ import pytest
 import torch
 from monai.transforms import Compose, Randomizable
 
-from monai_rd.transforms import MODALITIES, STAGES, load_preset, preset_path, presets_dir
+from monai_rd.transforms import MODALITIES, STAGES, VOLUME_MODALITIES, load_preset, preset_path, presets_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +47,7 @@ def _fake_image(modality: str) -> torch.Tensor:
 
 
 def test_every_preset_file_defines_both_stages():
-    assert sorted(os.listdir(os.path.join(REPO, "transforms"))) == sorted(f"{m}.json" for m in MODALITIES)
+    assert sorted(os.listdir(os.path.join(REPO, "transforms"))) == sorted(f"{m}.json" for m in MODALITIES + VOLUME_MODALITIES)
     for m in MODALITIES:
         with open(os.path.join(REPO, "transforms", f"{m}.json"), encoding="utf-8") as f:
             config = json.load(f)
@@ -114,7 +114,7 @@ def test_presets_after_non_editable_install(installed_package, tmp_path):
     """Load every preset from a wheel built from a copy of the source tree and installed into a temp dir."""
     target, env = installed_package
     shipped = target / "monai_rd" / "transforms" / "presets"
-    assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES)
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(f"{m}.json" for m in MODALITIES + VOLUME_MODALITIES)
     for m in MODALITIES:  # the shipped copies are the top-level files, byte for byte
         with open(os.path.join(REPO, "transforms", f"{m}.json"), "rb") as f:
             assert (shipped / f"{m}.json").read_bytes() == f.read()

@@ -13,7 +13,7 @@ from monai_rd.data.checks import (
 from monai_rd.data.datalist import datalist_hash, finalize_datalist, stratified_split, write_datalist
 from monai_rd.data.duplicates import difference_hash, group_near_duplicates, hamming_distances
 from monai_rd.data.feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed
-from monai_rd.data.images import IMAGE_EXTENSIONS, list_images
+from monai_rd.data.images import IMAGE_EXTENSIONS, list_images, list_volumes
 from monai_rd.data.indexers import *  # noqa: F401,F403
 from monai_rd.data.indices import INDEX_KEY, with_indices
 from monai_rd.data.readers import *  # noqa: F401,F403

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from monai_rd.deploy.export import example_input_shape
 from monai_rd.networks import StudentClassifier, build_teacher
 from monai_rd.utils import atomic_write_text
 
@@ -35,6 +36,7 @@ __all__ = [
     "count_flops",
     "median_latency",
     "teacher_classifier",
+    "VolumeTeacherClassifier",
     "model_cost",
     "cost_table",
     "format_table",
@@ -91,9 +93,26 @@ def median_latency(fn: Callable[[], object], warmup: int = 3, repeats: int = 10)
     return statistics.median(times)
 
 
+class VolumeTeacherClassifier(nn.Module):
+    """A volume teacher (3D encoder or slice-wise 2D teacher) with a linear head: ``[B, C_in, D, H, W] -> [B, C]``."""
+
+    spatial_dims = 3
+
+    def __init__(self, teacher: nn.Module, num_classes: int, in_channels: int = 1) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.head = nn.Linear(int(torch.tensor(teacher.feature_shape).prod()), num_classes)
+        self.register_buffer("mean", torch.zeros(1, in_channels, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.teacher(x).flatten(1))
+
+
 def teacher_classifier(name: str, num_classes: int, weights: str | os.PathLike | None = None) -> StudentClassifier:
     """The teacher deployed as a classifier: its backbone + a linear head (normalisation inside, as a student)."""
     teacher = build_teacher(name, weights=weights)
+    if getattr(teacher, "spatial_dims", 2) == 3:  # volume teachers: the frozen encoder (own preprocessing) + a head
+        return VolumeTeacherClassifier(teacher, num_classes)
     return StudentClassifier(teacher.backbone, num_classes, mean=teacher.mean.flatten().tolist(),
                              std=teacher.std.flatten().tolist())
 
@@ -144,7 +163,7 @@ def model_cost(
     if unknown:
         raise KeyError(f"Unknown backend(s) {unknown}; available: {sorted(BACKENDS)}.")
     model = model.float().cpu().eval()
-    x = torch.rand(batch_size, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(batch_size, *example_input_shape(model, image_size), generator=torch.Generator().manual_seed(0))
     cost = ModelCost(role=role, name=name, params=count_parameters(model), flops=count_flops(model, x))
     with tempfile.TemporaryDirectory(prefix="monai_rd_cost_") as workdir:
         for backend in backends:
@@ -168,12 +187,19 @@ def cost_table(
     warmup: int = 3,
     repeats: int = 10,
     teacher_weights: str | os.PathLike | None = None,
+    spatial_dims: int = 2,
+    in_channels: int = 1,
 ) -> list[ModelCost]:
-    """Costs of the teacher (first row) and of each student, all built by registry name."""
+    """Costs of the teacher (first row) and of each student, all built by registry name.
+
+    ``spatial_dims=3``: volumes ``[batch_size, in_channels, s, s, s]`` (``s = image_size``), 3D students
+    (``monai:resnet10`` ...) and a volume teacher (``swin_unetr_ssl``, ``slicewise:<2D teacher>`` ...).
+    """
     kwargs = dict(image_size=image_size, batch_size=batch_size, backends=backends, warmup=warmup, repeats=repeats)
     rows = [model_cost(teacher_classifier(teacher, num_classes, teacher_weights), "teacher", teacher, **kwargs)]
     for student in students:
-        rows.append(model_cost(StudentClassifier(student, num_classes), "student", student, **kwargs))
+        options = {"spatial_dims": 3, "in_channels": in_channels} if spatial_dims == 3 else {}
+        rows.append(model_cost(StudentClassifier(student, num_classes, **options), "student", student, **kwargs))
     return rows
 
 

@@ -22,6 +22,7 @@ from monai_rd.networks.checkpoint import read_state_dict
 from monai_rd.utils import atomic_path
 
 __all__ = [
+    "example_input_shape",
     "ParityError",
     "ExportResult",
     "load_student",
@@ -87,9 +88,20 @@ def load_student(
                 f"(keys start with {sorted(state)[:3]}); pass --num_classes and the right checkpoint."
             )
         num_classes = int(state["head.weight"].shape[0])
-    model = StudentClassifier(student, num_classes)
+    # a 3D student stores its normalisation as [1, C_in, 1, 1, 1]: the checkpoint says whether it is a volume model
+    mean = read_state_dict(checkpoint, trust_checkpoint=trust_checkpoint).get("mean")
+    spatial_dims = mean.ndim - 2 if mean is not None and mean.ndim in (4, 5) else 2
+    in_channels = int(mean.shape[1]) if spatial_dims == 3 else None
+    model = StudentClassifier(student, num_classes, spatial_dims=spatial_dims, in_channels=in_channels)
     load_weights(model, checkpoint, trust_checkpoint=trust_checkpoint)
     return model.eval()
+
+
+def example_input_shape(model: nn.Module, image_size: int) -> tuple[int, ...]:
+    """Input shape without batch: ``(3, s, s)`` for a 2D student, ``(C_in, s, s, s)`` for a volume student."""
+    if getattr(model, "spatial_dims", 2) == 3:
+        return (int(model.mean.shape[1]), image_size, image_size, image_size)
+    return (3, image_size, image_size)
 
 
 def to_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None,
@@ -200,7 +212,8 @@ def export_student(
     """Export ``model`` (CPU, fp32) to each of ``formats`` under ``output_dir`` and check parity on load-back.
 
     Args:
-        model: the deployable student, ``[B, 3, image_size, image_size]`` -> ``[B, C]``.
+        model: the deployable student, ``[B, 3, image_size, image_size]`` -> ``[B, C]`` (a volume student:
+            ``[B, C_in, image_size, image_size, image_size]``).
         output_dir: folder for ``<basename>.ts`` / ``<basename>.onnx``.
         batch_sizes: the (at least two different) batch sizes the exported files are run with, which
             checks that the batch dimension is dynamic.
@@ -215,7 +228,7 @@ def export_student(
         raise KeyError(f"Unknown export format(s) {unknown}; available: {sorted(EXPORTERS)}.")
     model = model.float().cpu().eval()
     generator = torch.Generator().manual_seed(seed)
-    inputs = [torch.rand(b, 3, image_size, image_size, generator=generator) for b in batch_sizes]
+    inputs = [torch.rand(b, *example_input_shape(model, image_size), generator=generator) for b in batch_sizes]
     result = ExportResult(batch_sizes=tuple(batch_sizes), tolerance=tolerance)
     for fmt in formats:
         path = os.path.join(os.fspath(output_dir), basename + FORMAT_SUFFIX[fmt])

@@ -5,7 +5,7 @@ from monai_rd.transforms.ct import CT_WINDOWS, CTMultiWindow, CTMultiWindowd, CT
 from monai_rd.transforms.dermoscopy import HairRemoval, HairRemovald, ShadesOfGray, ShadesOfGrayd
 from monai_rd.transforms.mri import ForegroundZScore, ForegroundZScored
 from monai_rd.transforms.slice import ExtractSlice, ExtractSliced
-from monai_rd.transforms.presets import MODALITIES, STAGES, load_preset, preset_path, presets_dir
+from monai_rd.transforms.presets import MODALITIES, STAGES, VOLUME_MODALITIES, load_preset, preset_path, presets_dir
 from monai_rd.transforms.ultrasound import RandSpeckleNoise, RandSpeckleNoised, UltrasoundFanCrop, UltrasoundFanCropd, fan_mask
 from monai_rd.transforms.xray import (
     ARRAY_PHOTOMETRIC_KEY,

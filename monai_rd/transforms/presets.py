@@ -14,10 +14,12 @@ from typing import Any
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
-__all__ = ["MODALITIES", "STAGES", "presets_dir", "preset_path", "load_preset"]
+__all__ = ["MODALITIES", "VOLUME_MODALITIES", "STAGES", "presets_dir", "preset_path", "load_preset"]
 
 #: Modalities with a preset, i.e. the file names (without ``.json``) under ``transforms/``.
 MODALITIES = ("ct", "mri", "ultrasound", "dermoscopy", "xray")
+#: Volume presets (3D output ``[1, s, s, s]``), also under ``transforms/``.
+VOLUME_MODALITIES = ("ct_volume",)
 #: Pipeline ids every preset defines.
 STAGES = ("train", "eval")
 
@@ -29,7 +31,7 @@ def presets_dir() -> Path:
     """
     here = Path(__file__).resolve().parent
     for candidate in (here / "presets", here.parent.parent / "transforms"):
-        if all((candidate / f"{m}.json").is_file() for m in MODALITIES):
+        if all((candidate / f"{m}.json").is_file() for m in MODALITIES + VOLUME_MODALITIES):
             return candidate
     raise FileNotFoundError(
         f"No modality presets found (looked in {here / 'presets'} and {here.parent.parent / 'transforms'}); "
@@ -39,8 +41,8 @@ def presets_dir() -> Path:
 
 def preset_path(modality: str) -> str:
     """Absolute path of the preset JSON of ``modality`` (one of :data:`MODALITIES`)."""
-    if modality not in MODALITIES:
-        raise ValueError(f"Unknown modality {modality!r}; presets exist for {list(MODALITIES)}.")
+    if modality not in MODALITIES + VOLUME_MODALITIES:
+        raise ValueError(f"Unknown modality {modality!r}; presets exist for {list(MODALITIES + VOLUME_MODALITIES)}.")
     return os.fspath(presets_dir() / f"{modality}.json")
 
 
@@ -50,6 +52,8 @@ def load_preset(modality: str, stage: str, image_size: int = 224, keys: Any = "i
     The pipeline expects a dictionary whose ``keys`` hold channel-first 2D images ``[C, H, W]`` as produced by
     ``LoadImaged(..., ensure_channel_first=True)`` and returns them as float ``[3, image_size, image_size]``
     in ``[0, 1]`` (before any augmentation that may move values slightly, such as speckle or contrast).
+    ``ct_volume`` takes CT volumes ``[1, X, Y, Z]`` (with their affine) and returns ``[1, s, s, s]`` cubes of
+    side ``image_size`` (see ``transforms/ct_volume.json``).
 
     Args:
         modality: one of :data:`MODALITIES`.

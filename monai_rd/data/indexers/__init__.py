@@ -12,4 +12,5 @@ from monai_rd.data.indexers.folders import (
     list_class_folders,
 )
 from monai_rd.data.indexers.isic import HAM10000_DX, ISIC2018_CLASSES, index_ham10000, index_isic2018
+from monai_rd.data.indexers.mosmed import MOSMED_GRADES, index_mosmed, mosmed_classes
 from monai_rd.data.indexers.registry import INDEXERS, index_dataset

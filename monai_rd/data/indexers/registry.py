@@ -9,6 +9,7 @@ from monai_rd.data.indexers.chestxray14 import index_chestxray14
 from monai_rd.data.indexers.covid_ct import index_covid_ct
 from monai_rd.data.indexers.folders import index_class_folders
 from monai_rd.data.indexers.isic import index_ham10000, index_isic2018
+from monai_rd.data.indexers.mosmed import index_mosmed
 
 __all__ = ["INDEXERS", "index_dataset"]
 
@@ -21,6 +22,7 @@ INDEXERS.register("covid_ct", index_covid_ct)
 INDEXERS.register("btc", index_btc)
 INDEXERS.register("chestxray14", index_chestxray14)
 INDEXERS.register("class_folders", index_class_folders)
+INDEXERS.register("mosmed", index_mosmed)
 
 
 def index_dataset(dataset_format: str, dataset_dir: str, **kwargs) -> dict:

@@ -6,7 +6,9 @@ from monai_rd.data.synthetic.medical import (
     write_dicom_series,
     write_nifti_volume,
 )
+from monai_rd.data.synthetic.mosmed import make_mosmed_like, write_chest_ct_volume
 from monai_rd.data.synthetic.natural import *  # noqa: F401,F403
 from monai_rd.data.synthetic.natural import __all__ as _natural_all
 
-__all__ = [*_natural_all, "make_dicom_series_dataset", "make_nifti_dataset", "write_dicom_series", "write_nifti_volume"]
+__all__ = [*_natural_all, "make_dicom_series_dataset", "make_nifti_dataset", "write_dicom_series", "write_nifti_volume",
+           "make_mosmed_like", "write_chest_ct_volume"]

@@ -10,7 +10,7 @@ import torchvision
 
 from monai_rd.networks.checkpoint import load_weights
 
-__all__ = ["FeatureBackbone", "remove_classifier", "probe_output_shape", "torchvision_backbone"]
+__all__ = ["FeatureBackbone", "remove_classifier", "probe_output_shape", "torchvision_backbone", "monai_backbone"]
 
 
 def remove_classifier(model: nn.Module) -> str:
@@ -35,12 +35,14 @@ def remove_classifier(model: nn.Module) -> str:
 
 
 @torch.no_grad()
-def probe_output_shape(module: nn.Module, in_channels: int = 3, size: int = 64) -> tuple[int, ...]:
-    """Shape of ``module``'s output for one ``[1, in_channels, size, size]`` input, batch dim dropped."""
+def probe_output_shape(
+    module: nn.Module, in_channels: int = 3, size: int = 64, spatial_dims: int = 2
+) -> tuple[int, ...]:
+    """Shape of ``module``'s output for one ``[1, in_channels, size, size(, size)]`` input, batch dim dropped."""
     was_training = module.training
     module.eval()
     try:
-        out = module(torch.zeros(1, in_channels, size, size))
+        out = module(torch.zeros(1, in_channels, *(size,) * spatial_dims))
     finally:
         module.train(was_training)
     return tuple(out.shape[1:])
@@ -53,13 +55,19 @@ class FeatureBackbone(nn.Module):
         model: the network with its classifier already removed.
         name: the registry name it was built from (kept for logging and export).
         probe_size: side of the dummy image used to discover ``feature_dim``.
+        spatial_dims: 2 for images ``[B, C, H, W]``, 3 for volumes ``[B, C, D, H, W]``.
+        in_channels: channels of the dummy input.
     """
 
-    def __init__(self, model: nn.Module, name: str = "", probe_size: int = 64) -> None:
+    def __init__(
+        self, model: nn.Module, name: str = "", probe_size: int = 64, spatial_dims: int = 2, in_channels: int = 3
+    ) -> None:
         super().__init__()
         self.model = model
         self.name = name
-        self.feature_shape = probe_output_shape(model, size=probe_size)
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.feature_shape = probe_output_shape(model, in_channels, probe_size, spatial_dims)
         self.feature_dim = self.feature_shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,3 +89,52 @@ def torchvision_backbone(
     if weights is not None:
         load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint)
     return FeatureBackbone(model, name=f"torchvision:{arch}")
+
+
+def monai_backbone(
+    net: str,
+    weights: str | os.PathLike | None = None,
+    spatial_dims: int = 2,
+    in_channels: int = 3,
+    trust_checkpoint: bool = False,
+    **kwargs,
+) -> FeatureBackbone:
+    """``monai.networks.nets.<net>`` (a class such as ``DenseNet121``/``EfficientNetBN`` or a builder such as
+    ``resnet18``) without its classifier, for 2D images or 3D volumes (``spatial_dims=3``).
+
+    ``in_channels``/``n_input_channels`` and ``out_channels``/``num_classes`` (1; the classifier is removed) are
+    filled in; ``pretrained`` is False (never a download) and EfficientNetBN's ``model_name`` defaults to
+    ``efficientnet-b0``. The weights file is the state dict of the network as built, classifier entries dropped.
+    """
+    import inspect
+
+    import monai.networks.nets as nets
+
+    builder = getattr(nets, net, None)
+    if builder is None or not callable(builder):
+        raise KeyError(f"monai.networks.nets has no network {net!r}.")
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    params = inspect.signature(target).parameters
+    if "in_channels" in params:  # classes: fill the arguments they name
+        fill = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": 1, "num_classes": 1}
+        fill = {k: v for k, v in fill.items() if k in params}
+    else:  # the ResNet builders (``resnet18`` ...) pass **kwargs to monai's ResNet
+        fill = {"spatial_dims": spatial_dims, "n_input_channels": in_channels, "num_classes": 1}
+    if "pretrained" in params:  # EfficientNetBN defaults to downloading ImageNet weights: never here
+        fill["pretrained"] = False
+    if net == "EfficientNetBN":
+        fill["model_name"] = "efficientnet-b0"
+    kwargs = {**fill, **kwargs}
+    model = builder(**kwargs)
+    removed = remove_classifier(model)
+    if weights is not None:
+        load_weights(
+            model,
+            weights,
+            drop_prefixes=(f"{removed}.",),
+            trust_checkpoint=trust_checkpoint,
+            expected_file=f"a state dict of monai.networks.nets.{net}",
+        )
+    probe = 32 if spatial_dims == 3 else 64
+    return FeatureBackbone(model, name=f"monai:{net}", probe_size=probe, spatial_dims=spatial_dims,
+                           in_channels=in_channels)  # fmt: skip

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from monai_rd.networks.nets.backbones import FeatureBackbone, torchvision_backbone
+from monai_rd.networks.nets.backbones import FeatureBackbone, monai_backbone, torchvision_backbone
 from monai_rd.utils.registry import Registry
 
 __all__ = ["STUDENTS", "build_student", "StudentClassifier", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -20,6 +20,9 @@ STUDENTS = Registry("student")
 
 
 STUDENTS.register_family("torchvision", torchvision_backbone)
+#: ``monai:<Net>``: any MONAI network, 2D or 3D (``spatial_dims=3``): ``monai:DenseNet121``, ``monai:resnet10``,
+#: ``monai:resnet18``, ``monai:EfficientNetBN`` ...
+STUDENTS.register_family("monai", monai_backbone)
 
 
 # the paper's students, under their short names
@@ -44,10 +47,14 @@ class StudentClassifier(nn.Module):
         num_classes: ``C``, the width of the shared head ``h``.
         weights: optional local weights file for the backbone (when built by name).
         mean, std: per-channel normalisation applied inside the model, so a deployed student takes the
-            same ``[0, 1]`` images the data pipeline produces.
+            same ``[0, 1]`` images the data pipeline produces. Default: ImageNet's for 2D; for volumes
+            (``spatial_dims=3``) none (0 and 1: the CT volume preset already windows intensities to ``[0, 1]``).
+        spatial_dims: 2 (images) or 3 (volumes; the backbone is built with ``spatial_dims=3``, e.g. ``monai:resnet18``).
+        in_channels: input channels when built by name for volumes (1 for CT/MRI).
 
     Shapes:
-        ``forward``: ``[B, 3, H, W]`` in ``[0, 1]`` -> logits ``[B, C]``; ``features``: -> ``[B, d_S]``.
+        ``forward``: ``[B, C_in, H, W]`` (or ``[B, C_in, D, H, W]``) in ``[0, 1]`` -> logits ``[B, C]``;
+        ``features``: -> ``[B, d_S]``.
     """
 
     def __init__(
@@ -55,21 +62,35 @@ class StudentClassifier(nn.Module):
         backbone: str | FeatureBackbone,
         num_classes: int,
         weights: str | os.PathLike | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        spatial_dims: int = 2,
+        in_channels: int | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = build_student(backbone, weights=weights) if isinstance(backbone, str) else backbone
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if isinstance(backbone, str):
+            options = {} if spatial_dims == 2 else {"spatial_dims": 3, "in_channels": in_channels or 1}
+            if spatial_dims == 3 and not backbone.startswith("monai:"):
+                raise ValueError(f"3D students are MONAI networks (monai:<Net>, e.g. monai:resnet18); got {backbone!r}.")
+            self.backbone = build_student(backbone, weights=weights, **options)
+        else:
+            self.backbone = backbone
         if len(self.backbone.feature_shape) != 1:
             raise ValueError(f"A student must return pooled features [B, d]; got {self.backbone.feature_shape}.")
+        if mean is None or std is None:
+            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spatial_dims == 2 else ((0.0,), (1.0,))
+        self.spatial_dims = spatial_dims
         self.feature_dim = self.backbone.feature_dim
         self.num_classes = num_classes
         self.head = nn.Linear(self.feature_dim, num_classes)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        shape = (1, -1) + (1,) * spatial_dims
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``f_S``: ``[B, 3, H, W]`` -> ``[B, d_S]``."""
+        """``f_S``: ``[B, C_in, H, W]`` (or ``[B, C_in, D, H, W]``) -> ``[B, d_S]``."""
         return self.backbone((x - self.mean) / self.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,119 @@
+"""MosMedData COVID19_1110 (Morozov et al. 2020) indexer: one chest CT volume per study, graded CT-0 .. CT-4.
+
+The release unpacks to ``COVID19_1110/studies/CT-<k>/study_<NNNN>.nii.gz`` (1110 studies: CT-0 normal, CT-1 ..
+CT-4 increasing share of lung involvement: <25%, 25-50%, 50-75%, >75%); ``masks/`` and ``dataset_registry.xlsx``
+may sit next to ``studies/`` and are not read. There is no official split: a seeded stratified split gives
+``training``/``validation``/``test`` (each study is its own group: one volume per patient study).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.indexers.checks import require_dir
+
+__all__ = ["MOSMED_GRADES", "MOSMED_LABELINGS", "mosmed_classes", "index_mosmed"]
+
+#: the five severity folders, in label order
+MOSMED_GRADES = ("CT-0", "CT-1", "CT-2", "CT-3", "CT-4")
+#: labeling -> (class names, grade -> class index)
+MOSMED_LABELINGS: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
+    "severity": (MOSMED_GRADES, {g: i for i, g in enumerate(MOSMED_GRADES)}),
+    "binary": (("normal", "abnormal"), {g: int(g != "CT-0") for g in MOSMED_GRADES}),
+}
+_STUDY = re.compile(r"^study_\d+\.nii(\.gz)?$")
+
+
+def mosmed_classes(labeling: str = "severity") -> list[str]:
+    """Class names of ``labeling``: ``"severity"`` (CT-0 .. CT-4) or ``"binary"`` (normal = CT-0 vs abnormal)."""
+    if labeling not in MOSMED_LABELINGS:
+        raise ValueError(f"labeling must be one of {sorted(MOSMED_LABELINGS)}, got {labeling!r}.")
+    return list(MOSMED_LABELINGS[labeling][0])
+
+
+def _studies_dir(root: str) -> str:
+    for candidate in (os.path.join(root, "studies"), os.path.join(root, "COVID19_1110", "studies")):
+        if os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"No 'studies' folder in {root!r} (nor in {os.path.join(root, 'COVID19_1110')!r}): expected MosMedData "
+        "COVID19_1110 unpacked as <dataset_dir>/studies/CT-0 ... CT-4/study_NNNN.nii.gz."
+    )
+
+
+def _check_nifti(path: str) -> None:
+    import nibabel as nib
+
+    try:
+        img = nib.load(path)
+    except Exception as e:
+        raise ValueError(f"{path!r} is not a readable NIfTI volume ({type(e).__name__}: {e}).") from e
+    if len(img.shape) != 3:
+        raise ValueError(f"{path!r} has shape {img.shape}: a MosMedData study is one 3D CT volume.")
+
+
+def index_mosmed(
+    dataset_dir: str | os.PathLike,
+    labeling: str = "severity",
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    datalist_file: str | os.PathLike | None = None,
+    verify_images: bool = True,
+) -> dict:
+    """Index MosMedData COVID19_1110 into a MONAI datalist of whole volumes.
+
+    Args:
+        dataset_dir: the folder holding ``studies/`` (or ``COVID19_1110/studies/``).
+        labeling: ``"severity"`` (5 classes CT-0 .. CT-4) or ``"binary"`` (normal = CT-0, abnormal = CT-1 .. CT-4).
+        val_fraction: share of the non-test studies (per class) that goes to validation.
+        test_fraction: share of all studies (per class) held out for testing; ``0`` gives no ``test`` split.
+        seed: the split seed.
+        datalist_file: also write the datalist there (atomically).
+        verify_images: read every NIfTI header now, so an unreadable or non-3D file fails at indexing, by name.
+
+    Returns:
+        ``{"training": [{"image", "label", "class_name", "grade", "group"}...], "validation": [...],
+        "test": [...], "classes": [...], "labeling", "split": "seeded", "split_hash"}``.
+
+    Raises:
+        FileNotFoundError: no ``studies`` folder, a missing grade folder, or an empty one.
+        ValueError: a file that is not ``study_NNNN.nii[.gz]``, an unreadable or non-3D volume, a bad labeling.
+    """
+    classes = mosmed_classes(labeling)
+    grade_to_label = MOSMED_LABELINGS[labeling][1]
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
+    studies = _studies_dir(os.path.abspath(os.fspath(dataset_dir)))
+    stray = sorted(e for e in os.listdir(studies) if not e.startswith(".") and e not in MOSMED_GRADES)
+    if stray:
+        raise ValueError(f"Unexpected entries {stray[:5]} in {studies!r}: only the folders {list(MOSMED_GRADES)} belong.")
+    items = []
+    for grade in MOSMED_GRADES:
+        folder = require_dir(os.path.join(studies, grade), f"MosMedData {grade}")
+        names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+        if not names:
+            raise FileNotFoundError(f"{folder!r} is empty: expected study_NNNN.nii.gz volumes.")
+        for name in names:
+            path = os.path.join(folder, name)
+            if not _STUDY.match(name) or not os.path.isfile(path):
+                raise ValueError(f"Unexpected entry {path!r}: MosMedData studies are files named study_NNNN.nii.gz.")
+            if verify_images:
+                _check_nifti(path)
+            label = grade_to_label[grade]
+            study = name.split(".")[0]
+            items.append({"image": path, "label": label, "class_name": classes[label], "grade": grade, "group": study})
+    labels = [it["grade"] for it in items]  # stratify by grade, also for the binary labeling
+    datalist: dict = {"training": [], "validation": []}
+    rest = list(range(len(items)))
+    if test_fraction > 0:
+        keep, test = stratified_split(labels, val_fraction=test_fraction, seed=seed)
+        datalist["test"] = [items[i] for i in test]
+        rest = keep
+    train, val = stratified_split([labels[i] for i in rest], val_fraction=val_fraction, seed=seed + 1)
+    datalist["training"] = [items[rest[i]] for i in train]
+    datalist["validation"] = [items[rest[i]] for i in val]
+    datalist.update(classes=classes, labeling=labeling, split="seeded")
+    return finalize_datalist(datalist, datalist_file)
