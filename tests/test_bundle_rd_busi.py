@@ -35,7 +35,8 @@ def test_training_writes_best_student_checkpoint(trained):
     assert not any(k.startswith(("teacher", "reprogrammer")) for k in state)
     StudentClassifier("resnet18", 3).load_state_dict(state, strict=True)
     datalist = json.load(open(os.path.join(trained, "datalist.json")))
-    assert len(datalist["training"]) == 24 and len(datalist["validation"]) == 6
+    assert [len(datalist[k]) for k in ("training", "validation", "test")] == [18, 6, 6]
+    assert datalist["split_protocol"] == "holdout" and datalist["test_split"] == "held-out"
 
 
 def test_mlflow_store_holds_the_run(trained):
@@ -50,7 +51,7 @@ def test_mlflow_store_holds_the_run(trained):
     params = run.data.params
     assert params["teacher"] == "resnet50" and params["student"] == "resnet18" and params["max_epochs"] == "2"
     assert params["teacher_weights_sha256"] == "random-init" and len(params["split_hash"]) == 16
-    iters_per_epoch = 24 // 8
+    iters_per_epoch = 18 // 8
     total = MAX_EPOCHS * iters_per_epoch
     for key in ("loss", "loss_ce_teacher", "loss_ce_student", "loss_kd", "loss_cka", "cka"):
         history = client.get_metric_history(run.info.run_id, key)
@@ -70,6 +71,27 @@ def test_mlflow_store_holds_the_run(trained):
     assert {"executed_config.json", "datalist.json"} <= artifacts
     executed = json.load(open(os.path.join(trained, "executed_config.json")))
     assert executed["max_epochs"] == MAX_EPOCHS and executed["image_size"] == 32
+
+
+def test_selected_checkpoint_scored_on_test_with_intervals(trained):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained}/mlruns.db")
+    run = client.search_runs([client.get_experiment_by_name("rd_busi").experiment_id])[0]
+    metrics, tags, params = run.data.metrics, run.data.tags, run.data.params
+    for name in ("test_accuracy", "test_f1_macro", "test_auc_macro"):
+        assert 0.0 <= metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"] <= 1.0, name
+        assert len(client.get_metric_history(run.info.run_id, name)) == 1  # scored once, at the end
+    assert metrics["test_num_samples"] == 6
+    assert tags["split_protocol"] == params["split_protocol"] == "holdout" and tags["test_split"] == "held-out"
+    assert params["num_test"] == "6"
+    record = json.load(open(os.path.join(trained, "report", "test_metrics.json")))
+    assert record["split"] == "test" and record["checkpoint"] == os.path.join(trained, "model.pt")
+    assert record["metrics"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert "report/test_metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    datalist = json.load(open(os.path.join(trained, "datalist.json")))
+    test_images = {i["image"] for i in datalist["test"]}
+    assert not test_images & {i["image"] for k in ("training", "validation") for i in datalist[k]}
 
 
 def test_evaluate_scores_the_checkpoint(trained):
