@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -129,7 +128,7 @@ class BestModelTestReport:
             "metrics": {k: (None if v != v else v) for k, v in self.metrics.items()},
         }
         os.makedirs(self.output_dir, exist_ok=True)
-        self.file = atomic_write_json(os.path.join(self.output_dir, "test_metrics.json"), json.loads(json.dumps(record)))
+        self.file = atomic_write_json(os.path.join(self.output_dir, "test_metrics.json"), record)
         main = "test_mean_auc" if self.multi_label else "test_accuracy"
         logger.info("%s split (%s, %d samples): %s = %.4f [%.4f, %.4f]", self.split, self.split_protocol,
                     int(self.metrics["test_num_samples"]), main, self.metrics[main], self.metrics[f"{main}_ci_low"],

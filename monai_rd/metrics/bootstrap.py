@@ -105,7 +105,7 @@ def split_metrics(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Flat ``{name: value}`` metrics of one split, each with its interval, named ``<prefix>_<metric>[_ci_low|_ci_high]``.
+    """Flat ``{name: value}`` metrics of one split with their intervals: ``<prefix>_<metric>[_ci_low|_ci_high]``.
 
     Single-label (``probs`` ``[N, C]``, ``labels`` ``[N]`` class indices): ``accuracy``, ``f1_macro``, ``auc_macro``.
     Multi-label (``probs`` ``[N, C]`` sigmoid scores, ``labels`` ``[N, C]`` multi-hot): ``mean_auc`` and

@@ -59,7 +59,9 @@ def _read_ground_truth(gt_file: str, input_dir: str, what: str, verify_images: b
         else:
             dx = row["dx"].lower()
             if dx not in HAM10000_DX:
-                raise ValueError(f"{gt_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}.")
+                raise ValueError(
+                    f"{gt_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}."
+                )
             label = ISIC2018_CLASSES.index(HAM10000_DX[dx])
         path = os.path.join(input_dir, f"{image}.jpg")
         if not os.path.isfile(path):
