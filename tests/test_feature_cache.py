@@ -54,7 +54,7 @@ class CountingTeacher(torch.nn.Module):
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cache")
     root = make_busi_like(tmp / "data", n_per_class=4, size=32, seed=1, duplicates=False)
-    datalist = index_busi(root, val_fraction=0.25, seed=0)
+    datalist = index_busi(root, val_fraction=0.25, seed=0, split_protocol="paper_4to1")  # 9 training items
     weights = save_teacher_weights(tmp / "teacher.pt", seed=0)
     teacher = build_teacher(TEACHER, weights=weights)
     return {"tmp": tmp, "root": root, "train": datalist["training"], "weights": weights, "teacher": teacher}
