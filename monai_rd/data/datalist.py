@@ -291,16 +291,14 @@ def check_disjoint_splits(datalist: dict, group_key: str | None = "group") -> No
     if missing:
         raise ValueError(f"the datalist lacks the split(s) {missing}; re-index it with this version of monai_rd.")
     paper = datalist.get("split_protocol") == "paper_4to1"
+    keys = {"file": lambda item: (str(item.get("image")), item.get("slice", -1))}
+    if group_key is not None:
+        keys["group"] = lambda item: item.get(group_key)
     for a, b in (("training", "validation"), ("training", "test"), ("validation", "test")):
         if paper and (a, b) == ("validation", "test"):
             continue
-        for what, key in (("file", lambda i: (str(i.get("image")), i.get("slice", -1))), ("group", None)):
-            if key is None:
-                if group_key is None:
-                    continue
-                key = lambda i: i.get(group_key)  # noqa: E731
-            left = {key(i) for i in datalist[a]} - {None}
-            shared = left & {key(i) for i in datalist[b]}
+        for what, key in keys.items():
+            shared = ({key(i) for i in datalist[a]} - {None}) & {key(i) for i in datalist[b]}
             if shared:
                 raise ValueError(f"{len(shared)} {what}(s) in both {a} and {b}, e.g. {sorted(shared, key=str)[:2]}.")
 
