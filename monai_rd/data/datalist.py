@@ -46,7 +46,7 @@ def stratified_split(
     """Indices of a seeded stratified train/validation split (4:1 by default), optionally group-aware.
 
     Without ``groups``, in each class ``round(n * val_fraction)`` items go to validation, at least one when
-    the class has two or more items, so every class is seen on both sides.
+    the class has two or more items, so every class is seen on both sides (a single item stays in training).
 
     With ``groups`` (one id per item: a lesion, a patient, a cluster of duplicate images), whole groups are
     assigned to one side, so no group is ever split across training and validation. Each group is
@@ -77,8 +77,7 @@ def stratified_split(
         idx = np.array(by_class[label])
         rng.shuffle(idx)
         n_val = int(round(len(idx) * val_fraction))
-        if len(idx) >= 2:
-            n_val = min(max(n_val, 1), len(idx) - 1)
+        n_val = min(max(n_val, 1), len(idx) - 1)  # a single item stays in training
         val += idx[:n_val].tolist()
         train += idx[n_val:].tolist()
     return sorted(train), sorted(val)
