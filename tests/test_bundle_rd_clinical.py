@@ -26,7 +26,7 @@ def _check_outputs(out, n_items):
     from monai_rd.networks import StudentClassifier
 
     datalist = json.load(open(os.path.join(out, "datalist.json")))
-    assert len(datalist["training"]) + len(datalist["validation"]) == n_items
+    assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == n_items
     assert datalist["classes"] == ["lesion", "normal"]
     state = torch.load(os.path.join(out, "model.pt"), weights_only=True)
     StudentClassifier("resnet18", 2).load_state_dict(state, strict=True)

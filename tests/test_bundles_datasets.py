@@ -57,7 +57,18 @@ def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
     assert head.shape[0] == n_out
     with open(out / "datalist.json") as f:
         datalist = json.load(f)
-    assert datalist["training"] and datalist["validation"]
+    assert datalist["training"] and datalist["validation"] and datalist["test"]
+    # the selected checkpoint was scored on the test split, with bootstrap intervals, in the run's MLflow store
+    from mlflow.tracking import MlflowClient
+
+    with open(out / "report" / "test_metrics.json") as f:
+        record = json.load(f)["metrics"]
+    assert record["test_num_samples"] == len(datalist["test"])
+    main = "test_mean_auc" if bundle == "rd_chestxray" else "test_accuracy"
+    client = MlflowClient(f"sqlite:///{out}/mlruns.db")
+    logged = client.search_runs([e.experiment_id for e in client.search_experiments()])[0].data.metrics
+    if record[main] is not None:  # an AUC without positives and negatives in a tiny test split is undefined
+        assert logged[f"{main}_ci_low"] <= logged[main] == record[main] <= logged[f"{main}_ci_high"]
 
     # the trained student is scored on the validation list and predicts a folder, through the bundle's own configs
     # (evaluate.json is an overlay on train.json; the image size etc. come from the training run)

@@ -6,19 +6,20 @@ import shutil
 
 import pytest
 
-from monai_rd.data import BUSI_CLASSES, index_busi, make_busi_like, stratified_split
+from monai_rd.data import BUSI_CLASSES, check_disjoint_splits, index_busi, make_busi_like, stratified_split
 
 
-def test_index_excludes_masks_and_splits_4_to_1(busi_dir, tmp_path):
+def test_index_excludes_masks_and_splits_three_ways(busi_dir, tmp_path):
     datalist_file = tmp_path / "datalist.json"
     dl = index_busi(busi_dir, seed=3, datalist_file=datalist_file)
-    items = dl["training"] + dl["validation"]
+    items = dl["training"] + dl["validation"] + dl["test"]
     assert len(items) == 30 and not any("_mask" in i["image"] for i in items)
     for label, name in enumerate(BUSI_CLASSES):
         cls = [i for i in items if i["label"] == label]
         assert len(cls) == 10 and all(i["class_name"] == name and f"/{name}/" in i["image"] for i in cls)
-        assert sum(i["label"] == label for i in dl["validation"]) == 2  # 4:1 in every class
-    assert not {i["image"] for i in dl["training"]} & {i["image"] for i in dl["validation"]}
+        assert sum(i["label"] == label for i in dl["validation"]) == 2  # 3:1:1 in every class
+        assert sum(i["label"] == label for i in dl["test"]) == 2
+    check_disjoint_splits(dl, group_key=None)
     assert json.loads(datalist_file.read_text()) == dl
     # seeded: same seed same split, another seed another split; parent folder accepted too
     assert index_busi(os.path.dirname(busi_dir), seed=3) == dl

@@ -14,7 +14,7 @@ def busi(tmp_path_factory):
 
 
 def _side(datalist):
-    return {os.path.basename(i["image"]): k for k in ("training", "validation") for i in datalist[k]}
+    return {os.path.basename(i["image"]): k for k in ("training", "validation", "test") for i in datalist[k]}
 
 
 def test_planted_duplicates_found_and_never_split(busi):
@@ -27,7 +27,7 @@ def test_planted_duplicates_found_and_never_split(busi):
         side = _side(dl)
         for group in dl["duplicate_groups"]:
             assert len({side[os.path.basename(n)] for n in group}) == 1, (seed, group)
-        assert len(dl["training"]) + len(dl["validation"]) == 24
+        assert len(dl["training"]) + len(dl["validation"]) + len(dl["test"]) == 24
 
 
 def test_grouping_can_be_turned_off(busi):

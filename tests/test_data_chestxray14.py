@@ -60,9 +60,10 @@ def test_patient_split_without_lists(cxr, tmp_path):
     os.remove(root / "test_list.txt")
     entries = _entries(root)
     dl = index_chestxray14(root, seed=2)
-    assert dl["split"] == "patient" and "test" not in dl
+    assert dl["split"] == "patient" and dl["test_split"] == "held-out"
     patient = lambda part: {entries[os.path.basename(i["image"])]["Patient ID"] for i in dl[part]}  # noqa: E731
     assert patient("validation") and not patient("training") & patient("validation")
+    assert patient("test") and not (patient("training") | patient("validation")) & patient("test")
 
 
 def test_malformed_chestxray14(cxr, tmp_path):

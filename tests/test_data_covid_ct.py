@@ -37,14 +37,14 @@ def test_official_split_reproduced_exactly(covid):
     assert all(os.path.isfile(i["image"]) for k in ("training", "validation", "test") for i in dl[k])
 
 
-def test_without_split_files_seeded_four_to_one(covid, tmp_path):
+def test_without_split_files_seeded_holdout(covid, tmp_path):
     root = tmp_path / "c"
     shutil.copytree(covid, root)
     shutil.rmtree(root / "Data-split")
     dl = index_covid_ct(root)
-    assert dl["split"] == "seeded" and "test" not in dl
-    assert len(dl["training"]) == 16 and len(dl["validation"]) == 4
-    assert sorted(i["label"] for i in dl["validation"]) == [0, 0, 1, 1]
+    assert dl["split"] == "seeded" and dl["test_split"] == "held-out"
+    assert len(dl["training"]) == 12 and len(dl["validation"]) == 4 and len(dl["test"]) == 4
+    assert sorted(i["label"] for i in dl["validation"]) == sorted(i["label"] for i in dl["test"]) == [0, 0, 1, 1]
     assert index_covid_ct(covid, use_official_split=False)["split"] == "seeded"
 
 

@@ -30,13 +30,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def all_items(datalist):
-    return datalist["training"] + datalist["validation"]
+    return datalist["training"] + datalist["validation"] + datalist["test"]
 
 
 def assert_groups_on_one_side(datalist):
-    train = {i["group"] for i in datalist["training"]}
-    val = {i["group"] for i in datalist["validation"]}
-    assert train and val and not train & val
+    train, val, test = ({i["group"] for i in datalist[k]} for k in ("training", "validation", "test"))
+    assert train and val and test and not train & val and not (train | val) & test
 
 
 def load_items(items, slice_axis="axial"):
@@ -163,7 +162,7 @@ def test_csv_index_with_hashed_patient_groups(tmp_path, nifti_dir):
     lines = ["path,diagnosis,patient"]
     for c in ("normal", "lesion"):
         for s in range(4):
-            lines.append(f"{c}/subject{s}.nii.gz,{c},PAT-{c}-{s // 2}")
+            lines.append(f"{c}/subject{s}.nii.gz,{c},PAT-{c}-{min(s, 2)}")  # subjects 2 and 3: one patient
     csv_file = os.path.join(nifti_dir, "labels.csv")
     with open(csv_file, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -175,7 +174,7 @@ def test_csv_index_with_hashed_patient_groups(tmp_path, nifti_dir):
     items = all_items(dl)
     assert dl["classes"] == ["normal", "lesion"] and len(items) == 8
     assert all(i["label"] == ["normal", "lesion"].index(i["class_name"]) for i in items)
-    assert len({i["group"] for i in items}) == 4 and not any("PAT" in i["group"] for i in items)
+    assert len({i["group"] for i in items}) == 6 and not any("PAT" in i["group"] for i in items)
     assert_groups_on_one_side(dl)
 
 

@@ -18,12 +18,13 @@ from monai_rd.data import (
 
 @pytest.fixture(scope="module")
 def isic(tmp_path_factory):
-    return make_isic2018_like(tmp_path_factory.mktemp("isic"), n_per_class=4, size=32, seed=0)
+    return make_isic2018_like(tmp_path_factory.mktemp("isic"), n_per_class=4, size=32, seed=0,
+                              n_val_per_class=0, n_test_per_class=0)  # training release only: see test_data_splits
 
 
 @pytest.fixture(scope="module")
 def ham(tmp_path_factory):
-    return make_ham10000_like(tmp_path_factory.mktemp("ham"), n_per_class=4, size=32, seed=0)
+    return make_ham10000_like(tmp_path_factory.mktemp("ham"), n_per_class=4, size=32, seed=0, n_test_per_class=0)
 
 
 def _copy(src, tmp_path):
@@ -54,15 +55,15 @@ def test_isic_labels_follow_csv_columns_and_split_by_lesion(isic):
     gt, lesion = _truth(isic)
     dl = index_isic2018(isic)
     assert dl["classes"] == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
-    items = dl["training"] + dl["validation"]
-    assert len(items) == len(gt) == 28
+    items = dl["training"] + dl["validation"] + dl["test"]
+    assert len(items) == len(gt) == 28 and dl["test_split"] == "held-out"
     for item in items:
         image = os.path.basename(item["image"])[:-4]
         assert item["class_name"] == gt[image] and ISIC2018_CLASSES[item["label"]] == gt[image]
     train_lesions = {lesion[os.path.basename(i["image"])[:-4]] for i in dl["training"]}
-    val_lesions = {lesion[os.path.basename(i["image"])[:-4]] for i in dl["validation"]}
-    assert train_lesions and val_lesions and not train_lesions & val_lesions
-    assert {i["label"] for i in dl["validation"]} == set(range(7))  # stratified
+    test_lesions = {lesion[os.path.basename(i["image"])[:-4]] for i in dl["test"]}
+    assert train_lesions and test_lesions and not train_lesions & test_lesions
+    assert {i["label"] for i in dl["test"]} == set(range(7))  # stratified
     assert index_dataset("isic2018", isic) == dl
 
 
@@ -117,14 +118,14 @@ def test_ham10000_matches_isic_labels_and_splits_by_lesion(ham):
     dl = index_ham10000(ham)
     with open(os.path.join(ham, "HAM10000_metadata.csv")) as f:
         meta = {r["image_id"]: r for r in csv.DictReader(f)}
-    items = dl["training"] + dl["validation"]
+    items = dl["training"] + dl["validation"] + dl["test"]
     assert len(items) == len(meta) == 28
     for item in items:
         row = meta[os.path.basename(item["image"])[:-4]]
         assert item["class_name"] == row["dx"].upper()
         assert set(item) == {"image", "label", "class_name"}  # no age/sex/site in the datalist
     lesions = lambda part: {meta[os.path.basename(i["image"])[:-4]]["lesion_id"] for i in dl[part]}  # noqa: E731
-    assert not lesions("training") & lesions("validation")
+    assert not lesions("training") & lesions("test") and not lesions("validation") & lesions("test")
     folders = {os.path.basename(os.path.dirname(i["image"])) for i in items}
     assert folders == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
 

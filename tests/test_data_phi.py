@@ -83,6 +83,6 @@ def test_datalist_has_no_phi(ct_with_phi, tmp_path):
             ds.save_as(root / c / f"img{i}.dcm")
     datalist = index_class_folders(root, datalist_file=tmp_path / "datalist.json")
     text = (tmp_path / "datalist.json").read_text()
-    assert len(datalist["training"]) + len(datalist["validation"]) == 4
+    assert len(datalist["training"]) + len(datalist["validation"]) + len(datalist["test"]) == 4
     for value in phi:
         assert value not in text and value not in json.dumps(datalist)

@@ -54,7 +54,7 @@ class CountingTeacher(torch.nn.Module):
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cache")
     root = make_busi_like(tmp / "data", n_per_class=4, size=32, seed=1, duplicates=False)
-    datalist = index_busi(root, val_fraction=0.25, seed=0)
+    datalist = index_busi(root, val_fraction=0.25, seed=0, split_protocol="paper_4to1")  # 9 training items
     weights = save_teacher_weights(tmp / "teacher.pt", seed=0)
     teacher = build_teacher(TEACHER, weights=weights)
     return {"tmp": tmp, "root": root, "train": datalist["training"], "weights": weights, "teacher": teacher}
@@ -137,7 +137,7 @@ def test_interrupted_build_resumes_to_the_one_shot_result(setup, tmp_path):
 def test_changed_keys_rebuild(setup, tmp_path):
     data_dir = tmp_path / "data"
     root = make_busi_like(data_dir, n_per_class=2, size=32, seed=3, duplicates=False)
-    data = index_busi(root, val_fraction=0.5, seed=0)["training"]
+    data = index_busi(root, val_fraction=0.5, seed=0, split_protocol="paper_4to1")["training"]  # 3 items
     cdir = tmp_path / "c"
     base = FeatureCache(cdir, data, bundle_transform(), TEACHER, setup["weights"]).build(
         setup["teacher"], views=2, chunk_size=1, progress=False)

@@ -56,6 +56,23 @@ def test_grid_expansion_and_errors(tmp_path):
         load_grid(_write(tmp_path / "g4.yaml", TABLE_GRID.replace("bundle: rd_busi", "bundle: rd_nope")))
     with pytest.raises(GridError, match=r"methods\.rd: missing required key 'method'"):
         load_grid(_write(tmp_path / "g5.yaml", TABLE_GRID.replace("rd: {method: rd, ", "rd: {")))
+    with pytest.raises(GridError, match="split_protocol must be one of"):
+        load_grid(_write(tmp_path / "g6.yaml", "split_protocol: 4to1\n" + TABLE_GRID))
+    with pytest.raises(GridError, match="needs split_protocol: holdout"):
+        load_grid(_write(tmp_path / "g7.yaml", "split_protocol: paper_4to1\nfolds: 5\n" + TABLE_GRID))
+    with pytest.raises(GridError, match=r"datasets\.busi\.folds must be an integer >= 2"):
+        load_grid(_write(tmp_path / "g8.yaml", TABLE_GRID.replace("dataset_dir: /nowhere", "dataset_dir: /x, folds: 1")
+                         ))
+    # k-fold: a cell per fold, fold in the id; the protocol and fold reach the bundle overrides
+    two_folds = TABLE_GRID.replace("dataset_dir: /nowhere", "dataset_dir: /x, folds: 2")
+    folded = load_grid(_write(tmp_path / "g9.yaml", two_folds))
+    cells = expand_cells(folded)
+    assert len(cells) == 18 and cells[0].id == "busi__noteacher__s1__student__s0__f0" and cells[1].fold == 1
+    from monai_rd.experiments.protocol import cell_overrides
+
+    ov = cell_overrides(folded, cells[1], "/out", "/data", "sqlite:///x.db")
+    assert (ov["split_protocol"], ov["folds"], ov["fold"]) == ("holdout", 2, 1)
+    assert folded.report_metric_for("busi") == "test_accuracy" and folded.runs_per_cell("busi") == 6
 
 
 def test_tables_match_hand_computed_values(tmp_path):
@@ -65,22 +82,40 @@ def test_tables_match_hand_computed_values(tmp_path):
     for cell in expand_cells(grid):
         state["cells"][cell.id] = {
             "status": "done",
-            "metrics": {"val_accuracy": values[cell.method][cell.seed], "best_epoch": 3, "epochs": 5, "run_id": "x"},
+            "metrics": {"val_accuracy": 0.5, "test_accuracy": values[cell.method][cell.seed], "best_epoch": 3,
+                        "epochs": 5, "run_id": "x"},
         }
     # one failed cell is reported as unfinished and kept out of the means
     failed_id = expand_cells(grid)[-1].id
     state["cells"][failed_id] = {"status": "failed", "error": "RuntimeError: boom"}
     written = write_reports(grid, state, str(tmp_path))
 
-    # by hand: student mean 72, sample std 2; co_kd 80 +/- 0; rd over seeds 0, 1 only: mean 81, std sqrt(2)=1.41;
-    # a cell with a single finished seed says n=1 instead of a spread of 0
+    # by hand: student mean 72, sample std 2; co_kd 80 +/- 0; rd over seeds 0, 1 only: mean 81, std sqrt(2)=1.41
+    # (two of three runs: n=2); the tables report the test split, named with the protocol
     t3 = open(written["t3"]).read()
-    assert "| busi (val_accuracy) | s1 | t1 | 72.00 ± 2.00 | 81.00 ± 1.41 |" in t3
+    assert "| busi (test_accuracy) | s1 | t1 | 72.00 ± 2.00 | 81.00 ± 1.41 (n=2) |" in t3
+    assert "Split protocol: holdout (training / validation (model selection) / test (reported)" in t3
     t2 = open(written["t2"]).read()
     assert "|  |  |  |  | student | 72.00 ± 2.00 |" in t2
     assert "|  | ✓ | ✓ |  | co_kd | 80.00 ± 0.00 |" in t2
-    assert "|  | ✓ | ✓ | ✓ | rd | 81.00 ± 1.41 |" in t2
+    assert "|  | ✓ | ✓ | ✓ | rd | 81.00 ± 1.41 (n=2) |" in t2
+    assert "Split protocol: holdout" in t2 and "100 x test_accuracy" in t2
+    # a single finished run shows n=1, never a made-up "± 0.00"
+    for cell in expand_cells(grid):
+        if cell.method == "rd" and cell.seed > 0:
+            state["cells"][cell.id] = {"status": "failed", "error": "RuntimeError: boom"}
+    written = write_reports(grid, state, str(tmp_path))
+    assert "| busi (test_accuracy) | s1 | t1 | 72.00 ± 2.00 | 80.00 (n=1) |" in open(written["t3"]).read()
+    # the paper's protocol is named as such in every table
+    paper = load_grid(_write(tmp_path / "p.yaml", "split_protocol: paper_4to1\n" + TABLE_GRID))
+    written = write_reports(paper, state, str(tmp_path / "paper"))
+    for stem in ("t2", "t3", "tables"):
+        assert "Split protocol: paper_4to1 (the paper's protocol: 4:1 train/test, no separate validation " \
+            "(selection = reporting set))" in open(written[stem]).read(), stem
     assert failed_id in open(written["tables"]).read()
+    written = write_reports(grid, {"cells": {**state["cells"], **{
+        c.id: {"status": "done", "metrics": {"test_accuracy": values[c.method][c.seed]}}
+        for c in expand_cells(grid) if c.method == "rd" and c.seed == 1}}}, str(tmp_path))
     with open(written["results"]) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 8 and {r["method"] for r in rows} == {"student", "co_kd", "rd"}
@@ -197,3 +232,55 @@ def test_method_id_reaches_the_bundle(tmp_path, bundle_launches):
     assert len(bundle_launches) == 1 and record["status"] == "done", record.get("error")
     run = MlflowClient(state["tracking_uri"]).get_run(record["metrics"]["run_id"])
     assert run.data.params["method"] == "student" and run.info.run_name == "busi__r18__resnet18__student_only__s0"
+
+
+FOLD_GRID = """
+name: folds_grid
+seeds: [0]
+folds: 2
+overrides: {max_epochs: 1, image_size: 32, batch_size: 4, num_workers: 0, progress_bar: false}
+datasets:
+  busi: {bundle: rd_busi, synthetic: {layout: busi, n: 8, size: 32}}
+teachers:
+  r18: {name: "torchvision:resnet18"}
+students:
+  resnet18: {name: resnet18}
+methods:
+  student: {method: student, uses_teacher: false}
+  rd: {method: rd}
+"""
+
+
+@pytest.mark.slow
+def test_two_fold_grid_reports_the_test_split(tmp_path):
+    """`monai-rd reproduce` on a 2-fold CPU grid: a run per fold, one fixed test split, test-split tables."""
+    from monai_rd.cli import main
+
+    grid_file = _write(tmp_path / "grid.yaml", FOLD_GRID)
+    out = tmp_path / "out"
+    assert main(["reproduce", "--grid", grid_file, "--output_dir", str(out), "--fabricate", "--no_progress"]) == 0
+    state = json.load(open(out / "state.json"))
+    ids = sorted(state["cells"])
+    assert ids == sorted(f"busi__{t}__resnet18__{m}__s0__f{f}" for t, m in (("noteacher", "student"), ("r18", "rd"))
+                         for f in (0, 1))
+    datalists = [json.load(open(out / "cells" / f"busi__noteacher__resnet18__student__s0__f{f}" / "datalist.json"))
+                 for f in (0, 1)]
+    names = [{k: {i["image"] for i in d[k]} for k in ("training", "validation", "test")} for d in datalists]
+    assert names[0]["test"] == names[1]["test"] and not names[0]["validation"] & names[1]["validation"]
+    assert [(d["folds"], d["fold"]) for d in datalists] == [(2, 0), (2, 1)]
+    for record in state["cells"].values():
+        m = record["metrics"]
+        assert m["split_protocol"] == "holdout"
+        assert m["test_accuracy_ci_low"] <= m["test_accuracy"] <= m["test_accuracy_ci_high"]
+        assert m["test_num_samples"] == len(names[0]["test"])
+    with open(out / "summary.csv") as f:
+        summary = list(csv.DictReader(f))
+    assert {(r["method"], r["metric"], r["split_protocol"], r["n_runs"]) for r in summary} == {
+        ("student", "test_accuracy", "holdout", "2"), ("rd", "test_accuracy", "holdout", "2")}
+    tables = open(out / "tables.md").read()
+    assert "Split protocol: holdout (training / validation (model selection) / test (reported)" in tables
+    assert "2-fold cross-validation, test split fixed" in tables
+    assert "| busi (test_accuracy) | resnet18 | r18 |" in tables
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["fold"] for r in rows} == {"0", "1"} and all("test_f1_macro_ci_high" in r for r in rows)

@@ -28,7 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multi_series", choices=("error", "all"), default="error")
     parser.add_argument("--nifti_volume_index", type=int, default=None)
     parser.add_argument("--val_fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test_fraction", type=float, default=0.2, help="share held out as the test split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split (or of the folds)")
+    parser.add_argument("--test_seed", type=int, default=0, help="seed of the held-out test split")
+    parser.add_argument("--split_protocol", default="holdout",
+                        help="holdout: training/validation/test; paper_4to1: the paper's 4:1, validation = test")
+    parser.add_argument("--folds", type=int, default=None, help="k-fold cross-validation over the non-test items")
+    parser.add_argument("--fold", type=int, default=None, help="the fold (0-based) used as validation")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         slice_mode=args.slice_mode, slice_axis=args.slice_axis, slice_threshold=args.slice_threshold,
         slice_min_fraction=args.slice_min_fraction, multi_series=args.multi_series,
         nifti_volume_index=args.nifti_volume_index, val_fraction=args.val_fraction, seed=args.seed,
-        datalist_file=args.out,
+        datalist_file=args.out, test_fraction=args.test_fraction, test_seed=args.test_seed,
+        split_protocol=args.split_protocol, folds=args.folds, fold=args.fold,
     )
     try:
         if args.csv:
@@ -50,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"monai-rd index: {e}", file=sys.stderr)
         return 2
     print(f"classes: {datalist['classes']}")
-    for split in ("training", "validation"):
+    fold = f", fold {datalist['fold']} of {datalist['folds']}" if "folds" in datalist else ""
+    print(f"split protocol: {datalist['split_protocol']}{fold}")
+    for split in ("training", "validation", "test"):
         items = datalist[split]
         counts = Counter(i["class_name"] for i in items)
         groups = len({i["group"] for i in items})

@@ -10,7 +10,16 @@ from monai_rd.data.checks import (
     expand_inputs,
     validate_datalist,
 )
-from monai_rd.data.datalist import datalist_hash, finalize_datalist, stratified_split, write_datalist
+from monai_rd.data.datalist import (
+    SPLIT_PROTOCOLS,
+    assign_splits,
+    check_disjoint_splits,
+    datalist_hash,
+    finalize_datalist,
+    kfold_split,
+    stratified_split,
+    write_datalist,
+)
 from monai_rd.data.duplicates import difference_hash, group_near_duplicates, hamming_distances
 from monai_rd.data.feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed
 from monai_rd.data.images import IMAGE_EXTENSIONS, list_images, list_volumes

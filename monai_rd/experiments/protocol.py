@@ -12,16 +12,23 @@ Grid file keys (``*`` = required)::
 
     name*: experiment name (MLflow) and default output folder name
     seeds*: [0, 1, 2]
-    metric: primary validation metric logged by the bundles (default val_accuracy); tables show it x 100
+    metric: the validation metric that selects each run's checkpoint (default val_accuracy)
+    report_metric: what the tables show x 100 (default the test-split twin of ``metric``: val_accuracy ->
+               test_accuracy), as the bundles log it once per run for the selected checkpoint
+    split_protocol: holdout (default: training / validation for selection / test for reporting) or paper_4to1
+               (the paper's 4:1, selection on the reporting set); passed to every cell and named in every table
+    folds: k (optional): k-fold cross-validation, a cell per fold (the test split stays fixed); per dataset too
     overrides: {key: value}           # bundle overrides for every cell (max_epochs, image_size, ...)
-    datasets*: {key: {bundle*: rd_busi, dataset_dir: path, metric: ..., overrides: {...},
-                      synthetic: {layout: busi|isic|covid|btc|chestxray, n: 12, size: 64}}}
+    datasets*: {key: {bundle*: rd_busi, dataset_dir: path, metric: ..., report_metric: ..., folds: k,
+                      overrides: {...}, synthetic: {layout: busi|isic|covid|btc|chestxray, n: 12, size: 64}}}
     teachers*: {key: {name*: registry name, weights: file or null, overrides: {...}}}
     students*: {key: {name*: registry name, weights: file or null, overrides: {...}}}
     methods*:  {key: {method*: bundle method id, overrides: {...}, uses_teacher: true,
                       ablation: {di_reprog: bool, co_reprog: bool, kd: bool, cka: bool}}}
     tables: {file stem: {title: ..., methods: [method keys], layout: methods|ablation}}
 
+Table entries are mean ± sample std over every finished seed x fold of a cell group, with ``(n=k)`` when fewer
+runs than the grid asks for finished (a single run shows its value and ``n=1``, never ``± 0.00``).
 ``overrides`` are merged dataset < teacher < student < method (later wins); keys may use MONAI's ``#`` path
 syntax (``loss_weights#cka: 0.0``). A method with ``uses_teacher: false`` (e.g. ``student``) runs once per
 dataset/student/seed, with teacher ``-``. ``synthetic`` data is written under ``<out>/data/<dataset>`` and
@@ -47,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from monai_rd.bundle import bundle_root
+from monai_rd.data.datalist import SPLIT_PROTOCOLS
 from monai_rd.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -75,18 +83,20 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One bundle run: dataset x teacher x student x method x seed."""
+    """One bundle run: dataset x teacher x student x method x seed (x fold under cross-validation)."""
 
     dataset: str
     teacher: str
     student: str
     method: str
     seed: int
+    fold: int | None = None
 
     @property
     def id(self) -> str:
         parts = (self.dataset, self.teacher if self.teacher != NO_TEACHER else "noteacher", self.student, self.method)
-        return "__".join(_ID_SAFE.sub("-", p) for p in parts) + f"__s{self.seed}"
+        fold = "" if self.fold is None else f"__f{self.fold}"
+        return "__".join(_ID_SAFE.sub("-", p) for p in parts) + f"__s{self.seed}{fold}"
 
 
 @dataclass
@@ -100,12 +110,35 @@ class Grid:
     students: dict[str, dict]
     methods: dict[str, dict]
     metric: str = "val_accuracy"
+    report_metric: str | None = None
+    split_protocol: str = "holdout"
+    folds: int | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, dict] = field(default_factory=dict)
     path: str = ""
 
     def metric_for(self, dataset: str) -> str:
+        """The validation metric that selects the checkpoint of ``dataset``'s runs."""
         return self.datasets[dataset].get("metric", self.metric)
+
+    def report_metric_for(self, dataset: str) -> str:
+        """The metric the tables report for ``dataset``: given, or the ``test_`` twin of its selection metric."""
+        given = self.datasets[dataset].get("report_metric", self.report_metric)
+        if given:
+            return given
+        metric = self.metric_for(dataset)
+        return "test_" + (metric[len("val_"):] if metric.startswith("val_") else metric)
+
+    def folds_for(self, dataset: str) -> int | None:
+        return self.datasets[dataset].get("folds", self.folds)
+
+    def runs_per_cell(self, dataset: str) -> int:
+        """How many runs (seeds x folds) one table entry of ``dataset`` averages when all have finished."""
+        return len(self.seeds) * (self.folds_for(dataset) or 1)
+
+    @property
+    def protocol_label(self) -> str:
+        return f"{self.split_protocol} ({SPLIT_PROTOCOLS[self.split_protocol]})"
 
 
 def _require_mapping(value: Any, where: str) -> dict:
@@ -127,7 +160,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
         except yaml.YAMLError as e:
             raise GridError(f"Grid file {path!r} is not valid YAML: {e}") from e
     raw = _require_mapping(raw, f"{path}: the grid")
-    known = {"name", "seeds", "metric", "overrides", "datasets", "teachers", "students", "methods", "tables"}
+    known = {"name", "seeds", "metric", "report_metric", "split_protocol", "folds", "overrides", "datasets",
+             "teachers", "students", "methods", "tables"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise GridError(f"{path}: unknown top-level key(s) {unknown}; known keys are {sorted(known)}.")
@@ -174,10 +208,29 @@ def load_grid(path: str | os.PathLike) -> Grid:
     overrides = raw.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise GridError(f"{path}: 'overrides' must be a mapping.")
+    protocol = raw.get("split_protocol", "holdout")
+    if protocol not in SPLIT_PROTOCOLS:
+        raise GridError(f"{path}: split_protocol must be one of {sorted(SPLIT_PROTOCOLS)}, got {protocol!r}.")
+    reserved = sorted({"split_protocol", "folds", "fold"} & set(overrides))
+    if reserved:
+        raise GridError(f"{path}: overrides set {reserved}; use the grid's own 'split_protocol'/'folds' keys.")
+    for where, value in [("folds", raw.get("folds"))] + [
+        (f"datasets.{k}.folds", e.get("folds")) for k, e in sections["datasets"].items()
+    ]:
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise GridError(f"{path}: {where} must be an integer >= 2 (k-fold cross-validation), got {value!r}.")
+        if protocol != "holdout":
+            raise GridError(f"{path}: {where} needs split_protocol: holdout (the paper's 4:1 has no validation "
+                            "split to rotate).")
     return Grid(
         name=str(raw["name"]),
         seeds=seeds,
         metric=str(raw.get("metric", "val_accuracy")),
+        report_metric=raw.get("report_metric"),
+        split_protocol=protocol,
+        folds=raw.get("folds"),
         overrides=overrides,
         tables=tables,
         path=path,
@@ -186,7 +239,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
 
 
 def expand_cells(grid: Grid) -> list[Cell]:
-    """All cells, in grid order; teacher-independent methods (``uses_teacher: false``) once per teacher-less cell."""
+    """All cells, in grid order; teacher-independent methods (``uses_teacher: false``) once per teacher-less cell;
+    one cell per fold of a cross-validated dataset."""
     cells: list[Cell] = []
     seen = set()
     for dataset, student, method, teacher, seed in itertools.product(
@@ -194,10 +248,12 @@ def expand_cells(grid: Grid) -> list[Cell]:
     ):
         if not grid.methods[method].get("uses_teacher", True):
             teacher = NO_TEACHER
-        cell = Cell(dataset, teacher, student, method, seed)
-        if cell not in seen:
-            seen.add(cell)
-            cells.append(cell)
+        folds = grid.folds_for(dataset)
+        for fold in range(folds) if folds else [None]:
+            cell = Cell(dataset, teacher, student, method, seed, fold)
+            if cell not in seen:
+                seen.add(cell)
+                cells.append(cell)
     return cells
 
 
@@ -219,6 +275,9 @@ def cell_overrides(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, track
             "dataset_dir": dataset_dir,
             "output_dir": os.path.join(out_dir, "cells", cell.id),
             "seed": cell.seed,
+            "split_protocol": grid.split_protocol,
+            "folds": grid.folds_for(cell.dataset) if cell.fold is not None else None,
+            "fold": cell.fold,
             "tracking_uri": tracking_uri,
             "experiment_name": grid.name,
             "run_name": cell.id,
@@ -257,8 +316,10 @@ def read_run_metrics(tracking_uri: str, experiment: str, run_name: str, key_metr
     """Final metrics of the newest FINISHED MLflow run named ``run_name`` started at or after ``since_ms``.
 
     Returns ``{"run_id", "best_epoch", <every val_* metric at the epoch where key_metric is highest>,
-    "last_<key_metric>", "epochs"}``: the best epoch is the one whose student the bundle's CheckpointSaver kept
-    (first epoch on ties, as ignite's Checkpoint).
+    "last_<key_metric>", "epochs", <every test_* metric>, "split_protocol"}``: the best epoch is the one whose
+    student the bundle's CheckpointSaver kept (first epoch on ties, as ignite's Checkpoint); the ``test_*``
+    metrics (and their ``_ci_low``/``_ci_high``) are that student's scores on the test split, logged once at the
+    end of the run.
     """
     from mlflow.tracking import MlflowClient
 
@@ -291,6 +352,9 @@ def read_run_metrics(tracking_uri: str, experiment: str, run_name: str, key_metr
         if best_epoch in hist:
             result[name] = hist[best_epoch]
     result[f"last_{key_metric}"] = key_hist[max(key_hist)]
+    result.update({k: v for k, v in run.data.metrics.items() if k.startswith("test_")})
+    if "split_protocol" in run.data.tags:
+        result["split_protocol"] = run.data.tags["split_protocol"]
     return result
 
 
@@ -371,7 +435,8 @@ def run_cell(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_ur
 
         client = MlflowClient(tracking_uri)
         for key, value in {"dataset": cell.dataset, "teacher": cell.teacher, "student": cell.student,
-                           "method": cell.method, "method_id": method_id, "seed": cell.seed, "grid": grid.name}.items():
+                           "method": cell.method, "method_id": method_id, "seed": cell.seed, "fold": cell.fold,
+                           "split_protocol": grid.split_protocol, "grid": grid.name}.items():
             client.set_tag(metrics["run_id"], f"monai_rd.{key}", str(value))
     except Exception:
         pass
@@ -486,24 +551,25 @@ def _rows(grid: Grid, state: dict) -> list[dict]:
         record = state["cells"].get(cell.id)
         if not record or record.get("status") != "done":
             continue
-        metric = grid.metric_for(cell.dataset)
+        metric = grid.report_metric_for(cell.dataset)
         if metric not in record.get("metrics", {}):
             raise RuntimeError(
                 f"Cell {cell.id} is done but has no {metric!r} in its recorded metrics "
-                f"({sorted(record.get('metrics', {}))}); was the grid's 'metric' changed? "
-                "Restore it or delete the cell from state.json to re-run it."
+                f"({sorted(record.get('metrics', {}))}); was the grid's 'metric'/'report_metric' changed, or was "
+                "the cell run by a bundle that does not score the test split? Restore the grid or delete the cell "
+                "from state.json to re-run it."
             )
         row = {"cell_id": cell.id, **cell.__dict__, "method_id": grid.methods[cell.method]["method"],
-               "metric": metric, "value": record["metrics"][metric]}
+               "split_protocol": grid.split_protocol, "metric": metric, "value": record["metrics"][metric]}
         row.update({k: v for k, v in record["metrics"].items()})
         rows.append(row)
     return rows
 
 
 def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
-    """``(dataset, teacher, student, method) -> {"mean", "std", "n", "metric"}`` over seeds.
+    """``(dataset, teacher, student, method) -> {"mean", "std", "n", "metric"}`` over seeds (and folds).
 
-    ``std`` is the sample standard deviation (ddof=1), 0 for a single seed.
+    ``std`` is the sample standard deviation (ddof=1); NaN for a single run, which has none.
     """
     groups: dict[tuple, list[float]] = {}
     metrics: dict[tuple, str] = {}
@@ -514,16 +580,25 @@ def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
     out = {}
     for key, values in groups.items():
         a = np.asarray(values, dtype=np.float64)
-        out[key] = {"mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else 0.0, "n": len(a), "metric": metrics[key]}
+        out[key] = {"mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else float("nan"), "n": len(a),
+                    "metric": metrics[key]}
     return out
 
 
-def _fmt(stats: dict | None) -> str:
+def _fmt(stats: dict | None, expected: int | None = None) -> str:
+    """``mean ± std`` (x 100); ``(n=k)`` when fewer than ``expected`` runs finished; one run: ``value (n=1)``."""
     if stats is None:
         return "—"
-    if stats["n"] == 1:  # one finished seed has no spread to report: say so rather than "± 0.00"
+    if stats["n"] == 1:
         return f"{100 * stats['mean']:.2f} (n=1)"
-    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+    text = f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+    return text + (f" (n={stats['n']})" if expected is not None and stats["n"] < expected else "")
+
+
+def _protocol_line(grid: Grid) -> str:
+    folds = {grid.folds_for(d) for d in grid.datasets} - {None}
+    cv = f"; {'/'.join(map(str, sorted(folds)))}-fold cross-validation, test split fixed" if folds else ""
+    return f"Split protocol: {grid.protocol_label}{cv}."
 
 
 def _lookup(summary: dict, dataset: str, teacher: str, student: str, method: str) -> dict | None:
@@ -538,13 +613,14 @@ def methods_table(grid: Grid, summary: dict, methods: Sequence[str], title: str 
     """
     teachers = [t for t in grid.teachers] or [NO_TEACHER]
     lines = [f"### {title}", ""] if title else []
+    lines += [_protocol_line(grid), ""]
     lines.append("| Dataset | Student | Teacher | " + " | ".join(methods) + " |")
     lines.append("|---|---|---|" + "---|" * len(methods))
     for dataset in grid.datasets:
-        metric = grid.metric_for(dataset)
+        metric, expected = grid.report_metric_for(dataset), grid.runs_per_cell(dataset)
         for student in grid.students:
             for teacher in teachers:
-                cells = [_fmt(_lookup(summary, dataset, teacher, student, m)) for m in methods]
+                cells = [_fmt(_lookup(summary, dataset, teacher, student, m), expected) for m in methods]
                 if all(c == "—" for c in cells):
                     continue
                 lines.append(f"| {dataset} ({metric}) | {student} | {teacher} | " + " | ".join(cells) + " |")
@@ -556,12 +632,14 @@ def ablation_table(grid: Grid, summary: dict, methods: Sequence[str], title: str
     settings = [(d, t, s) for d in grid.datasets for s in grid.students for t in grid.teachers]
     labels = [d if len(grid.teachers) * len(grid.students) == 1 else f"{d} {t}→{s}" for d, t, s in settings]
     lines = [f"### {title}", ""] if title else []
+    metrics = ", ".join(sorted({grid.report_metric_for(d) for d in grid.datasets}))
+    lines += [_protocol_line(grid) + f" Entries: 100 x {metrics}.", ""]
     lines.append("| " + " | ".join(name for _, name in ABLATION_COLUMNS) + " | method | " + " | ".join(labels) + " |")
     lines.append("|" + "---|" * (len(ABLATION_COLUMNS) + 1 + len(labels)))
     for m in methods:
         switches = grid.methods[m].get("ablation", {})
         marks = ["✓" if switches.get(key) else "" for key, _ in ABLATION_COLUMNS]
-        values = [_fmt(_lookup(summary, d, t, s, m)) for d, t, s in settings]
+        values = [_fmt(_lookup(summary, d, t, s, m), grid.runs_per_cell(d)) for d, t, s in settings]
         lines.append("| " + " | ".join(marks) + f" | {m} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -584,14 +662,14 @@ def plot_methods(grid: Grid, summary: dict, path: str) -> str:
         for i, (t, s) in enumerate(combos):
             stats = [_lookup(summary, dataset, t, s, m) for m in methods]
             means = [100 * st["mean"] if st else np.nan for st in stats]
-            stds = [100 * st["std"] if st else 0.0 for st in stats]
+            stds = [100 * st["std"] if st and st["n"] > 1 else 0.0 for st in stats]
             ax.bar(x + (i - (len(combos) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=f"{t}→{s}")
         ax.set_xticks(x, methods, rotation=45, ha="right")
         ax.set_title(dataset)
         ax.set_ylim(0, 100)
-        ax.set_ylabel(f"{grid.metric_for(dataset)} (%)")
+        ax.set_ylabel(f"{grid.report_metric_for(dataset)} (%)")
     axes[0][-1].legend(fontsize="small")
-    fig.suptitle(f"{grid.name}: mean ± std over seeds")
+    fig.suptitle(f"{grid.name}: mean ± std over seeds/folds, split protocol {grid.split_protocol}")
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
@@ -603,8 +681,8 @@ def plot_methods(grid: Grid, summary: dict, path: str) -> str:
 def write_reports(grid: Grid, state: dict, out_dir: str) -> dict[str, str]:
     """Write ``results.csv``, ``summary.csv``, a markdown file per table, ``tables.md`` (all) and ``methods.png``."""
     rows = _rows(grid, state)
-    base = ["cell_id", "dataset", "teacher", "student", "method", "method_id", "seed", "metric", "value",
-            "best_epoch", "epochs", "run_id"]
+    base = ["cell_id", "dataset", "teacher", "student", "method", "method_id", "seed", "fold", "split_protocol",
+            "metric", "value", "best_epoch", "epochs", "run_id"]
     extra = sorted({k for r in rows for k in r} - set(base))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=base + extra)
@@ -614,14 +692,23 @@ def write_reports(grid: Grid, state: dict, out_dir: str) -> dict[str, str]:
     summary = summarize(rows)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["dataset", "teacher", "student", "method", "metric", "mean", "std", "n_seeds"])
+    w.writerow(["dataset", "teacher", "student", "method", "split_protocol", "metric", "mean", "std", "n_runs"])
     for (d, t, s, m), st in summary.items():
-        w.writerow([d, t, s, m, st["metric"], f"{st['mean']:.6f}", f"{st['std']:.6f}", st["n"]])
+        std = "" if st["n"] < 2 else f"{st['std']:.6f}"
+        w.writerow([d, t, s, m, grid.split_protocol, st["metric"], f"{st['mean']:.6f}", std, st["n"]])
     written["summary"] = atomic_write_text(os.path.join(out_dir, "summary.csv"), buf.getvalue())
     tables = grid.tables or {"table_methods": {"title": "All methods", "methods": list(grid.methods)}}
     failed = sorted(k for k, v in state["cells"].items() if v.get("status") != "done")
-    parts = [f"# {grid.name}\n", f"Entries: 100 x metric, mean ± std over seeds {grid.seeds} (std with ddof=1), "
-             "at each run's best validation epoch (the checkpoint the bundle keeps). — : not run or not finished.\n"]
+    folds = {grid.folds_for(d) for d in grid.datasets} - {None}
+    over = f"seeds {grid.seeds}" + (f" x folds ({'/'.join(map(str, sorted(folds)))})" if folds else "")
+    split = ("the test split" if grid.split_protocol == "holdout"
+             else "the paper's reporting set (also used for selection)")
+    parts = [f"# {grid.name}\n", _protocol_line(grid) + "\n",
+             f"Entries: 100 x the report metric on {split}, mean ± std over {over} (std with ddof=1; (n=k): only k "
+             "runs finished; n=1: one run, no std), of each run's checkpoint selected on validation "
+             f"({', '.join(sorted({grid.metric_for(d) for d in grid.datasets}))}). "
+             "95 % bootstrap intervals of each run are in its MLflow run and results.csv. "
+             "— : not run or not finished.\n"]
     if failed:
         parts.append(f"Unfinished cells ({len(failed)}): " + ", ".join(failed) + "\n")
     for stem, spec in tables.items():

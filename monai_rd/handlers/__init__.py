@@ -6,7 +6,14 @@ from monai_rd.handlers.utils import probs_and_class_indices, rd_loss_terms
 from monai_rd.handlers.prediction_writer import PredictionCSVWriter
 from monai_rd.handlers.multilabel_auc import MultiLabelAUC, multilabel_auc
 from monai_rd.handlers.mlflow_resilient import MLflowLink, ResilientMLFlowHandler, effective_tracking_uri
-from monai_rd.handlers.best_model_report import BestModelReport, find_run_id, predict_probs
+from monai_rd.handlers.best_model_report import (
+    BestModelReport,
+    find_run_id,
+    load_best,
+    log_report_to_mlflow,
+    predict_probs,
+)
+from monai_rd.handlers.test_report import BestModelTestReport
 from monai_rd.handlers.mlflow_registry import MLflowModelRegistryHandler, assert_student_only
 from monai_rd.handlers.resume import (
     AtomicCheckpointSaver,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["BestModelReport", "find_run_id", "predict_probs"]
+__all__ = ["BestModelReport", "find_run_id", "predict_probs", "load_best", "log_report_to_mlflow"]
 
 
 def find_run_id(client, experiment_name: str, run_name: str | None) -> str | None:
@@ -43,18 +43,64 @@ def find_run_id(client, experiment_name: str, run_name: str | None) -> str | Non
 
 @torch.no_grad()
 def predict_probs(model: nn.Module, dataloader, device: str | torch.device = "cpu",
-                  image_key: str = Keys.IMAGE, label_key: str = Keys.LABEL) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probabilities ``[N, C]`` and class indices ``[N]`` of ``model`` over a labelled dataloader."""
+                  image_key: str = Keys.IMAGE, label_key: str = Keys.LABEL,
+                  multi_label: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities ``[N, C]`` and labels of ``model`` over a labelled dataloader.
+
+    Softmax probabilities and class indices ``[N]``; with ``multi_label``, sigmoid scores and the multi-hot
+    labels ``[N, C]``.
+    """
     model.eval()
     probs, labels = [], []
     for batch in dataloader:
-        logits = model(torch.as_tensor(batch[image_key]).to(device))
-        p, y = probs_and_class_indices({Keys.PRED: logits.softmax(dim=1).cpu(), Keys.LABEL: torch.as_tensor(batch[label_key])})
+        logits = model(torch.as_tensor(batch[image_key]).to(device)).float().cpu()
+        label = torch.as_tensor(batch[label_key])
+        if multi_label:
+            p, y = logits.sigmoid(), label.reshape(logits.shape).float()
+        else:
+            p, y = probs_and_class_indices({Keys.PRED: logits.softmax(dim=1), Keys.LABEL: label})
         probs.append(p)
         labels.append(y)
     if not probs:
-        raise ValueError("The report dataloader yielded no batch: is the validation set empty?")
+        raise ValueError("The report dataloader yielded no batch: is the split empty?")
     return torch.cat(probs), torch.cat(labels)
+
+
+def load_best(model: nn.Module, checkpoint: str, device: str | torch.device, who: str) -> nn.Module:
+    """A copy of ``model`` with the weights of the best ``checkpoint`` (``model`` itself is left alone)."""
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f"{who}: no best checkpoint at {checkpoint!r}; did validation run at least once "
+            "(val_interval <= max_epochs)?")
+    return load_weights(copy.deepcopy(model).cpu(), checkpoint).to(device)
+
+
+def log_report_to_mlflow(tracking_uri: str | None, experiment_name: str, run_name: str | None, metrics: dict,
+                         files: Sequence[str], artifact_path: str, what: str, tags: dict | None = None) -> None:
+    """Log ``metrics`` (NaN left out), ``tags`` and ``files`` to the newest MLflow run ``run_name``.
+
+    A tracking failure is recorded (see :class:`MLflowLink`), never raised: the report files are on disk anyway.
+    """
+    import mlflow
+
+    uri = effective_tracking_uri(tracking_uri)
+    link = MLflowLink.for_uri(uri)
+    names = [os.path.basename(f) for f in files]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run_id = link.attempt(f"{what} (run lookup)", find_run_id, client, experiment_name, run_name, names=names,
+                          warn=True)
+    if run_id is None:
+        if link.failure is None:
+            link.drop(f"{what} (no run {run_name!r} in experiment {experiment_name!r})", names, warn=True)
+        return
+    metrics = {k: float(v) for k, v in metrics.items() if v == v}
+    link.attempt(f"{what} metrics", lambda: [client.log_metric(run_id, k, v) for k, v in metrics.items()],
+                 names=list(metrics), warn=True)
+    for k, v in (tags or {}).items():
+        link.attempt(f"{what} tags", client.set_tag, run_id, k, str(v), names=[k], warn=True)
+    for f in files:
+        link.attempt("artifacts", client.log_artifact, run_id, f, artifact_path,
+                     names=[f"{artifact_path}/{os.path.basename(f)}"], warn=True)
 
 
 class BestModelReport:
@@ -128,11 +174,7 @@ class BestModelReport:
                 self.epoch_history.setdefault(k, []).append((engine.state.epoch, float(v)))
 
     def __call__(self, engine: Engine | None = None) -> dict:
-        if not os.path.isfile(self.checkpoint):
-            raise FileNotFoundError(
-                f"BestModelReport: no best checkpoint at {self.checkpoint!r}; did validation run at least once "
-                "(val_interval <= max_epochs)?")
-        model = load_weights(copy.deepcopy(self.model).cpu(), self.checkpoint).to(self.device)
+        model = load_best(self.model, self.checkpoint, self.device, "BestModelReport")
         probs, labels = predict_probs(model, self.dataloader, self.device)
         report = classification_report(probs.numpy(), labels.numpy(), self.class_names)
         report["checkpoint"] = os.path.abspath(self.checkpoint)
@@ -158,22 +200,5 @@ class BestModelReport:
         return report
 
     def _log_to_mlflow(self) -> None:
-        import mlflow
-
-        uri = effective_tracking_uri(self.tracking_uri)
-        link = MLflowLink.for_uri(uri)
-        names = [os.path.basename(f) for f in self.files]
-        client = mlflow.MlflowClient(tracking_uri=uri)
-        run_id = link.attempt("best-model report (run lookup)", find_run_id, client, self.experiment_name,
-                              self.run_name, names=names, warn=True)
-        if run_id is None:
-            if link.failure is None:
-                link.drop(f"best-model report (no run {self.run_name!r} in experiment {self.experiment_name!r})",
-                          names, warn=True)
-            return
-        metrics = {k: v for k, v in self.metrics.items() if v == v}
-        link.attempt("best-model metrics", lambda: [client.log_metric(run_id, k, v) for k, v in metrics.items()],
-                     names=list(metrics), warn=True)
-        for f in self.files:
-            link.attempt("artifacts", client.log_artifact, run_id, f, self.artifact_path,
-                         names=[f"{self.artifact_path}/{os.path.basename(f)}"], warn=True)
+        log_report_to_mlflow(self.tracking_uri, self.experiment_name, self.run_name, self.metrics, self.files,
+                             self.artifact_path, "best-model report")

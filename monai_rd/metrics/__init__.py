@@ -1,5 +1,14 @@
-"""Metrics of a trained classifier: per-class report, confusion matrix, ROC curve and AUC."""
+"""Metrics of a trained classifier: per-class report, confusion matrix, ROC curve and AUC, bootstrap intervals."""
 
+from monai_rd.metrics.bootstrap import (
+    accuracy,
+    bootstrap_ci,
+    macro_auc,
+    macro_f1,
+    mean_auc,
+    one_vs_rest_aucs,
+    split_metrics,
+)
 from monai_rd.metrics.classification import (
     auc,
     per_label_auc,

@@ -65,13 +65,17 @@ class RDTrainTask(BundleTrainTask):
         request = self._request
         output_dir = request.get("output_dir") or os.path.join(self.bundle_path, "outputs")
         train, val = overrides.pop("train#dataset#data"), overrides.pop("validate#dataset#data", [])
-        datalist = {"training": train, "validation": val}
+        # MONAI Label splits its datastore in two: the validation part is also what the run's test report scores,
+        # so the run is labelled with the protocol that says so (selection = reporting set)
+        datalist = {"training": train, "validation": val, "test": val, "split_protocol": "paper_4to1",
+                    "test_split": "held-out"}
         datalist["split_hash"] = datalist_hash(datalist)
         datalist_file = write_datalist(datalist, os.path.join(output_dir, "datalist.json"))
         overrides.update({
             "output_dir": output_dir,
             "datalist_file": datalist_file,
             "datalist": datalist,
+            "split_protocol": "paper_4to1",
             "max_epochs": overrides["train#trainer#max_epochs"],
             "progress_bar": False,
         })  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist
 from monai_rd.data.indexers.folders import list_class_folders
 from monai_rd.data.indexers.checks import require_dir
 
@@ -19,15 +19,24 @@ def index_btc(
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index ``Training|Testing/{glioma_tumor,meningioma_tumor,no_tumor,pituitary_tumor}/*.jpg``.
 
-    ``Training/`` gives ``training`` and ``validation`` by a seeded stratified split (4:1 by default);
-    ``Testing/`` is kept whole as ``test``. Labels index :data:`BTC_CLASSES`.
+    ``Testing/`` is the official ``test`` split, kept whole; ``Training/`` gives ``training`` and
+    ``validation`` (a seeded stratified split, ``val_fraction`` of it, or fold ``fold`` of ``folds``). Under
+    ``split_protocol="paper_4to1"`` all of ``Training/`` trains and ``validation`` is ``Testing/``, as in the
+    paper. Labels index :data:`BTC_CLASSES`.
 
     Args:
         dataset_dir: the folder holding ``Training/`` and ``Testing/``.
         val_fraction, seed: the split of ``Training/``.
+        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`
+            (``test_fraction``/``test_seed`` are unused: the test split is official).
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image so an unreadable file fails now, by name.
 
@@ -46,12 +55,11 @@ def index_btc(
         split[folder], _ = list_class_folders(
             os.path.join(root, folder), BTC_CLASSES, (".jpg", ".jpeg"), verify_images, f"BTC {folder}"
         )
-    train = split["Training"]
-    train_idx, val_idx = stratified_split([i["label"] for i in train], val_fraction=val_fraction, seed=seed)
-    datalist = {
-        "training": [train[i] for i in train_idx],
-        "validation": [train[i] for i in val_idx],
-        "test": split["Testing"],
-        "classes": list(BTC_CLASSES),
-    }
+    items = split["Training"] + split["Testing"]
+    official = [None] * len(split["Training"]) + ["test"] * len(split["Testing"])
+    datalist = assign_splits(
+        items, [i["label"] for i in items], None, official, split_protocol=split_protocol,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
+    )
+    datalist["classes"] = list(BTC_CLASSES)
     return finalize_datalist(datalist, datalist_file)

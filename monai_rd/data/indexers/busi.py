@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist
 from monai_rd.data.duplicates import group_near_duplicates
 from monai_rd.data.indexers.checks import verify_image
 
@@ -30,29 +30,38 @@ def index_busi(
     verify_images: bool = True,
     group_duplicates: bool = True,
     max_hash_distance: int = 20,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index ``Dataset_BUSI_with_GT/{benign,malignant,normal}/<name> (N).png`` into a MONAI datalist.
 
-    Masks (``_mask.png``, ``_mask_1.png`` ...) are excluded; a seeded stratified split keeps
-    ``1 - val_fraction`` of each class for training (4:1 by default, as in the paper).
+    Masks (``_mask.png``, ``_mask_1.png`` ...) are excluded. BUSI has no official test split: a seeded,
+    stratified hold-out ``test`` (``test_fraction``, seeded by ``test_seed``) is carved first, then ``validation``
+    (``val_fraction`` of all images, or fold ``fold`` of ``folds``) from the rest; see
+    :func:`~monai_rd.data.assign_splits` (``split_protocol="paper_4to1"`` gives the paper's 4:1 instead).
 
     BUSI holds exact and near duplicates (the same scan saved twice, sometimes resized). With
     ``group_duplicates`` the images are clustered by difference hash (:func:`group_near_duplicates`) and
-    each cluster goes wholly to one side of the split, so a duplicate never leaks from training into
-    validation. The clusters with more than one image are listed in the datalist under ``duplicate_groups``.
+    each cluster goes wholly to one split, so a duplicate never leaks from training into validation or test.
+    The clusters with more than one image are listed in the datalist under ``duplicate_groups``.
 
     Args:
         dataset_dir: the ``Dataset_BUSI_with_GT`` folder or the folder that contains it.
         val_fraction: share of each class used for validation.
-        seed: split seed.
+        seed: seed of the validation split (or of the folds).
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image header so an unreadable file fails now, by name.
         group_duplicates: keep near-duplicate images on one side of the split.
         max_hash_distance: largest difference-hash distance (of 256 bits) between near-duplicates.
+        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
 
     Returns:
-        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "classes": [...],
-        "duplicate_groups": [[relative paths]...], "split_hash": str}`` with labels indexing ``BUSI_CLASSES``.
+        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "test": [...], "classes": [...],
+        "duplicate_groups": [[relative paths]...], "split_protocol", "test_split": "held-out", "split_hash": str}``
+        with labels indexing ``BUSI_CLASSES``.
 
     Raises:
         FileNotFoundError: the folder does not exist or holds no image.
@@ -87,16 +96,13 @@ def index_busi(
             f"No BUSI images under {root!r}: expected {list(BUSI_CLASSES)} folders holding '<class> (N).png' files."
         )
     groups = group_near_duplicates([i["image"] for i in items], max_hash_distance) if group_duplicates else None
-    train_idx, val_idx = stratified_split(
-        [i["label"] for i in items], val_fraction=val_fraction, seed=seed, groups=groups
+    datalist = assign_splits(
+        items, [i["label"] for i in items], groups, split_protocol=split_protocol, val_fraction=val_fraction,
+        test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
     )
     clusters: dict[int, list[str]] = {}
     for item, group in zip(items, groups or []):
         clusters.setdefault(group, []).append(os.path.relpath(item["image"], os.path.abspath(root)))
-    datalist = {
-        "training": [items[i] for i in train_idx],
-        "validation": [items[i] for i in val_idx],
-        "classes": list(BUSI_CLASSES),
-        "duplicate_groups": [names for names in clusters.values() if len(names) > 1],
-    }
+    datalist.update(classes=list(BUSI_CLASSES),
+                    duplicate_groups=[names for names in clusters.values() if len(names) > 1])
     return finalize_datalist(datalist, datalist_file)

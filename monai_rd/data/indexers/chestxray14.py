@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist
 from monai_rd.data.indexers.checks import read_csv_table, require_dir, verify_image
 
 __all__ = ["CHESTXRAY14_FINDINGS", "index_chestxray14"]
@@ -59,6 +59,11 @@ def index_chestxray14(
     use_official_lists: bool = True,
     require_all_images: bool = True,
     verify_images: bool = False,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index NIH ChestX-ray14 into a multi-label MONAI datalist, split by patient.
 
@@ -71,15 +76,16 @@ def index_chestxray14(
     ``Finding Labels`` is ``|``-separated findings of :data:`CHESTXRAY14_FINDINGS` or ``No Finding``;
     each item's ``label`` is a multi-hot list of 14 ints (all zero for ``No Finding``). With the official
     lists, ``test`` is ``test_list.txt`` and ``train_val_list.txt`` is split into ``training`` and
-    ``validation`` by patient; without them all images are split by patient. Splits are seeded and
-    stratified by each patient's most common rarest finding. Patient ids, ages and sexes are never copied
-    into the datalist.
+    ``validation`` by patient; without them a patient-level hold-out ``test`` is carved first. Splits are
+    seeded and stratified by each patient's most common rarest finding (see
+    :func:`~monai_rd.data.assign_splits`). Patient ids, ages and sexes are never copied into the datalist.
 
     Args:
         dataset_dir: the folder holding the CSV and the image folders.
         val_fraction, seed: the patient-level split.
         datalist_file: if given, the datalist is also written there (atomically).
         use_official_lists: use ``train_val_list.txt``/``test_list.txt`` when both exist.
+        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
         require_all_images: every CSV row must have its image (the default); ``False`` indexes the images
             present (a partial download) and records how many rows were left out under ``missing_images``.
         verify_images: open every image so an unreadable file fails now, by name (off by default: the
@@ -87,8 +93,8 @@ def index_chestxray14(
 
     Returns:
         ``{"training": [{"image", "label": [14 ints], "findings": "A|B"}...], "validation": [...],
-        ["test": [...]], "classes": [14 findings], "split": "official" | "patient", "missing_images": int,
-        "split_hash"}``.
+        "test": [...], "classes": [14 findings], "split": "official" | "patient", "split_protocol", "test_split",
+        "missing_images": int, "split_hash"}``.
 
     Raises:
         FileNotFoundError: no CSV, no image folder, a missing image (with ``require_all_images``), or one
@@ -145,44 +151,37 @@ def index_chestxray14(
         present = [f for f, v in zip(CHESTXRAY14_FINDINGS, entry["label"]) if v]
         return min(present, key=lambda f: (frequency[f], f)) if present else NO_FINDING
 
-    def split(names: list[str]) -> tuple[list[dict], list[dict]]:
-        items = [entries[n] for n in names]
-        train_idx, val_idx = stratified_split(
-            [stratum(i) for i in items], val_fraction, seed, groups=[patients[n] for n in names]
-        )
-        return [items[i] for i in train_idx], [items[i] for i in val_idx]
-
     lists = {k: os.path.join(root, v) for k, v in _LISTS.items()}
     present = [k for k, p in lists.items() if os.path.isfile(p)]
-    datalist: dict = {}
+    official: dict[str, str] = {}
     if use_official_lists and present:
         if len(present) != len(lists):
             raise FileNotFoundError(
                 f"Only {[lists[k] for k in present]} exists; the official split needs both {list(_LISTS.values())} "
                 "(or pass use_official_lists=False for a patient-level split)."
             )
-        chosen: dict[str, list[str]] = {}
         placed: dict[str, str] = {}
         for key, path in lists.items():
-            chosen[key] = []
             for name in _read_list(path):
                 if name not in patients:
                     raise ValueError(f"{path!r} lists {name!r}, which has no row in {entry_file!r}.")
                 if name in placed:
                     raise ValueError(f"{name!r} is listed twice: in {placed[name]!r} and {path!r}.")
                 placed[name] = path
-                if name in entries:
-                    chosen[key].append(name)
+                if key == "test":
+                    official[name] = "test"
         unlisted = sorted(set(entries) - set(placed))
         if unlisted:
             raise ValueError(f"{len(unlisted)} images are in neither official list, e.g. {unlisted[:3]}.")
-        datalist["training"], datalist["validation"] = split(chosen["train_val"])
-        datalist["test"] = [entries[n] for n in chosen["test"]]
-        datalist["split"] = "official"
-    else:
-        if not entries:
-            raise FileNotFoundError(f"No ChestX-ray14 image of {entry_file!r} was found under {root!r}.")
-        datalist["training"], datalist["validation"] = split(sorted(entries))
-        datalist["split"] = "patient"
+    if not entries:
+        raise FileNotFoundError(f"No ChestX-ray14 image of {entry_file!r} was found under {root!r}.")
+    names = sorted(entries)
+    items = [entries[n] for n in names]
+    datalist = assign_splits(
+        items, [stratum(i) for i in items], [patients[n] for n in names], [official.get(n) for n in names],
+        split_protocol=split_protocol, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        test_seed=test_seed, folds=folds, fold=fold,
+    )
+    datalist["split"] = "official" if official else "patient"
     datalist.update(classes=list(CHESTXRAY14_FINDINGS), missing_images=missing)
     return finalize_datalist(datalist, datalist_file)

@@ -1,10 +1,10 @@
-"""COVID-CT (Zhao et al. 2020, UCSD-AI4H) indexer: official split files when present, else a seeded 4:1 split."""
+"""COVID-CT (Zhao et al. 2020, UCSD-AI4H) indexer: official split files when present, else a seeded hold-out."""
 
 from __future__ import annotations
 
 import os
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist
 from monai_rd.data.indexers.checks import require_dir, verify_image
 
 __all__ = ["COVID_CT_CLASSES", "index_covid_ct"]
@@ -12,7 +12,7 @@ __all__ = ["COVID_CT_CLASSES", "index_covid_ct"]
 #: explicit label order: 0 = NonCOVID, 1 = COVID (sources disagree, so it is fixed here)
 COVID_CT_CLASSES = ("NonCOVID", "COVID")
 _FOLDERS = {"NonCOVID": "CT_NonCOVID", "COVID": "CT_COVID"}
-_SPLITS = {"training": "train", "validation": "val", "test": "test"}
+_SPLITS = {None: "train", "validation": "val", "test": "test"}  # assign_splits' official name -> file prefix
 _EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
@@ -38,6 +38,11 @@ def index_covid_ct(
     verify_images: bool = True,
     split_dir: str | os.PathLike | None = None,
     use_official_split: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index COVID-CT into a MONAI datalist with labels ``0 = NonCOVID``, ``1 = COVID``.
 
@@ -49,8 +54,9 @@ def index_covid_ct(
         <dataset_dir>/Data-split/NonCOVID/{train,val,test}CT_NonCOVID.txt
 
     ``CT_COVID/`` and ``CT_NonCOVID/`` may also sit directly in ``dataset_dir``. When the six split files
-    exist they define ``training``/``validation``/``test`` exactly; otherwise a seeded stratified
-    ``1 - val_fraction : val_fraction`` split (4:1) of all images gives ``training``/``validation``.
+    exist they define ``training``/``validation``/``test`` exactly (with ``folds``, train and val are pooled and
+    folded; the test stays); otherwise a seeded stratified hold-out ``test`` and ``validation`` are carved (see
+    :func:`~monai_rd.data.assign_splits`; ``split_protocol="paper_4to1"`` gives the paper's protocol).
 
     Args:
         dataset_dir: the repository folder (or the folder holding the two class folders).
@@ -58,11 +64,13 @@ def index_covid_ct(
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image so an unreadable file fails now, by name.
         split_dir: the ``Data-split`` folder; default ``<dataset_dir>/Data-split``.
-        use_official_split: ``False`` ignores split files and splits 4:1.
+        use_official_split: ``False`` ignores split files and carves the splits.
+        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
 
     Returns:
-        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], ["test": [...]],
-        "classes": ["NonCOVID", "COVID"], "split": "official" | "seeded", "split_hash"}``.
+        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "test": [...],
+        "classes": ["NonCOVID", "COVID"], "split": "official" | "seeded", "split_protocol", "test_split",
+        "split_hash"}``.
 
     Raises:
         FileNotFoundError: a missing class folder, an empty one, or only some of the six split files.
@@ -102,7 +110,7 @@ def index_covid_ct(
                 f"Incomplete COVID-CT split files in {split_dir!r}: missing {missing}. Restore them or pass "
                 "use_official_split=False for a seeded 4:1 split."
             )
-        datalist: dict = {key: [] for key in _SPLITS}
+        items, official = [], []
         for class_name in COVID_CT_CLASSES:
             placed: dict[str, str] = {}
             for key, split in _SPLITS.items():
@@ -113,21 +121,21 @@ def index_covid_ct(
                     if name in placed:
                         raise ValueError(f"{name!r} is listed twice: in {placed[name]!r} and {path!r}.")
                     placed[name] = path
-                    datalist[key].append(item(class_name, name))
+                    items.append(item(class_name, name))
+                    official.append(key)
             unlisted = sorted(set(files[class_name]) - set(placed))
             if unlisted:
                 raise ValueError(
                     f"{len(unlisted)} images of {_FOLDERS[class_name]}/ are in no split file under {split_dir!r}, "
                     f"e.g. {unlisted[:3]}; fix the split files or pass use_official_split=False."
                 )
-        datalist.update(classes=list(COVID_CT_CLASSES), split="official")
-        return finalize_datalist(datalist, datalist_file)
-    items = [item(c, n) for c in COVID_CT_CLASSES for n in files[c]]
-    train_idx, val_idx = stratified_split([i["label"] for i in items], val_fraction=val_fraction, seed=seed)
-    datalist = {
-        "training": [items[i] for i in train_idx],
-        "validation": [items[i] for i in val_idx],
-        "classes": list(COVID_CT_CLASSES),
-        "split": "seeded",
-    }
+        split = "official"
+    else:
+        items = [item(c, n) for c in COVID_CT_CLASSES for n in files[c]]
+        official, split = None, "seeded"
+    datalist = assign_splits(
+        items, [i["label"] for i in items], None, official, split_protocol=split_protocol, val_fraction=val_fraction,
+        test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
+    )
+    datalist.update(classes=list(COVID_CT_CLASSES), split=split)
     return finalize_datalist(datalist, datalist_file)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist, stratified_split
 from monai_rd.data.images import IMAGE_EXTENSIONS
 from monai_rd.data.indexers.checks import require_dir, verify_image
 from monai_rd.data.readers.dicom import DicomReadError, find_dicom_series, read_dicom, select_series, sort_series_files
@@ -132,6 +132,11 @@ def grouped_stratified_split(
     Raises:
         ValueError: a group holds items of several labels.
     """
+    _check_one_label_per_group(labels, groups)
+    return stratified_split(labels, val_fraction=val_fraction, seed=seed, groups=groups)
+
+
+def _check_one_label_per_group(labels: Sequence[int], groups: Sequence[str]) -> None:
     group_label: dict[str, int] = {}
     for label, group in zip(labels, groups):
         if group_label.setdefault(group, label) != label:
@@ -139,20 +144,15 @@ def grouped_stratified_split(
                 f"Group {group!r} holds items of several classes ({group_label[group]} and {label}); a group (one "
                 "volume, series or patient) must have one label."
             )
-    return stratified_split(labels, val_fraction=val_fraction, seed=seed, groups=groups)
 
 
-def _finish(items: list[dict], classes: list[str], val_fraction, seed, datalist_file, source: str) -> dict:
+def _finish(items: list[dict], classes: list[str], datalist_file, source: str, **split_options) -> dict:
     if not items:
         raise FileNotFoundError(f"No item found in {source!r}.")
-    train_idx, val_idx = grouped_stratified_split(
-        [i["label"] for i in items], [i["group"] for i in items], val_fraction=val_fraction, seed=seed
-    )
-    datalist = {
-        "training": [items[i] for i in train_idx],
-        "validation": [items[i] for i in val_idx],
-        "classes": list(classes),
-    }
+    labels, groups = [i["label"] for i in items], [i["group"] for i in items]
+    _check_one_label_per_group(labels, groups)
+    datalist = assign_splits(items, labels, groups, **split_options)
+    datalist["classes"] = list(classes)
     return finalize_datalist(datalist, datalist_file)
 
 
@@ -169,6 +169,11 @@ def index_class_folders(
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
     verify: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index ``<dataset_dir>/<class_name>/<source>`` into a MONAI datalist with a grouped stratified split.
 
@@ -181,11 +186,13 @@ def index_class_folders(
             must exist and no other folder may be there.
         slice_mode, slice_axis, slice_threshold, slice_min_fraction, multi_series, verify, nifti_volume_index: see
             :func:`expand_source`.
-        val_fraction, seed: the split (see :func:`grouped_stratified_split`).
+        val_fraction, seed, split_protocol, test_fraction, test_seed, folds, fold: the grouped, stratified
+            training / validation / held-out test split (see :func:`~monai_rd.data.assign_splits`).
         datalist_file: also write the datalist there (atomically).
 
     Returns:
-        ``{"training": [...], "validation": [...], "classes": [...], "split_hash": str}``.
+        ``{"training": [...], "validation": [...], "test": [...], "classes": [...], "split_protocol",
+        "test_split": "held-out", "split_hash": str}``.
     """
     root = os.path.abspath(os.fspath(dataset_dir))
     if not os.path.isdir(root):
@@ -220,7 +227,8 @@ def index_class_folders(
             for image, k in expand_source(path, slice_mode, slice_axis, slice_threshold, slice_min_fraction,
                                           multi_series, verify, nifti_volume_index):
                 items.append({"image": image, "label": label, "class_name": class_name, "slice": k, "group": group})
-    return _finish(items, classes, val_fraction, seed, datalist_file, root)
+    return _finish(items, classes, datalist_file, root, split_protocol=split_protocol, val_fraction=val_fraction,
+                   test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold)
 
 
 def _hash_group(value: str) -> str:
@@ -244,9 +252,15 @@ def index_csv(
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
     verify: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index a CSV with one source per row (``image_column``: a path relative to ``root``, default the CSV's
-    folder; ``label_column``: the class name) into a MONAI datalist with a grouped stratified split.
+    folder; ``label_column``: the class name) into a MONAI datalist with grouped stratified splits
+    (training / validation / held-out test, or folds: the options of :func:`index_class_folders`).
 
     ``group_column`` (e.g. a patient or lesion id) keeps rows of one group on one side of the split; its values
     are stored hashed, never as written. Without it every source is its own group.
@@ -300,7 +314,8 @@ def index_csv(
         for image, k in sources:
             items.append({"image": os.path.abspath(image), "label": classes.index(class_name),
                           "class_name": class_name, "slice": k, "group": group})
-    return _finish(items, classes, val_fraction, seed, datalist_file, csv_file)
+    return _finish(items, classes, datalist_file, csv_file, split_protocol=split_protocol, val_fraction=val_fraction,
+                   test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold)
 
 
 def list_class_folders(

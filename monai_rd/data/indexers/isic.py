@@ -1,10 +1,11 @@
-"""ISIC 2018 task 3 / HAM10000 (dermoscopy, 7 diagnoses) indexers, split by lesion."""
+"""ISIC 2018 task 3 / HAM10000 (dermoscopy, 7 diagnoses) indexers, split by lesion, official test sets used."""
 
 from __future__ import annotations
 
+import logging
 import os
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist
 from monai_rd.data.indexers.checks import find_file, read_csv_table, require_dir, verify_image
 
 __all__ = ["ISIC2018_CLASSES", "HAM10000_DX", "index_isic2018", "index_ham10000"]
@@ -19,15 +20,98 @@ _GT_CSV = os.path.join("ISIC2018_Task3_Training_GroundTruth", "ISIC2018_Task3_Tr
 _GROUPINGS = "ISIC2018_Task3_Training_LesionGroupings.csv"
 _HAM_CSV = "HAM10000_metadata.csv"
 _NOTICES = {"ATTRIBUTION.txt", "LICENSE.txt"}  # shipped inside the official zip files
+#: the challenge's held-out sets: split name in the datalist -> the release's name (``ISIC2018_Task3_<name>_...``)
+_OFFICIAL = {"validation": "Validation", "test": "Test"}
+_TEST_IMAGE_DIRS = ("ISIC2018_Task3_Test_Input", "ISIC2018_Task3_Test_Images")  # challenge site, Dataverse
+
+logger = logging.getLogger(__name__)
 
 
-def _split(items: list[dict], lesions: list[str], val_fraction: float, seed: int, datalist_file) -> dict:
-    train_idx, val_idx = stratified_split([i["label"] for i in items], val_fraction, seed, groups=lesions)
-    datalist = {
-        "training": [items[i] for i in train_idx],
-        "validation": [items[i] for i in val_idx],
-        "classes": list(ISIC2018_CLASSES),
-    }
+def _read_ground_truth(gt_file: str, input_dir: str, what: str, verify_images: bool) -> list[dict]:
+    """Items ``{"image", "label", "class_name"}`` of a ground-truth CSV over the ``.jpg`` files of ``input_dir``.
+
+    The CSV is the challenge's one-hot ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` table or, as the test ground
+    truth published with HAM10000 on Harvard Dataverse, a metadata table with ``image_id`` and ``dx`` columns.
+    Every listed image must exist and every image of ``input_dir`` must be listed.
+    """
+    if not os.path.isfile(gt_file):
+        raise FileNotFoundError(f"{what} file {gt_file!r} does not exist.")
+    with open(gt_file, encoding="utf-8-sig") as f:
+        header = [h.strip() for h in f.readline().split(",")]
+    one_hot = not {"image_id", "dx"} <= set(header)
+    rows = read_csv_table(gt_file, ("image", *ISIC2018_CLASSES) if one_hot else ("image_id", "dx"), what)
+    items, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        image = row["image"] if one_hot else row["image_id"]
+        if image in seen:
+            raise ValueError(f"{gt_file!r}, line {line}: image {image!r} is listed twice.")
+        seen.add(image)
+        if one_hot:
+            try:
+                values = [float(row[c]) for c in ISIC2018_CLASSES]
+            except ValueError as e:
+                raise ValueError(f"{gt_file!r}, line {line}: non-numeric ground truth ({e}); expected 0.0/1.0.") from e
+            if sorted(values) != [0.0] * (len(values) - 1) + [1.0]:
+                raise ValueError(
+                    f"{gt_file!r}, line {line}: {image!r} is not one-hot over {list(ISIC2018_CLASSES)} (got {values})."
+                )
+            label = values.index(1.0)
+        else:
+            dx = row["dx"].lower()
+            if dx not in HAM10000_DX:
+                raise ValueError(
+                    f"{gt_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}."
+                )
+            label = ISIC2018_CLASSES.index(HAM10000_DX[dx])
+        path = os.path.join(input_dir, f"{image}.jpg")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Image {path!r} listed in {gt_file!r} (line {line}) does not exist.")
+        if verify_images:
+            verify_image(path, what)
+        items.append({"image": os.path.abspath(path), "label": label, "class_name": ISIC2018_CLASSES[label]})
+    for name in sorted(os.listdir(input_dir)):
+        if name.startswith(".") or name in _NOTICES:
+            continue
+        stem, ext = os.path.splitext(name)
+        if ext.lower() != ".jpg":
+            raise ValueError(f"Unexpected file {os.path.join(input_dir, name)!r}: the folder holds ISIC_*.jpg images.")
+        if stem not in seen:
+            raise ValueError(f"Image {os.path.join(input_dir, name)!r} has no row in the ground truth {gt_file!r}.")
+    return items
+
+
+def _official_sets(root: str, verify_images: bool, notes: list[str], names=("validation", "test")) -> dict[str, list]:
+    """The challenge's validation/test sets found in ``root`` (``{split: items}``); a half-present set is noted."""
+    found = {}
+    for split in names:
+        release = _OFFICIAL[split]
+        csv_name = f"ISIC2018_Task3_{release}_GroundTruth.csv"
+        inputs = [os.path.join(root, d) for d in (f"ISIC2018_Task3_{release}_Input",) + (
+            _TEST_IMAGE_DIRS[1:] if split == "test" else ()) if os.path.isdir(os.path.join(root, d))]
+        gt_file = find_file(root, csv_name)
+        if inputs and gt_file:
+            found[split] = _read_ground_truth(gt_file, inputs[0], f"ISIC 2018 task 3 {release.lower()} set",
+                                              verify_images)
+        elif inputs or gt_file:
+            have, lack = (inputs[0], csv_name) if inputs else (gt_file, f"ISIC2018_Task3_{release}_Input/")
+            notes.append(f"official {release.lower()} set not used: {have!r} is present but {lack} is not")
+            logger.warning("ISIC 2018: %s.", notes[-1])
+    return found
+
+
+def _split(items: list[dict], lesions: list[str], official_sets: dict[str, list], notes: list[str],
+           datalist_file, **split_options) -> dict:
+    """The datalist of the training images (grouped by lesion) plus the official validation/test sets."""
+    official: list = [None] * len(items)
+    groups = list(lesions)
+    for split, extra in official_sets.items():
+        items = items + extra
+        official += [split] * len(extra)
+        groups += [os.path.basename(i["image"]) for i in extra]  # no lesion ids are published for these
+    datalist = assign_splits(items, [i["label"] for i in items], groups, official, **split_options)
+    datalist["classes"] = list(ISIC2018_CLASSES)
+    if notes:
+        datalist["split_notes"] = notes
     return finalize_datalist(datalist, datalist_file)
 
 
@@ -52,6 +136,12 @@ def index_isic2018(
     verify_images: bool = True,
     lesion_file: str | os.PathLike | None = None,
     group_by_lesion: bool = True,
+    use_official_sets: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index the ISIC 2018 task 3 training release into a MONAI datalist, split by lesion.
 
@@ -60,23 +150,34 @@ def index_isic2018(
         <dataset_dir>/ISIC2018_Task3_Training_Input/ISIC_0024306.jpg ...   (+ ATTRIBUTION.txt, LICENSE.txt)
         <dataset_dir>/ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv
         <dataset_dir>/ISIC2018_Task3_Training_LesionGroupings.csv           (image,lesion_id,diagnosis_confirm_type)
+        <dataset_dir>/ISIC2018_Task3_Validation_Input/*.jpg + ISIC2018_Task3_Validation_GroundTruth/*.csv (optional)
+        <dataset_dir>/ISIC2018_Task3_Test_Input/*.jpg + ISIC2018_Task3_Test_GroundTruth/*.csv             (optional)
 
     The ground truth is one-hot over ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``; labels index
     :data:`ISIC2018_CLASSES` in that column order. Several images of one lesion exist, so the seeded
     stratified split keeps each lesion on one side; the lesion ids come from the lesion groupings CSV or,
     equivalently, from ``HAM10000_metadata.csv`` (the same 10015 images).
 
+    The challenge's validation (193 images) and test (1512 images) sets, when both their images and their
+    ground truth (``ISIC2018_Task3_{Validation,Test}_GroundTruth.csv``, same columns) are present, are the
+    ``validation`` and ``test`` splits; a set with only one of the two is not used, and the datalist says so
+    under ``split_notes``. Without them, a lesion-grouped hold-out is carved from the training images (see
+    :func:`~monai_rd.data.assign_splits`).
+
     Args:
         dataset_dir: the folder holding the three entries above.
-        val_fraction, seed: the split (4:1 by default).
+        val_fraction, seed: the validation split (without the official validation set).
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image so an unreadable file fails now, by name.
         lesion_file: the lesion table; found in ``dataset_dir`` (two levels deep) when ``None``.
         group_by_lesion: ``False`` splits by image (lesions may then leak across the split): only for
             data without lesion ids.
+        use_official_sets: use the challenge's validation/test sets when present.
+        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
 
     Returns:
-        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "classes", "split_hash"}``.
+        ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "test": [...], "classes",
+        "split_protocol", "test_split", ["split_notes"], "split_hash"}``.
 
     Raises:
         FileNotFoundError: a missing folder, CSV or image, or no lesion table while ``group_by_lesion``.
@@ -86,36 +187,7 @@ def index_isic2018(
     root = os.fspath(dataset_dir)
     input_dir = require_dir(os.path.join(root, _INPUT), "ISIC 2018 task 3 training images")
     gt_file = os.path.join(root, _GT_CSV)
-    rows = read_csv_table(gt_file, ("image", *ISIC2018_CLASSES), "ISIC 2018 task 3 ground truth")
-    items, seen = [], set()
-    for line, row in enumerate(rows, start=2):
-        image = row["image"]
-        if image in seen:
-            raise ValueError(f"{gt_file!r}, line {line}: image {image!r} is listed twice.")
-        seen.add(image)
-        try:
-            values = [float(row[c]) for c in ISIC2018_CLASSES]
-        except ValueError as e:
-            raise ValueError(f"{gt_file!r}, line {line}: non-numeric ground truth ({e}); expected 0.0/1.0.") from e
-        if sorted(values) != [0.0] * (len(values) - 1) + [1.0]:
-            raise ValueError(
-                f"{gt_file!r}, line {line}: {image!r} is not one-hot over {list(ISIC2018_CLASSES)} (got {values})."
-            )
-        label = values.index(1.0)
-        path = os.path.join(input_dir, f"{image}.jpg")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Image {path!r} listed in {gt_file!r} (line {line}) does not exist.")
-        if verify_images:
-            verify_image(path, "ISIC 2018")
-        items.append({"image": os.path.abspath(path), "label": label, "class_name": ISIC2018_CLASSES[label]})
-    for name in sorted(os.listdir(input_dir)):
-        if name.startswith(".") or name in _NOTICES:
-            continue
-        stem, ext = os.path.splitext(name)
-        if ext.lower() != ".jpg":
-            raise ValueError(f"Unexpected file {os.path.join(input_dir, name)!r}: the folder holds ISIC_*.jpg images.")
-        if stem not in seen:
-            raise ValueError(f"Image {os.path.join(input_dir, name)!r} has no row in the ground truth {gt_file!r}.")
+    items = _read_ground_truth(gt_file, input_dir, "ISIC 2018 task 3 ground truth", verify_images)
     lesions = [i["image"] for i in items]
     if group_by_lesion:
         table = _lesion_table(root, os.fspath(lesion_file) if lesion_file is not None else None)
@@ -130,7 +202,11 @@ def index_isic2018(
         if missing:
             raise ValueError(f"{len(missing)} images have no lesion id in {table_file!r}, e.g. {missing[:3]}.")
         lesions = [lesion_of[s] for s in stems]
-    return _split(items, lesions, val_fraction, seed, datalist_file)
+    notes: list[str] = []
+    official = _official_sets(root, verify_images, notes) if use_official_sets else {}
+    return _split(items, lesions, official, notes, datalist_file, split_protocol=split_protocol,
+                  val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed,
+                  folds=folds, fold=fold)
 
 
 def index_ham10000(
@@ -139,6 +215,12 @@ def index_ham10000(
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
+    use_official_sets: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index the HAM10000 release (Harvard Dataverse / Kaggle) into a MONAI datalist, split by lesion.
 
@@ -151,6 +233,10 @@ def index_ham10000(
     (image folders may also be spelt ``ham10000_images_part_*``; any folder whose name starts with
     ``HAM10000_images`` is searched). ``dx`` codes map to :data:`ISIC2018_CLASSES` (``nv`` -> ``NV`` ...), so
     labels match :func:`index_isic2018`. Age, sex and site are not copied into the datalist.
+
+    The ISIC 2018 task 3 test set published with it (``ISIC2018_Task3_Test_GroundTruth.csv`` and the images
+    unpacked as ``ISIC2018_Task3_Test_Images/`` or ``ISIC2018_Task3_Test_Input/``) is the ``test`` split when
+    present; otherwise a lesion-grouped hold-out is carved.
 
     Returns and raises as :func:`index_isic2018`.
     """
@@ -200,4 +286,8 @@ def index_ham10000(
     extra = sorted(set(paths) - seen)
     if extra:
         raise ValueError(f"{len(extra)} images have no row in {meta_file!r}, e.g. {[paths[e] for e in extra[:3]]}.")
-    return _split(items, lesions, val_fraction, seed, datalist_file)
+    notes: list[str] = []
+    official = _official_sets(root, verify_images, notes, names=("test",)) if use_official_sets else {}
+    return _split(items, lesions, official, notes, datalist_file, split_protocol=split_protocol,
+                  val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed,
+                  folds=folds, fold=fold)

@@ -140,9 +140,14 @@ def _dermoscopy(rng: np.random.Generator, size: int, class_name: str, centre: np
     return image
 
 
-def _dermoscopy_set(rng: np.random.Generator, n_per_class: int, size: int):
+#: first image number of each set of the ISIC 2018 task 3 release (ISIC_0024306 ... ISIC_0036059)
+_ISIC_FIRST_ID = {"Training": 24306, "Validation": 34321, "Test": 34524}
+
+
+def _dermoscopy_set(rng: np.random.Generator, n_per_class: int, size: int, image_no: int = 24306,
+                    lesion_no: int = 0):
     """``[(image_id, lesion_id, class_name, uint8 RGB)]``: every other image is a second view of a lesion."""
-    records, image_no, lesion_no = [], 24306, 0
+    records = []
     for class_name in ISIC2018_CLASSES:
         centre = None
         for n in range(n_per_class):
@@ -157,44 +162,75 @@ def _dermoscopy_set(rng: np.random.Generator, n_per_class: int, size: int):
     return [records[i] for i in order]
 
 
-def make_isic2018_like(folder: str | os.PathLike, n_per_class: int = 6, size: int = 64, seed: int = 0) -> str:
-    """Write a small ISIC 2018 task 3 training release in its exact layout; returns ``folder``.
+def _write_isic_set(root: str, release: str, records: list) -> list:
+    """``ISIC2018_Task3_<release>_Input/*.jpg`` and ``..._GroundTruth/..._GroundTruth.csv`` (one-hot); returns rows."""
+    input_dir = os.path.join(root, f"ISIC2018_Task3_{release}_Input")
+    gt_dir = os.path.join(root, f"ISIC2018_Task3_{release}_GroundTruth")
+    os.makedirs(input_dir, exist_ok=True)
+    os.makedirs(gt_dir, exist_ok=True)
+    gt = ["image," + ",".join(ISIC2018_CLASSES)]
+    for image_id, _, class_name, pixels in records:
+        Image.fromarray(pixels, mode="RGB").save(os.path.join(input_dir, f"{image_id}.jpg"), quality=95)
+        gt.append(image_id + "," + ",".join("1.0" if c == class_name else "0.0" for c in ISIC2018_CLASSES))
+    for d in (input_dir, gt_dir):
+        for notice in ("ATTRIBUTION.txt", "LICENSE.txt"):
+            with open(os.path.join(d, notice), "w") as f:
+                f.write("Synthetic images written by monai_rd for tests; no real patient data.\n")
+    with open(os.path.join(gt_dir, f"ISIC2018_Task3_{release}_GroundTruth.csv"), "w", newline="") as f:
+        f.write("\n".join(gt) + "\n")
+    return records
+
+
+def _held_out_count(n_per_class: int, given: int | None, share: int) -> int:
+    return max(1, n_per_class // share) if given is None else given
+
+
+def make_isic2018_like(
+    folder: str | os.PathLike, n_per_class: int = 6, size: int = 64, seed: int = 0,
+    n_val_per_class: int | None = None, n_test_per_class: int | None = None,
+) -> str:
+    """Write a small ISIC 2018 task 3 release in its exact layout; returns ``folder``.
 
     ``ISIC2018_Task3_Training_Input/ISIC_00xxxxx.jpg`` (+ ATTRIBUTION.txt, LICENSE.txt),
     ``ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv`` (one-hot ``0.0``/``1.0``
     over ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``) and ``ISIC2018_Task3_Training_LesionGroupings.csv``
     (``image,lesion_id,diagnosis_confirm_type``). Lesions are ovals whose colour and size depend on the class;
     images come in pairs of views of one lesion, so a split must group them.
+
+    The challenge's held-out sets are written the same way, as ``ISIC2018_Task3_Validation_{Input,GroundTruth}``
+    (``n_val_per_class`` images per class, default ``max(1, n_per_class // 4)``, ids from ISIC_0034321) and
+    ``ISIC2018_Task3_Test_{Input,GroundTruth}`` (``n_test_per_class``, default ``max(1, n_per_class // 3)``, ids
+    from ISIC_0034524), each of new lesions; ``0`` leaves a set out.
     """
     rng = np.random.default_rng(seed)
     root = os.fspath(folder)
-    input_dir = os.path.join(root, "ISIC2018_Task3_Training_Input")
-    gt_dir = os.path.join(root, "ISIC2018_Task3_Training_GroundTruth")
-    os.makedirs(input_dir, exist_ok=True)
-    os.makedirs(gt_dir, exist_ok=True)
     records = sorted(_dermoscopy_set(rng, n_per_class, size), key=lambda r: r[0])
-    gt = ["image," + ",".join(ISIC2018_CLASSES)]
+    _write_isic_set(root, "Training", records)
     groups = ["image,lesion_id,diagnosis_confirm_type"]
-    for image_id, lesion_id, class_name, pixels in records:
-        Image.fromarray(pixels, mode="RGB").save(os.path.join(input_dir, f"{image_id}.jpg"), quality=95)
-        gt.append(image_id + "," + ",".join("1.0" if c == class_name else "0.0" for c in ISIC2018_CLASSES))
-        groups.append(f"{image_id},{lesion_id},histopathology")
-    for d in (input_dir, gt_dir):
-        for notice in ("ATTRIBUTION.txt", "LICENSE.txt"):
-            with open(os.path.join(d, notice), "w") as f:
-                f.write("Synthetic images written by monai_rd for tests; no real patient data.\n")
-    with open(os.path.join(gt_dir, "ISIC2018_Task3_Training_GroundTruth.csv"), "w", newline="") as f:
-        f.write("\n".join(gt) + "\n")
+    groups += [f"{image_id},{lesion_id},histopathology" for image_id, lesion_id, _, _ in records]
     with open(os.path.join(root, "ISIC2018_Task3_Training_LesionGroupings.csv"), "w", newline="") as f:
         f.write("\n".join(groups) + "\n")
+    lesion_no = len({r[1] for r in records})
+    for release, n, share in (("Validation", n_val_per_class, 4), ("Test", n_test_per_class, 3)):
+        n = _held_out_count(n_per_class, n, share)
+        if n:
+            held = sorted(_dermoscopy_set(rng, n, size, _ISIC_FIRST_ID[release], lesion_no), key=lambda r: r[0])
+            lesion_no += len({r[1] for r in held})
+            _write_isic_set(root, release, held)
     return root
 
 
-def make_ham10000_like(folder: str | os.PathLike, n_per_class: int = 6, size: int = 64, seed: int = 0) -> str:
+def make_ham10000_like(
+    folder: str | os.PathLike, n_per_class: int = 6, size: int = 64, seed: int = 0,
+    n_test_per_class: int | None = None,
+) -> str:
     """Write a small HAM10000 release in its exact layout; returns ``folder``.
 
     ``HAM10000_metadata.csv`` (``lesion_id,image_id,dx,dx_type,age,sex,localization``) and the images split
-    over ``HAM10000_images_part_1/`` and ``HAM10000_images_part_2/``, as on Harvard Dataverse / Kaggle.
+    over ``HAM10000_images_part_1/`` and ``HAM10000_images_part_2/``, as on Harvard Dataverse / Kaggle, plus the
+    ISIC 2018 task 3 test set published alongside on Dataverse: ``ISIC2018_Task3_Test_Images/*.jpg`` and
+    ``ISIC2018_Task3_Test_GroundTruth.csv`` in the metadata's columns (``n_test_per_class`` images per class,
+    default ``max(1, n_per_class // 3)``; ``0`` leaves it out).
     """
     rng = np.random.default_rng(seed)
     root = os.fspath(folder)
@@ -210,6 +246,19 @@ def make_ham10000_like(folder: str | os.PathLike, n_per_class: int = 6, size: in
         rows.append(f"{lesion_id},{image_id},{dx_of[class_name]},histo,{age},{rng.choice(['male', 'female'])},back")
     with open(os.path.join(root, "HAM10000_metadata.csv"), "w", newline="") as f:
         f.write("\n".join(rows) + "\n")
+    n_test = _held_out_count(n_per_class, n_test_per_class, 3)
+    if n_test:
+        first_lesion = len({r[1] for r in records})
+        test_dir = os.path.join(root, "ISIC2018_Task3_Test_Images")
+        os.makedirs(test_dir, exist_ok=True)
+        test_rows = [rows[0] + ",dataset"]
+        for image_id, lesion_id, class_name, pixels in sorted(
+            _dermoscopy_set(rng, n_test, size, _ISIC_FIRST_ID["Test"], first_lesion), key=lambda r: r[0]
+        ):
+            Image.fromarray(pixels, mode="RGB").save(os.path.join(test_dir, f"{image_id}.jpg"), quality=95)
+            test_rows.append(f"{lesion_id},{image_id},{dx_of[class_name]},histo,50.0,female,back,vidir_modern")
+        with open(os.path.join(root, "ISIC2018_Task3_Test_GroundTruth.csv"), "w", newline="") as f:
+            f.write("\n".join(test_rows) + "\n")
     return root
 
 
