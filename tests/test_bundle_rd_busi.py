@@ -93,32 +93,6 @@ def test_evaluate_overlay_scores_the_test_split_from_output_dir_alone(trained, t
     proc = run_bundle(EVALUATE, cwd=tmp_path, output_dir=trained, datalist_file=datalist_file, num_workers=0)
     assert f"Scored the 'test' split (6 items) of {datalist_file}" in proc.stdout
     with open(os.path.join(trained, "eval", "test", "metrics.csv")) as f:
-
-
-def test_selected_checkpoint_scored_on_test_with_intervals(trained):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{trained}/mlruns.db")
-    run = client.search_runs([client.get_experiment_by_name("rd_busi").experiment_id])[0]
-    metrics, tags, params = run.data.metrics, run.data.tags, run.data.params
-    for name in ("test_accuracy", "test_f1_macro", "test_auc_macro"):
-        assert 0.0 <= metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"] <= 1.0, name
-        assert len(client.get_metric_history(run.info.run_id, name)) == 1  # scored once, at the end
-    assert metrics["test_num_samples"] == 6
-    assert tags["split_protocol"] == params["split_protocol"] == "holdout" and tags["test_split"] == "held-out"
-    assert params["num_test"] == "6"
-    record = json.load(open(os.path.join(trained, "report", "test_metrics.json")))
-    assert record["split"] == "test" and record["checkpoint"] == os.path.join(trained, "model.pt")
-    assert record["metrics"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
-    assert "report/test_metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id, "report")}
-    datalist = json.load(open(os.path.join(trained, "datalist.json")))
-    test_images = {i["image"] for i in datalist["test"]}
-    assert not test_images & {i["image"] for k in ("training", "validation") for i in datalist[k]}
-
-
-def test_evaluate_scores_the_checkpoint(trained):
-    run_bundle(os.path.join(CONFIGS, "evaluate.json"), output_dir=trained, image_size=32, num_workers=0)
-    with open(os.path.join(trained, "eval", "metrics.csv")) as f:
         metrics = dict(line.strip().split(",") for line in f if line.strip())
     assert set(metrics) == {"accuracy", "f1_macro", "auc_macro"}
     assert all(0.0 <= float(v) <= 1.0 for v in metrics.values())
@@ -140,6 +114,27 @@ def test_evaluate_names_a_missing_test_split(trained, tmp_path):
     last = str(info.value).rstrip().splitlines()[-1]
     assert "SplitNotFoundError" in str(info.value)
     assert "has no split 'test' (its splits: ['training', 'validation'])" in last
+
+
+def test_selected_checkpoint_scored_on_test_with_intervals(trained):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained}/mlruns.db")
+    run = client.search_runs([client.get_experiment_by_name("rd_busi").experiment_id])[0]
+    metrics, tags, params = run.data.metrics, run.data.tags, run.data.params
+    for name in ("test_accuracy", "test_f1_macro", "test_auc_macro"):
+        assert 0.0 <= metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"] <= 1.0, name
+        assert len(client.get_metric_history(run.info.run_id, name)) == 1  # scored once, at the end
+    assert metrics["test_num_samples"] == 6
+    assert tags["split_protocol"] == params["split_protocol"] == "holdout" and tags["test_split"] == "held-out"
+    assert params["num_test"] == "6"
+    record = json.load(open(os.path.join(trained, "report", "test_metrics.json")))
+    assert record["split"] == "test" and record["checkpoint"] == os.path.join(trained, "model.pt")
+    assert record["metrics"]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert "report/test_metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    datalist = json.load(open(os.path.join(trained, "datalist.json")))
+    test_images = {i["image"] for i in datalist["test"]}
+    assert not test_images & {i["image"] for k in ("training", "validation") for i in datalist[k]}
 
 
 def test_inference_writes_probabilities(trained, busi_dir):

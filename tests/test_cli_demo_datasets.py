@@ -7,12 +7,13 @@ import os
 import pytest
 
 from monai_rd.cli import demo
+from monai_rd.experiments.demo import DEMO_DATASETS
 from monai_rd.data import index_dataset
 
 
-@pytest.mark.parametrize("name", sorted(demo.DEMO_DATASETS))
+@pytest.mark.parametrize("name", sorted(DEMO_DATASETS))
 def test_demo_dataset_is_indexable_by_its_bundle(name, tmp_path):
-    entry = demo.DEMO_DATASETS[name]
+    entry = DEMO_DATASETS[name]
     data = entry.writer(str(tmp_path / "data"), 8, 32, 0)
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
