@@ -2,7 +2,7 @@
 
 from monai_rd.networks.blocks import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
 from monai_rd.networks.checkpoint import WeightsMismatchError, load_weights, read_state_dict
-from monai_rd.networks.distributed import distributed_rdnet
+from monai_rd.networks.distributed import TrainableParts, ddp_ignored_names, distributed_network, distributed_rdnet
 from monai_rd.networks.nets import (
     STUDENTS,
     TEACHERS,

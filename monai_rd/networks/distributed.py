@@ -30,29 +30,38 @@ class TrainableParts(nn.Module):
 
 
 def _frozen_subtree(module: nn.Module) -> bool:
-    # teachers and stage-1 branches: nothing below them trains in this stage, their buffers never change
-    return type(module).__name__ in ("FrozenTeacher", "FrozenBranch")
+    """A trained stage-1 branch (no gradient reaches it in the main stage) or a teacher none of whose parameters
+    trains (a LoRA'd or fine-tuned teacher copy does train, and a fine-tuned one updates its BatchNorm buffers)."""
+    kind = type(module).__name__
+    if kind == "FrozenBranch":
+        return True
+    return kind == "FrozenTeacher" and not any(p.requires_grad for p in module.parameters())
 
 
 def ddp_ignored_names(root: nn.Module) -> list[str]:
     """Names (in ``root``) of the parameters and buffers DDP must leave alone.
 
-    * every parameter with ``requires_grad=False`` (the frozen teacher, a stage-1 branch already trained);
-    * the buffers of a frozen teacher or a frozen stage-1 branch (identical on every rank, never updated);
+    * every parameter with ``requires_grad=False`` and everything inside a frozen teacher or a frozen stage-1
+      branch (:class:`~monai_rd.networks.FrozenBranch`: trained in stage 1, identical on every rank, read without
+      autograd in the main stage);
     * buffers a module keeps in step across ranks itself, listed in its ``ddp_local_buffers`` (CRD's memory banks,
       updated from all ranks' embeddings), which DDP's rank-0 broadcast would otherwise overwrite.
+
+    A parameter that is also reachable under a trainable name stays synchronised.
     """
-    ignored = [n for n, p in root.named_parameters(remove_duplicate=False) if not p.requires_grad]
+    frozen = [prefix for prefix, m in root.named_modules() if prefix and _frozen_subtree(m)]
+
+    def inside(name: str) -> bool:
+        return any(name.startswith(prefix + ".") for prefix in frozen)
+
+    params = list(root.named_parameters(remove_duplicate=False))
+    ignored = {n for n, p in params if not p.requires_grad or inside(n)}
+    kept = {id(p) for n, p in params if n not in ignored}
+    ignored = {n for n, p in params if n in ignored and id(p) not in kept}
+    ignored |= {n for n, _ in root.named_buffers(remove_duplicate=False) if inside(n)}
     for prefix, module in root.named_modules():
-        dot = f"{prefix}." if prefix else ""
-        if _frozen_subtree(module):
-            ignored += [dot + n for n, _ in module.named_buffers()]
-        for name in getattr(module, "ddp_local_buffers", ()):
-            ignored.append(dot + name)
-    # a parameter shared by a trainable path must stay synchronised under every one of its names
-    trainable = {id(p) for p in root.parameters() if p.requires_grad}
-    shared = {n for n, p in root.named_parameters(remove_duplicate=False) if id(p) in trainable}
-    return sorted(set(ignored) - shared)
+        ignored |= {f"{prefix}.{b}" if prefix else b for b in getattr(module, "ddp_local_buffers", ())}
+    return sorted(ignored)
 
 
 def distributed_network(network: nn.Module, *extras: nn.Module, **ddp_kwargs) -> DistributedDataParallel:
