@@ -373,6 +373,8 @@ def _feature_method(method: str):
             s_shapes = net.student_taps.shapes(image_size)
         one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
         feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
+        if method == "norm":  # its contraction is not on the student's classifier path yet: nothing to train
+            feature_loss.contract.requires_grad_(False)
         weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
