@@ -10,6 +10,7 @@ import os
 import pytest
 import torch
 import yaml
+from monai.bundle import ConfigParser
 
 from monai_rd.methods import METHODS, dry_run_method
 from monai_rd.networks import LayerTaps, StudentClassifier, build_teacher, default_feature_layer
@@ -117,8 +118,8 @@ def _grid_cells(path: str):
     grid = yaml.safe_load(open(path))
     cells = set()
     for dataset in grid["datasets"].values():
-        train = json.load(open(os.path.join(BUNDLES, dataset["bundle"], "configs", "train.json")))
-        setup = (len(train["class_names"]), dataset["bundle"] == "rd_chestxray")
+        parser = ConfigParser(json.load(open(os.path.join(BUNDLES, dataset["bundle"], "configs", "train.json"))))
+        setup = (len(parser.get_parsed_content("class_names")), dataset["bundle"] == "rd_chestxray")
         for spec in grid["methods"].values():
             for teacher_spec in grid["teachers"].values():
                 for student in grid["students"].values():
