@@ -23,7 +23,7 @@ ROOT = os.path.dirname(BUNDLES)
 SMALL = {
     "pmc_clip_rn50": dict(input_size=SIZE),
     "radimagenet_densenet121": dict(input_size=SIZE),
-    "lvmmed_vit_b": dict(input_size=SIZE, img_size=SIZE, depth=4, global_attn_indexes=(1, 3), window_size=1),
+    "lvmmed_vit_b": dict(input_size=SIZE, img_size=SIZE, depth=4, global_attn_indexes=(1, 3), window_size=2),
     "biomedclip_vit_b": dict(input_size=SIZE),
 }
 _TEACHERS: dict = {}

@@ -31,6 +31,7 @@ from monai_rd.networks.nets.method_nets import (
     TunedTeacher,
     default_feature_layer,
     default_feature_layers,
+    probe_forward,
 )
 
 __all__ = [
@@ -238,12 +239,20 @@ def _teacher_linear(teacher, num_classes, multi_label=False, **_: Any) -> Method
 
 
 @METHODS.register("teacher_finetune")
-def _teacher_finetune(teacher, num_classes, multi_label=False, **_: Any) -> Method:
-    """Upper-bound reference: a trainable copy of the teacher plus a linear head, all trained. Saves teacher + head."""
+def _teacher_finetune(teacher, num_classes, multi_label=False, image_size=224, **_: Any) -> Method:
+    """Upper-bound reference: a trainable copy of the teacher plus a linear head, all trained. Saves teacher + head.
+
+    Only the layers on the feature path train: those the pooled feature skips (SAM's neck in LVM-Med, PMC-CLIP's
+    attention pool under average pooling) get no gradient and stay frozen.
+    """
     _need_teacher("teacher_finetune", teacher)
     tuned = TunedTeacher(teacher, train_mode=True)
-    for p in tuned.parameters():
-        p.requires_grad_(True)
+    ran: set[int] = set()
+    hooks = [m.register_forward_hook(lambda mod, i, o: ran.add(id(mod))) for m in tuned.modules()]
+    probe_forward(tuned, image_size, hooks)
+    for m in tuned.modules():
+        for p in m.parameters(recurse=False):
+            p.requires_grad_(id(m) in ran)
     net = ReferenceNet(TeacherClassifier(tuned, num_classes))
     return Method("teacher_finetune", net, _probe_loss(multi_label), {"ce_student": 1.0})
 
