@@ -87,7 +87,7 @@ def _student():
 
 
 #: cells of the next test that run in the fast tier: the adaptations specific to a teacher
-FAST = {("pmc_clip_rn50", "lora_kd"), ("lvmmed_vit_b", "vpt_kd"), ("lvmmed_vit_b", "semckd"), ("lvmmed_vit_b", "mgd")}
+FAST = {("pmc_clip_rn50", "lora_kd"), ("lvmmed_vit_b", "vpt_kd"), ("lvmmed_vit_b", "mgd")}
 CELLS = [
     pytest.param(t, m, marks=() if (t, m) in FAST else pytest.mark.slow)
     for t in sorted(SMALL)
