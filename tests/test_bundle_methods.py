@@ -152,3 +152,26 @@ def test_evaluate_a_teacher_reference_with_build_deployable(busi_dir, tmp_path):
         "@num_classes).to(@device)",
     )  # fmt: skip
     assert (tmp_path / "eval" / "validation" / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_stage1_is_validated_stopped_early_restored_and_logged(busi_dir, tmp_path):
+    """Equal terms: stage 1 is scored on the validation split every epoch, stops after ``stage1_patience`` epochs
+    without improvement within ``stage1_epochs``, the best epoch's probe is restored, and its score is in MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    parser = _parser(busi_dir, tmp_path, "kd", stage1_epochs=6, stage1_patience=1, learning_rate=0.5,
+                     bundle_root=os.path.dirname(os.path.dirname(TRAIN)))  # fmt: skip
+    _run(parser)
+    stage1, evaluator = parser.get_parsed_content("stage1::trainer"), parser.get_parsed_content("stage1::evaluator")
+    best = parser.get_parsed_content("stage1::best")
+    assert 1 <= stage1.state.epoch <= 6 and best.best_epoch == evaluator.state.best_metric_epoch >= 1
+    if stage1.state.epoch < 6:  # stopped early: patience 1 -> the epoch after the last improvement
+        assert stage1.state.epoch == best.best_epoch + 1
+    probe = parser.get_parsed_content("method_def").stage1_network.classifier.head
+    torch.testing.assert_close(probe.weight.detach(), best.best["classifier.head.weight"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlruns.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("rd_busi").experiment_id])
+    history = client.get_metric_history(run.info.run_id, "stage1_val_accuracy")
+    assert sorted(m.step for m in history) == list(range(1, stage1.state.epoch + 1))
+    assert max(m.value for m in history) == pytest.approx(evaluator.state.best_metric)

@@ -84,9 +84,11 @@ def test_negative_sampling_seeded_and_excludes_positive():
     assert counts[0] == 0 and np.all(np.abs(counts[1:] / many.numel() - 0.2) < 0.02)
 
 
-def test_crd_maps_gradients_and_errors():
-    loss = CRDLoss(3, 5, num_data=20, feat_dim=4)
-    assert loss.num_negatives == 19
+def test_crd_maps_gradients_and_errors(caplog):
+    with caplog.at_level("WARNING", logger="monai_rd.losses.crd"):
+        loss = CRDLoss(3, 5, num_data=20, feat_dim=4)  # the paper's 16384 negatives, capped by the data
+    assert loss.num_negatives == 19 and "16384 negatives asked for" in caplog.text and "capped" in caplog.text
+    assert CRDLoss(3, 5, num_data=20000, feat_dim=4).num_negatives == 16384
     out = loss(torch.randn(4, 3, 2, 2), torch.randn(4, 17, 5), torch.tensor([0, 1, 2, 19]))  # map & tokens averaged
     out.backward()
     assert loss.embed_s.weight.grad is not None and loss.embed_t.weight.grad is not None
@@ -95,4 +97,4 @@ def test_crd_maps_gradients_and_errors():
     with pytest.raises(ValueError, match="one dataset index per sample"):
         loss(torch.randn(2, 3), torch.randn(2, 5), torch.tensor([0]))
     with pytest.raises(ValueError, match="num_negatives"):
-        CRDLoss(3, 5, num_data=20, num_negatives=20)
+        CRDLoss(3, 5, num_data=20, num_negatives=0)

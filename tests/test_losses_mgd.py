@@ -20,7 +20,7 @@ def test_mgd_numpy_with_given_mask():
     rng = np.random.default_rng(0)
     s, t = rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(2, 5, 4, 4))
     mask = (rng.random(size=(2, 1, 4, 4)) > 0.5).astype(np.float64)
-    loss = MGDLoss(3, 5, alpha=0.1).double()
+    loss = MGDLoss(3, 5, alpha=0.1, mask_mode="spatial").double()
     got = loss(torch.tensor(s), torch.tensor(t), mask=torch.tensor(mask))
     assert abs(float(got.detach()) - mgd_numpy(s, t, mask, loss, 0.1)) < 1e-9
 
@@ -53,7 +53,8 @@ def test_mgd_seeded_mask_heterogeneous_and_same_width():
 
 
 def test_mgd_mask_ratio_and_errors():
-    m = MGDLoss(2, 2, mask_ratio=0.15, seed=0).random_mask(64, 32, 32)
+    assert MGDLoss(2, 2).mask_mode == "channel"  # the authors' classification code (yzd-v/MGD cls/)
+    m = MGDLoss(2, 2, mask_ratio=0.15, seed=0, mask_mode="spatial").random_mask(64, 32, 32)
     assert set(m.unique().tolist()) == {0.0, 1.0}
     assert abs(float(1 - m.mean()) - 0.15) < 0.01
     loss = MGDLoss(3, 5)
@@ -61,5 +62,5 @@ def test_mgd_mask_ratio_and_errors():
     assert loss.generation[0].weight.grad is not None and loss.align.weight.grad is not None
     with pytest.raises(ValueError, match=r"spatial.*\(2, 3\)"):
         loss(torch.randn(2, 3), torch.randn(2, 5, 4, 4))
-    with pytest.raises(ValueError, match=r"spatial mask must be \(2, 1, 4, 4\)"):
-        loss(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4), mask=torch.ones(2, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"channel mask must be \(2, 5, 1, 1\)"):
+        loss(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4), mask=torch.ones(2, 1, 4, 4))

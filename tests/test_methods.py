@@ -102,9 +102,10 @@ def test_default_feature_layers(teacher, vit):
     assert default_feature_layer(teacher, 32) == "backbone.model.layer4"
     assert default_feature_layer(vit, 32) == "backbone.model.model.norm"
     method = build_method("hint", vit, student(), 3, image_size=64)  # ViT tokens (1 + 2x2) vs ResNet 2x2 map
-    assert method.info["teacher_shapes"] == [(5, 192)] and method.info["student_shapes"] == [(512, 2, 2)]
+    # the tap knows the ViT's layout: the CLS token is dropped and the 2x2 patch tokens become a map
+    assert method.info["teacher_shapes"] == [(192, 2, 2)] and method.info["student_shapes"] == [(512, 2, 2)]
     out = method.network(torch.rand(2, 3, 64, 64))
-    assert [tuple(f.shape) for f in out["feat_T"]] == [(2, 5, 192)]
+    assert [tuple(f.shape) for f in out["feat_T"]] == [(2, 192, 2, 2)]
     assert torch.isfinite(method.loss(out, torch.tensor([0, 1]))["hint"])
 
 
@@ -122,8 +123,10 @@ def test_lora_adapts_a_copy_and_starts_as_the_teacher(vit):
         tuned(x).pow(2).sum().backward()
         opt.step()
     assert not torch.allclose(tuned(x), vit(x))
-    with pytest.raises(ValueError, match="lora_target_modules"):
-        build_method("lora_kd", build_teacher("torchvision:resnet18"), student(), 3)
+    # a CNN teacher gets conv LoRA (peft) on the convolutions its forward pass runs
+    cnn = build_method("lora_kd", build_teacher("torchvision:resnet18"), student(), 3, image_size=32)
+    lora = [n for n, p in cnn.stage1_network.named_parameters() if p.requires_grad and "lora_" in n]
+    assert len(lora) == 2 * 20 and all(".conv" in n or "downsample.0" in n for n in lora)
 
 
 def test_visual_prompts_are_inserted_after_the_cls_token(vit):

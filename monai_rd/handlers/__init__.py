@@ -25,3 +25,4 @@ from monai_rd.handlers.resume import (
     resume_objects,
 )
 from monai_rd.handlers.method_handlers import MethodHandlers
+from monai_rd.handlers.stage1 import BestWeights, key_metric_score

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -11,6 +12,19 @@ import torch.nn.functional as F
 from monai_rd.losses.feature_shapes import to_vector
 
 __all__ = ["CRDLoss", "nce_loss"]
+
+logger = logging.getLogger(__name__)
+
+
+def _gather(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[n, ...]`` of every DDP rank concatenated along dim 0 (``x`` itself outside DDP); no gradient."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from monai.utils import evenly_divisible_all_gather
+
+    return evenly_divisible_all_gather(x.contiguous(), concat=True)
 
 
 def nce_loss(scores: torch.Tensor, num_data: int, eps: float = 1e-7) -> torch.Tensor:
@@ -46,7 +60,7 @@ class CRDLoss(nn.Module):
         teacher_dim: teacher feature width ``D_T``.
         num_data: number of training samples (memory bank rows); dataset indices lie in ``[0, num_data)``.
         feat_dim: embedding width (128 in the paper).
-        num_negatives: ``K`` (16384 in the paper); at most ``num_data - 1``. None: ``min(4096, num_data - 1)``.
+        num_negatives: ``K`` (the paper's 16384); capped at ``num_data - 1`` with a warning in the log.
         temperature: ``T`` (0.07).
         momentum: memory momentum (0.5).
         seed: seed of the memory initialisation and negative sampling.
@@ -61,7 +75,7 @@ class CRDLoss(nn.Module):
         teacher_dim: int,
         num_data: int,
         feat_dim: int = 128,
-        num_negatives: int | None = None,
+        num_negatives: int = 16384,
         temperature: float = 0.07,
         momentum: float = 0.5,
         seed: int = 0,
@@ -69,9 +83,15 @@ class CRDLoss(nn.Module):
         super().__init__()
         if num_data < 2:
             raise ValueError(f"CRD needs num_data >= 2 (the size of the training set), got {num_data}.")
-        k = min(4096, num_data - 1) if num_negatives is None else int(num_negatives)
-        if not 1 <= k <= num_data - 1:
-            raise ValueError(f"num_negatives must be in [1, num_data - 1] = [1, {num_data - 1}], got {k}.")
+        k = int(num_negatives)
+        if k < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {k}.")
+        if k > num_data - 1:
+            logger.warning(
+                f"CRD: {k} negatives asked for but the training set has {num_data} samples; using all "
+                f"{num_data - 1} other samples as negatives (num_negatives capped at num_data - 1)."
+            )
+            k = num_data - 1
         self.embed_s = nn.Linear(student_dim, feat_dim)
         self.embed_t = nn.Linear(teacher_dim, feat_dim)
         self.num_data, self.num_negatives, self.feat_dim = int(num_data), k, int(feat_dim)
@@ -81,6 +101,7 @@ class CRDLoss(nn.Module):
         self.register_buffer("memory_s", (torch.rand(num_data, feat_dim, generator=gen) * 2 - 1) * stdv)
         self.register_buffer("memory_t", (torch.rand(num_data, feat_dim, generator=gen) * 2 - 1) * stdv)
         self.register_buffer("z", torch.full((2,), -1.0))  # Z_S, Z_T; < 0 until set on the first call
+        self.ddp_local_buffers = ("memory_s", "memory_t", "z")  # kept in step across ranks by all-gathers
         self._generator = torch.Generator().manual_seed(seed + 1)
 
     def sample_negatives(self, index: torch.Tensor) -> torch.Tensor:
@@ -93,12 +114,13 @@ class CRDLoss(nn.Module):
         w = memory[idx].detach()  # [B, K + 1, feat_dim]
         out = torch.exp(torch.einsum("bkd,bd->bk", w, v) / self.temperature)
         if self.z[slot] < 0:
-            self.z[slot] = out.detach().mean() * self.num_data
+            self.z[slot] = _gather(out.detach().mean().view(1)).mean() * self.num_data
         return out / self.z[slot].clone()
 
     @torch.no_grad()
     def _update(self, memory: torch.Tensor, index: torch.Tensor, v: torch.Tensor) -> None:
-        rows = memory[index] * self.momentum + v.detach() * (1.0 - self.momentum)
+        index, v = _gather(index), _gather(v.detach())  # under DDP every rank applies every rank's batch
+        rows = memory[index] * self.momentum + v * (1.0 - self.momentum)
         memory.index_copy_(0, index, F.normalize(rows, dim=1))
 
     def forward(

@@ -25,7 +25,8 @@ class MGDLoss(nn.Module):
         teacher_channels: ``C_T``.
         alpha: loss weight.
         mask_ratio: probability that a position (or channel) is masked.
-        mask_mode: ``"spatial"`` or ``"channel"``.
+        mask_mode: ``"channel"`` (default: the authors' classification code masks whole channels, ``u < lambda``
+            per sample and channel) or ``"spatial"`` (the paper's eq. 1, their detection/segmentation setting).
         seed: seed of the mask generator.
         num_prefix_tokens: prefix tokens dropped when tokens are laid out as maps (None: auto).
 
@@ -40,7 +41,7 @@ class MGDLoss(nn.Module):
         teacher_channels: int,
         alpha: float = 7e-5,
         mask_ratio: float = 0.15,
-        mask_mode: str = "spatial",
+        mask_mode: str = "channel",
         seed: int = 0,
         num_prefix_tokens: int | None = None,
     ) -> None:

@@ -14,3 +14,4 @@ from monai_rd.methods.registry import (
     method_options,
     needs_teacher,
 )
+from monai_rd.methods.dry_run import DryRunReport, dry_run_method, train_steps

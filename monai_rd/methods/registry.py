@@ -31,6 +31,7 @@ from monai_rd.networks.nets.method_nets import (
     TeacherClassifier,
     TunedTeacher,
     default_feature_layer,
+    default_feature_layers,
     probe_forward,
 )
 
@@ -239,12 +240,20 @@ def _teacher_linear(teacher, num_classes, multi_label=False, **_: Any) -> Method
 
 
 @METHODS.register("teacher_finetune")
-def _teacher_finetune(teacher, num_classes, multi_label=False, **_: Any) -> Method:
-    """Upper-bound reference: a trainable copy of the teacher plus a linear head, all trained. Saves teacher + head."""
+def _teacher_finetune(teacher, num_classes, multi_label=False, image_size=224, **_: Any) -> Method:
+    """Upper-bound reference: a trainable copy of the teacher plus a linear head, all trained. Saves teacher + head.
+
+    Only the layers on the feature path train: those the pooled feature skips (SAM's neck in LVM-Med, PMC-CLIP's
+    attention pool under average pooling) get no gradient and stay frozen.
+    """
     _need_teacher("teacher_finetune", teacher)
     tuned = TunedTeacher(teacher, train_mode=True)
-    for p in tuned.parameters():
-        p.requires_grad_(True)
+    ran: set[int] = set()
+    hooks = [m.register_forward_hook(lambda mod, i, o: ran.add(id(mod))) for m in tuned.modules()]
+    probe_forward(tuned, image_size, hooks)
+    for m in tuned.modules():
+        for p in m.parameters(recurse=False):
+            p.requires_grad_(id(m) in ran)
     net = ReferenceNet(TeacherClassifier(tuned, num_classes))
     return Method("teacher_finetune", net, _probe_loss(multi_label), {"ce_student": 1.0})
 
@@ -276,11 +285,13 @@ def _direct_reprogramming(teacher, student, num_classes, temperature=4.0, multi_
 
 
 @METHODS.register("lora_kd")
-def _lora_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, kd_weight: float = 1.0,
-             lora_rank: int = 8, lora_alpha: float = 16.0, lora_target_modules=None, **_: Any) -> Method:  # fmt: skip
+def _lora_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, image_size=224,
+             kd_weight: float = 1.0, lora_rank: int = 8, lora_alpha: float = 16.0, lora_target_modules=None,
+             **_: Any) -> Method:  # fmt: skip
     """Stage 1: LoRA adapters (peft) in a copy of the teacher + a linear head, trained with CE; stage 2: KD."""
     _need_teacher("lora_kd", teacher)
-    tuned = lora_teacher(teacher, rank=lora_rank, alpha=lora_alpha, target_modules=lora_target_modules)
+    tuned = lora_teacher(teacher, rank=lora_rank, alpha=lora_alpha, target_modules=lora_target_modules,
+                         image_size=image_size)
     branch = TeacherClassifier(tuned, num_classes)
     return _kd_from_branch("lora_kd", branch, student, multi_label, temperature, {"ce_student": 1.0, "kd": kd_weight})
 
@@ -336,24 +347,16 @@ def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
 # --- feature distillation baselines from the frozen teacher -------------------------------------------------------
 
 
-def _tapped_shapes(root: nn.Module, layers: list[str], image_size: int) -> list[tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def keep(name: str):
-        def hook(module, inputs, output) -> None:  # returns None: the output is not replaced
-            shapes.setdefault(name, tuple(output.shape[1:]))
-
-        return hook
-
-    handles = [root.get_submodule(n).register_forward_hook(keep(n)) for n in layers]
-    probe_forward(root, image_size, handles)
-    return [shapes[n] for n in layers]
+#: layers per network that multi-layer feature methods tap by default (SemCKD: every stage of a ResNet)
+MULTI_LAYER_METHODS = {"semckd": 4}
 
 
-def _layers(root: nn.Module, given, image_size: int, owner: str) -> list[str]:
-    if given is None:
-        return [default_feature_layer(root, image_size, owner)]
-    return [given] if isinstance(given, str) else list(given)
+def _layers(root: nn.Module, given, image_size: int, owner: str, count: int = 1) -> list[str]:
+    if given is not None:
+        return [given] if isinstance(given, str) else list(given)
+    if count > 1:
+        return default_feature_layers(root, image_size, count, owner)
+    return [default_feature_layer(root, image_size, owner)]
 
 
 def _feature_method(method: str):
@@ -367,16 +370,20 @@ def _feature_method(method: str):
             s_shapes, t_shapes, s_layers, t_layers = [(student.feature_dim,)], [(int(teacher.feature_dim),)], [], []
             opts.setdefault("num_data", num_data)
         else:
-            t_layers = _layers(teacher, teacher_layers, image_size, "teacher")
-            s_layers = _layers(student, student_layers, image_size, "student")
-            t_shapes = _tapped_shapes(teacher, t_layers, image_size)
-            s_shapes = _tapped_shapes(student, s_layers, image_size)
+            count = MULTI_LAYER_METHODS.get(method, 1)
+            t_layers = _layers(teacher, teacher_layers, image_size, "teacher", count)
+            s_layers = _layers(student, student_layers, image_size, "student", count)
         if method == "semckd":
             opts.setdefault("batch_size", batch_size)
+        net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers)
+        if not pooled:  # per-sample shapes of the taps, in the [C, H, W] layout the losses receive
+            t_shapes = net.teacher_taps.shapes(image_size)
+            s_shapes = net.student_taps.shapes(image_size)
         one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
         feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
+        if method == "norm":  # its contraction is not on the student's classifier path yet: nothing to train
+            feature_loss.contract.requires_grad_(False)
         weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
-        net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers)
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
         info = dict(teacher_layers=t_layers, student_layers=s_layers, teacher_shapes=t_shapes, student_shapes=s_shapes)

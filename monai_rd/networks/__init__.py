@@ -2,7 +2,7 @@
 
 from monai_rd.networks.blocks import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
 from monai_rd.networks.checkpoint import WeightsMismatchError, load_weights, read_state_dict
-from monai_rd.networks.distributed import distributed_rdnet
+from monai_rd.networks.distributed import TrainableParts, ddp_ignored_names, distributed_network, distributed_rdnet
 from monai_rd.networks.nets import (
     STUDENTS,
     TEACHERS,
@@ -17,7 +17,16 @@ from monai_rd.networks.nets import (
 )
 from monai_rd.networks import zoo  # registers the foundation-model teachers
 from monai_rd.networks.performance import autocast_dtype, prepare_network
-from monai_rd.networks.blocks.adapters import LORA_TARGET_SUFFIXES, VisualPrompts, find_vit, lora_teacher, vpt_teacher
+from monai_rd.networks.blocks.adapters import (
+    LORA_TARGET_SUFFIXES,
+    PromptedSAMAttention,
+    VisualPrompts,
+    default_lora_targets,
+    find_vit,
+    lora_teacher,
+    used_layers,
+    vpt_teacher,
+)
 from monai_rd.networks.nets.method_nets import (
     DistillNet,
     FrozenBranch,
@@ -27,5 +36,8 @@ from monai_rd.networks.nets.method_nets import (
     TeacherClassifier,
     TunedTeacher,
     default_feature_layer,
+    default_feature_layers,
     pool_features,
+    tap_layout,
+    to_nchw,
 )
