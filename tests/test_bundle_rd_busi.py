@@ -21,7 +21,7 @@ def trained(busi_dir, tmp_path_factory):
     run_bundle(
         os.path.join(CONFIGS, "train.json"), cwd=tmp_path_factory.mktemp("elsewhere"),
         dataset_dir=busi_dir, output_dir=out, max_epochs=MAX_EPOCHS, image_size=32, batch_size=8,
-        num_workers=0, progress_bar=False, teacher="resnet50", student="resnet18",
+        num_workers=0, progress_bar=False, teacher="resnet50", teacher_weights="random", student="resnet18",
     )  # fmt: skip
     return out
 

@@ -12,7 +12,8 @@ from tests.conftest import REPO, run_bundle, start_mlflow_server
 mlflow = pytest.importorskip("mlflow")
 
 TRAIN = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
-COMMON = {"max_epochs": 2, "image_size": 32, "batch_size": 8, "num_workers": 0, "progress_bar": False}
+COMMON = {"max_epochs": 2, "image_size": 32, "batch_size": 8, "num_workers": 0, "progress_bar": False,
+          "teacher": "resnet50", "teacher_weights": "random"}
 REPORT_FILES = ["classification_report.csv", "classification_report.json", "classification_report.md",
                 "confusion_matrix.png", "roc_curves.png", "training_curves.png", "training_history.json"]
 BOUNDED = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}

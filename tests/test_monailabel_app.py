@@ -44,7 +44,8 @@ def served_bundle(busi_dir, tmp_path_factory):
     """Train the real rd_busi bundle for one epoch on fabricated BUSI data; package it for MONAI Label."""
     out = str(tmp_path_factory.mktemp("rd_run"))
     run_bundle(os.path.join(BUNDLE, "configs", "train.json"), dataset_dir=busi_dir, output_dir=out, max_epochs=1,
-               image_size=SIZE, batch_size=8, num_workers=0, progress_bar=False, teacher="resnet50", student=STUDENT)
+               image_size=SIZE, batch_size=8, num_workers=0, progress_bar=False, teacher="resnet50",
+               teacher_weights="random", student=STUDENT)
     return prepare_label_bundle(BUNDLE, out, tmp_path_factory.mktemp("app_model") / "rd_busi")
 
 
