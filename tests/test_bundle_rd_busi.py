@@ -50,6 +50,11 @@ def test_mlflow_store_holds_the_run(trained):
     params = run.data.params
     assert params["teacher"] == "resnet50" and params["student"] == "resnet18" and params["max_epochs"] == "2"
     assert params["teacher_weights_sha256"] == "random-init" and len(params["split_hash"]) == 16
+    # a random teacher is spelled out, tagged, and warned about in the run's report
+    assert params["teacher_weights"] == "random" and params["teacher_weights_source"] == "random"
+    assert run.data.tags["teacher_weights_source"] == "random" and params["teacher_feature_shape"] == "[2048]"
+    report = open(os.path.join(trained, "report", "classification_report.md")).read()
+    assert report.startswith("**WARNING: the teacher has RANDOM weights")
     iters_per_epoch = 24 // 8
     total = MAX_EPOCHS * iters_per_epoch
     for key in ("loss", "loss_ce_teacher", "loss_ce_student", "loss_kd", "loss_cka", "cka"):
