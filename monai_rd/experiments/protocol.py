@@ -381,7 +381,7 @@ def run_cell(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_ur
 def _child_env() -> dict:
     env = dict(os.environ)
     # make the bundle import this very monai_rd (a source checkout run with PYTHONPATH, or the installed one)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     return env
 
