@@ -211,7 +211,8 @@ def _pmc_clip_checkpoint(path) -> str:
 def _bundle_copy(tmp_path, source_file, hash_val=None):
     """A copy of rd_busi whose large_files.yml points at ``source_file`` by a file:// URL."""
     copy = tmp_path / "rd_busi"
-    shutil.copytree(os.path.join(BUNDLES, "rd_busi"), copy, ignore=shutil.ignore_patterns("outputs", "models", "eval"))
+    ignore = shutil.ignore_patterns("outputs", "models", "eval")
+    shutil.copytree(os.path.join(BUNDLES, "rd_busi"), copy, ignore=ignore)
     entry = {"path": "models/pmc_clip_checkpoint.pt", "url": f"file://{source_file}"}
     if hash_val is not None:
         entry.update(hash_val=hash_val, hash_type="sha256")
