@@ -36,13 +36,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
+from monai_rd.experiments.source_teacher import pretrain_source_teacher, source_accuracy
 from monai_rd.losses import KDLoss, RDLoss
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
 from monai_rd.networks.blocks.reprogrammer import Reprogrammer
 
-SOURCE_CLASSES = ("disc", "square", "triangle", "star", "ring", "cross")
 TARGET_CLASSES = ("normal", "benign", "malignant")
 
 
@@ -50,47 +49,6 @@ TARGET_CLASSES = ("normal", "benign", "malignant")
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     return yy, xx
-
-
-def _shape_mask(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Boolean ``[size, size]`` mask of one source-domain shape at a random position, scale and rotation."""
-    yy, xx = _grid(size)
-    r = rng.uniform(0.18, 0.32) * size
-    cy, cx = rng.uniform(r, size - r, 2)
-    angle = rng.uniform(0, 2 * np.pi)
-    dy, dx = yy - cy, xx - cx
-    u, v = dx * np.cos(angle) + dy * np.sin(angle), -dx * np.sin(angle) + dy * np.cos(angle)
-    rho, theta = np.hypot(u, v), np.arctan2(v, u)
-    if kind == "disc":
-        return rho <= r
-    if kind == "square":
-        return np.maximum(abs(u), abs(v)) <= r * 0.8
-    if kind == "triangle":
-        return rho * np.cos(((theta + np.pi / 3) % (2 * np.pi / 3)) - np.pi / 3) <= r * 0.5
-    if kind == "star":
-        return rho <= r * (0.55 + 0.45 * np.cos(5 * theta))
-    if kind == "ring":
-        return (rho <= r) & (rho >= r * 0.55)
-    if kind == "cross":
-        return ((abs(u) <= r * 0.3) | (abs(v) <= r * 0.3)) & (np.maximum(abs(u), abs(v)) <= r)
-    raise KeyError(kind)
-
-
-def make_source(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Natural-ish source domain: a coloured shape on a smooth colour gradient. ``[n, 3, s, s]`` in [0, 1], labels."""
-    rng = np.random.default_rng(seed)
-    images, labels = np.empty((n, 3, size, size), np.float32), np.empty(n, np.int64)
-    yy, xx = _grid(size)
-    for i in range(n):
-        label = i % len(SOURCE_CLASSES)
-        c0, c1 = rng.uniform(0, 1, (2, 3))
-        fg = np.clip(1.0 - (c0 + c1) / 2 + rng.normal(0, 0.1, 3), 0, 1)  # contrasting foreground colour
-        t = (np.cos(rng.uniform(0, np.pi)) * yy + np.sin(rng.uniform(0, np.pi)) * xx) / (2 * size) + 0.5
-        background = c0[:, None, None] * (1 - t) + c1[:, None, None] * t
-        mask = _shape_mask(SOURCE_CLASSES[label], size, rng)
-        image = np.where(mask, fg[:, None, None], background) + rng.normal(0, 0.03, (3, size, size))
-        images[i], labels[i] = np.clip(image, 0, 1), label
-    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def make_target(n_per_class: int, size: int, seed: int, contrast: tuple[float, float] = (0.35, 0.6)
@@ -122,44 +80,6 @@ def make_target(n_per_class: int, size: int, seed: int, contrast: tuple[float, f
         images[i], labels[i] = np.repeat(image[None], 3, 0), label
     order = rng.permutation(n)
     return torch.from_numpy(images[order]), torch.from_numpy(labels[order])
-
-
-# --------------------------------------------------------------------------------------------- teacher
-def pretrain_teacher(path: str, n: int, size: int, epochs: int, seed: int) -> float:
-    """Train a torchvision ResNet-18 on the source domain, save its state dict to ``path``; returns source test acc."""
-    torch.manual_seed(seed)
-    x, y = make_source(n, size, seed=1000 + seed)
-    xt, yt = make_source(max(n // 5, 60), size, seed=2000 + seed)
-    model = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES))
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    steps = epochs * -(-n // 32)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(n).split(32):
-            loss = F.cross_entropy(model((x[idx] - mean) / std), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    with torch.no_grad():
-        acc = (model((xt - mean) / std).argmax(1) == yt).float().mean().item()
-    torch.save(model.state_dict(), path)
-    return acc
-
-
-def source_accuracy(path: str, n: int, size: int, seed: int) -> float:
-    """Source-domain test accuracy of a teacher saved by :func:`pretrain_teacher` (same test images)."""
-    xt, yt = make_source(max(n // 5, 60), size, seed=2000 + seed)
-    model = torchvision.models.resnet18(num_classes=len(SOURCE_CLASSES))
-    model.load_state_dict(torch.load(path, weights_only=True))
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    with torch.no_grad():
-        return (model.eval()((xt - mean) / std).argmax(1) == yt).float().mean().item()
 
 
 # ------------------------------------------------------------------------------------------- methods
@@ -282,7 +202,7 @@ def main(argv=None) -> int:
     if cfg.teacher_weights:
         source_acc = source_accuracy(weights, cfg.source_images, cfg.size, seed=0)
     else:
-        source_acc = pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
+        source_acc = pretrain_source_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
     how = "loaded" if cfg.teacher_weights else "pretrained on the source domain"
     print(f"teacher {how}: source test accuracy {source_acc:.3f} "
           f"({time.time() - t0:.0f} s), weights {weights}", flush=True)

@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     weights = cfg.teacher_weights or os.path.join(workdir, "source_teacher_resnet18.pt")
     t0 = time.time()
     if not os.path.isfile(weights):
-        acc = gap.pretrain_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
+        acc = gap.pretrain_source_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
         print(f"teacher pretrained on the source domain: {acc:.3f} ({time.time() - t0:.0f} s) -> {weights}", flush=True)
     teacher = build_teacher("torchvision:resnet18", weights=weights)
     xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99, contrast=cfg.contrast)

@@ -27,7 +27,8 @@ def _parser(busi_dir, out, method, **overrides):
     parser.read_config(TRAIN)
     settings = dict(
         dataset_dir=busi_dir, output_dir=str(out), max_epochs=1, stage1_epochs=1, image_size=32, batch_size=8,
-        num_workers=0, progress_bar=False, teacher="torchvision:resnet18", student="resnet18", method=method,
+        num_workers=0, progress_bar=False, teacher="torchvision:resnet18", teacher_weights="random", student="resnet18",
+        method=method,
     )  # fmt: skip
     settings.update(overrides)
     for key, value in settings.items():
@@ -108,7 +109,7 @@ def test_rd_co_training_off_is_direct_reprogramming(busi_dir, tmp_path):
 def test_cli_method_flag(method, busi_dir, tmp_path):
     run_bundle(
         TRAIN, dataset_dir=busi_dir, output_dir=tmp_path, max_epochs=1, image_size=32, batch_size=8, num_workers=0,
-        progress_bar=False, teacher="torchvision:resnet18", student="resnet18", method=method,
+        progress_bar=False, teacher="torchvision:resnet18", teacher_weights="random", student="resnet18", method=method,
     )  # fmt: skip
     assert (tmp_path / "model.pt").is_file()
 
@@ -128,7 +129,8 @@ def test_other_bundles_take_the_method(bundle, method, tmp_path):
     parser.read_config(os.path.join(BUNDLES, bundle, "configs", "train.json"))
     settings = dict(
         dataset_dir=make(str(tmp_path / "data")), output_dir=str(tmp_path / "out"), max_epochs=1, stage1_epochs=1,
-        image_size=32, batch_size=4, num_workers=0, progress_bar=False, teacher="torchvision:resnet18", method=method,
+        image_size=32, batch_size=4, num_workers=0, progress_bar=False, teacher="torchvision:resnet18",
+        teacher_weights="random", method=method,
     )  # fmt: skip
     for key, value in settings.items():
         parser[key] = value

@@ -20,7 +20,7 @@ def test_torchrun_two_processes_train_the_bundle(busi_dir, tmp_path):
     cmd = [
         shutil.which("torchrun"), "--nproc_per_node=2", "-m", "monai.bundle", "run", "--config_file", config,
         "--dataset_dir", busi_dir, "--output_dir", str(out), "--max_epochs", "2", "--image_size", "32",
-        "--batch_size", "4", "--num_workers", "0", "--teacher", "torchvision:resnet18", "--progress_bar", "False",
+        "--batch_size", "4", "--num_workers", "0", "--teacher", "torchvision:resnet18", "--teacher_weights", "random", "--progress_bar", "False",
         "--bundle_root", os.path.join(BUNDLES, "rd_busi"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -23,7 +23,8 @@ def trained(busi_dir, tmp_path_factory):
     run_bundle(
         os.path.join(CONFIGS, "train.json"), cwd=tmp_path_factory.mktemp("elsewhere"),
         dataset_dir=busi_dir, output_dir=out, max_epochs=MAX_EPOCHS, image_size=32, batch_size=8,
-        num_workers=0, progress_bar="false", resume="true", amp="FALSE", teacher="resnet50", student="resnet18",
+        num_workers=0, progress_bar="false", resume="true", amp="FALSE", teacher="resnet50", teacher_weights="random",
+        student="resnet18",
     )  # fmt: skip  (booleans as the README writes them)
     return out
 
@@ -53,6 +54,11 @@ def test_mlflow_store_holds_the_run(trained):
     params = run.data.params
     assert params["teacher"] == "resnet50" and params["student"] == "resnet18" and params["max_epochs"] == "2"
     assert params["teacher_weights_sha256"] == "random-init" and len(params["split_hash"]) == 16
+    # a random teacher is spelled out, tagged, and warned about in the run's report
+    assert params["teacher_weights"] == "random" and params["teacher_weights_source"] == "random"
+    assert run.data.tags["teacher_weights_source"] == "random" and params["teacher_feature_shape"] == "[2048]"
+    report = open(os.path.join(trained, "report", "classification_report.md")).read()
+    assert report.startswith("**WARNING: the teacher has RANDOM weights")
     iters_per_epoch = 18 // 8
     total = MAX_EPOCHS * iters_per_epoch
     for key in ("loss", "loss_ce_teacher", "loss_ce_student", "loss_kd", "loss_cka", "cka"):

@@ -16,7 +16,8 @@ PHI = (b"CompressedSamples", b"1CT1")  # PatientName / PatientID of pydicom's CT
 def _train(dataset_dir, out, cwd, **overrides):
     return run_bundle(
         TRAIN, cwd=cwd, dataset_dir=dataset_dir, output_dir=out, max_epochs=1, image_size=32, batch_size=8,
-        num_workers=0, progress_bar=False, teacher="resnet50", student="resnet18", **overrides,
+        num_workers=0, progress_bar=False, teacher="resnet50", teacher_weights="random", student="resnet18",
+        **overrides,
     )  # fmt: skip
 
 

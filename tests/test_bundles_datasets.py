@@ -46,7 +46,7 @@ def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
     run_bundle(
         os.path.join(BUNDLES, bundle, "configs", "train.json"),
         dataset_dir=data, output_dir=out, max_epochs=1, image_size=32, batch_size=4, num_workers=0,
-        teacher="torchvision:resnet18", progress_bar=False,
+        teacher="torchvision:resnet18", teacher_weights="random", progress_bar=False,
         env={"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert (out / "model.pt").is_file()

@@ -9,6 +9,11 @@ import pytest
 from monai_rd.cli import demo
 from monai_rd.experiments.demo import DEMO_DATASETS
 from monai_rd.data import index_dataset
+from monai_rd.experiments.demo import DEMO_DATASETS, DemoSettings, bundle_command
+
+
+def test_cli_lists_every_demo_dataset():
+    assert tuple(sorted(DEMO_DATASETS)) == demo.DATASETS
 
 
 @pytest.mark.parametrize("name", sorted(DEMO_DATASETS))
@@ -18,7 +23,9 @@ def test_demo_dataset_is_indexable_by_its_bundle(name, tmp_path):
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
     args = parser.parse_args(["--dataset", name, "--workdir", str(tmp_path)])
-    cmd = demo.bundle_command(args, data, str(tmp_path / "out"))
+    settings = DemoSettings(**{k: getattr(args, k) for k in DemoSettings._fields})
+    cmd = bundle_command(settings, data, str(tmp_path / "out"), "rd", str(tmp_path / "teacher.pt"))
+    assert cmd[cmd.index("--teacher_weights") + 1] == str(tmp_path / "teacher.pt")
     config_file = cmd[cmd.index("--config_file") + 1]
     assert config_file.endswith(os.path.join(entry.bundle, "configs", "train.json"))
     with open(config_file) as f:

@@ -151,7 +151,8 @@ def _params(path):
 @pytest.mark.timeout(900)
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_path):
     common = dict(dataset_dir=busi_dir, max_epochs=3, image_size=32, batch_size=8, num_workers=0,
-                  progress_bar=False, teacher="torchvision:resnet18", student="resnet18")  # fmt: skip
+                  progress_bar=False, teacher="torchvision:resnet18", teacher_weights="random",
+                  student="resnet18")  # fmt: skip
     env = {"OMP_NUM_THREADS": "1"}
     full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
     run_bundle(TRAIN, output_dir=full, env=env, **common)

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end t
 mlflow = pytest.importorskip("mlflow")
 
 TRAIN = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
-COMMON = {"max_epochs": 2, "image_size": 32, "batch_size": 8, "num_workers": 0, "progress_bar": False}
+COMMON = {"max_epochs": 2, "image_size": 32, "batch_size": 8, "num_workers": 0, "progress_bar": False,
+          "teacher": "resnet50", "teacher_weights": "random"}
 REPORT_FILES = ["classification_report.csv", "classification_report.json", "classification_report.md",
                 "confusion_matrix.png", "roc_curves.png", "test_metrics.json", "training_curves.png",
                 "training_history.json"]

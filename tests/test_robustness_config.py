@@ -59,7 +59,8 @@ def test_wrong_types_are_refused_naming_the_key(key, value, expected):
 def _bundle(out, dataset_dir, *extra):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", TRAIN, "--dataset_dir", dataset_dir,
            "--output_dir", out, "--image_size", "32", "--batch_size", "8", "--num_workers", "0", "--max_epochs", "1",
-           "--progress_bar", "False", "--teacher", "torchvision:resnet18", "--student", "resnet18", *extra]  # fmt: skip
+           "--progress_bar", "False", "--teacher", "torchvision:resnet18", "--teacher_weights", "random",
+           "--student", "resnet18", *extra]  # fmt: skip
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 

@@ -28,7 +28,7 @@ def test_rd_busi_trains_with_the_ultrasound_preset(busi_dir, tmp_path):
     run_bundle(
         [os.path.join(BUNDLES, "rd_busi", "configs", "train.json"), str(override)],
         dataset_dir=busi_dir, output_dir=out, max_epochs=1, image_size=32, batch_size=8, num_workers=0,
-        teacher="torchvision:resnet18", student="resnet18", progress_bar=False,
+        teacher="torchvision:resnet18", teacher_weights="random", student="resnet18", progress_bar=False,
         env={"OMP_NUM_THREADS": "1"},
     )
     assert (out / "model.pt").is_file()

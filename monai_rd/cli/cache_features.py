@@ -94,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
     set_determinism(seed=seed)
     datalist = parser.get_parsed_content(BUNDLE_IDS["datalist"])
     teacher = parser.get_parsed_content(BUNDLE_IDS["teacher"])
-    weights = parser.get_parsed_content(BUNDLE_IDS["teacher_weights"])
+    from monai_rd.networks import check_teacher_weights
+
+    bundle_root = parser.get_parsed_content("bundle_root") if "bundle_root" in parser else None
+    # a spec (file, hf-hub:, imagenet, random) -> the file actually loaded (None for random), as the bundle does
+    weights = check_teacher_weights(teacher, parser.get_parsed_content(BUNDLE_IDS["teacher_weights"]), bundle_root).path
     options = teacher_options(parser)
     device = parser.get_parsed_content(BUNDLE_IDS["device"]) if BUNDLE_IDS["device"] in parser else "cpu"
     transforms = {"training": BUNDLE_IDS["train_transform"], "validation": BUNDLE_IDS["val_transform"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -126,6 +127,8 @@ class BestModelReport:
         tracking_uri, experiment_name, run_name: the MLflow run to log to (``tracking_uri=None`` and
             ``experiment_name=None`` disable MLflow logging). ``MLFLOW_TRACKING_URI`` takes precedence.
         device: where to run the model.
+        warnings: lines put at the top of ``classification_report.md`` (and in the JSON report), e.g. that the
+            teacher had random weights.
     """
 
     def __init__(
@@ -141,7 +144,9 @@ class BestModelReport:
         run_name: str | None = None,
         artifact_path: str = "report",
         device: str | torch.device = "cpu",
+        warnings: Sequence[str] = (),
     ) -> None:
+        self.warnings = [str(w) for w in warnings]
         self.model = model
         self.checkpoint = os.fspath(checkpoint)
         self.dataloader = dataloader
@@ -178,6 +183,7 @@ class BestModelReport:
         probs, labels = predict_probs(model, self.dataloader, self.device)
         report = classification_report(probs.numpy(), labels.numpy(), self.class_names)
         report["checkpoint"] = os.path.abspath(self.checkpoint)
+        report["warnings"] = list(self.warnings)
         os.makedirs(self.output_dir, exist_ok=True)
         out = lambda name: os.path.join(self.output_dir, name)  # noqa: E731
         aucs = {r["class"]: r["auc"] for r in report["classes"]}
@@ -188,8 +194,8 @@ class BestModelReport:
             plot_training_curves(self.iteration_history, self.epoch_history, out("training_curves.png")),
             atomic_write_json(out("classification_report.json"), json.loads(json.dumps(report).replace("NaN", "null"))),
             atomic_write_text(out("classification_report.csv"), report_to_csv(report)),
-            atomic_write_text(out("classification_report.md"),
-                              report_to_markdown(report, "Classification report (best checkpoint, validation set)")),
+            atomic_write_text(out("classification_report.md"), "".join(f"**{w}**\n\n" for w in self.warnings)
+                              + report_to_markdown(report, "Classification report (best checkpoint, validation set)")),
             atomic_write_json(out("training_history.json"), {"iteration": self.iteration_history, "epoch": self.epoch_history}),
         ]
         self.report = report
@@ -197,6 +203,8 @@ class BestModelReport:
                         "best_val_auc_macro": report["macro"]["auc"]}
         if self.experiment_name is not None:
             self._log_to_mlflow()
+        for line in self.warnings:  # last in the log too, where a user reads first
+            logging.getLogger("monai_rd").warning(line)
         return report
 
     def _log_to_mlflow(self) -> None:

@@ -111,20 +111,26 @@ class ResilientMLFlowHandler(MLFlowHandler):
     Args:
         not_logged_file: where to write (atomically, as JSON) what could not be logged, when anything was
             dropped; written when this handler closes the run (``close_on_complete=True``).
+        run_tags: tags set on the run when it starts (e.g. ``teacher_weights_source``).
 
     Failures are shared per tracking URI (:class:`MLflowLink`), so the trainer's and the validator's
     handlers, and :class:`MLflowModelRegistryHandler`/:class:`BestModelReport`, report into one list; the
     handler that closes the run logs the summary warning.
     """
 
-    def __init__(self, *args, not_logged_file: str | None = None, **kwargs) -> None:
+    def __init__(self, *args, not_logged_file: str | None = None, run_tags: dict | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.link = MLflowLink.for_uri(effective_tracking_uri(kwargs.get("tracking_uri", args[0] if args else None)))
         self.not_logged_file = not_logged_file
+        self.run_tags = {str(k): str(v) for k, v in (run_tags or {}).items()}
 
     def start(self, engine) -> None:
         names = list(self.experiment_param or {})
         self.link.attempt("run start and parameters", super().start, engine, names=names, warn=False)
+        if self.run_tags and self.cur_run is not None:
+            run_id = self.cur_run.info.run_id
+            for k, v in self.run_tags.items():
+                self.link.attempt("run tags", self.client.set_tag, run_id, k, v, names=[k])
 
     def _log_params(self, params: dict[str, Any]) -> None:
         if self.cur_run is None:

@@ -2,6 +2,15 @@
 
 from monai_rd.networks.blocks import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
 from monai_rd.networks.checkpoint import WeightsMismatchError, load_weights, read_state_dict
+from monai_rd.networks.weights import (
+    RANDOM_WEIGHTS_WARNING,
+    MissingWeightsError,
+    RandomTeacherWarning,
+    WeightsRecord,
+    WeightsSourceError,
+    check_teacher_weights,
+    resolve_weights,
+)
 from monai_rd.networks.distributed import TrainableParts, ddp_ignored_names, distributed_network, distributed_rdnet
 from monai_rd.networks.nets import (
     STUDENTS,

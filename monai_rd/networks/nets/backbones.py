@@ -77,16 +77,19 @@ class FeatureBackbone(nn.Module):
 def torchvision_backbone(
     arch: str, weights: str | os.PathLike | None = None, trust_checkpoint: bool = False, **kwargs
 ) -> FeatureBackbone:
-    """Any torchvision classification architecture without its classifier, from a local weights file or random.
+    """Any torchvision classification architecture without its classifier: local weights file, ImageNet, or random.
 
     The weights file may be torchvision's own release (the classifier's keys are dropped) or a features-only
-    state dict. ``weights=None`` never downloads anything; ``kwargs`` go to the torchvision builder.
+    state dict. ``weights="imagenet"`` loads torchvision's ``DEFAULT`` weights enum through its torch hub cache
+    (resolve them first with :func:`monai_rd.networks.weights.resolve_weights`); ``weights=None`` is random and
+    never downloads anything; ``kwargs`` go to the torchvision builder.
     """
     if arch not in torchvision.models.list_models(module=torchvision.models):
         raise KeyError(f"torchvision has no classification model {arch!r}.")
-    model = torchvision.models.get_model(arch, weights=None, **kwargs)
+    imagenet = weights is not None and os.fspath(weights) == "imagenet"
+    model = torchvision.models.get_model(arch, weights="DEFAULT" if imagenet else None, **kwargs)
     removed = remove_classifier(model)
-    if weights is not None:
+    if weights is not None and not imagenet:
         load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint)
     return FeatureBackbone(model, name=f"torchvision:{arch}")
 

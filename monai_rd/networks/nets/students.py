@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from monai_rd.networks.nets.backbones import FeatureBackbone, monai_backbone, torchvision_backbone
+from monai_rd.networks.weights import IMAGENET, imagenet_arch, resolve_weights
 from monai_rd.utils.registry import Registry
 
 __all__ = ["STUDENTS", "build_student", "StudentClassifier", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -33,10 +34,20 @@ for _arch in ("resnet18", "resnet34", "mobilenet_v2", "mobilenet_v3_small", "mob
 def build_student(name: str, weights: str | os.PathLike | None = None, **options) -> FeatureBackbone:
     """Build the student backbone registered as ``name`` (``resnet18``, ``torchvision:<arch>`` ...).
 
+    Args:
+        weights: ``None``/``"none"`` (random initialisation, the bundles' default), ``"imagenet"`` (torchvision's
+            weights enum, through its hub cache), a local file, or ``hf-hub:<org>/<repo>/<file>[@rev]``.
+
     Returns:
         a :class:`FeatureBackbone` mapping ``[B, 3, H, W]`` images to ``[B, feature_dim]`` features.
     """
-    return STUDENTS.build(name, weights=weights, **options)
+    record = resolve_weights(name, weights, allow_none=True)
+    arg = record.path
+    if record.source == IMAGENET and imagenet_arch(name)[0] == "torchvision":
+        arg = IMAGENET  # torchvision's own enum loads its file from the hub cache
+    backbone = STUDENTS.build(name, weights=arg, **options)
+    backbone.weights_record = record
+    return backbone
 
 
 class StudentClassifier(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from monai_rd.networks.nets.backbones import FeatureBackbone, torchvision_backbone
 from monai_rd.utils.registry import Registry
 from monai_rd.networks.nets.students import IMAGENET_MEAN, IMAGENET_STD
+from monai_rd.networks.weights import IMAGENET, RANDOM, RandomTeacherWarning, imagenet_arch, resolve_weights
 
 __all__ = ["TEACHERS", "FrozenTeacher", "build_teacher"]
 
@@ -105,7 +107,22 @@ def build_teacher(name: str, weights: str | os.PathLike | None = None, **options
 
     Args:
         name: registry name.
-        weights: a local weights file; ``None`` gives random weights (tests, dry runs).
+        weights: a local weights file, ``hf-hub:<org>/<repo>/<file>[@rev]``, ``"imagenet"`` (``torchvision:``/
+            ``timm:`` teachers) or ``"random"`` (dry runs, tests); see :mod:`monai_rd.networks.weights`.
+            ``None`` also gives random weights but warns (:class:`RandomTeacherWarning`): say ``"random"``.
         options: builder options (``input_size``, ``mean``, ``std``, ``trust_checkpoint`` ...).
+
+    The returned teacher carries ``weights_record`` (source, file, SHA-256 of the file actually loaded).
     """
-    return TEACHERS.build(name, weights=weights, **options)
+    if weights is None:
+        warnings.warn(
+            f"build_teacher({name!r}) without weights gives a RANDOM teacher; pass weights='random' to say so, "
+            "or a weights file.", RandomTeacherWarning, stacklevel=2)
+        weights = RANDOM
+    record = resolve_weights(name, weights)
+    arg = record.path
+    if record.source == IMAGENET and imagenet_arch(name)[0] == "torchvision":
+        arg = IMAGENET  # torchvision's own enum loads (and remaps) its file from the hub cache
+    teacher = TEACHERS.build(name, weights=arg, **options)
+    teacher.weights_record = record
+    return teacher

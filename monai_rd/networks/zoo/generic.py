@@ -60,7 +60,8 @@ def timm_teacher(
     trust_checkpoint: bool = False,
     **kwargs,
 ) -> FrozenTeacher:
-    """``timm:<arch>`` with weights from a local file (never the hub); ``kwargs`` go to ``timm.create_model``."""
+    """``timm:<arch>`` with weights from a local file (:func:`build_teacher` resolves ``hf-hub:``/``imagenet`` to its cached
+    file); ``kwargs`` go to ``timm.create_model``."""
     import timm
 
     if not timm.is_model(arch):
