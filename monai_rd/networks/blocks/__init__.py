@@ -1,3 +1,3 @@
 """Blocks: the reprogrammer ``g`` (residual blocks) and parameter-efficient teacher adapters (LoRA, prompts)."""
 
-from monai_rd.networks.blocks.reprogrammer import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer, ResidualConvBlock, ResidualMLPBlock, bottleneck_width
