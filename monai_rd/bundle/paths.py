@@ -16,7 +16,7 @@ __all__ = ["bundles_dir", "bundle_root", "write_executed_config", "read_datalist
 def bundles_dir() -> Path:
     """The ``bundles/`` folder shipped with monai_rd (the repository's, for a source checkout)."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "bundles", here / "bundles"):
+    for candidate in (here.parent.parent / "bundles", here.parent / "bundles", here / "bundles"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
