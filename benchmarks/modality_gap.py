@@ -152,11 +152,27 @@ def direct_reprogram(feats: torch.Tensor, y: torch.Tensor, cfg, seed: int) -> nn
     return model.eval()
 
 
-def train_rd(x, y, feats, teacher, cfg, seed) -> StudentClassifier:
+def reprogrammer_options(spec: str) -> dict:
+    """``--rd_reprogrammers`` entry -> RDNet options: ``default``, ``full`` (the paper's width), ``budget:<fraction
+    of the student's parameters>`` or ``width:<p>``."""
+    if spec == "default":
+        return {}
+    if spec == "full":
+        return {"reprogrammer_budget": None}
+    kind, _, value = spec.partition(":")
+    if kind == "budget":
+        return {"reprogrammer_budget": float(value)}
+    if kind == "width":
+        return {"reprogrammer_width": int(value)}
+    raise ValueError(f"--rd_reprogrammers entry {spec!r}: use default, full, budget:<fraction> or width:<p>.")
+
+
+def train_rd(x, y, feats, teacher, cfg, seed, reprogrammer: str = "default") -> StudentClassifier:
     """RD: ``RDNet`` + ``RDLoss``; kd and cka weights 1 -> 0 linearly over all iterations."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(TARGET_CLASSES)), num_blocks=2)
+    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(TARGET_CLASSES)), num_blocks=2,
+                **reprogrammer_options(reprogrammer))  # fmt: skip
     loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
     iters_per_epoch = len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
@@ -189,6 +205,9 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--student", default="resnet18")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rd_reprogrammers", nargs="+", default=["default"],
+                   help="RD variants of g: default, full, budget:<fraction>, width:<p> (one RD row each)")
+    p.add_argument("--only_rd", action="store_true", help="skip the other methods (for comparing g variants)")
     p.add_argument("--workdir", default=None, help="where the teacher weights go (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the per-seed results here")
     p.add_argument("--teacher_weights", default=None,
@@ -220,10 +239,13 @@ def main(argv=None) -> int:
                 "teacher_direct_reprog (ref.)": (reprog(feats_te).argmax(1) == yte).float().mean().item(),
             }
             probe_logits, reprog_logits = probe(feats), reprog(feats)
-        row["student"] = _accuracy(train_student(x, y, cfg, seed), xte, yte)
-        row["kd (linear-probe teacher)"] = _accuracy(train_student(x, y, cfg, seed, probe_logits), xte, yte)
-        row["direct_reprogramming + kd"] = _accuracy(train_student(x, y, cfg, seed, reprog_logits), xte, yte)
-        row["rd"] = _accuracy(train_rd(x, y, feats, teacher, cfg, seed), xte, yte)
+        if not cfg.only_rd:
+            row["student"] = _accuracy(train_student(x, y, cfg, seed), xte, yte)
+            row["kd (linear-probe teacher)"] = _accuracy(train_student(x, y, cfg, seed, probe_logits), xte, yte)
+            row["direct_reprogramming + kd"] = _accuracy(train_student(x, y, cfg, seed, reprog_logits), xte, yte)
+        for spec in cfg.rd_reprogrammers:
+            name = "rd" if cfg.rd_reprogrammers == ["default"] else f"rd (g {spec})"
+            row[name] = _accuracy(train_rd(x, y, feats, teacher, cfg, seed, spec), xte, yte)
         for k, v in row.items():
             results.setdefault(k, []).append(v)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), f"({time.time() - t0:.0f} s)",

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 from ignite.metrics import Accuracy
-from monai.data import DataLoader, Dataset
+from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset
 from monai.utils import set_determinism
 
 from monai_rd.data import (
@@ -21,6 +21,8 @@ from monai_rd.data import (
     cached_feature_shape,
     feature_cache_dataset,
     index_busi,
+    make_dataloader,
+    preprocessing_dataset,
 )
 from monai_rd.engines import RDEvaluator, RDTrainer
 from monai_rd.handlers import probs_and_class_indices
@@ -75,7 +77,8 @@ def test_worker_processes_serve_matching_views(cached):
 def test_bundle_dataset_factory(cached):
     data, t = cached["datalist"]["validation"], bundle_transform("validate")
     plain = feature_cache_dataset(data, t, None, "validation", TEACHER, cached["weights"])
-    assert type(plain) is Dataset
+    assert isinstance(plain, CacheDataset)  # deterministic preprocessing computed once ("auto")
+    assert type(feature_cache_dataset(data, t, None, "validation", TEACHER, preprocessing_cache="none")) is Dataset
     ds = feature_cache_dataset(data, t, cached["root"], "validation", TEACHER, cached["weights"])
     assert isinstance(ds, CachedFeatureDataset) and ds.views == 1
     assert cached_feature_shape(cached["root"]) == (512,) and cached_feature_shape(None) is None
@@ -130,3 +133,66 @@ def test_training_from_cache_matches_teacher_in_the_loop(cached):
     np.testing.assert_allclose(from_cache[0], in_loop[0], rtol=1e-3, atol=1e-4)  # same loss at every iteration
     assert from_cache[1] == in_loop[1]  # same validation accuracy after each epoch
     torch.testing.assert_close(from_cache[2], in_loop[2], rtol=1e-3, atol=1e-4)  # same student
+
+
+def _equal_items(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+        else:
+            assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("mode", ["memory", "auto", "disk"])
+def test_preprocessing_cache_gives_the_uncached_tensors(cached, tmp_path, mode):
+    """Teacher in the loop: the cached deterministic head + the random rest == the whole transform, same seed."""
+    data = cached["datalist"]["training"]
+    mode = str(tmp_path / "pp") if mode == "disk" else mode
+    plain = Dataset(data, bundle_transform())
+    fast = preprocessing_dataset(data, bundle_transform(), mode)
+    assert isinstance(fast, PersistentDataset if mode.startswith("/") else CacheDataset)
+    for ds in (plain, fast):
+        ds.transform.set_random_state(seed=7)
+    for _epoch in range(2):  # the random part is redrawn per epoch in both
+        for i in range(len(data)):
+            _equal_items(fast[i], plain[i])
+    if mode.startswith("/"):
+        assert len(os.listdir(mode)) == len(data)  # one file per item, reused by the next run
+
+
+@pytest.mark.parametrize("mode", ["memory", "disk"])
+def test_seeded_views_with_preprocessing_cache_are_the_same_views(cached, tmp_path, mode):
+    """From the feature cache: each (item, view) is the same image with or without the preprocessing cache, so the
+    cached teacher features still belong to it; also through make_dataloader with worker processes."""
+    dl = cached["datalist"]["training"]
+    cache_dir = os.path.join(cached["root"], "training")
+    mode = str(tmp_path / "pp") if mode == "disk" else mode
+    plain = CachedFeatureDataset(dl, bundle_transform(), cache_dir, TEACHER, cached["weights"])
+    fast = CachedFeatureDataset(dl, bundle_transform(), cache_dir, TEACHER, cached["weights"], preprocessing_cache=mode)
+    assert fast._heads is not None
+    for i in range(len(dl)):
+        for k in range(3):
+            _equal_items(fast.view_of(i, k), plain.view_of(i, k))
+    batches = [list(make_dataloader(ds, batch_size=4, num_workers=2, generator=torch.Generator().manual_seed(0)))
+               for ds in (plain, fast)]  # fmt: skip
+    assert len(batches[0]) == len(batches[1]) == -(-len(dl) // 4)
+    for a, b in zip(*batches):
+        for key in ("image", "teacher_features", "teacher_view", "label"):
+            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+
+
+def test_make_dataloader_worker_choice(monkeypatch):
+    from monai.data import ThreadDataLoader
+
+    from monai_rd.data import default_num_workers
+
+    assert default_num_workers(1) == 0 and default_num_workers(2) == 0
+    assert default_num_workers(4) == 3 and default_num_workers(64) == 8
+    ds = Dataset(list(range(10)))
+    assert isinstance(make_dataloader(ds, batch_size=2, num_workers=0), ThreadDataLoader)
+    loader = make_dataloader(ds, batch_size=2, num_workers=2)
+    assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory
+    assert [int(v) for b in loader for v in b] == list(range(10))
+    with pytest.raises(ValueError, match="num_workers"):
+        make_dataloader(ds, num_workers=-1)

@@ -233,3 +233,17 @@ def test_view_seeds_reproduce_views(setup):
     torch.testing.assert_close(a.as_subclass(torch.Tensor), b.as_subclass(torch.Tensor), rtol=0, atol=0)
     seeds = {view_seed(item_id(it), k) for it in setup["train"] for k in range(4)}
     assert len(seeds) == 4 * len(setup["train"])
+
+
+def test_build_with_workers_is_byte_identical(setup, tmp_path):
+    """Reader workers (and a teacher batch that straddles chunks) change nothing: the same bytes on disk."""
+    caches = {}
+    for workers in (0, 2):
+        cache = make_cache(setup, tmp_path / f"w{workers}").build(setup["teacher"], views=2, batch_size=5,
+                                                                  chunk_size=2, num_workers=workers, progress=False)
+        caches[workers] = cache
+    files = sorted(f for f in os.listdir(tmp_path / "w0") if f.endswith(".npy"))
+    assert files and files == sorted(f for f in os.listdir(tmp_path / "w2") if f.endswith(".npy"))
+    for f in files:
+        assert (tmp_path / "w0" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
+    assert [c["sha256"] for c in caches[0].manifest["chunks"]] == [c["sha256"] for c in caches[2].manifest["chunks"]]

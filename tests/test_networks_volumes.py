@@ -72,4 +72,4 @@ def test_rdnet_on_volumes(teacher_name, options):
     assert {k: tuple(v.shape) for k, v in out.items()} == {"f_T": (2, 512), "f_S": (2, 512), "z_T": (2, 2), "z_S": (2, 2)}
     (out["z_T"].sum() + out["z_S"].sum()).backward()
     assert not any(p.requires_grad for p in teacher.parameters())
-    assert net.reprogrammer.blocks[0].score[0].weight.grad is not None if options.get("pool") == "none" else True
+    assert net.reprogrammer.pre[0].score[0].weight.grad is not None if options.get("pool") == "none" else True

@@ -1,6 +1,13 @@
 """Data: dataset indexers that write MONAI datalists, split helpers and synthetic datasets in real layouts."""
 
-from monai_rd.data.cached_dataset import CachedFeatureDataset, SeededViewDataset, cached_feature_shape, feature_cache_dataset
+from monai_rd.data.cached_dataset import (
+    CachedFeatureDataset,
+    SeededViewDataset,
+    cached_feature_shape,
+    feature_cache_dataset,
+    preprocessing_dataset,
+)
+from monai_rd.data.loading import default_num_workers, make_dataloader
 from monai_rd.data.checks import (
     ON_BAD_INPUT,
     BadInputError,

@@ -34,6 +34,7 @@ import torch.nn as nn
 from monai.transforms import Compose, Randomizable, apply_transform
 from monai.utils import MAX_SEED
 
+from monai_rd.data.loading import default_num_workers
 from monai_rd.utils import atomic_path, atomic_write_json, sha256_file, sha256_json
 
 __all__ = [
@@ -229,7 +230,6 @@ class _ViewImages(torch.utils.data.Dataset):
         if isinstance(image, torch.Tensor):
             return index, view, image.as_subclass(torch.Tensor)
         return index, view, torch.as_tensor(np.asarray(image))
-        return index, view, image
 
 
 class FeatureCache:
@@ -335,7 +335,7 @@ class FeatureCache:
         dtype: str = "float32",
         batch_size: int = 16,
         chunk_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         device: str | torch.device = "cpu",
         progress: bool = True,
     ) -> FeatureCache:
@@ -346,9 +346,11 @@ class FeatureCache:
                 chunk needs computing, so a complete cache never loads the teacher).
             views: ``K``; forced to 1 (with a warning) when the transform has no random transform.
             dtype: ``"float32"`` or ``"float16"`` storage.
-            batch_size: images per teacher forward pass.
+            batch_size: images per teacher forward pass (independent of the training batch: as large as the
+                teacher's device allows).
             chunk_size: items per chunk file (the unit of resumption).
-            num_workers: DataLoader workers reading and augmenting images.
+            num_workers: DataLoader workers reading and augmenting images ahead of the teacher; ``None``:
+                :func:`default_num_workers`. The features do not depend on it (byte-identical chunks).
             device: where the teacher runs.
             progress: show a tqdm progress bar over images.
         """
@@ -409,19 +411,8 @@ class FeatureCache:
                 bar = tqdm(total=sum(bounds[c][1] - bounds[c][0] for c in todo) * views, desc="teacher features",
                            unit="img")  # fmt: skip
             try:
-                for c in todo:
-                    start, stop = bounds[c]
-                    array, shape = self._compute_chunk(module, start, stop, views, dtype, batch_size, num_workers,
-                                                       device, shape, bar)  # fmt: skip
-                    fname = f"chunk_{c:05d}.npy"
-                    digest = _atomic_save_npy(os.path.join(self.cache_dir, fname), array)
-                    entries[c] = {
-                        "file": fname, "start": start, "stop": stop,
-                        "items_sha256": self._chunk_items_sha256(start, stop),
-                        "shape": list(array.shape), "dtype": dtype, "sha256": digest,
-                    }  # fmt: skip
-                    manifest["feature_shape"] = list(shape)
-                    atomic_write_json(self.manifest_path, manifest)
+                shape = self._compute_chunks(module, [bounds[c] for c in todo], todo, entries, manifest, views, dtype,
+                                             batch_size, num_workers, device, shape, bar)  # fmt: skip
             finally:
                 if bar is not None:
                     bar.close()
@@ -433,28 +424,79 @@ class FeatureCache:
         atomic_write_json(self.manifest_path, manifest)
         return self.open(verify=False)
 
-    def _compute_chunk(self, module, start, stop, views, dtype, batch_size, num_workers, device, shape, bar):
-        pairs = [(i, k) for i in range(start, stop) for k in range(views)]
+    def _compute_chunks(self, module, chunk_bounds, chunk_ids, entries, manifest, views, dtype, batch_size,
+                        num_workers, device, shape, bar):
+        """Run the teacher over every (item, view) of the chunks to compute, in order, with one loader.
+
+        Workers read and augment ahead of the teacher across chunk boundaries; the features stay on the
+        teacher's device until a chunk is complete (one transfer per chunk, no per-item synchronisation) and
+        each complete chunk is written (file, SHA-256, fsync) by a writer thread while the teacher runs on.
+        The manifest lists a chunk only once its file is on disk, so an interruption resumes correctly.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        pairs = [(i, k) for start, stop in chunk_bounds for i in range(start, stop) for k in range(views)]
+        workers = default_num_workers() if num_workers is None else int(num_workers)
+        on_cuda = torch.device(device).type == "cuda"
         loader = torch.utils.data.DataLoader(
             _ViewImages(self.data, self.transform, pairs, self.image_key),
-            batch_size=batch_size, num_workers=num_workers, shuffle=False,
+            batch_size=batch_size, num_workers=workers, shuffle=False, pin_memory=on_cuda,
+            prefetch_factor=4 if workers > 0 else None,
         )  # fmt: skip
-        array = None
-        with torch.no_grad():
-            for index, view, images in loader:
-                feats = module(images.to(device).float()).float().cpu().numpy()
-                if array is None:
-                    if shape is not None and tuple(feats.shape[1:]) != tuple(shape):
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature_cache_writer")
+        pending: list = []  # (chunk id, start, stop, future of (array shape, sha256)) in chunk order
+
+        def publish(block: bool, failed_ok: bool = False) -> None:
+            while pending and (block or pending[0][3].done()):
+                c, start, stop, future = pending.pop(0)
+                if failed_ok and future.exception() is not None:
+                    continue  # cleaning up after an error: list only the chunks that reached the disk
+                array_shape, digest = future.result()
+                entries[c] = {
+                    "file": f"chunk_{c:05d}.npy", "start": start, "stop": stop,
+                    "items_sha256": self._chunk_items_sha256(start, stop),
+                    "shape": list(array_shape), "dtype": dtype, "sha256": digest,
+                }  # fmt: skip
+                atomic_write_json(self.manifest_path, manifest)
+
+        def save(c: int, array: np.ndarray) -> tuple:
+            return array.shape, _atomic_save_npy(os.path.join(self.cache_dir, f"chunk_{c:05d}.npy"), array)
+
+        position = 0  # index into chunk_bounds of the chunk being filled
+        parts: list[torch.Tensor] = []
+        filled = 0
+        try:
+            with torch.no_grad():
+                for _, _, images in loader:
+                    feats = module(images.to(device, non_blocking=True).float())
+                    if shape is None:
+                        shape = tuple(feats.shape[1:])
+                        manifest["feature_shape"] = list(shape)
+                    elif tuple(feats.shape[1:]) != tuple(shape):
                         raise FeatureCacheError(
                             f"Teacher features have shape {tuple(feats.shape[1:])} but {self.manifest_path} "
                             f"records {tuple(shape)}; delete the cache folder and rebuild."
                         )
-                    shape = tuple(feats.shape[1:])
-                    array = np.zeros((stop - start, views, *shape), dtype=dtype)
-                array[index.numpy() - start, view.numpy()] = feats.astype(dtype)
-                if bar is not None:
-                    bar.update(len(index))
-        return array, shape
+                    offset = 0
+                    while offset < len(feats):  # a batch may straddle chunk boundaries
+                        start, stop = chunk_bounds[position]
+                        take = min(len(feats) - offset, (stop - start) * views - filled)
+                        parts.append(feats[offset : offset + take])
+                        offset, filled = offset + take, filled + take
+                        if filled == (stop - start) * views:
+                            array = torch.cat(parts).float().cpu().numpy().astype(dtype)
+                            array = array.reshape(stop - start, views, *shape)
+                            pending.append((chunk_ids[position], start, stop,
+                                            writer.submit(save, chunk_ids[position], array)))  # fmt: skip
+                            parts, filled, position = [], 0, position + 1
+                    publish(block=False)
+                    if bar is not None:
+                        bar.update(len(feats))
+            publish(block=True)
+        finally:  # interrupted: the chunks already written stay listed, so the next build resumes after them
+            writer.shutdown(wait=True)
+            publish(block=True, failed_ok=True)
+        return shape
 
     # ---------------------------------------------------------------- read
     def open(self, verify: bool = True) -> FeatureCache:

@@ -1,21 +1,26 @@
-"""Measure, side by side in one run, what the teacher-feature cache buys on this machine.
+"""``monai-rd bench``: what RD costs on this machine, next to what it can cost at best (exact FLOP bounds).
 
-Four ratios, on a fabricated BUSI-layout set with the rd_busi bundle's own training transforms:
+On a fabricated BUSI-layout set with the rd_busi bundle's own training transforms, for every teacher x student
+pair, measured side by side in one run:
 
-(a) RD epoch from a warm cache / student-only epoch            (goal <= 1.2)
-(b) RD epoch with the teacher in the loop / RD from a warm cache (expected >= 3)
-(c) peak RSS of RD from the cache / peak RSS of student-only     (goal <= 1.3), each measured in its own
-    fresh subprocess as ``VmHWM`` (/proc/self/status) after one training epoch; also shown: the growth of
-    the peak over the RSS right after imports and data indexing, which isolates training memory
-(d) cache-build throughput / pure teacher forward throughput     (goal >= 0.9), images per second; the
-    pure forward runs on the same view images already in memory, the build includes reading, augmenting,
-    the teacher and the atomic chunk writes.
+- images/s of one training epoch in three modes, all with the same loader (:func:`monai_rd.data.make_dataloader`
+  over the cached deterministic preprocessing) and batch size: ``student`` (student-only, cross-entropy),
+  ``cached_rd`` (RD from a warm teacher-feature cache: ``g``, ``S``, ``h``) and ``teacher_rd`` (RD with the
+  teacher in the loop);
+- (a) cached RD epoch / student-only epoch, next to its FLOP bound ``(S_train + g_train) / S_train``;
+- (b) teacher-in-the-loop RD epoch / cached RD epoch (the speed-up the cache buys), next to its FLOP bound
+  ``(T_fwd + S_train + g_train) / (S_train + g_train)`` and the measured/bound fraction. FLOPs are exact counts
+  of one training step by ``torch.utils.flop_counter.FlopCounterMode`` (forward and backward; matrix products
+  and convolutions only, 2 per multiply-add), the teacher's forward by :func:`monai_rd.deploy.cost.count_flops`;
+- (c) peak RSS of cached RD / peak RSS of student-only, each in its own fresh subprocess (``VmHWM`` after one
+  epoch), on the CPU; on a GPU the peak GPU memory of every mode instead;
+- (d) cache-build throughput / the teacher's pure forward throughput on the same images already in memory, with
+  the same teacher batch (``--teacher_batch_size``, independent of the training batch).
 
-Epoch times are the median of ``--epochs`` timed epochs after one untimed warm-up epoch, all engines
-with ``num_workers=0`` and the same batch size, in this process one after the other. Each time is taken
-both as wall-clock and as this process's CPU time (``time.process_time``): on a shared machine the
-CPU time is the steadier measure of the work done (use ``--threads 1`` so that it is not inflated by
-idle OpenMP threads spinning).
+Epoch times are the median of ``--epochs`` timed epochs after one untimed warm-up epoch. Each is taken as wall
+clock and as this process's CPU time (``time.process_time``): on a shared machine the CPU time is the steadier
+measure of the work done (use ``--threads 1``); it does not count loader worker processes. On CUDA the device is
+synchronised at every epoch end. The goals are printed next to the figures; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -24,11 +29,37 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+__all__ = ["GOALS", "run_benchmark", "rd_flops", "flop_bound", "check_device", "nccl_check"]
+
+# goal per ratio, printed side by side with the measurement (issue 15)
+GOALS = {
+    "a": {"resnet18": 1.05, "mobilenet_v3_small": 1.10},  # cached RD epoch / student epoch <= goal
+    "b": 0.8,  # measured in-loop/cached speed-up >= goal x FLOP bound
+    "c": 1.1,  # peak RSS cached RD / student-only <= goal
+    "d": 0.95,  # cache-build throughput / pure teacher forward >= goal
+}
+MODES = ("student", "cached_rd", "teacher_rd")
+AMP_DTYPES = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+def check_device(device: str) -> None:
+    """Refuse, naming what to do, a CUDA device on a machine without one."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(
+            f"monai-rd bench --device {device}: CUDA is not available on this machine (torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}). Run it on a machine with an NVIDIA GPU, or benchmark the CPU "
+            "with --device cpu."
+        )
+
 
 def _proc_status_mib(field: str) -> float:
     """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc/self/status, in MiB.
@@ -58,52 +89,103 @@ def _setup(args, workdir: str) -> dict:
     parser = ConfigParser()
     parser.read_config(os.path.join(bundle_root("rd_busi"), "configs", "train.json"))
     parser.update({"image_size": args.image_size, "dataset_dir": data_dir})
-    return {
-        "train": datalist["training"],
-        "transform": lambda: parser.get_parsed_content("train::preprocessing", lazy=False),
-        "cache_dir": os.path.join(workdir, "cache", "training"),
-    }
+    return {"train": datalist["training"],
+            "transform": lambda: parser.get_parsed_content("train::preprocessing", lazy=False)}  # fmt: skip
 
 
-def _loader(dataset, batch_size):
+def _cache_dir(workdir: str, teacher: str) -> str:
+    return os.path.join(workdir, "cache", teacher.replace(":", "_").replace("/", "_"), "training")
+
+
+def _amp(args) -> dict:
     import torch
-    from monai.data import DataLoader
 
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
-                      generator=torch.Generator().manual_seed(0))  # fmt: skip
+    dtype = AMP_DTYPES[args.amp]
+    return {"amp": dtype is not None, "amp_kwargs": {"dtype": getattr(torch, dtype)} if dtype else None}
 
 
-def _engine(mode: str, args, env: dict, teacher=None):
-    """A trainer for ``mode`` in (student, cached_rd, teacher_rd) on the fabricated training split."""
+def _engine(mode: str, student_name: str, args, env: dict, teacher=None, teacher_name: str = "", feature_shape=None):
+    """A trainer for ``mode`` in :data:`MODES` on the fabricated training split, with its loader."""
     import torch
-    from monai.data import Dataset
     from monai.engines import SupervisedTrainer
 
-    from monai_rd.data import CachedFeatureDataset
+    from monai_rd.data import CachedFeatureDataset, make_dataloader, preprocessing_dataset
     from monai_rd.engines import RDTrainer
+    from monai_rd.losses import RDLoss
+    from monai_rd.networks import RDNet, StudentClassifier, prepare_network
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    student = StudentClassifier(student_name, num_classes=3)
+    if mode == "cached_rd":
+        ds = CachedFeatureDataset(env["train"], env["transform"](), _cache_dir(args.workdir, teacher_name),
+                                  teacher_name, preprocessing_cache="memory")  # fmt: skip
+    else:
+        ds = preprocessing_dataset(env["train"], env["transform"](), "memory")
+    loader = make_dataloader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                             num_workers=args.num_workers, device=device,
+                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+    common = dict(device=device, max_epochs=1 + args.epochs, train_data_loader=loader, **_amp(args))
+    if mode == "student":
+        net = prepare_network(student, device, channels_last=args.channels_last)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        return SupervisedTrainer(network=net, optimizer=opt, loss_function=torch.nn.CrossEntropyLoss(), **common)
+    if mode == "cached_rd":
+        net = RDNet(None, student, teacher_feature_shape=feature_shape)
+    elif mode == "teacher_rd":
+        net = RDNet(teacher, student)
+    else:
+        raise ValueError(f"Unknown benchmark mode {mode!r}; use one of {MODES}.")
+    net = prepare_network(net, device, channels_last=args.channels_last)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    return RDTrainer(network=net, optimizer=opt, loss_function=RDLoss(gather_distributed=False), **common)
+
+
+def rd_flops(teacher, student_name: str, feature_shape, image_size: int, batch_size: int = 4) -> dict:
+    """Exact FLOPs per image of one training step of each mode, and the two FLOP bounds.
+
+    Returns ``{"T_fwd", "S_train", "SG_train"}`` (teacher forward; student-only step; cached RD step = ``S``,
+    ``g``, ``h`` forward and backward with the RD loss) per image, ``"bound_a"`` = ``SG_train / S_train`` and
+    ``"bound_b"`` = ``(T_fwd + SG_train) / SG_train``.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from monai_rd.deploy.cost import count_flops
     from monai_rd.losses import RDLoss
     from monai_rd.networks import RDNet, StudentClassifier
 
+    batch_size = min(batch_size, 4)  # counts per image do not depend on the batch (BatchNorm needs 2 or more)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 3, image_size, image_size, generator=gen)
+    y = torch.arange(batch_size) % 3
+
+    def train_step_flops(step) -> int:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        return int(counter.get_total_flops())
+
     torch.manual_seed(0)
-    student = StudentClassifier(args.student, num_classes=3)
-    cpu = torch.device("cpu")
-    max_epochs = 1 + args.epochs
-    if mode == "student":
-        loader = _loader(Dataset(env["train"], env["transform"]()), args.batch_size)
-        opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
-        return SupervisedTrainer(device=cpu, max_epochs=max_epochs, train_data_loader=loader, network=student,
-                                 optimizer=opt, loss_function=torch.nn.CrossEntropyLoss())  # fmt: skip
-    if mode == "cached_rd":
-        ds = CachedFeatureDataset(env["train"], env["transform"](), env["cache_dir"], args.teacher)
-        net = RDNet(None, student, teacher_feature_shape=ds.cache.feature_shape)
-    elif mode == "teacher_rd":
-        ds = Dataset(env["train"], env["transform"]())
-        net = RDNet(teacher, student)
-    else:
-        raise ValueError(mode)
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
-    return RDTrainer(device=cpu, max_epochs=max_epochs, train_data_loader=_loader(ds, args.batch_size), network=net,
-                     optimizer=opt, loss_function=RDLoss())  # fmt: skip
+    student = StudentClassifier(student_name, num_classes=3).train()
+    s_train = train_step_flops(lambda: torch.nn.functional.cross_entropy(student(x), y).backward())
+    net = RDNet(None, StudentClassifier(student_name, num_classes=3), teacher_feature_shape=feature_shape).train()
+    feats = torch.randn(batch_size, *feature_shape, generator=gen)
+    sg_train = train_step_flops(lambda: RDLoss(gather_distributed=False)(net(x, teacher_features=feats), y)["loss"]
+                                .backward())  # fmt: skip
+    t_fwd = count_flops(teacher, x)
+    per = {"T_fwd": t_fwd / batch_size, "S_train": s_train / batch_size, "SG_train": sg_train / batch_size}
+    per["bound_a"] = per["SG_train"] / per["S_train"]
+    per["bound_b"] = flop_bound(per["T_fwd"], per["SG_train"])
+    per["g_params"] = sum(p.numel() for p in net.reprogrammer.parameters())
+    per["S_params"] = sum(p.numel() for p in student.parameters())
+    per["g_width"] = net.reprogrammer.width
+    return per
+
+
+def flop_bound(t_fwd: float, sg_train: float) -> float:
+    """``(T_fwd + S_train + g_train) / (S_train + g_train)``: the most the cache can speed an RD step up."""
+    return (t_fwd + sg_train) / sg_train
 
 
 def _clock() -> tuple[float, float]:
@@ -115,20 +197,36 @@ def _since(t0: tuple[float, float]) -> tuple[float, float]:
     return t1[0] - t0[0], t1[1] - t0[1]
 
 
-def _epoch_times(engine) -> list[tuple[float, float]]:
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _epoch_times(engine, device) -> list[tuple[float, float]]:
     """(wall, cpu) seconds of each epoch but the first (a warm-up)."""
     from ignite.engine import Events
 
     times: list[tuple[float, float]] = []
     start = {}
-    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: start.__setitem__("t", _clock()))
-    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: times.append(_since(start["t"])))
+
+    def started(_):
+        _sync(device)
+        start["t"] = _clock()
+
+    def completed(_):
+        _sync(device)
+        times.append(_since(start["t"]))
+
+    engine.add_event_handler(Events.EPOCH_STARTED, started)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, completed)
     engine.run()
     return times[1:]
 
 
 def _memory_worker(args) -> int:
-    """Child process: one warm-up-free training epoch of ``args.memory_worker``; prints JSON with peak RSS."""
+    """Child process: one training epoch of ``args.memory_worker``; prints JSON with peak RSS."""
     import torch
 
     if args.threads:
@@ -136,16 +234,22 @@ def _memory_worker(args) -> int:
     env = _setup(args, args.workdir)
     baseline = _proc_status_mib("VmRSS")  # interpreter + torch + MONAI imported, data indexed
     args.epochs = 0  # max_epochs = 1
-    engine = _engine(args.memory_worker, args, env)
-    engine.run()
+    teacher = args.teachers[0]
+    shape = None
+    if args.memory_worker == "cached_rd":
+        from monai_rd.data import cached_feature_shape
+
+        shape = cached_feature_shape(os.path.dirname(_cache_dir(args.workdir, teacher)))
+    _engine(args.memory_worker, args.students[0], args, env, teacher_name=teacher, feature_shape=shape).run()
     print(json.dumps({"mode": args.memory_worker, "baseline_mib": baseline, "peak_mib": _proc_status_mib("VmHWM")}))
     return 0
 
 
-def _peak_rss(mode: str, args) -> dict:
+def _peak_rss(mode: str, student: str, args) -> dict:
     cmd = [sys.executable, "-m", "monai_rd.cli", "bench", "--memory_worker", mode, "--workdir", args.workdir,
-           "--teacher", args.teacher, "--student", args.student, "--image_size", str(args.image_size),
-           "--images_per_class", str(args.images_per_class), "--batch_size", str(args.batch_size)]  # fmt: skip
+           "--teachers", args.teachers[0], "--students", student, "--image_size", str(args.image_size),
+           "--images_per_class", str(args.images_per_class), "--batch_size", str(args.batch_size),
+           "--num_workers", str(args.num_workers)]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -154,88 +258,210 @@ def _peak_rss(mode: str, args) -> dict:
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
-def run_benchmark(args: argparse.Namespace) -> int:
-    """Run the benchmark described in the module docstring with the options of ``monai-rd bench``."""
-    if args.memory_worker:
-        return _memory_worker(args)
+def _build_cache(args, env, teacher_name: str, teacher) -> dict:
+    """(d): the teacher's pure forward on the view images in memory, then the cache build of the same views."""
     import torch
 
     from monai_rd.data import FeatureCache
     from monai_rd.data.feature_cache import apply_view, item_id, view_seed
-    from monai_rd.networks import build_teacher
 
-    if not 16 <= args.image_size <= 224:
-        raise SystemExit("--image_size must be in [16, 224].")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    args.workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="rd_bench_"))
-    env = _setup(args, args.workdir)
-    n, k = len(env["train"]), args.views
-    print(f"monai-rd bench: teacher {args.teacher}, student {args.student}, {args.image_size} px, {n} training "
-          f"images x {k} views, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
-          f"workdir {args.workdir}", flush=True)  # fmt: skip
-    torch.manual_seed(0)
-    teacher = build_teacher(args.teacher)
-
-    # (d) pure teacher forward on the same view images held in memory, then the cache build
+    device, bs, k = torch.device(args.device), args.teacher_batch_size, args.views
     transform = env["transform"]()
     images = torch.stack([
         apply_view(transform, item, view_seed(item_id(item), v))["image"].as_subclass(torch.Tensor)
         for item in env["train"] for v in range(k)
     ])  # fmt: skip
+    teacher = teacher.to(device).eval()
     with torch.no_grad():
-        teacher(images[: args.batch_size])  # warm-up
+        teacher(images[:bs].to(device))  # warm-up
+        _sync(device)
         t0 = _clock()
-        for s in range(0, len(images), args.batch_size):
-            teacher(images[s : s + args.batch_size])
+        for s in range(0, len(images), bs):
+            teacher(images[s : s + bs].to(device))
+        _sync(device)
         pure = [len(images) / t for t in _since(t0)]
-    cache = FeatureCache(env["cache_dir"], env["train"], env["transform"](), args.teacher)
-    if os.path.isdir(env["cache_dir"]):
-        import shutil
-
-        shutil.rmtree(env["cache_dir"])
+    cache_dir = _cache_dir(args.workdir, teacher_name)
+    if os.path.isdir(cache_dir):
+        shutil.rmtree(cache_dir)
+    cache = FeatureCache(cache_dir, env["train"], env["transform"](), teacher_name)
     t0 = _clock()
-    cache.build(teacher, views=k, dtype=args.dtype, batch_size=args.batch_size, progress=False)
-    build = [n * k / t for t in _since(t0)]
-    print(f"teacher forward {pure[0]:.2f} img/s wall ({pure[1]:.2f} per CPU s), cache build {build[0]:.2f} img/s "
-          f"wall ({build[1]:.2f} per CPU s)", flush=True)  # fmt: skip
+    cache.build(teacher, views=k, dtype=args.dtype, batch_size=bs, num_workers=args.build_workers, device=device,
+                progress=False)  # fmt: skip
+    _sync(device)
+    build = [len(images) / t for t in _since(t0)]
+    return {"teacher_forward_img_s": pure, "build_img_s": build, "feature_shape": list(cache.feature_shape),
+            "d_build_over_forward": [build[i] / pure[i] for i in (0, 1)]}  # fmt: skip
 
-    # (a), (b) epoch times, one mode after the other in this process
-    epochs = {}
-    for mode in ("student", "cached_rd", "teacher_rd"):
-        times = _epoch_times(_engine(mode, args, env, teacher=teacher))
-        epochs[mode] = [statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)]
-        print(f"{mode:>10}: epoch {epochs[mode][0]:.2f} s wall, {epochs[mode][1]:.2f} s CPU", flush=True)
 
-    # (c) peak memory, each in a fresh subprocess
-    mem = {mode: _peak_rss(mode, args) for mode in ("student", "cached_rd")}
-    for mode, m in mem.items():
-        print(f"{mode:>10}: peak RSS {m['peak_mib']:.0f} MiB (after imports {m['baseline_mib']:.0f} MiB)", flush=True)
+def _fmt_goal_a(student: str) -> str:
+    goal = GOALS["a"].get(student)
+    return f"<= {goal:.2f}" if goal else "-"
 
-    def growth(m):
-        return m["peak_mib"] - m["baseline_mib"]
 
-    c_peak = mem["cached_rd"]["peak_mib"] / mem["student"]["peak_mib"]
-    c_growth = growth(mem["cached_rd"]) / max(growth(mem["student"]), 1e-9)
-    ratios = {  # name -> [wall-clock ratio, CPU-time ratio]
-        "a_cached_rd_epoch_over_student_epoch": [epochs["cached_rd"][i] / epochs["student"][i] for i in (0, 1)],
-        "b_teacher_rd_epoch_over_cached_rd_epoch": [epochs["teacher_rd"][i] / epochs["cached_rd"][i] for i in (0, 1)],
-        "c_cached_rd_peak_rss_over_student_peak_rss": [c_peak, c_peak],
-        "c_growth_over_imports_ratio": [c_growth, c_growth],
-        "d_build_throughput_over_teacher_forward": [build[i] / pure[i] for i in (0, 1)],
-    }
-    goals = {"a": "<= 1.2", "b": ">= 3 (expected)", "c": "<= 1.3", "d": ">= 0.9"}
-    print("\nratio                                           wall    CPU   goal")
-    for name, (wall, cpu) in ratios.items():
-        goal = goals[name[0]] if not name.startswith("c_growth") else "(peak minus post-import RSS)"
-        if name.startswith("c_"):
-            print(f"{name:<45} {wall:6.2f}      -   {goal}")
-        else:
-            print(f"{name:<45} {wall:6.2f} {cpu:6.2f}   {goal}")
+def _met(value: float, goal: float | None, at_most: bool) -> str:
+    if goal is None:
+        return ""
+    return " met" if (value <= goal if at_most else value >= goal) else " NOT met"
+
+
+def nccl_check(args: argparse.Namespace, steps: int = 20) -> int:
+    """Under ``torchrun`` on CUDA: cached-RD training steps of ``args.students[0]`` in DDP over NCCL, fp16 autocast
+    with a ``GradScaler``; checks that the trainable parameters stay identical on every rank, prints images/s."""
+    import torch
+    import torch.distributed as dist
+
+    from monai_rd.losses import RDLoss
+    from monai_rd.networks import RDNet, StudentClassifier, distributed_rdnet
+
+    if "LOCAL_RANK" not in os.environ:
+        raise SystemExit("--nccl_check runs under torchrun: torchrun --standalone --nproc_per_node=<GPUs> "
+                         "-m monai_rd.cli bench --device cuda --nccl_check")  # fmt: skip
+    check_device("cuda")
+    rank = int(os.environ["LOCAL_RANK"])
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl")
+    try:
+        device = torch.device("cuda", rank)
+        torch.manual_seed(0)
+        net = RDNet(None, StudentClassifier(args.students[0], num_classes=3), teacher_feature_shape=(2048,)).to(device)
+        ddp = distributed_rdnet(net, device_ids=[rank])
+        opt = torch.optim.AdamW(ddp.parameters(), lr=1e-3)
+        scaler = torch.amp.GradScaler("cuda")
+        loss_fn = RDLoss()  # gathers features across ranks for CKA (another NCCL collective)
+        gen = torch.Generator(device=device).manual_seed(rank)
+        b, size = args.batch_size, args.image_size
+        x = torch.rand(b, 3, size, size, device=device, generator=gen)
+        feats = torch.rand(b, 2048, device=device, generator=gen)
+        y = torch.arange(b, device=device) % 3
+        for i in range(steps + 3):
+            if i == 3:
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = loss_fn(ddp(x, teacher_features=feats), y)["loss"]
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t0
+        flat = torch.cat([p.detach().float().flatten() for p in net.parameters() if p.requires_grad])
+        gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, flat)
+        same = all(torch.equal(g, gathered[0]) for g in gathered)
+        if rank == 0:
+            print(f"NCCL DDP check: world size {dist.get_world_size()}, {args.students[0]} cached RD, fp16 + GradScaler "
+                  f"(scale {scaler.get_scale():.0f}), {steps * b * dist.get_world_size() / elapsed:.1f} img/s, "
+                  f"parameters identical on all ranks: {same}", flush=True)  # fmt: skip
+        return 0 if same else 1
+    finally:
+        dist.destroy_process_group()
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    """Run the benchmark described in the module docstring with the options of ``monai-rd bench``."""
+    check_device(args.device)
+    if args.nccl_check:
+        return nccl_check(args)
+    if args.memory_worker:
+        return _memory_worker(args)
+    import torch
+
+    from monai_rd.networks import build_teacher
+
+    if not 16 <= args.image_size <= 224:
+        raise SystemExit("--image_size must be in [16, 224].")
+    if args.channels_last and args.device == "cpu":
+        print("note: --channels_last on the CPU is measured as asked (it mainly helps tensor cores)", flush=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="rd_bench_"))
+    env = _setup(args, args.workdir)
+    n = len(env["train"])
+    cuda = torch.device(args.device).type == "cuda"
+    print(f"monai-rd bench: teachers {args.teachers}, students {args.students}, {args.image_size} px, {n} training "
+          f"images (x {args.views} cached views), batch {args.batch_size}, teacher batch {args.teacher_batch_size}, "
+          f"device {args.device}, amp {args.amp}, channels_last {args.channels_last}, loader workers "
+          f"{args.num_workers}, torch threads {torch.get_num_threads()}, workdir {args.workdir}", flush=True)  # fmt: skip
+    result: dict = {"args": {k: v for k, v in vars(args).items() if k != "memory_worker"}, "teachers": {}, "pairs": [],
+                    "memory": {}}  # fmt: skip
+    student_epochs: dict = {}
+    for teacher_name in args.teachers:
+        torch.manual_seed(0)
+        teacher = build_teacher(teacher_name)
+        built = _build_cache(args, env, teacher_name, teacher)
+        result["teachers"][teacher_name] = built
+        shape = tuple(built["feature_shape"])
+        print(f"[{teacher_name}] features {shape}: teacher forward {built['teacher_forward_img_s'][0]:.1f} img/s wall, "
+              f"cache build {built['build_img_s'][0]:.1f} img/s wall; (d) build/forward "
+              f"{built['d_build_over_forward'][0]:.2f} wall, {built['d_build_over_forward'][1]:.2f} CPU "
+              f"(goal >= {GOALS['d']}){_met(built['d_build_over_forward'][0], GOALS['d'], False)}", flush=True)
+        for student in args.students:
+            flops = rd_flops(teacher.cpu(), student, shape, args.image_size, args.batch_size)
+            epochs, gpu_peak = {}, {}
+            for mode in MODES:
+                if mode == "student" and student in student_epochs:
+                    epochs[mode], gpu_peak[mode] = student_epochs[student]
+                    continue
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                engine = _engine(mode, student, args, env, teacher=teacher, teacher_name=teacher_name,
+                                 feature_shape=shape)  # fmt: skip
+                times = _epoch_times(engine, args.device)
+                epochs[mode] = [statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)]
+                gpu_peak[mode] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+                del engine
+            student_epochs[student] = (epochs["student"], gpu_peak["student"])
+            pair = {"teacher": teacher_name, "student": student, "flops": flops, "epoch_s": epochs,
+                    "img_s": {m: [n // args.batch_size * args.batch_size / t for t in epochs[m]] for m in MODES},
+                    "gpu_peak_mib": gpu_peak if cuda else None,
+                    "a_cached_over_student": [epochs["cached_rd"][i] / epochs["student"][i] for i in (0, 1)],
+                    "b_speedup": [epochs["teacher_rd"][i] / epochs["cached_rd"][i] for i in (0, 1)]}  # fmt: skip
+            pair["b_fraction_of_bound"] = [s / flops["bound_b"] for s in pair["b_speedup"]]
+            result["pairs"].append(pair)
+            print(f"[{teacher_name} -> {student}] img/s (wall) student {pair['img_s']['student'][0]:.1f}, cached RD "
+                  f"{pair['img_s']['cached_rd'][0]:.1f}, teacher-in-loop RD {pair['img_s']['teacher_rd'][0]:.1f}"
+                  + (f"; peak GPU MiB {', '.join(f'{m} {v:.0f}' for m, v in gpu_peak.items())}" if cuda else ""),
+                  flush=True)  # fmt: skip
+        teacher.cpu()
+        del teacher
+    if not cuda and not args.no_memory:
+        for student in args.students:
+            mem = {mode: _peak_rss(mode, student, args) for mode in ("student", "cached_rd")}
+            mem["c_ratio"] = mem["cached_rd"]["peak_mib"] / mem["student"]["peak_mib"]
+            result["memory"][student] = mem
+    _print_table(result, args)
     if args.json_out:
         from monai_rd.utils import atomic_write_json
 
-        atomic_write_json(args.json_out, {"args": {k_: v for k_, v in vars(args).items() if k_ != "memory_worker"},
-                                          "epoch_s": epochs, "teacher_forward_img_s": pure, "build_img_s": build,
-                                          "memory_mib": mem, "ratios": ratios})  # fmt: skip
+        atomic_write_json(args.json_out, result)
     return 0
+
+
+def _print_table(result: dict, args) -> None:
+    print("\n(a) cached RD epoch / student epoch and (b) teacher-in-loop / cached speed-up; wall (CPU time); "
+          "bounds from exact FLOP counts")  # fmt: skip
+    header = (f"{'teacher':<22}{'student':<20}{'g width':>8}{'g/S par':>8} | {'(a) meas':>14}{'FLOP bnd':>9}"
+              f"{'goal':>8} | {'(b) meas':>14}{'FLOP bnd':>9}{'meas/bnd':>14}{'goal':>8}")
+    print(header)
+    print("-" * len(header))
+    for p in result["pairs"]:
+        f = p["flops"]
+        a, b, frac = p["a_cached_over_student"], p["b_speedup"], p["b_fraction_of_bound"]
+        goal_a = GOALS["a"].get(p["student"])
+        print(f"{p['teacher']:<22}{p['student']:<20}{str(f['g_width'] or 'full'):>8}"
+              f"{f['g_params'] / f['S_params']:>8.2f} | {a[0]:>6.2f} ({a[1]:.2f}){f['bound_a']:>9.3f}"
+              f"{_fmt_goal_a(p['student']):>8} | {b[0]:>6.2f} ({b[1]:.2f}){f['bound_b']:>9.2f}"
+              f"{frac[0]:>7.2f} ({frac[1]:.2f}){'>= ' + str(GOALS['b']):>8}"
+              f"{_met(a[0], goal_a, True)}{_met(frac[0], GOALS['b'], False)}")
+    print("\n(d) cache build / pure teacher forward (images/s), teacher batch", args.teacher_batch_size)
+    for name, t in result["teachers"].items():
+        d = t["d_build_over_forward"]
+        print(f"{name:<22} forward {t['teacher_forward_img_s'][0]:8.1f}  build {t['build_img_s'][0]:8.1f}  ratio "
+              f"{d[0]:.2f} wall ({d[1]:.2f} CPU)  goal >= {GOALS['d']}{_met(d[0], GOALS['d'], False)}")
+    if result["memory"]:
+        print(f"\n(c) peak RSS (MiB) of one epoch, each in a fresh process, teacher {args.teachers[0]}")
+        for student, m in result["memory"].items():
+            print(f"{student:<20} student {m['student']['peak_mib']:7.0f}  cached RD {m['cached_rd']['peak_mib']:7.0f}"
+                  f"  ratio {m['c_ratio']:.2f}  goal <= {GOALS['c']}{_met(m['c_ratio'], GOALS['c'], True)}"
+                  f"  (after imports: {m['student']['baseline_mib']:.0f} / {m['cached_rd']['baseline_mib']:.0f})")

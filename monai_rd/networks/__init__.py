@@ -1,6 +1,6 @@
 """Networks: frozen teachers, student backbones, the reprogrammer ``g`` and RDNet."""
 
-from monai_rd.networks.blocks import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
+from monai_rd.networks.blocks import Reprogrammer, ResidualConvBlock, ResidualMLPBlock, bottleneck_width
 from monai_rd.networks.checkpoint import WeightsMismatchError, load_weights, read_state_dict
 from monai_rd.networks.weights import (
     RANDOM_WEIGHTS_WARNING,

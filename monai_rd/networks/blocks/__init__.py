@@ -1,4 +1,10 @@
 """Blocks: the reprogrammer ``g`` (residual blocks) and parameter-efficient teacher adapters (LoRA, prompts)."""
 
-from monai_rd.networks.blocks.reprogrammer import Reprogrammer, ResidualConvBlock, ResidualMLPBlock
-from monai_rd.networks.blocks.reprogrammer import AttentionPool, ResidualConv3dBlock
+from monai_rd.networks.blocks.reprogrammer import (
+    AttentionPool,
+    Reprogrammer,
+    ResidualConv3dBlock,
+    ResidualConvBlock,
+    ResidualMLPBlock,
+    bottleneck_width,
+)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from monai_rd.networks.blocks.reprogrammer import Reprogrammer
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer, bottleneck_width, count_parameters
 from monai_rd.networks.nets.students import StudentClassifier
 from monai_rd.networks.nets.teachers import FrozenTeacher
 
-__all__ = ["RDNet"]
+__all__ = ["RDNet", "REPROGRAMMER_BUDGET"]
+
+# default cap on g's parameters, as a fraction of the student's: measured in README "Speed" (RD epoch within a few
+# per cent of a student-only epoch, accuracy on benchmarks/modality_gap.py unchanged within seed noise)
+REPROGRAMMER_BUDGET = 0.25
 
 
 class RDNet(nn.Module):
@@ -23,6 +27,9 @@ class RDNet(nn.Module):
         student: the deployable student (backbone + head).
         num_blocks: residual blocks in ``g``.
         teacher_feature_shape: teacher output shape without batch; required only when ``teacher`` is None.
+        reprogrammer_width: bottleneck width of ``g`` (see :class:`Reprogrammer`); overrides the budget.
+        reprogrammer_budget: when no width is given, ``g`` holds at most this fraction of the student's parameters
+            (:func:`bottleneck_width`; full width when it fits); ``None`` = the paper's full-width ``g``.
 
     Shapes:
         ``forward(x)`` with ``x`` ``[B, 3, H, W]`` returns ``{"f_T": [B, d_S], "f_S": [B, d_S],
@@ -35,6 +42,8 @@ class RDNet(nn.Module):
         student: StudentClassifier,
         num_blocks: int = 2,
         teacher_feature_shape: tuple[int, ...] | None = None,
+        reprogrammer_width: int | None = None,
+        reprogrammer_budget: float | None = REPROGRAMMER_BUDGET,
     ) -> None:
         super().__init__()
         if teacher is None and teacher_feature_shape is None:
@@ -42,7 +51,14 @@ class RDNet(nn.Module):
         self.teacher = teacher
         self.student = student
         shape = teacher.feature_shape if teacher is not None else tuple(teacher_feature_shape)  # type: ignore[arg-type]
-        self.reprogrammer = Reprogrammer(shape, student.feature_dim, num_blocks=num_blocks)
+        width = reprogrammer_width
+        if width is None and reprogrammer_budget is not None:
+            if reprogrammer_budget <= 0:
+                raise ValueError(f"reprogrammer_budget must be > 0 (a fraction of the student's parameters) or None, "
+                                 f"got {reprogrammer_budget}.")  # fmt: skip
+            budget = max(1, int(reprogrammer_budget * count_parameters(student)))
+            width = bottleneck_width(shape, student.feature_dim, budget, num_blocks=num_blocks)
+        self.reprogrammer = Reprogrammer(shape, student.feature_dim, num_blocks=num_blocks, width=width)
 
     @property
     def head(self) -> nn.Linear:
