@@ -152,8 +152,8 @@ def test_changed_keys_rebuild(setup, tmp_path):
                                                                                   progress=False)  # fmt: skip
     assert counting.images == len(data) * 2 and not np.allclose(cached_array(other), before)
 
-    # another transform (a different rotation range): named, rebuilt
-    edited = bundle_transform(**{"train::preprocessing::transforms::5::rotate_range": 0.5})
+    # another transform (the X-ray preset instead of the ultrasound one): named, rebuilt
+    edited = bundle_transform(modality="xray")
     with pytest.raises(FeatureCacheError, match="transform"):
         FeatureCache(cdir, data, edited, TEACHER, weights2).open()
 
@@ -221,7 +221,7 @@ def test_transform_fingerprint_is_stable_and_sensitive(setup):
     assert transform_fingerprint(t) == before  # randomisation state is not configuration
     assert transform_fingerprint(bundle_transform()) == before  # same config, new objects
     assert transform_fingerprint(bundle_transform(image_size=48)) != before
-    assert transform_fingerprint(bundle_transform(**{"train::preprocessing::transforms::4::prob": 0.2})) != before
+    assert transform_fingerprint(bundle_transform(modality="dermoscopy")) != before
 
 
 def test_view_seeds_reproduce_views(setup):
