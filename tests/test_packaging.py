@@ -37,7 +37,8 @@ def test_readme_commands_from_a_temporary_folder(installed_package, busi_dir, tm
     out = tmp_path / "run"
     train = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"{bundle}/configs/train.json",
              "--dataset_dir", busi_dir, "--output_dir", str(out), "--max_epochs", "1", "--image_size", "32",
-             "--batch_size", "8", "--num_workers", "0", "--progress_bar", "false", "--resume", "true"]  # fmt: skip
+             "--batch_size", "8", "--num_workers", "0", "--progress_bar", "false", "--resume", "true",
+             "--teacher", "torchvision:resnet18", "--teacher_weights", "random"]  # fmt: skip
     _run(train, tmp_path, env)
     assert (out / "model.pt").is_file()
     datalist = json.loads((out / "datalist.json").read_text())

@@ -8,6 +8,7 @@ inputs of several batch sizes; a maximum absolute difference at or above ``toler
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -108,10 +109,14 @@ def to_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Ten
                    use_trace: bool = False) -> str:
     """Write ``model`` as TorchScript (``torch.jit.script``; ``torch.jit.trace`` on ``example`` if ``use_trace``).
 
-    Scripting keeps every dimension symbolic, so the batch is dynamic by construction.
+    Scripting keeps every dimension symbolic, so the batch is dynamic by construction. A copy without forward
+    hooks is converted (a training run's feature taps are hooks on the student; they are not part of the model).
     """
     path = os.path.abspath(os.fspath(path))
-    model = model.eval()
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
     with atomic_path(path, suffix=".pt") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
         if use_trace:
