@@ -64,11 +64,14 @@ def test_mlflow_store_holds_the_run(trained):
     for key in ("loss", "loss_ce_teacher", "loss_ce_student", "loss_kd", "loss_cka", "cka"):
         history = client.get_metric_history(run.info.run_id, key)
         assert len(history) == total and all(np.isfinite(m.value) for m in history), key
-    # the linear decay of the KD and CKA weights, as logged per iteration
+    # the bundle's default "warmup" schedule of the KD and CKA weights, as logged per iteration: 0 for the first
+    # 20 % of training (progress p = i / (total - 1)), then 1 falling linearly to 0 over the rest
+    assert params["loss_schedule"] == "warmup"
+    expected = [0.0 if i / (total - 1) < 0.2 else 1 - (i / (total - 1) - 0.2) / 0.8 for i in range(total)]
     for key in ("weight_kd", "weight_cka"):
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
         assert [m.step for m in history] == list(range(1, total + 1))
-        assert [m.value for m in history] == pytest.approx([1 - i / (total - 1) for i in range(total)])
+        assert [m.value for m in history] == pytest.approx(expected)
     for key in ("weight_ce_teacher", "weight_ce_student"):
         assert {m.value for m in client.get_metric_history(run.info.run_id, key)} == {1.0}
     for key in ("val_accuracy", "val_f1_macro", "val_auc_macro", "val_cka"):

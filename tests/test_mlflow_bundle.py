@@ -49,7 +49,7 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
 
     # per-iteration loss terms and weights, per-epoch validation metrics, hyper-parameters with hashes
     iterations = len(client.get_metric_history(run.info.run_id, "loss"))
-    assert iterations == 2 * 3  # 24 training images / batch 8, 2 epochs
+    assert iterations == 2 * (int(run.data.params["num_train"]) // 8)  # batch 8, drop_last, 2 epochs
     for key in ("loss_ce_teacher", "loss_ce_student", "loss_kd", "loss_cka", "weight_kd", "weight_cka"):
         assert len(client.get_metric_history(run.info.run_id, key)) == iterations
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
