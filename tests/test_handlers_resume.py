@@ -157,10 +157,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
     run_bundle(TRAIN, output_dir=full, env=env, **common)
 
-    # 24 training images / batch 8 = 3 iterations per epoch: iteration 5 is in the middle of epoch 2
+    # batch 8, drop_last: the kill lands after the first iteration of epoch 2, in its middle
+    per_epoch = len(json.load(open(os.path.join(full, "datalist.json")))["training"]) // 8
+    assert per_epoch >= 2
     kill_cfg = tmp_path / "kill.json"
     kill_cfg.write_text(json.dumps({"run": [
-        "$from tests.resume_kill import KillAt", ATTACH, "$KillAt(5).attach(@train::trainer)",
+        "$from tests.resume_kill import KillAt", ATTACH, f"$KillAt({per_epoch + 1}).attach(@train::trainer)",
         "$@train::trainer.run()",
     ]}))  # fmt: skip
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{TRAIN}','{kill_cfg}']"]
@@ -180,7 +182,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     a, b = _params(os.path.join(full, "resume_checkpoint_epoch=3.pt")), _params(
         os.path.join(crashed, "resume_checkpoint_epoch=3.pt")
     )
-    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 9 and b["trainer"]["epoch_length"] == 3
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 3 * per_epoch
+    assert b["trainer"]["epoch_length"] == per_epoch
     assert a["network"].keys() == b["network"].keys()
     for k in a["network"]:
         assert torch.equal(a["network"][k], b["network"][k]), k
