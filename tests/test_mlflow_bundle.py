@@ -110,10 +110,10 @@ def test_server_killed_mid_run_training_finishes_and_says_what_was_not_logged(bu
     dropped = not_logged["not_logged"]
     metric_names = {n for k, v in dropped.items() if k.startswith("metrics") for n in v["names"]}
     assert {"loss", "loss_kd", "weight_kd", "val_accuracy", "val_auc_macro"} <= metric_names
-    assert {2, 3} <= set(dropped["metrics"]["steps"])  # iterations 2-3 (iteration 1 was logged before the kill)
+    assert 2 in set(dropped["metrics"]["steps"])  # iteration 2 on (iteration 1 was logged before the kill)
     assert {"executed_config.json", "datalist.json"} <= set(dropped["artifacts"]["names"])
     report_names = {n for k, v in dropped.items() if k.startswith("best-model report") for n in v["names"]}
-    assert set(REPORT_FILES) <= report_names
+    assert set(REPORT_FILES) - {"test_metrics.json"} <= report_names  # the test-split report is logged apart
     assert any(k.startswith("model: best student") for k in dropped)
     # what was logged before the kill is in the server's store
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{server['root']}/backend.db")
