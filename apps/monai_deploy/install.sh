@@ -14,7 +14,7 @@ fi
 rm -rf "$VENV"
 python3 -m venv --system-site-packages "$VENV"
 # holoscan's wheel-axle .pth runs before the system site-packages join sys.path: filelock must be in the venv
-"$VENV/bin/pip" install --quiet filelock
+"$VENV/bin/pip" install --quiet --ignore-installed filelock  # present system-wide, but needed inside the venv
 "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
 # the SDK installs into the monai package folder (monai/deploy): MONAI itself must be in the venv too, or the
 # system's monai (a regular package) hides monai.deploy
