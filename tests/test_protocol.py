@@ -242,7 +242,7 @@ overrides: {max_epochs: 1, image_size: 32, batch_size: 4, num_workers: 0, progre
 datasets:
   busi: {bundle: rd_busi, synthetic: {layout: busi, n: 8, size: 32}}
 teachers:
-  r18: {name: "torchvision:resnet18"}
+  r18: {name: "torchvision:resnet18", weights: random}
 students:
   resnet18: {name: resnet18}
 methods:
