@@ -93,11 +93,16 @@ def dry_run_method(
     """Build ``method`` (see :func:`build_method`) and train ``steps`` steps of stage 1 (if any), then of the main
     stage, on random ``[batch_size, 3, image_size, image_size]`` images; see :func:`train_steps` for the checks.
 
-    ``teacher`` is ``None`` for ``student``; ``options`` are the method's options (``method_options``).
+    ``teacher`` is ``None`` for ``student``; ``options`` are the method's options (``method_options``). The
+    method's own parameters are initialised from ``seed`` (the global RNG is left as it was), so a dry run is
+    reproducible given the teacher's and student's weights.
     """
-    built = build_method(method, teacher if needs_teacher(method) else None, student, num_classes,
-                         image_size=image_size, num_data=num_data, batch_size=batch_size, multi_label=multi_label,
-                         **options)  # fmt: skip
+    # the method's own parts (heads, projectors, LoRA) start from ``seed``: a dry run gives the same answer each time
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        built = build_method(method, teacher if needs_teacher(method) else None, student, num_classes,
+                             image_size=image_size, num_data=num_data, batch_size=batch_size,
+                             multi_label=multi_label, **options)  # fmt: skip
     batches = [_batch(batch_size, image_size, num_classes, multi_label, num_data, seed + i) for i in range(steps)]
     stage1_terms: dict = {}
     if built.stage1 is not None:
