@@ -45,6 +45,8 @@ def _check_run(out, teacher):
     assert params["teacher"] == teacher and params["spatial_dims"] == "3" and params["labeling"] == "binary"
     assert len(params["teacher_weights_sha256"]) == 64
     assert {"val_accuracy", "val_auc_macro", "val_cka"} <= metrics
+    assert "test_accuracy" in metrics  # the selected checkpoint scored once on the held-out test split
+    assert params["num_test"] != "0" and params["split_protocol"] == "holdout"
     assert versions == [("rd_mosmed_student",)]
 
 
@@ -61,13 +63,15 @@ def test_train_with_3d_teacher_then_evaluate_and_infer(mosmed_dir, tmp_path):
 
     run_bundle([os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "evaluate.json")], dataset_dir=mosmed_dir,
                output_dir=out, **COMMON)  # fmt: skip
-    with open(os.path.join(out, "eval", "metrics.csv")) as f:
+    with open(os.path.join(out, "eval", "test", "metrics.csv")) as f:
         assert "accuracy" in f.read()
 
     samples = tmp_path / "samples"
     write_chest_ct_volume(samples / "a.nii.gz", "CT-3", (32, 32, 12))
     write_dicom_series(str(samples / "patient1" / "series1"), n_slices=6, size=32)
-    run_bundle(os.path.join(CONFIGS, "inference.json"), output_dir=out, input_dir=str(samples), **COMMON)
+    # no --image_size, --student or --labeling: inference reads them from the training run's executed_config.json
+    run_bundle(os.path.join(CONFIGS, "inference.json"), output_dir=out, input_dir=str(samples), bundle_root=ROOT,
+               num_workers=0)  # fmt: skip
     with open(os.path.join(out, "predictions.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [os.path.basename(r["file"]) for r in rows] == ["a.nii.gz", "series1"]

@@ -1,4 +1,4 @@
-"""The six bundles share one structure: common train.json ids stay identical; evaluate.json is an overlay."""
+"""The seven bundles share one structure: common train.json ids stay identical; evaluate.json is an overlay."""
 
 import collections
 import json
@@ -9,18 +9,26 @@ import pytest
 
 from tests.conftest import BUNDLES
 
-NAMES = ("busi", "isic", "covid", "btc", "chestxray", "clinical")
+NAMES = ("busi", "isic", "covid", "btc", "chestxray", "clinical", "mosmed")
 #: ids that name the dataset: they differ by construction
 PER_DATASET = {"dataset_dir", "dataset_name", "class_names"}
 #: the declared deviations from the shared structure, and why
 DEVIATIONS = {
-    "datalist": {"clinical"},  # any folder of DICOM/NIfTI/images: index_class_folders with slice options
-    "train::preprocessing": {"covid", "clinical"},  # covid: CT intensity option; clinical: its own reader
-    "validate::preprocessing": {"covid", "clinical"},
+    "datalist": {"clinical", "mosmed"},  # clinical: index_class_folders with slice options; mosmed: labeling
+    # covid: CT intensity option; clinical: its own reader; mosmed: volume preset options
+    "train::preprocessing": {"covid", "clinical", "mosmed"},
+    "validate::preprocessing": {"covid", "clinical", "mosmed"},
+    # volumes: 3D students and teachers built at the volume size, the cache builds its teacher the same way
+    "teacher_def": {"mosmed"},
+    # the defaults of volumes: 96^3 cubes, batch 2, a 3D teacher (or a 2D one slice-wise), a MONAI 3D student
+    **{key: {"clinical", "mosmed"} for key in ("image_size", "batch_size", "teacher", "teacher_weights", "student")},
+    "student_def": {"clinical", "mosmed"},
+    "train::dataset": {"mosmed"},
+    "validate::dataset": {"mosmed"},
+    "train::handlers": {"chestxray", "mosmed"},  # mosmed: a volume input shape, no 2D image-bytes pyfunc server
     # ChestX-ray14 is multi-label: sigmoid outputs, BCE loss, per-finding AUC instead of accuracy
     "method_def": {"chestxray"},
     "registry_key_metric": {"chestxray"},
-    "train::handlers": {"chestxray"},
     "train::key_metric": {"chestxray"},
     "train::postprocessing": {"chestxray"},
     "validate::key_metric": {"chestxray"},

@@ -36,7 +36,7 @@ def mosmed_transform(split: str):
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vol_cache")
     root = make_mosmed_like(tmp / "data", n_per_grade=2, shape=(24, 24, 8))
-    datalist = index_mosmed(root, labeling="binary", test_fraction=0.0, val_fraction=0.2)
+    datalist = index_mosmed(root, labeling="binary", test_fraction=0.2, val_fraction=0.2)
     weights = str(tmp / "resnet_10_23dataset.pth")
     save_data_parallel(randomize(TencentResNet3D(10)), weights)
     cache = str(tmp / "cache" / "training")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from monai_rd.data.datalist import finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, finalize_datalist
 from monai_rd.data.indexers.checks import require_dir
 
 __all__ = ["MOSMED_GRADES", "MOSMED_LABELINGS", "mosmed_classes", "index_mosmed"]
@@ -58,25 +58,30 @@ def index_mosmed(
     dataset_dir: str | os.PathLike,
     labeling: str = "severity",
     val_fraction: float = 0.2,
-    test_fraction: float = 0.2,
     seed: int = 0,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
+    split_protocol: str = "holdout",
+    test_fraction: float = 0.2,
+    test_seed: int = 0,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> dict:
     """Index MosMedData COVID19_1110 into a MONAI datalist of whole volumes.
 
     Args:
         dataset_dir: the folder holding ``studies/`` (or ``COVID19_1110/studies/``).
         labeling: ``"severity"`` (5 classes CT-0 .. CT-4) or ``"binary"`` (normal = CT-0, abnormal = CT-1 .. CT-4).
-        val_fraction: share of the non-test studies (per class) that goes to validation.
-        test_fraction: share of all studies (per class) held out for testing; ``0`` gives no ``test`` split.
-        seed: the split seed.
+        val_fraction, seed: share of all studies for validation, and its seed.
         datalist_file: also write the datalist there (atomically).
         verify_images: read every NIfTI header now, so an unreadable or non-3D file fails at indexing, by name.
+        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`
+            (stratified by grade, also for the binary labeling; each study is its own group).
 
     Returns:
         ``{"training": [{"image", "label", "class_name", "grade", "group"}...], "validation": [...],
-        "test": [...], "classes": [...], "labeling", "split": "seeded", "split_hash"}``.
+        "test": [...], "classes": [...], "labeling", "split": "seeded", "split_protocol", "test_split",
+        "split_hash"}``.
 
     Raises:
         FileNotFoundError: no ``studies`` folder, a missing grade folder, or an empty one.
@@ -84,8 +89,6 @@ def index_mosmed(
     """
     classes = mosmed_classes(labeling)
     grade_to_label = MOSMED_LABELINGS[labeling][1]
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
     studies = _studies_dir(os.path.abspath(os.fspath(dataset_dir)))
     stray = sorted(e for e in os.listdir(studies) if not e.startswith(".") and e not in MOSMED_GRADES)
     if stray:
@@ -105,15 +108,9 @@ def index_mosmed(
             label = grade_to_label[grade]
             study = name.split(".")[0]
             items.append({"image": path, "label": label, "class_name": classes[label], "grade": grade, "group": study})
-    labels = [it["grade"] for it in items]  # stratify by grade, also for the binary labeling
-    datalist: dict = {"training": [], "validation": []}
-    rest = list(range(len(items)))
-    if test_fraction > 0:
-        keep, test = stratified_split(labels, val_fraction=test_fraction, seed=seed)
-        datalist["test"] = [items[i] for i in test]
-        rest = keep
-    train, val = stratified_split([labels[i] for i in rest], val_fraction=val_fraction, seed=seed + 1)
-    datalist["training"] = [items[rest[i]] for i in train]
-    datalist["validation"] = [items[rest[i]] for i in val]
+    datalist = assign_splits(
+        items, [it["grade"] for it in items], [it["group"] for it in items], split_protocol=split_protocol,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
+    )  # fmt: skip
     datalist.update(classes=classes, labeling=labeling, split="seeded")
     return finalize_datalist(datalist, datalist_file)
