@@ -25,7 +25,8 @@ DEVIATIONS = {
     "student_def": {"clinical", "mosmed"},
     "train::dataset": {"mosmed"},
     "validate::dataset": {"mosmed"},
-    "train::handlers": {"chestxray", "mosmed"},  # mosmed: a volume input shape, no 2D image-bytes pyfunc server
+    # volumes: an input shape of spatial_dims, no pyfunc server (it reads 2D image bytes)
+    "train::handlers": {"chestxray", "clinical", "mosmed"},
     # ChestX-ray14 is multi-label: sigmoid outputs, BCE loss, per-finding AUC instead of accuracy
     "method_def": {"chestxray"},
     "registry_key_metric": {"chestxray"},

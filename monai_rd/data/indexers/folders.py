@@ -10,6 +10,8 @@ items ``{"image": path, "label": int, "class_name": str, "slice": int, "group": 
   :class:`~monai_rd.data.NiftiReader`).
 - DICOM series folders: one item per chosen slice *file* (sorted along the slice normal), ``slice = -1``, so
   training reads one file per item, not the whole series.
+- ``slice_mode="volume"`` (3D students): one item per NIfTI volume, DICOM series folder or multi-frame DICOM
+  file, ``slice = -1``, read whole by :class:`~monai_rd.data.MedicalImageReader`; a 2D image is refused.
 
 Items of one source share a ``group`` (the source path relative to the dataset folder, or the CSV's group
 column hashed, so that no patient identifier is copied into the datalist) and the seeded stratified split keeps
@@ -38,9 +40,13 @@ from monai_rd.data.slices import SLICE_MODES, select_slices
 __all__ = ["index_class_folders", "index_csv", "expand_source", "grouped_stratified_split", "list_class_folders"]
 
 
+#: ``slice_mode`` that indexes whole volumes instead of slices
+VOLUME_MODE = "volume"
+
+
 def _slice_options(slice_mode: str, slice_axis, threshold, min_fraction) -> dict:
-    if slice_mode not in SLICE_MODES:
-        raise ValueError(f"slice_mode must be one of {SLICE_MODES}, got {slice_mode!r}.")
+    if slice_mode not in SLICE_MODES + (VOLUME_MODE,):
+        raise ValueError(f"slice_mode must be one of {SLICE_MODES + (VOLUME_MODE,)}, got {slice_mode!r}.")
     return {"mode": slice_mode, "axis": slice_axis, "threshold": threshold, "min_fraction": min_fraction}
 
 
@@ -76,6 +82,8 @@ def expand_source(
         raise ValueError(f"multi_series must be 'error' or 'all', got {multi_series!r}.")
     kind = source_kind(path)
     opts = _slice_options(slice_mode, slice_axis, slice_threshold, slice_min_fraction)
+    if opts["mode"] == VOLUME_MODE:
+        return _volume_items(path, kind, multi_series, verify, nifti_volume_index)
     pick = lambda volume: select_slices(volume, opts["mode"], opts["threshold"], opts["min_fraction"])  # noqa: E731
     if kind == "image":
         if verify:
@@ -114,6 +122,37 @@ def expand_source(
             else:
                 volume = np.stack([read_dicom(f)[0] for f in files])
                 items += [(files[k], -1) for k in _picked(pick, volume, folder)]
+    return items
+
+
+def _volume_items(path: str, kind: str, multi_series: str, verify: bool, nifti_volume_index) -> list[tuple[str, int]]:
+    """``slice_mode="volume"``: the whole volumes of one source, each read by the reader as ``[X, Y, Z]``."""
+    if kind == "image":
+        raise ValueError(f"{path!r} is a 2D image: a 3D student (spatial_dims 3, slice_mode 'volume') needs NIfTI "
+                         "volumes or DICOM series; train on 2D images with spatial_dims 2.")  # fmt: skip
+    if kind == "nifti":
+        if verify:
+            volume, _ = read_nifti(path, volume_index=nifti_volume_index)
+            if volume.ndim < 3:
+                raise ValueError(f"{path!r} has shape {volume.shape}: not a volume.")
+        return [(path, -1)]
+    if os.path.isfile(path):  # one DICOM file: a volume only when it is multi-frame
+        array, meta = read_dicom(path)
+        if int(meta.get("NumberOfFrames", 1) or 1) < 2:
+            raise ValueError(f"{path!r} is a single-frame DICOM file (a 2D image): put the series' files in one "
+                             "folder per series to index it as a volume.")  # fmt: skip
+        return [(path, -1)]
+    folders = _series_folders(path)
+    if not folders:
+        raise DicomReadError(f"{path!r} holds no file: expected DICOM series (one folder of .dcm files per series).")
+    items = []
+    for folder in folders:
+        series, non_image = find_dicom_series(folder)
+        if len(series) > 1 and multi_series == "all":
+            raise ValueError(f"{folder!r} holds {len(series)} series: as volumes, each series needs its own folder "
+                             "(the reader reads one folder as one series).")  # fmt: skip
+        select_series(folder, series, non_image, None, None)  # one image series, or an error that lists them
+        items.append((folder, -1))
     return items
 
 
