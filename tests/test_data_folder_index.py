@@ -228,3 +228,34 @@ def test_4d_nifti_sliced_on_one_volume(tmp_path):
     canonical = nib.as_closest_canonical(nib.load(example4d)).get_fdata()[..., 1]
     assert tuple(image.shape) == (1, 96, 128)
     np.testing.assert_allclose(image[0].numpy(), canonical[:, :, 12].T[::-1, ::-1], rtol=1e-6)
+
+
+def test_volume_mode_indexes_whole_volumes_and_refuses_2d(tmp_path, nifti_dir, dicom_series_dir):
+    """``slice_mode="volume"`` (3D students): one item per NIfTI file or DICOM series folder, read whole by the
+    reader; 2D images are refused by name, and so is a folder whose several series the reader could not tell apart."""
+    dl = index_class_folders(nifti_dir, slice_mode="volume", val_fraction=0.25, test_fraction=0.25)
+    items = all_items(dl)
+    assert len(items) == 8 and all(i["slice"] == -1 and i["image"].endswith(".nii.gz") for i in items)
+    volume = MedicalImageReader().get_data(MedicalImageReader().read(items[0]["image"]))[0]
+    assert volume.shape == nib.load(items[0]["image"]).shape  # the whole [X, Y, Z] volume, not a slice
+
+    dl = index_class_folders(dicom_series_dir, slice_mode="volume", val_fraction=0.25, test_fraction=0.25)
+    items = all_items(dl)
+    assert len(items) == 8 and all(os.path.isdir(i["image"]) for i in items)
+    series = MedicalImageReader().get_data(MedicalImageReader().read(items[0]["image"]))[0]
+    assert series.ndim == 3 and 4 in series.shape  # 4 slices of 32 px
+
+    images = tmp_path / "png"
+    for c in ("a", "b"):
+        (images / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / c / "x.png")
+    with pytest.raises(ValueError, match=r"x\.png' is a 2D image.*spatial_dims 2"):
+        index_class_folders(images, slice_mode="volume")
+    two = tmp_path / "two"
+    for c in ("a", "b"):
+        write_dicom_series(str(two / c / "p0"), n_slices=2, seed=1)
+        write_dicom_series(str(two / c / "p0"), n_slices=2, seed=2, z0=100.0, prefix="B")
+    with pytest.raises(ValueError, match="each series needs its own folder"):
+        index_class_folders(two, slice_mode="volume", multi_series="all")
+    with pytest.raises(DicomReadError, match="holds 2 series"):
+        index_class_folders(two, slice_mode="volume")
