@@ -67,16 +67,10 @@ def timm_teacher(
         raise KeyError(f"timm has no architecture {arch!r}.")
     model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
-    if weights is not None:
-        classifier = cfg.get("classifier") or ()
-        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-        load_weights(
-            model,
-            weights,
-            drop_prefixes=tuple(f"{c}." for c in classifier),
-            trust_checkpoint=trust_checkpoint,
-            expected_file=f"a state dict of timm {arch}",
-        )
+    classifier = cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    load_weights(model, weights, drop_prefixes=tuple(f"{c}." for c in classifier), trust_checkpoint=trust_checkpoint,
+                 expected_file=f"a state dict of timm {arch}")
     size = input_size or (cfg.get("input_size") or (3, 224, 224))[-1]
     return make_teacher(
         TimmFeatures(model, pooled),
@@ -105,7 +99,8 @@ def monai_teacher(
     """
     params = monai_network(net)[1]
     defaults = {"spatial_dims": 2, "in_channels": 3, "n_input_channels": 3, "out_channels": 1, "num_classes": 1}
-    model = monai_trunk(net, {**{k: v for k, v in defaults.items() if k in params}, **kwargs}, weights, trust_checkpoint)
+    kwargs = {**{k: v for k, v in defaults.items() if k in params}, **kwargs}
+    model = monai_trunk(net, kwargs, weights, trust_checkpoint)
     return make_teacher(model, f"monai:{net}", input_size, mean, std)
 
 
