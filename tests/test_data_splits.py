@@ -237,3 +237,14 @@ def test_split_option_errors():
         assign_splits(items, labels, groups=[0, 0] + list(range(1, 9)), official=official)
     with pytest.raises(ValueError, match="lacks the split"):
         check_disjoint_splits({"training": [], "validation": []})
+
+
+@pytest.mark.parametrize(
+    "index", [index_btc, index_busi, index_chestxray14, index_class_folders, index_covid_ct, index_csv,
+              index_ham10000, index_isic2018]
+)
+def test_misspelt_split_option_fails_before_the_dataset_is_read(index, tmp_path):
+    # the split options travel as **split_options to assign_splits: the names are checked first, so the
+    # missing folder is never reached
+    with pytest.raises(TypeError, match=r"unknown split option\(s\) \['sed'\].*val_fraction"):
+        index(tmp_path / "nowhere", sed=1)

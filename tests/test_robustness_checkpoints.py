@@ -67,3 +67,11 @@ def test_not_a_state_dict(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(RuntimeError, match=r"list\.pt.*does not hold a state dict"):
         read_state_dict(path)
+
+
+def test_no_weights_file_loads_nothing():
+    # weights=None means "initial weights" for every builder; load_weights is where that is decided
+    net = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert load_weights(net, None) is net
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

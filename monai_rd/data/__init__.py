@@ -21,6 +21,7 @@ from monai_rd.data.datalist import (
     SPLIT_PROTOCOLS,
     assign_splits,
     check_disjoint_splits,
+    check_split_options,
     datalist_hash,
     finalize_datalist,
     kfold_split,

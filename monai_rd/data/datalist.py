@@ -11,9 +11,10 @@ selection happens on the reporting set; optimistic, kept to compare with the pap
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +25,7 @@ __all__ = [
     "stratified_split",
     "kfold_split",
     "assign_splits",
+    "check_split_options",
     "check_disjoint_splits",
     "write_datalist",
     "datalist_hash",
@@ -191,6 +193,9 @@ def assign_splits(
 ) -> dict:
     """Put every item in ``training``, ``validation`` and ``test`` under ``split_protocol``.
 
+    The keyword-only arguments are the *split options*: every indexer takes them as ``**split_options`` and passes
+    them here unchanged (names checked early by :func:`check_split_options`), so they are documented only here.
+
     Args:
         items: the datalist entries of the whole dataset (official test and validation items included).
         strata: one stratification key per item (its class, or a finding for multi-label data).
@@ -278,6 +283,20 @@ def assign_splits(
     out.update(training=_pick(items, sorted(train)), validation=_pick(items, sorted(val)),
                test=_pick(items, sorted(test)))
     return out
+
+
+def check_split_options(options: Mapping[str, object]) -> None:
+    """Raise ``TypeError`` naming every key of ``options`` that is not a split option of :func:`assign_splits`.
+
+    The indexers take the split options as ``**split_options`` and hand them to :func:`assign_splits`, whose
+    signature and docstring are their one home; an indexer checks the names first so that a misspelt option fails
+    before the whole dataset is read, not after.
+    """
+    params = inspect.signature(assign_splits).parameters.values()
+    known = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"unknown split option(s) {unknown}; the split options are {known} (see assign_splits).")
 
 
 def check_disjoint_splits(datalist: dict, group_key: str | None = "group") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
@@ -14,9 +13,8 @@ import torch
 import torch.nn as nn
 from monai.utils import IgniteInfo, min_version, optional_import, path_to_uri
 
-from monai_rd.networks.checkpoint import load_weights
 from monai_rd.utils import sha256_file
-from monai_rd.handlers.best_model_report import find_run_id
+from monai_rd.handlers.best_model_report import find_run_id, load_best
 from monai_rd.handlers.mlflow_resilient import MLflowLink, effective_tracking_uri
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -145,11 +143,7 @@ class MLflowModelRegistryHandler:
 
     def load_best(self) -> nn.Module:
         """A CPU copy of ``model`` holding the best checkpoint's weights, in eval mode."""
-        if not os.path.isfile(self.checkpoint):
-            raise FileNotFoundError(
-                f"MLflowModelRegistryHandler: no best checkpoint at {self.checkpoint!r}; did validation run at "
-                "least once (val_interval <= max_epochs)?")
-        model = load_weights(copy.deepcopy(self.model).cpu(), self.checkpoint).eval()
+        model = load_best(self.model, self.checkpoint, "cpu", "MLflowModelRegistryHandler").eval()
         assert_student_only(model)
         return model
 

@@ -111,7 +111,7 @@ def load_state_dict_strict(
 
 def load_weights(
     module: nn.Module,
-    path: str | os.PathLike,
+    path: str | os.PathLike | None,
     drop_prefixes: Sequence[str] = (),
     strip_prefixes: Sequence[str] = ("module.",),
     trust_checkpoint: bool = False,
@@ -122,7 +122,8 @@ def load_weights(
 
     Args:
         module: the network to fill.
-        path: a ``.pt``/``.pth``/``.safetensors`` file.
+        path: a ``.pt``/``.pth``/``.safetensors`` file; ``None`` loads nothing (the module keeps its initial
+            weights: what every builder's ``weights=None`` means, so the builders need no test of their own).
         drop_prefixes: keys starting with one of these are discarded first (e.g. a removed classifier ``fc.``).
         strip_prefixes: prefixes removed from every key that has them (e.g. DataParallel's ``module.``).
         trust_checkpoint: allow pickle (only for files from a trusted source).
@@ -132,6 +133,8 @@ def load_weights(
     Raises:
         WeightsMismatchError: listing the missing and unexpected keys and the shape mismatches.
     """
+    if path is None:
+        return module
     state = read_state_dict(path, trust_checkpoint=trust_checkpoint)
     for prefix in strip_prefixes:
         if state and all(k.startswith(prefix) for k in state):

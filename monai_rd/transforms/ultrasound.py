@@ -134,24 +134,17 @@ class UltrasoundFanCropd(MapTransform):
     Args:
         keys: keys to crop (image, and e.g. a segmentation mask of the same size).
         source_key: key the fan is computed on (default: the first of ``keys``).
-        other arguments: as :class:`UltrasoundFanCrop`.
+        allow_missing_keys: don't raise if a key of ``keys`` is missing.
+        crop_options: ``threshold``, ``opening_radius``, ``margin``, ``mask_outside``, ``fill``, ``convex``:
+            passed to :class:`UltrasoundFanCrop`, which documents them and holds their defaults.
     """
 
     def __init__(
-        self,
-        keys: KeysCollection,
-        source_key: str | None = None,
-        threshold: float = 0.04,
-        opening_radius: int = 2,
-        margin: int = 0,
-        mask_outside: bool = True,
-        fill: float = 0.0,
-        convex: bool = True,
-        allow_missing_keys: bool = False,
+        self, keys: KeysCollection, source_key: str | None = None, *, allow_missing_keys: bool = False, **crop_options
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.source_key = source_key if source_key is not None else self.keys[0]
-        self.cropper = UltrasoundFanCrop(threshold, opening_radius, margin, mask_outside, fill, convex)
+        self.cropper = UltrasoundFanCrop(**crop_options)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

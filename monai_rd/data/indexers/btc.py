@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
+from monai_rd.data.indexers.checks import reject_unexpected, require_dir
 from monai_rd.data.indexers.folders import list_class_folders
-from monai_rd.data.indexers.checks import require_dir
 
 __all__ = ["BTC_CLASSES", "index_btc"]
 
@@ -15,15 +15,10 @@ BTC_CLASSES = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"
 
 def index_btc(
     dataset_dir: str | os.PathLike,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index ``Training|Testing/{glioma_tumor,meningioma_tumor,no_tumor,pituitary_tumor}/*.jpg``.
 
@@ -34,22 +29,20 @@ def index_btc(
 
     Args:
         dataset_dir: the folder holding ``Training/`` and ``Testing/``.
-        val_fraction, seed: the split of ``Training/``.
-        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`
-            (``test_fraction``/``test_seed`` are unused: the test split is official).
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image so an unreadable file fails now, by name.
+        split_options: ``val_fraction``, ``seed``, ``split_protocol``, ``folds``, ``fold`` ... of
+            :func:`~monai_rd.data.assign_splits` (``test_fraction``/``test_seed`` are unused: the test split is
+            official).
 
     Raises:
         FileNotFoundError: ``Training/``, ``Testing/`` or a class folder is missing or empty.
         ValueError: anything besides the four class folders, a non-JPG file, or an unreadable image.
     """
+    check_split_options(split_options)
     root = require_dir(os.fspath(dataset_dir), "BTC")
-    unexpected = sorted(e for e in os.listdir(root) if not e.startswith(".") and e not in ("Training", "Testing"))
-    if unexpected:
-        raise ValueError(
-            f"Unexpected entries {unexpected} in BTC folder {root!r}: expected only Training/ and Testing/."
-        )
+    entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
+    reject_unexpected(entries, ("Training", "Testing"), f"BTC folder {root!r}", "expected only Training/ and Testing/")
     split = {}
     for folder in ("Training", "Testing"):
         split[folder], _ = list_class_folders(
@@ -57,9 +50,6 @@ def index_btc(
         )
     items = split["Training"] + split["Testing"]
     official = [None] * len(split["Training"]) + ["test"] * len(split["Testing"])
-    datalist = assign_splits(
-        items, [i["label"] for i in items], None, official, split_protocol=split_protocol,
-        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
-    )
+    datalist = assign_splits(items, [i["label"] for i in items], None, official, **split_options)
     datalist["classes"] = list(BTC_CLASSES)
     return finalize_datalist(datalist, datalist_file)

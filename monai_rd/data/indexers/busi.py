@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.duplicates import group_near_duplicates
-from monai_rd.data.indexers.checks import verify_image
+from monai_rd.data.indexers.checks import reject_unexpected, verify_image
 
 __all__ = ["BUSI_CLASSES", "BUSI_MASK_PATTERN", "index_busi"]
 
@@ -24,17 +24,12 @@ def _busi_root(dataset_dir: str) -> str:
 
 def index_busi(
     dataset_dir: str | os.PathLike,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
     group_duplicates: bool = True,
     max_hash_distance: int = 20,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index ``Dataset_BUSI_with_GT/{benign,malignant,normal}/<name> (N).png`` into a MONAI datalist.
 
@@ -50,13 +45,12 @@ def index_busi(
 
     Args:
         dataset_dir: the ``Dataset_BUSI_with_GT`` folder or the folder that contains it.
-        val_fraction: share of each class used for validation.
-        seed: seed of the validation split (or of the folds).
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image header so an unreadable file fails now, by name.
         group_duplicates: keep near-duplicate images on one side of the split.
         max_hash_distance: largest difference-hash distance (of 256 bits) between near-duplicates.
-        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
+        split_options: ``val_fraction``, ``seed``, ``test_fraction``, ``split_protocol`` ... of
+            :func:`~monai_rd.data.assign_splits`.
 
     Returns:
         ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "test": [...], "classes": [...],
@@ -67,16 +61,13 @@ def index_busi(
         FileNotFoundError: the folder does not exist or holds no image.
         ValueError: an unknown class folder, a non-PNG file, or an unreadable image (the path is named).
     """
+    check_split_options(split_options)
     root = _busi_root(os.fspath(dataset_dir))
     if not os.path.isdir(root):
         raise FileNotFoundError(f"BUSI folder {root!r} does not exist; pass the Dataset_BUSI_with_GT folder.")
     entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
-    unknown = [e for e in entries if e not in BUSI_CLASSES]
-    if unknown:
-        raise ValueError(
-            f"Unexpected entries {unknown} in BUSI folder {root!r}: it must hold only the class folders "
-            f"{list(BUSI_CLASSES)}."
-        )
+    reject_unexpected(entries, BUSI_CLASSES, f"BUSI folder {root!r}",
+                      f"it must hold only the class folders {list(BUSI_CLASSES)}")
     items = []
     for label, class_name in enumerate(BUSI_CLASSES):
         class_dir = os.path.join(root, class_name)
@@ -96,10 +87,7 @@ def index_busi(
             f"No BUSI images under {root!r}: expected {list(BUSI_CLASSES)} folders holding '<class> (N).png' files."
         )
     groups = group_near_duplicates([i["image"] for i in items], max_hash_distance) if group_duplicates else None
-    datalist = assign_splits(
-        items, [i["label"] for i in items], groups, split_protocol=split_protocol, val_fraction=val_fraction,
-        test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
-    )
+    datalist = assign_splits(items, [i["label"] for i in items], groups, **split_options)
     clusters: dict[int, list[str]] = {}
     for item, group in zip(items, groups or []):
         clusters.setdefault(group, []).append(os.path.relpath(item["image"], os.path.abspath(root)))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-__all__ = ["verify_image", "read_csv_table", "require_dir", "find_file"]
+__all__ = ["verify_image", "read_csv_table", "require_dir", "reject_unexpected", "find_file"]
 
 
 def verify_image(path: str, dataset: str = "") -> None:
@@ -26,6 +26,20 @@ def require_dir(path: str, what: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what} folder {path!r} does not exist.")
     return path
+
+
+def reject_unexpected(entries: Sequence[str], allowed: Sequence[str], where: str, expected: str) -> None:
+    """Raise ``ValueError`` naming the ``entries`` of a folder that are not ``allowed``.
+
+    Args:
+        entries: what the folder holds (hidden entries already left out), in the order to report them.
+        allowed: the names that belong there.
+        where: the folder, as named in the message (e.g. ``"BUSI folder '/data/busi'"``).
+        expected: what the folder should hold, as said in the message.
+    """
+    unexpected = [e for e in entries if e not in allowed]
+    if unexpected:
+        raise ValueError(f"Unexpected entries {unexpected} in {where}: {expected}.")
 
 
 def find_file(root: str, name: str, max_depth: int = 2) -> str | None:

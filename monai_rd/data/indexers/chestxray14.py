@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.indexers.checks import read_csv_table, require_dir, verify_image
 
 __all__ = ["CHESTXRAY14_FINDINGS", "index_chestxray14"]
@@ -53,17 +53,12 @@ def _find_images(root: str) -> dict[str, str]:
 
 def index_chestxray14(
     dataset_dir: str | os.PathLike,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     use_official_lists: bool = True,
     require_all_images: bool = True,
     verify_images: bool = False,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index NIH ChestX-ray14 into a multi-label MONAI datalist, split by patient.
 
@@ -82,10 +77,10 @@ def index_chestxray14(
 
     Args:
         dataset_dir: the folder holding the CSV and the image folders.
-        val_fraction, seed: the patient-level split.
         datalist_file: if given, the datalist is also written there (atomically).
         use_official_lists: use ``train_val_list.txt``/``test_list.txt`` when both exist.
-        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
+        split_options: the patient-level split (``val_fraction``, ``seed``, ``split_protocol`` ...), see
+            :func:`~monai_rd.data.assign_splits`.
         require_all_images: every CSV row must have its image (the default); ``False`` indexes the images
             present (a partial download) and records how many rows were left out under ``missing_images``.
         verify_images: open every image so an unreadable file fails now, by name (off by default: the
@@ -102,6 +97,7 @@ def index_chestxray14(
         ValueError: missing CSV columns, an unknown finding, ``No Finding`` mixed with findings, a repeated or
             non-PNG image, an image without a CSV row, or a list naming an unknown image.
     """
+    check_split_options(split_options)
     root = require_dir(os.fspath(dataset_dir), "ChestX-ray14")
     entry_file = next((os.path.join(root, n) for n in _ENTRY_FILES if os.path.isfile(os.path.join(root, n))), None)
     if entry_file is None:
@@ -179,8 +175,7 @@ def index_chestxray14(
     items = [entries[n] for n in names]
     datalist = assign_splits(
         items, [stratum(i) for i in items], [patients[n] for n in names], [official.get(n) for n in names],
-        split_protocol=split_protocol, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-        test_seed=test_seed, folds=folds, fold=fold,
+        **split_options,
     )
     datalist["split"] = "official" if official else "patient"
     datalist.update(classes=list(CHESTXRAY14_FINDINGS), missing_images=missing)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.indexers.checks import require_dir, verify_image
 
 __all__ = ["COVID_CT_CLASSES", "index_covid_ct"]
@@ -32,17 +32,12 @@ def _read_names(path: str) -> list[str]:
 
 def index_covid_ct(
     dataset_dir: str | os.PathLike,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
     split_dir: str | os.PathLike | None = None,
     use_official_split: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index COVID-CT into a MONAI datalist with labels ``0 = NonCOVID``, ``1 = COVID``.
 
@@ -60,12 +55,12 @@ def index_covid_ct(
 
     Args:
         dataset_dir: the repository folder (or the folder holding the two class folders).
-        val_fraction, seed: the split used without official split files.
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image so an unreadable file fails now, by name.
         split_dir: the ``Data-split`` folder; default ``<dataset_dir>/Data-split``.
         use_official_split: ``False`` ignores split files and carves the splits.
-        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
+        split_options: ``val_fraction``, ``seed`` (used without official split files), ``split_protocol``,
+            ``folds``, ``fold`` ... of :func:`~monai_rd.data.assign_splits`.
 
     Returns:
         ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "test": [...],
@@ -77,6 +72,7 @@ def index_covid_ct(
         ValueError: a non-image file, an unreadable image, a split file naming a missing image or an image twice,
             or an image listed in no split file.
     """
+    check_split_options(split_options)
     root = os.fspath(dataset_dir)
     image_root = _image_root(require_dir(root, "COVID-CT"))
     files: dict[str, dict[str, str]] = {}
@@ -133,9 +129,6 @@ def index_covid_ct(
     else:
         items = [item(c, n) for c in COVID_CT_CLASSES for n in files[c]]
         official, split = None, "seeded"
-    datalist = assign_splits(
-        items, [i["label"] for i in items], None, official, split_protocol=split_protocol, val_fraction=val_fraction,
-        test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
-    )
+    datalist = assign_splits(items, [i["label"] for i in items], None, official, **split_options)
     datalist.update(classes=list(COVID_CT_CLASSES), split=split)
     return finalize_datalist(datalist, datalist_file)

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist, stratified_split
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist, stratified_split
 from monai_rd.data.images import IMAGE_EXTENSIONS
-from monai_rd.data.indexers.checks import require_dir, verify_image
+from monai_rd.data.indexers.checks import reject_unexpected, require_dir, verify_image
 from monai_rd.data.readers.dicom import DicomReadError, find_dicom_series, read_dicom, select_series, sort_series_files
 from monai_rd.data.readers.natural import read_natural_image
 from monai_rd.data.readers.medical import UnsupportedFileError, source_kind
@@ -185,6 +186,15 @@ def _check_one_label_per_group(labels: Sequence[int], groups: Sequence[str]) -> 
             )
 
 
+def _source_and_split_options(options: dict) -> tuple[dict, dict]:
+    """``options`` divided into the source options of :func:`expand_source` (``slice_mode``, ``verify`` ...) and
+    the split options of :func:`~monai_rd.data.assign_splits`; a name that is neither raises ``TypeError``."""
+    names = set(inspect.signature(expand_source).parameters) - {"path"}
+    split_options = {k: v for k, v in options.items() if k not in names}
+    check_split_options(split_options)
+    return {k: v for k, v in options.items() if k in names}, split_options
+
+
 def _finish(items: list[dict], classes: list[str], datalist_file, source: str, **split_options) -> dict:
     if not items:
         raise FileNotFoundError(f"No item found in {source!r}.")
@@ -198,21 +208,9 @@ def _finish(items: list[dict], classes: list[str], datalist_file, source: str, *
 def index_class_folders(
     dataset_dir: str | os.PathLike,
     classes: Sequence[str] | None = None,
-    slice_mode: str = "middle",
-    slice_axis="axial",
-    slice_threshold: float | None = None,
-    slice_min_fraction: float = 0.01,
-    multi_series: str = "error",
-    nifti_volume_index: int | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
-    verify: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **options,
 ) -> dict:
     """Index ``<dataset_dir>/<class_name>/<source>`` into a MONAI datalist with a grouped stratified split.
 
@@ -223,16 +221,17 @@ def index_class_folders(
     Args:
         classes: the class folder names in label order; default: the sorted folder names. Given, every folder
             must exist and no other folder may be there.
-        slice_mode, slice_axis, slice_threshold, slice_min_fraction, multi_series, verify, nifti_volume_index: see
-            :func:`expand_source`.
-        val_fraction, seed, split_protocol, test_fraction, test_seed, folds, fold: the grouped, stratified
-            training / validation / held-out test split (see :func:`~monai_rd.data.assign_splits`).
         datalist_file: also write the datalist there (atomically).
+        options: the source options of :func:`expand_source` (``slice_mode``, ``slice_axis``, ``slice_threshold``,
+            ``slice_min_fraction``, ``multi_series``, ``verify``, ``nifti_volume_index``) and the split options of
+            :func:`~monai_rd.data.assign_splits` (the grouped, stratified training / validation / held-out test
+            split: ``val_fraction``, ``seed``, ``split_protocol``, ``folds``, ``fold`` ...).
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...], "classes": [...], "split_protocol",
         "test_split": "held-out", "split_hash": str}``.
     """
+    source_options, split_options = _source_and_split_options(options)
     root = os.path.abspath(os.fspath(dataset_dir))
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Dataset folder {root!r} does not exist; expected <dataset_dir>/<class_name>/<files>.")
@@ -263,11 +262,9 @@ def index_class_folders(
         for name in sources:
             path = os.path.join(class_dir, name)
             group = os.path.relpath(path, root)
-            for image, k in expand_source(path, slice_mode, slice_axis, slice_threshold, slice_min_fraction,
-                                          multi_series, verify, nifti_volume_index):
+            for image, k in expand_source(path, **source_options):
                 items.append({"image": image, "label": label, "class_name": class_name, "slice": k, "group": group})
-    return _finish(items, classes, datalist_file, root, split_protocol=split_protocol, val_fraction=val_fraction,
-                   test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold)
+    return _finish(items, classes, datalist_file, root, **split_options)
 
 
 def _hash_group(value: str) -> str:
@@ -281,25 +278,14 @@ def index_csv(
     group_column: str | None = None,
     root: str | os.PathLike | None = None,
     classes: Sequence[str] | None = None,
-    slice_mode: str = "middle",
-    slice_axis="axial",
-    slice_threshold: float | None = None,
-    slice_min_fraction: float = 0.01,
-    multi_series: str = "error",
-    nifti_volume_index: int | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
-    verify: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **options,
 ) -> dict:
     """Index a CSV with one source per row (``image_column``: a path relative to ``root``, default the CSV's
     folder; ``label_column``: the class name) into a MONAI datalist with grouped stratified splits
-    (training / validation / held-out test, or folds: the options of :func:`index_class_folders`).
+    (training / validation / held-out test, or folds). ``classes``, ``datalist_file`` and the source and split
+    ``options`` are those of :func:`index_class_folders`.
 
     ``group_column`` (e.g. a patient or lesion id) keeps rows of one group on one side of the split; its values
     are stored hashed, never as written. Without it every source is its own group.
@@ -308,6 +294,7 @@ def index_csv(
         FileNotFoundError: the CSV or a listed source does not exist (row named).
         ValueError: missing columns, empty cells, a label not in ``classes``, fewer than two classes.
     """
+    source_options, split_options = _source_and_split_options(options)
     csv_file = os.path.abspath(os.fspath(csv_file))
     if not os.path.isfile(csv_file):
         raise FileNotFoundError(f"CSV file {csv_file!r} does not exist.")
@@ -346,15 +333,13 @@ def index_csv(
         class_name = row[label_column].strip()
         group = _hash_group(row[group_column].strip()) if group_column else os.path.relpath(path, base)
         try:
-            sources = expand_source(path, slice_mode, slice_axis, slice_threshold, slice_min_fraction,
-                                    multi_series, verify, nifti_volume_index)
+            sources = expand_source(path, **source_options)
         except (UnsupportedFileError, ValueError) as e:
             raise type(e)(f"{csv_file!r} line {n}: {e}") from e
         for image, k in sources:
             items.append({"image": os.path.abspath(image), "label": classes.index(class_name),
                           "class_name": class_name, "slice": k, "group": group})
-    return _finish(items, classes, datalist_file, csv_file, split_protocol=split_protocol, val_fraction=val_fraction,
-                   test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold)
+    return _finish(items, classes, datalist_file, csv_file, **split_options)
 
 
 def list_class_folders(
@@ -385,11 +370,7 @@ def list_class_folders(
         if not classes:
             raise FileNotFoundError(f"No class folder in {what} folder {root!r}: expected <class>/<image> files.")
     classes = list(classes)
-    unexpected = [e for e in entries if e not in classes]
-    if unexpected:
-        raise ValueError(
-            f"Unexpected entries {unexpected} in {what} folder {root!r}: it must hold only the class folders {classes}."
-        )
+    reject_unexpected(entries, classes, f"{what} folder {root!r}", f"it must hold only the class folders {classes}")
     exts = tuple(e.lower() for e in extensions)
     items = []
     for label, class_name in enumerate(classes):

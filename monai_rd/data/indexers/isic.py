@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.indexers.checks import find_file, read_csv_table, require_dir, verify_image
 
 __all__ = ["ISIC2018_CLASSES", "HAM10000_DX", "index_isic2018", "index_ham10000"]
@@ -130,18 +130,13 @@ def _lesion_table(dataset_dir: str, lesion_file: str | None) -> tuple[str, dict[
 
 def index_isic2018(
     dataset_dir: str | os.PathLike,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
     lesion_file: str | os.PathLike | None = None,
     group_by_lesion: bool = True,
     use_official_sets: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index the ISIC 2018 task 3 training release into a MONAI datalist, split by lesion.
 
@@ -166,14 +161,14 @@ def index_isic2018(
 
     Args:
         dataset_dir: the folder holding the three entries above.
-        val_fraction, seed: the validation split (without the official validation set).
         datalist_file: if given, the datalist is also written there (atomically).
         verify_images: open every image so an unreadable file fails now, by name.
         lesion_file: the lesion table; found in ``dataset_dir`` (two levels deep) when ``None``.
         group_by_lesion: ``False`` splits by image (lesions may then leak across the split): only for
             data without lesion ids.
         use_official_sets: use the challenge's validation/test sets when present.
-        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`.
+        split_options: ``val_fraction``, ``seed`` (the validation split, without the official validation set),
+            ``split_protocol``, ``folds``, ``fold`` ... of :func:`~monai_rd.data.assign_splits`.
 
     Returns:
         ``{"training": [{"image", "label", "class_name"}...], "validation": [...], "test": [...], "classes",
@@ -184,6 +179,7 @@ def index_isic2018(
         ValueError: a malformed CSV (missing columns, a row that is not one-hot, a repeated image), an image
             without ground truth or lesion id, an unexpected file, or an unreadable image.
     """
+    check_split_options(split_options)
     root = os.fspath(dataset_dir)
     input_dir = require_dir(os.path.join(root, _INPUT), "ISIC 2018 task 3 training images")
     gt_file = os.path.join(root, _GT_CSV)
@@ -204,23 +200,16 @@ def index_isic2018(
         lesions = [lesion_of[s] for s in stems]
     notes: list[str] = []
     official = _official_sets(root, verify_images, notes) if use_official_sets else {}
-    return _split(items, lesions, official, notes, datalist_file, split_protocol=split_protocol,
-                  val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed,
-                  folds=folds, fold=fold)
+    return _split(items, lesions, official, notes, datalist_file, **split_options)
 
 
 def index_ham10000(
     dataset_dir: str | os.PathLike,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
     use_official_sets: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index the HAM10000 release (Harvard Dataverse / Kaggle) into a MONAI datalist, split by lesion.
 
@@ -238,8 +227,9 @@ def index_ham10000(
     unpacked as ``ISIC2018_Task3_Test_Images/`` or ``ISIC2018_Task3_Test_Input/``) is the ``test`` split when
     present; otherwise a lesion-grouped hold-out is carved.
 
-    Returns and raises as :func:`index_isic2018`.
+    Takes, returns and raises as :func:`index_isic2018`.
     """
+    check_split_options(split_options)
     root = os.fspath(dataset_dir)
     require_dir(root, "HAM10000")
     meta_file = os.path.join(root, _HAM_CSV)
@@ -288,6 +278,4 @@ def index_ham10000(
         raise ValueError(f"{len(extra)} images have no row in {meta_file!r}, e.g. {[paths[e] for e in extra[:3]]}.")
     notes: list[str] = []
     official = _official_sets(root, verify_images, notes, names=("test",)) if use_official_sets else {}
-    return _split(items, lesions, official, notes, datalist_file, split_protocol=split_protocol,
-                  val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed,
-                  folds=folds, fold=fold)
+    return _split(items, lesions, official, notes, datalist_file, **split_options)

@@ -13,7 +13,8 @@ from monai_rd.data.indexers.mosmed import index_mosmed
 
 __all__ = ["INDEXERS", "index_dataset"]
 
-#: name -> indexer ``f(dataset_dir, val_fraction=..., seed=..., datalist_file=..., **options) -> datalist``
+#: name -> indexer ``f(dataset_dir, datalist_file=..., **options) -> datalist``; ``options`` hold the split options
+#: of :func:`~monai_rd.data.assign_splits` (``val_fraction``, ``seed`` ...; MosMedData has its own split)
 INDEXERS = Registry("dataset format")
 INDEXERS.register("busi", index_busi)
 INDEXERS.register("isic2018", index_isic2018)

@@ -3,7 +3,6 @@
 from monai_rd.networks.blocks.reprogrammer import (
     AttentionPool,
     Reprogrammer,
-    ResidualConv3dBlock,
     ResidualConvBlock,
     ResidualMLPBlock,
     bottleneck_width,

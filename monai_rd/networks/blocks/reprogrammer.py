@@ -10,15 +10,16 @@ MobileNetV3-small) and, memory-bound on the CPU, cost more per step than the stu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+from monai.networks.layers.factories import Conv, Norm
 
 __all__ = [
     "ResidualMLPBlock",
     "ResidualConvBlock",
-    "ResidualConv3dBlock",
     "AttentionPool",
     "Reprogrammer",
     "bottleneck_width",
@@ -54,49 +55,27 @@ class ResidualMLPBlock(nn.Module):
 
 
 class ResidualConvBlock(nn.Module):
-    """ResNet basic block on maps: ``[B, C_in, h, w] -> [B, C_out, h, w]`` (3x3 convs, 1x1 projection).
+    """ResNet basic block on maps or volumes: ``[B, C_in, *S] -> [B, C_out, *S]`` with ``S`` = ``(h, w)`` for
+    ``spatial_dims=2`` (3x3 convs, 1x1 projection) or ``(d, h, w)`` for ``spatial_dims=3`` (3x3x3, 1x1x1).
 
     ``hidden_channels`` is the width between the two convolutions (default ``out_channels``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int | None = None) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, hidden_channels: int | None = None, spatial_dims: int = 2
+    ) -> None:
         super().__init__()
+        conv, norm = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
         hidden = hidden_channels or out_channels
-        self.conv1 = nn.Conv2d(in_channels, hidden, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(hidden)
-        self.conv2 = nn.Conv2d(hidden, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.conv1 = conv(in_channels, hidden, 3, padding=1, bias=False)
+        self.bn1 = norm(hidden)
+        self.conv2 = conv(hidden, out_channels, 3, padding=1, bias=False)
+        self.bn2 = norm(out_channels)
         self.act = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = (
             nn.Identity()
             if in_channels == out_channels
-            else nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.act(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.act(out + self.shortcut(x))
-
-
-class ResidualConv3dBlock(nn.Module):
-    """ResNet basic block on volumes: ``[B, C_in, d, h, w] -> [B, C_out, d, h, w]`` (3x3x3 convs, 1x1x1 projection).
-
-    ``hidden_channels`` is the width between the two convolutions (default ``out_channels``).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, hidden_channels: int | None = None) -> None:
-        super().__init__()
-        hidden = hidden_channels or out_channels
-        self.conv1 = nn.Conv3d(in_channels, hidden, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm3d(hidden)
-        self.conv2 = nn.Conv3d(hidden, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(out_channels)
-        self.act = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = (
-            nn.Identity()
-            if in_channels == out_channels
-            else nn.Sequential(nn.Conv3d(in_channels, out_channels, 1, bias=False), nn.BatchNorm3d(out_channels))
+            else nn.Sequential(conv(in_channels, out_channels, 1, bias=False), norm(out_channels))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +131,8 @@ class Reprogrammer(nn.Module):
 
     Args:
         teacher_shape: the teacher's output shape without batch: ``(d_T,)``, ``(S, d_T)`` (per-slice features of
-            a slice-wise teacher), ``(D, h, w)`` or ``(D, d, h, w)`` (3D maps, :class:`ResidualConv3dBlock`).
+            a slice-wise teacher), ``(D, h, w)`` or ``(D, d, h, w)`` (3D maps: :class:`ResidualConvBlock` with
+            ``spatial_dims=3``).
         out_features: ``d_S``.
         num_blocks: number of residual blocks (the first one changes the width).
         hidden_features: width of the intermediate blocks when ``width`` is None; default ``d_S``.
@@ -188,7 +168,7 @@ class Reprogrammer(nn.Module):
             pre = [_sequence_pool(sequence_pool, teacher_shape[1])]
             teacher_shape = teacher_shape[1:]
         kind = len(teacher_shape)  # 1: vectors, 3: 2D maps, 4: 3D maps
-        block = {1: ResidualMLPBlock, 3: ResidualConvBlock, 4: ResidualConv3dBlock}[kind]
+        block = ResidualMLPBlock if kind == 1 else functools.partial(ResidualConvBlock, spatial_dims=kind - 1)
         self.projection: nn.Module | None = None
         if width is None:
             hidden = hidden_features or out_features

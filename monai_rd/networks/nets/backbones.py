@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -10,7 +13,15 @@ import torchvision
 
 from monai_rd.networks.checkpoint import load_weights
 
-__all__ = ["FeatureBackbone", "remove_classifier", "probe_output_shape", "torchvision_backbone", "monai_backbone"]
+__all__ = [
+    "FeatureBackbone",
+    "remove_classifier",
+    "probe_output_shape",
+    "torchvision_backbone",
+    "monai_network",
+    "monai_trunk",
+    "monai_backbone",
+]
 
 
 def remove_classifier(model: nn.Module) -> str:
@@ -94,6 +105,27 @@ def torchvision_backbone(
     return FeatureBackbone(model, name=f"torchvision:{arch}")
 
 
+def monai_network(net: str) -> tuple[Callable[..., nn.Module], Mapping[str, inspect.Parameter]]:
+    """``monai.networks.nets.<net>`` (a class or a builder such as ``resnet18``) and the parameters it takes."""
+    import monai.networks.nets as nets
+
+    builder = getattr(nets, net, None)
+    if builder is None or not callable(builder):
+        raise KeyError(f"monai.networks.nets has no network {net!r}.")
+    return builder, inspect.signature(builder).parameters
+
+
+def monai_trunk(
+    net: str, kwargs: Mapping[str, Any], weights: str | os.PathLike | None = None, trust_checkpoint: bool = False
+) -> nn.Module:
+    """``monai.networks.nets.<net>(**kwargs)`` with its classifier (last ``nn.Linear``) removed; ``weights`` is the
+    state dict of the network as built (the classifier's entries are dropped), ``None`` keeps the random init."""
+    model = monai_network(net)[0](**kwargs)
+    removed = remove_classifier(model)
+    return load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint,
+                        expected_file=f"a state dict of monai.networks.nets.{net}")
+
+
 def monai_backbone(
     net: str,
     weights: str | os.PathLike | None = None,
@@ -109,15 +141,7 @@ def monai_backbone(
     filled in; ``pretrained`` is False (never a download) and EfficientNetBN's ``model_name`` defaults to
     ``efficientnet-b0``. The weights file is the state dict of the network as built, classifier entries dropped.
     """
-    import inspect
-
-    import monai.networks.nets as nets
-
-    builder = getattr(nets, net, None)
-    if builder is None or not callable(builder):
-        raise KeyError(f"monai.networks.nets has no network {net!r}.")
-    target = builder.__init__ if inspect.isclass(builder) else builder
-    params = inspect.signature(target).parameters
+    params = monai_network(net)[1]
     if "in_channels" in params:  # classes: fill the arguments they name
         fill = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": 1, "num_classes": 1}
         fill = {k: v for k, v in fill.items() if k in params}
@@ -127,17 +151,7 @@ def monai_backbone(
         fill["pretrained"] = False
     if net == "EfficientNetBN":
         fill["model_name"] = "efficientnet-b0"
-    kwargs = {**fill, **kwargs}
-    model = builder(**kwargs)
-    removed = remove_classifier(model)
-    if weights is not None:
-        load_weights(
-            model,
-            weights,
-            drop_prefixes=(f"{removed}.",),
-            trust_checkpoint=trust_checkpoint,
-            expected_file=f"a state dict of monai.networks.nets.{net}",
-        )
+    model = monai_trunk(net, {**fill, **kwargs}, weights, trust_checkpoint)
     probe = 32 if spatial_dims == 3 else 64
     return FeatureBackbone(model, name=f"monai:{net}", probe_size=probe, spatial_dims=spatial_dims,
                            in_channels=in_channels)  # fmt: skip

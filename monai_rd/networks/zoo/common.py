@@ -29,8 +29,8 @@ KERAS_CAFFE_MEAN_BGR = (0.406, 0.456, 0.485)
 
 
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
-    """``[B, C, h, w] -> [B, C]``."""
-    return x.mean(dim=(2, 3))
+    """``[B, C, h, w] -> [B, C]``, or ``[B, C, d, h, w] -> [B, C]`` for volumes: the mean over the spatial axes."""
+    return x.mean(dim=tuple(range(2, x.ndim)))
 
 
 def make_teacher(

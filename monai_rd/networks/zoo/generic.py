@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Sequence
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from monai_rd.networks.nets.backbones import remove_classifier
+from monai_rd.networks.nets.backbones import monai_network, monai_trunk
 from monai_rd.networks.checkpoint import load_weights
 from monai_rd.networks.nets.teachers import TEACHERS, FrozenTeacher
 from monai_rd.networks.zoo.common import IMAGENET_MEAN, IMAGENET_STD, make_teacher
@@ -68,16 +67,10 @@ def timm_teacher(
         raise KeyError(f"timm has no architecture {arch!r}.")
     model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
-    if weights is not None:
-        classifier = cfg.get("classifier") or ()
-        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-        load_weights(
-            model,
-            weights,
-            drop_prefixes=tuple(f"{c}." for c in classifier),
-            trust_checkpoint=trust_checkpoint,
-            expected_file=f"a state dict of timm {arch}",
-        )
+    classifier = cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    load_weights(model, weights, drop_prefixes=tuple(f"{c}." for c in classifier), trust_checkpoint=trust_checkpoint,
+                 expected_file=f"a state dict of timm {arch}")
     size = input_size or (cfg.get("input_size") or (3, 224, 224))[-1]
     return make_teacher(
         TimmFeatures(model, pooled),
@@ -104,24 +97,10 @@ def monai_teacher(
     are filled in when the class takes them and they are not given. The weights file is the state dict of the
     network as built (the classifier entries are dropped).
     """
-    import monai.networks.nets as nets
-
-    cls = getattr(nets, net, None)
-    if cls is None or not callable(cls):
-        raise KeyError(f"monai.networks.nets has no network {net!r}.")
-    params = inspect.signature(cls).parameters
+    params = monai_network(net)[1]
     defaults = {"spatial_dims": 2, "in_channels": 3, "n_input_channels": 3, "out_channels": 1, "num_classes": 1}
     kwargs = {**{k: v for k, v in defaults.items() if k in params}, **kwargs}
-    model = cls(**kwargs)
-    removed = remove_classifier(model)
-    if weights is not None:
-        load_weights(
-            model,
-            weights,
-            drop_prefixes=(f"{removed}.",),
-            trust_checkpoint=trust_checkpoint,
-            expected_file=f"a state dict of monai.networks.nets.{net}",
-        )
+    model = monai_trunk(net, kwargs, weights, trust_checkpoint)
     return make_teacher(model, f"monai:{net}", input_size, mean, std)
 
 

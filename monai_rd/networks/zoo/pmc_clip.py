@@ -210,9 +210,6 @@ def pmc_clip_rn50(
         mean, std: OpenAI CLIP normalisation, RGB.
     """
     visual = ModifiedResNet([3, 4, 6, 3], output_dim=768, heads=32, image_size=image_size or input_size, width=64)
-    if weights is not None:
-        load_weights(
-            visual, weights, trust_checkpoint=trust_checkpoint, remap=_visual_tower, expected_file=PMC_CLIP_FILES
-        )
+    load_weights(visual, weights, trust_checkpoint=trust_checkpoint, remap=_visual_tower, expected_file=PMC_CLIP_FILES)
     model = CLIPVisualFeatures(visual, pool if pooled else None)
     return make_teacher(model, "pmc_clip_rn50", input_size, mean, std)

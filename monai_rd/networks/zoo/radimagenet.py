@@ -146,77 +146,54 @@ _DENSENET_LOADERS: dict[str, Callable] = {
 }
 
 
-def _build(
-    arch: str,
-    loaders: dict[str, Callable],
-    weights,
-    weights_format: str | None,
-    pooled: bool,
-    input_size: int,
-    trust_checkpoint: bool,
-    mean,
-    std,
-    channel_order,
-) -> FrozenTeacher:
-    state = None
-    if weights is not None and not os.fspath(weights).lower().endswith((".h5", ".hdf5")):
-        state = read_state_dict(weights, trust_checkpoint=trust_checkpoint)
-        if state and all(k.startswith("module.") for k in state):
-            state = {k[len("module.") :]: v for k, v in state.items()}
-    fmt = weights_format or (detect_radimagenet_format(weights, state) if weights is not None else "pytorch")
-    if fmt not in loaders:
-        raise ValueError(f"RadImageNet {arch} weights_format must be one of {sorted(loaders)}, got {fmt!r}.")
-    model = loaders[fmt](weights, state, pooled)
-    order, fmt_mean, fmt_std = RADIMAGENET_FORMATS[fmt]
-    return make_teacher(
-        model, f"radimagenet_{arch}", input_size, mean or fmt_mean, std or fmt_std, channel_order or order
-    )
+def _teacher_builder(arch: str, loaders: dict[str, Callable], summary: str, files: str) -> Callable[..., FrozenTeacher]:
+    """The registered builder of RadImageNet ``arch``: both architectures take the same options and differ only in
+    the ``loaders`` of their formats (``{format: (weights, state, pooled) -> trunk}``) and their files."""
 
+    def build(
+        weights: str | os.PathLike | None = None,
+        weights_format: str | None = None,
+        pooled: bool = True,
+        input_size: int = 224,
+        trust_checkpoint: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        channel_order: str | None = None,
+    ) -> FrozenTeacher:
+        state = None
+        if weights is not None and not os.fspath(weights).lower().endswith((".h5", ".hdf5")):
+            state = read_state_dict(weights, trust_checkpoint=trust_checkpoint)
+            if state and all(k.startswith("module.") for k in state):
+                state = {k[len("module.") :]: v for k, v in state.items()}
+        fmt = weights_format or (detect_radimagenet_format(weights, state) if weights is not None else "pytorch")
+        if fmt not in loaders:
+            raise ValueError(f"RadImageNet {arch} weights_format must be one of {sorted(loaders)}, got {fmt!r}.")
+        model = loaders[fmt](weights, state, pooled)
+        order, fmt_mean, fmt_std = RADIMAGENET_FORMATS[fmt]
+        return make_teacher(
+            model, f"radimagenet_{arch}", input_size, mean or fmt_mean, std or fmt_std, channel_order or order
+        )
 
-@TEACHERS.register("radimagenet_resnet50")
-def radimagenet_resnet50(
-    weights: str | os.PathLike | None = None,
-    weights_format: str | None = None,
-    pooled: bool = True,
-    input_size: int = 224,
-    trust_checkpoint: bool = False,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    channel_order: str | None = None,
-) -> FrozenTeacher:
-    """RadImageNet ResNet-50: ``[B, 2048]`` (layer4 GAP) or, with ``pooled=False``, ``[B, 2048, h, w]``.
+    build.__name__ = build.__qualname__ = f"radimagenet_{arch}"
+    build.__doc__ = f"""{summary}
 
     Args:
-        weights: ``ResNet50.pt`` (official PyTorch), ``RadImageNet-ResNet50_notop.h5`` (Keras) or the Keras
-            conversion ``.pt``; ``None`` gives random torchvision weights.
-        weights_format: ``"pytorch"``, ``"keras_h5"`` or ``"keras_converted"``; detected from the file if ``None``.
+        weights: {files}; ``None`` gives random torchvision weights.
+        weights_format: one of {sorted(loaders)}; detected from the file if ``None``.
         mean, std, channel_order: override the preprocessing of the format (see :data:`RADIMAGENET_FORMATS`).
     """
-    return _build(
-        "resnet50", _RESNET_LOADERS, weights, weights_format, pooled, input_size, trust_checkpoint, mean, std,
-        channel_order,
-    )
+    return build
 
 
-@TEACHERS.register("radimagenet_densenet121")
-def radimagenet_densenet121(
-    weights: str | os.PathLike | None = None,
-    weights_format: str | None = None,
-    pooled: bool = True,
-    input_size: int = 224,
-    trust_checkpoint: bool = False,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    channel_order: str | None = None,
-) -> FrozenTeacher:
-    """RadImageNet DenseNet-121: ``[B, 1024]`` (ReLU + GAP of ``features``) or ``[B, 1024, h, w]``.
-
-    Args:
-        weights: ``DenseNet121.pt`` (official PyTorch) or ``RadImageNet-DenseNet121_notop.h5`` (Keras, BatchNorm
-            epsilon 1.001e-5); ``None`` gives random torchvision weights.
-        weights_format: ``"pytorch"`` or ``"keras_h5"``; detected from the file if ``None``.
-    """
-    return _build(
-        "densenet121", _DENSENET_LOADERS, weights, weights_format, pooled, input_size, trust_checkpoint, mean, std,
-        channel_order,
-    )
+radimagenet_resnet50 = TEACHERS.register("radimagenet_resnet50", _teacher_builder(
+    "resnet50", _RESNET_LOADERS,
+    summary="RadImageNet ResNet-50: ``[B, 2048]`` (layer4 GAP) or, with ``pooled=False``, ``[B, 2048, h, w]``.",
+    files="``ResNet50.pt`` (official PyTorch), ``RadImageNet-ResNet50_notop.h5`` (Keras) or the Keras conversion "
+    "``.pt``",
+))
+radimagenet_densenet121 = TEACHERS.register("radimagenet_densenet121", _teacher_builder(
+    "densenet121", _DENSENET_LOADERS,
+    summary="RadImageNet DenseNet-121: ``[B, 1024]`` (ReLU + GAP of ``features``) or ``[B, 1024, h, w]``.",
+    files="``DenseNet121.pt`` (official PyTorch) or ``RadImageNet-DenseNet121_notop.h5`` (Keras, BatchNorm epsilon "
+    "1.001e-5)",
+))

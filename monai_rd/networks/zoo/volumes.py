@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from monai_rd.networks.checkpoint import load_state_dict_strict, read_state_dict
 from monai_rd.networks.nets.teachers import TEACHERS
 from monai_rd.networks.nets.volume_teachers import FrozenVolumeTeacher
+from monai_rd.networks.zoo.common import global_avg_pool
+from monai_rd.networks.zoo.trunks import ResNetTrunk
 
 __all__ = [
     "SwinViTFeatures",
@@ -57,10 +59,6 @@ def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
-def _global_avg(x: torch.Tensor) -> torch.Tensor:
-    return x.mean(dim=tuple(range(2, x.ndim)))
-
-
 # ---------------------------------------------------------------------------------------------- SwinUNETR SSL
 class SwinViTFeatures(nn.Module):
     """``swinViT(x, normalize=True)[-1]``: ``[B, C, D, H, W] -> [B, 16*feature_size, D/32, H/32, W/32]`` or pooled."""
@@ -72,7 +70,7 @@ class SwinViTFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.swinViT(x, normalize=True)[-1]
-        return _global_avg(f) if self.pooled else f
+        return global_avg_pool(f) if self.pooled else f
 
 
 def remap_swinvit(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -111,21 +109,9 @@ def swin_unetr_ssl(
 
 
 # ---------------------------------------------------------------------------------------------- MedicalNet
-class MedicalNetFeatures(nn.Module):
-    """The stem and four stages of a MONAI 3D ResNet: ``[B, 1, D, H, W] -> [B, C, d, h, w]`` or pooled ``[B, C]``."""
-
-    def __init__(self, model: nn.Module, pooled: bool = True) -> None:
-        super().__init__()
-        self.model = model
-        self.pooled = pooled
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        x = m.act(m.bn1(m.conv1(x)))
-        if not m.no_max_pool:
-            x = m.maxpool(x)
-        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
-        return _global_avg(x) if self.pooled else x
+#: MONAI's 3D ``ResNet`` has the stem and stages of :class:`ResNetTrunk`: ``[B, 1, D, H, W] -> [B, C, d, h, w]``
+#: or pooled ``[B, C]``
+MedicalNetFeatures = ResNetTrunk
 
 
 def _dilate(layer: nn.Sequential, dilation: int) -> None:
@@ -238,7 +224,7 @@ class GenesisEncoder(nn.Module):
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         x = self.down_tr512(self.down_tr256(self.down_tr128(self.down_tr64(x))))
-        return _global_avg(x) if self.pooled else x
+        return global_avg_pool(x) if self.pooled else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.batch_statistics:
