@@ -21,6 +21,7 @@ from monai_rd.data import (
     index_csv,
     index_ham10000,
     index_isic2018,
+    index_mosmed,
     kfold_split,
     make_btc_like,
     make_busi_like,
@@ -241,7 +242,7 @@ def test_split_option_errors():
 
 @pytest.mark.parametrize(
     "index", [index_btc, index_busi, index_chestxray14, index_class_folders, index_covid_ct, index_csv,
-              index_ham10000, index_isic2018]
+              index_ham10000, index_isic2018, index_mosmed]
 )
 def test_misspelt_split_option_fails_before_the_dataset_is_read(index, tmp_path):
     # the split options travel as **split_options to assign_splits: the names are checked first, so the

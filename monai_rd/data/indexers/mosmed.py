@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from monai_rd.data.datalist import assign_splits, finalize_datalist
+from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.indexers.checks import require_dir
 
 __all__ = ["MOSMED_GRADES", "MOSMED_LABELINGS", "mosmed_classes", "index_mosmed"]
@@ -57,26 +57,20 @@ def _check_nifti(path: str) -> None:
 def index_mosmed(
     dataset_dir: str | os.PathLike,
     labeling: str = "severity",
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    *,
     datalist_file: str | os.PathLike | None = None,
     verify_images: bool = True,
-    split_protocol: str = "holdout",
-    test_fraction: float = 0.2,
-    test_seed: int = 0,
-    folds: int | None = None,
-    fold: int | None = None,
+    **split_options,
 ) -> dict:
     """Index MosMedData COVID19_1110 into a MONAI datalist of whole volumes.
 
     Args:
         dataset_dir: the folder holding ``studies/`` (or ``COVID19_1110/studies/``).
         labeling: ``"severity"`` (5 classes CT-0 .. CT-4) or ``"binary"`` (normal = CT-0, abnormal = CT-1 .. CT-4).
-        val_fraction, seed: share of all studies for validation, and its seed.
         datalist_file: also write the datalist there (atomically).
         verify_images: read every NIfTI header now, so an unreadable or non-3D file fails at indexing, by name.
-        split_protocol, test_fraction, test_seed, folds, fold: see :func:`~monai_rd.data.assign_splits`
-            (stratified by grade, also for the binary labeling; each study is its own group).
+        split_options: the split options of :func:`~monai_rd.data.assign_splits` (stratified by grade, also for
+            the binary labeling; each study is its own group).
 
     Returns:
         ``{"training": [{"image", "label", "class_name", "grade", "group"}...], "validation": [...],
@@ -87,6 +81,7 @@ def index_mosmed(
         FileNotFoundError: no ``studies`` folder, a missing grade folder, or an empty one.
         ValueError: a file that is not ``study_NNNN.nii[.gz]``, an unreadable or non-3D volume, a bad labeling.
     """
+    check_split_options(split_options)
     classes = mosmed_classes(labeling)
     grade_to_label = MOSMED_LABELINGS[labeling][1]
     studies = _studies_dir(os.path.abspath(os.fspath(dataset_dir)))
@@ -108,9 +103,6 @@ def index_mosmed(
             label = grade_to_label[grade]
             study = name.split(".")[0]
             items.append({"image": path, "label": label, "class_name": classes[label], "grade": grade, "group": study})
-    datalist = assign_splits(
-        items, [it["grade"] for it in items], [it["group"] for it in items], split_protocol=split_protocol,
-        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, test_seed=test_seed, folds=folds, fold=fold,
-    )  # fmt: skip
+    datalist = assign_splits(items, [it["grade"] for it in items], [it["group"] for it in items], **split_options)
     datalist.update(classes=classes, labeling=labeling, split="seeded")
     return finalize_datalist(datalist, datalist_file)
