@@ -31,12 +31,13 @@ def test_demo_learns_and_reuses_its_source_teacher(tmp_path):
     assert "pretrained now" in out and teacher.exists()
     acc = _accuracies(out)
     assert set(acc) == {"student_only", "rd"}, out[-2000:]
-    # measured on seed 0 (docs/teachers.md): student alone 92.2 %, RD 72.2 % with the demo's small, weak source
-    # teacher (27.5 % on its 6 source classes). RD below the student alone is issue 18's open problem; the demo
-    # must still show learning in both runs, far above chance
-    assert acc["student_only"] >= 80.0 and acc["rd"] >= 50.0, out[-2000:]
+    # measured on seed 0 (docs/teachers.md): student alone 92.2 %, RD 80.0 % with the demo's source teacher (86.3 %
+    # on its 6 source classes). RD below the student alone is issue 18's open problem; the demo must still show
+    # learning in both runs, far above chance (33.3 %)
+    assert acc["student_only"] >= 80.0 and acc["rd"] >= 65.0, out[-2000:]
     results = json.loads((workdir / "demo_results.json").read_text())
-    assert results["runs"]["rd"]["n"] >= 80 and results["teacher"]["source_accuracy"] > 0.2  # 30 per class; 6 source classes
+    assert results["runs"]["rd"]["n"] >= 80  # 30 held-out images per class
+    assert results["teacher"]["source_accuracy"] > 0.7  # 6 source classes: chance is 1/6
     root = workdir / "data" / "Dataset_BUSI_with_GT"
     for name in ("benign", "malignant", "normal"):
         assert (root / name / f"{name} (1).png").exists() and (root / name / f"{name} (1)_mask.png").exists()

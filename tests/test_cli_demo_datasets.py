@@ -16,6 +16,14 @@ def test_cli_lists_every_demo_dataset():
     assert tuple(sorted(DEMO_DATASETS)) == demo.DATASETS
 
 
+def test_cli_defaults_are_the_demo_settings():
+    # the CLI writes its defaults out so that --help imports nothing; they must be DemoSettings' own
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args([])
+    assert {k: getattr(args, k) for k in DemoSettings._fields} == DemoSettings()._asdict()
+
+
 @pytest.mark.parametrize("name", sorted(DEMO_DATASETS))
 def test_demo_dataset_is_indexable_by_its_bundle(name, tmp_path):
     entry = DEMO_DATASETS[name]

@@ -71,8 +71,8 @@ class DemoSettings(NamedTuple):
     student: str = "resnet18"
     seed: int = 0
     teacher_arch: str = "resnet18"
-    source_images: int = 600
-    source_epochs: int = 3
+    source_images: int = 1200
+    source_epochs: int = 8
 
 
 def bundle_command(s: DemoSettings, dataset_dir: str, output_dir: str, method: str, teacher_weights: str) -> list[str]:
