@@ -38,3 +38,46 @@ def test_norm_vectors_transform_and_errors():
     assert loss.expand.weight.grad is not None
     with pytest.raises(ValueError, match=r"6 -> 3 channels"):
         loss(torch.randn(2, 6), torch.randn(2, 4))
+
+
+def test_norm_method_feeds_the_contracted_feature_to_the_classifier_and_deploys_it_folded():
+    """The student's logits in training are h(pool(C(E(F_S)))) (NumPy float64 from the tapped map), the saved
+    model.pt is a plain StudentClassifier with E and C folded into its head, and both E and C are trained."""
+    import copy
+
+    from monai_rd.methods import build_method
+    from monai_rd.networks import StudentClassifier, build_teacher
+
+    torch.manual_seed(0)
+    teacher = build_teacher("torchvision:resnet18", "random")
+    student = StudentClassifier("resnet18", 3)
+    method = build_method("norm", teacher, student, 3, image_size=32, num_data=16, batch_size=4)
+    net, fl = method.network.eval(), method.loss.feature_loss
+    maps = []
+    hook = student.get_submodule(method.info["student_layers"][0]).register_forward_hook(
+        lambda m, i, o: maps.append(o.detach().double().numpy()))  # fmt: skip
+    x = torch.rand(4, 3, 32, 32)
+    z = net(x)["z_S"].detach().double().numpy()
+    hook.remove()
+    f = maps[0]  # [B, 512, h, w]
+    we, be = fl.expand.weight.detach().double().numpy()[:, :, 0, 0], fl.expand.bias.detach().double().numpy()
+    wc, bc = fl.contract.weight.detach().double().numpy()[:, :, 0, 0], fl.contract.bias.detach().double().numpy()
+    e = np.einsum("oc,bchw->bohw", we, f) + be[None, :, None, None]
+    c = np.einsum("oc,bchw->bohw", wc, e) + bc[None, :, None, None]
+    wh, bh = student.head.weight.detach().double().numpy(), student.head.bias.detach().double().numpy()
+    expected = c.mean(axis=(2, 3)) @ wh.T + bh
+    np.testing.assert_allclose(z, expected, rtol=1e-4, atol=1e-4)
+
+    plain = StudentClassifier("resnet18", 3).eval()
+    plain.load_state_dict(net.deployable().state_dict(), strict=True)  # what model.pt holds
+    np.testing.assert_allclose(plain(x).detach().double().numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert type(copy.deepcopy(net.deployable())) is StudentClassifier  # what the report and registry copy
+
+    net.train()
+    method.loss(net(x), torch.tensor([0, 1, 2, 0]))["loss"].backward()
+    assert fl.expand.weight.grad.abs().sum() > 0 and fl.contract.weight.grad.abs().sum() > 0
+    assert {id(fl.expand.weight), id(fl.contract.weight)} <= {id(p) for p in method.parameters()}
+
+    with pytest.raises(ValueError, match="taps the student's last feature map"):
+        build_method("norm", teacher, StudentClassifier("resnet18", 3), 3, image_size=32, num_data=16, batch_size=4,
+                     student_layers="backbone.model.layer3")  # fmt: skip

@@ -381,8 +381,9 @@ def _feature_method(method: str):
             s_shapes = net.student_taps.shapes(image_size)
         one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
         feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
-        if method == "norm":  # its contraction is not on the student's classifier path yet: nothing to train
-            feature_loss.contract.requires_grad_(False)
+        if method == "norm":  # the contracted feature feeds the classifier: E and C fold into the deployed head
+            net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers,
+                             head_layers=_norm_head_layers(feature_loss, s_shapes, student, s_layers))  # fmt: skip
         weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
@@ -394,6 +395,19 @@ def _feature_method(method: str):
         "the last feature map of each network (``default_feature_layer``), or ``teacher_layers``/``student_layers``."
     )
     return build
+
+
+def _norm_head_layers(feature_loss: nn.Module, s_shapes, student: nn.Module, s_layers) -> list[nn.Module]:
+    """NORM's ``expand`` and ``contract``, which sit between the student's last map and its classifier: the tapped
+    map must be the one the student pools into ``f_S`` (same channels ``d_S``), else say which layer to tap."""
+    channels = int(s_shapes[0][0])
+    if channels != int(student.feature_dim):
+        raise ValueError(
+            f"NORM feeds its contracted feature to the student's classifier, so it taps the student's last feature "
+            f"map ({student.feature_dim} channels, pooled into f_S); {s_layers} has {channels}. Leave "
+            "student_layers unset (default: the last map)."
+        )
+    return [feature_loss.expand, feature_loss.contract]
 
 
 for _m in ("hint", "at", "vid", "crd", "semckd", "mgd", "norm"):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from monai_rd.networks.blocks.reprogrammer import Reprogrammer
 from monai_rd.networks.nets.students import StudentClassifier
@@ -27,6 +28,7 @@ __all__ = [
     "ReferenceNet",
     "StudentNet",
     "DistillNet",
+    "FoldedHeadStudent",
     "LayerTaps",
     "default_feature_layer",
     "default_feature_layers",
@@ -374,6 +376,89 @@ def default_feature_layers(root: nn.Module, image_size: int, count: int, owner: 
     return stages[-count:]
 
 
+def _affine(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W [out, in], b [out])`` of a 1x1 convolution or a linear layer (zero bias when it has none)."""
+    w = layer.weight.reshape(layer.weight.shape[0], -1)
+    if isinstance(layer, nn.Conv2d) and (layer.kernel_size != (1, 1) or layer.groups != 1):
+        raise ValueError(f"Only 1x1 ungrouped convolutions fold into a head, got {layer}.")
+    b = layer.bias if layer.bias is not None else w.new_zeros(w.shape[0])
+    return w, b
+
+
+class FoldedHeadStudent(nn.Module):
+    """A student whose pooled features pass through affine layers before its head, deployed with them folded in.
+
+    NORM's feature transform (``expand`` then ``contract``, 1x1 convolutions) acts on the student's last map during
+    training and its output feeds the classifier; because global average pooling commutes with 1x1 convolutions,
+    ``h(pool(C(E(F_S)))) = h(C(E(pool(F_S))))``, and the whole chain is one affine map of the pooled feature:
+    ``W = W_h W_C W_E``, ``b = W_h (W_C b_E + b_C) + b_h``. This module computes the logits with that folded head,
+    so what is saved is a plain :class:`StudentClassifier`:
+
+    * :meth:`state_dict` gives the student's keys with the folded ``head.weight``/``head.bias``;
+    * a copy (``copy.deepcopy``, as the report and registry handlers make) *is* that plain student;
+    * :meth:`load_state_dict` of such a state loads the student and resets the layers to an identity map.
+
+    Args:
+        student: the student; its ``head`` is ``nn.Linear(d_S, C)``.
+        layers: affine layers applied in order to ``f_S`` ``[B, d_S]`` (1x1 ``nn.Conv2d`` or ``nn.Linear``), ending
+            in ``d_S`` channels; owned (and trained) elsewhere, e.g. by the NORM loss.
+
+    Shapes: ``x`` ``[B, C_in, H, W]`` -> logits ``[B, C]``.
+    """
+
+    def __init__(self, student: StudentClassifier, layers: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.student = student
+        self.layers = nn.ModuleList(layers)
+        if not self.layers:
+            raise ValueError("FoldedHeadStudent needs at least one affine layer.")
+
+    def folded_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W [C, d_S], b [C])`` of ``head(layer_k(... layer_1(f_S)))``."""
+        w, b = _affine(self.layers[0])
+        for layer in list(self.layers)[1:]:
+            wl, bl = _affine(layer)
+            w, b = wl @ w, wl @ b + bl
+        head = self.student.head
+        return head.weight @ w, head.weight @ b + head.bias
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """``f_S`` ``[B, d_S]`` -> ``[B, C]`` through the folded head."""
+        return F.linear(features, *self.folded_head())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.student.features(x))
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        state = self.student.state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        with torch.no_grad():
+            w, b = self.folded_head()
+        state[prefix + "head.weight"], state[prefix + "head.bias"] = w.detach().clone(), b.detach().clone()
+        return state
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = self.student.load_state_dict(state_dict, strict=strict, assign=assign)
+        with torch.no_grad():  # the loaded head is already folded: the layers become the identity
+            width = self.student.head.weight.shape[1]
+            for layer in self.layers:
+                w = layer.weight.view(layer.weight.shape[0], -1)
+                if min(w.shape) < width:
+                    raise ValueError(f"{layer} is narrower than the student's {width} features: cannot be the identity.")
+                w.zero_()
+                w[:width, :width] = torch.eye(width)  # embeds, then keeps, the first d_S channels
+                if layer.bias is not None:
+                    layer.bias.zero_()
+        return result
+
+    def __deepcopy__(self, memo):
+        plain = copy.deepcopy(self.student, memo)
+        with torch.no_grad():
+            w, b = self.folded_head()
+            plain.head.weight.copy_(w)
+            plain.head.bias.copy_(b)
+        return plain
+
+
 class DistillNet(nn.Module):
     """A student distilled from a teacher that does not change during distillation.
 
@@ -384,7 +469,8 @@ class DistillNet(nn.Module):
             in :class:`FrozenBranch` here.
         teacher_layers, student_layers: layers whose outputs are returned as ``feat_T``/``feat_S`` lists (names
             relative to ``teacher``/``student``).
-        teacher_feature_shape: per-sample shape of cached teacher features (feature cache, no teacher).
+        head_layers: affine layers between the student's pooled features and its head during training (NORM's
+            feature transform, owned by its loss); deployed folded into the head (:class:`FoldedHeadStudent`).
 
     Returns ``{"z_S", "f_S", "z_T", "f_T", "feat_S", "feat_T"}``: ``z_T`` is the branch's logits, or ``z_S`` again
     when the teacher has no head (feature methods; no loss reads it then); ``f_T`` the branch's features or the
@@ -398,11 +484,14 @@ class DistillNet(nn.Module):
         branch: TeacherClassifier | None = None,
         teacher_layers: Sequence[str] = (),
         student_layers: Sequence[str] = (),
+        head_layers: Sequence[nn.Module] = (),
     ) -> None:
         super().__init__()
         if (teacher is None) == (branch is None):
             raise ValueError("DistillNet takes either a frozen teacher or a trained teacher branch.")
         self.student = student
+        # kept out of this module's children: its state dict is the folded student's, not a second copy of ours
+        self._folded = (FoldedHeadStudent(student, head_layers),) if head_layers else ()
         self.teacher = teacher
         self.branch = FrozenBranch(branch) if branch is not None else None
         if teacher_layers and teacher is None:
@@ -414,7 +503,7 @@ class DistillNet(nn.Module):
         if teacher_features is not None and self.teacher_taps is not None:
             raise ValueError("Feature distillation reads intermediate teacher layers; a feature cache cannot serve it.")
         f_s = self.student.features(x)
-        z_s = self.student.head(f_s)
+        z_s = self._folded[0].logits(f_s) if self._folded else self.student.head(f_s)
         out: dict = {"z_S": z_s, "f_S": f_s}
         if self.branch is not None:
             out["z_T"], out["f_T"] = self.branch(x, teacher_features)
@@ -428,5 +517,6 @@ class DistillNet(nn.Module):
             out["feat_T"] = [t.detach() for t in self.teacher_taps.pop()]
         return out
 
-    def deployable(self) -> StudentClassifier:
-        return self.student
+    def deployable(self) -> nn.Module:
+        """The student (a :class:`FoldedHeadStudent` with ``head_layers``: saved and copied as a plain student)."""
+        return self._folded[0] if self._folded else self.student
