@@ -149,10 +149,11 @@ def _params(path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_path):
+@pytest.mark.parametrize("method", ["rd", "hint"])  # hint: its loss trains a regressor, which must resume too
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_path, method):
     common = dict(dataset_dir=busi_dir, max_epochs=3, image_size=32, batch_size=8, num_workers=0,
                   progress_bar=False, teacher="torchvision:resnet18", teacher_weights="random",
-                  student="resnet18")  # fmt: skip
+                  student="resnet18", method=method)  # fmt: skip
     env = {"OMP_NUM_THREADS": "1"}
     full, crashed = str(tmp_path / "full"), str(tmp_path / "crashed")
     run_bundle(TRAIN, output_dir=full, env=env, **common)
@@ -187,6 +188,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     assert a["network"].keys() == b["network"].keys()
     for k in a["network"]:
         assert torch.equal(a["network"][k], b["network"][k]), k
+    assert ("loss" in a) == (method == "hint") and a.get("loss", {}).keys() == b.get("loss", {}).keys()
+    for k in a.get("loss", {}):
+        assert torch.equal(a["loss"][k], b["loss"][k]), k
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         for k in sa:
             assert torch.equal(torch.as_tensor(sa[k]), torch.as_tensor(sb[k])), k

@@ -248,14 +248,18 @@ def resume_objects(
     optimizer: torch.optim.Optimizer,
     evaluator: Engine | None = None,
     lr_scheduler: Any = None,
+    loss: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Everything a resume checkpoint holds, as a ``save_dict`` / ``load_dict`` for MONAI's checkpoint handlers.
 
     Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (a DDP wrapper is unwrapped by
-    ignite), ``optimizer``, ``lr_scheduler`` (when given), ``scaler`` (the trainer's AMP ``GradScaler``, when it
-    has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
+    ignite), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the regressors,
+    projectors, memory banks of feature-distillation losses train with the network), ``scaler`` (the trainer's
+    AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
     """
     objects: dict[str, Any] = {"trainer": trainer, "network": network, "optimizer": optimizer}
+    if loss is not None and loss.state_dict():
+        objects["loss"] = loss
     if lr_scheduler is not None:
         objects["lr_scheduler"] = lr_scheduler
     scaler = getattr(trainer, "scaler", None)
