@@ -77,3 +77,20 @@ def test_cka_loss_is_one_minus_cka_and_differentiable():
     assert abs(float(loss) - (1 - cka_kernel_numpy(x.detach().numpy(), y.numpy()))) < 1e-5
     loss.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("n,d1,d2", [(4, 576, 2048), (64, 3, 5)])  # Gram form / feature form chosen inside
+def test_gradient_matches_the_feature_form_in_float64(n, d1, d2):
+    """Whichever form ``linear_cka`` computes, its gradient is the feature form's (written out here)."""
+
+    def feature_form(x, y):
+        x, y = x - x.mean(0), y - y.mean(0)
+        return (y.T @ x).square().sum() / ((x.T @ x).square().sum() * (y.T @ y).square().sum()).sqrt()
+
+    g = torch.Generator().manual_seed(n + d1)
+    x = torch.randn(n, d1, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(n, d2, generator=g, dtype=torch.float64, requires_grad=True)
+    got = torch.autograd.grad(linear_cka(x, y), (x, y))
+    want = torch.autograd.grad(feature_form(x, y), (x, y))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
