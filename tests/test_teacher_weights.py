@@ -151,7 +151,10 @@ def test_every_bundle_defaults_to_a_paper_teacher_file_under_models(bundle):
 
     parser = ConfigParser()
     parser.read_config(os.path.join(BUNDLES, bundle, "configs", "train.json"))
-    assert parser["teacher"] == "pmc_clip_rn50" and parser["student_weights"] == "none"
+    assert parser.get_parsed_content("teacher") == "pmc_clip_rn50" and parser["student_weights"] == "none"
+    if bundle == "rd_clinical":  # its 3D mode applies the same PMC-CLIP file slice by slice
+        parser["spatial_dims"] = 3
+        assert parser.get_parsed_content("teacher", lazy=False) == "slicewise:pmc_clip_rn50"
     expected = os.path.join(BUNDLES, bundle, "models", "pmc_clip_checkpoint.pt")
     assert os.path.normpath(parser.get_parsed_content("teacher_weights")) == expected
     large = ConfigParser.load_config_file(os.path.join(BUNDLES, bundle, "large_files.yml"))["large_files"]
