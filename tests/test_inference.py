@@ -96,7 +96,8 @@ def test_clinical_bundle_inference_dicom_nifti_png(tmp_path):
     (out / "datalist.json").write_text(json.dumps({"classes": ["normal", "lesion"], "training": [], "validation": []}))
     clinical = os.path.join(BUNDLES, "rd_clinical", "configs", "inference.json")
     write_executed_config(os.path.join(BUNDLES, "rd_clinical", "configs", "train.json"),
-                          {"student": "mobilenet_v3_small", "image_size": 32, "class_names": ["normal", "lesion"]},
+                          {"student": "mobilenet_v3_small", "image_size": 32, "class_names": ["normal", "lesion"],
+                           "spatial_dims": 2, "in_channels": 3},
                           out / "executed_config.json")  # fmt: skip
     args = dict(input_dir=folder, output_dir=out, image_size=32, student="mobilenet_v3_small", num_workers=0)
 
