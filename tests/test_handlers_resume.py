@@ -19,6 +19,7 @@ from monai_rd.handlers import (
     RNGState,
     latest_checkpoint,
     resume_checkpoint,
+    resume_objects,
 )
 from tests.conftest import BUNDLES, REPO, run_bundle
 
@@ -217,3 +218,31 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
         if key in hb:
             assert hb[key] == pytest.approx(ha[key], abs=1e-6), key
     assert ("val_accuracy", 3) in hb and ("val_accuracy", 2) in hb
+
+
+def test_resume_checkpoint_has_the_same_keys_under_ddp_and_alone(tmp_path):
+    """A resume checkpoint written under DDP (here a real gloo group of one) holds the method network and its loss
+    under the keys of a single-process run, so either can resume the other."""
+    import socket
+
+    import torch.distributed as dist
+
+    from monai_rd.methods import build_method
+    from monai_rd.networks import StudentClassifier, build_teacher, distributed_network
+
+    torch.manual_seed(0)
+    method = build_method("hint", build_teacher("torchvision:resnet18", "random"), StudentClassifier("resnet18", 3),
+                          3, image_size=32, num_data=8, batch_size=2)  # fmt: skip
+    opt = torch.optim.SGD(method.parameters(), lr=0.1)
+    alone = resume_objects(Engine(lambda e, b: None), method.network, opt, loss=method.loss)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        ddp = distributed_network(method.network, method.loss)
+        under_ddp = resume_objects(Engine(lambda e, b: None), ddp, opt, loss=method.loss)
+    finally:
+        dist.destroy_process_group()
+    assert under_ddp["network"] is method.network and under_ddp["loss"] is method.loss
+    assert under_ddp["network"].state_dict().keys() == alone["network"].state_dict().keys()

@@ -242,6 +242,15 @@ def resume_checkpoint(directory: str, resume: bool, prefix: str = RESUME_PREFIX)
     return path
 
 
+def _method_network(network: torch.nn.Module) -> torch.nn.Module:
+    """The method's own network inside ``DDP(TrainableParts(network, loss))``, so that a checkpoint written under
+    DDP has the keys of a single-process one (the loss is saved under its own key) and resumes in either mode."""
+    from monai_rd.networks.distributed import TrainableParts
+
+    inner = getattr(network, "module", network)
+    return inner.network if isinstance(inner, TrainableParts) else network
+
+
 def resume_objects(
     trainer: Engine,
     network: torch.nn.Module,
@@ -252,12 +261,12 @@ def resume_objects(
 ) -> dict[str, Any]:
     """Everything a resume checkpoint holds, as a ``save_dict`` / ``load_dict`` for MONAI's checkpoint handlers.
 
-    Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (a DDP wrapper is unwrapped by
-    ignite), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the regressors,
+    Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (the method's network, also under DDP:
+    the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the regressors,
     projectors, memory banks of feature-distillation losses train with the network), ``scaler`` (the trainer's
     AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
     """
-    objects: dict[str, Any] = {"trainer": trainer, "network": network, "optimizer": optimizer}
+    objects: dict[str, Any] = {"trainer": trainer, "network": _method_network(network), "optimizer": optimizer}
     if loss is not None and loss.state_dict():
         objects["loss"] = loss
     if lr_scheduler is not None:
