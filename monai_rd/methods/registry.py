@@ -382,8 +382,7 @@ def _feature_method(method: str):
         one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
         feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
         if method == "norm":  # the contracted feature feeds the classifier: E and C fold into the deployed head
-            net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers,
-                             head_layers=_norm_head_layers(feature_loss, s_shapes, student, s_layers))  # fmt: skip
+            net.set_head_layers(_norm_head_layers(feature_loss, s_shapes, student, s_layers))
         weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip

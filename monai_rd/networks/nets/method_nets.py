@@ -490,8 +490,7 @@ class DistillNet(nn.Module):
         if (teacher is None) == (branch is None):
             raise ValueError("DistillNet takes either a frozen teacher or a trained teacher branch.")
         self.student = student
-        # kept out of this module's children: its state dict is the folded student's, not a second copy of ours
-        self._folded = (FoldedHeadStudent(student, head_layers),) if head_layers else ()
+        self.set_head_layers(head_layers)
         self.teacher = teacher
         self.branch = FrozenBranch(branch) if branch is not None else None
         if teacher_layers and teacher is None:
@@ -516,6 +515,13 @@ class DistillNet(nn.Module):
         if self.teacher_taps is not None:
             out["feat_T"] = [t.detach() for t in self.teacher_taps.pop()]
         return out
+
+    def set_head_layers(self, layers: Sequence[nn.Module]) -> None:
+        """Put ``layers`` (see ``head_layers``) between the student's pooled features and its head; none: no change.
+
+        For a method whose layers are built from the taps' shapes, after this network exists (NORM)."""
+        # kept out of this module's children: its state dict is the folded student's, not a second copy of ours
+        self._folded = (FoldedHeadStudent(self.student, layers),) if layers else ()
 
     def deployable(self) -> nn.Module:
         """The student (a :class:`FoldedHeadStudent` with ``head_layers``: saved and copied as a plain student)."""
