@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-__all__ = ["verify_image", "read_csv_table", "require_dir", "reject_unexpected", "find_file"]
+__all__ = ["verify_image", "verify_volume", "read_csv_table", "require_dir", "reject_unexpected", "find_file"]
 
 
 def verify_image(path: str, dataset: str = "") -> None:
@@ -19,6 +19,20 @@ def verify_image(path: str, dataset: str = "") -> None:
     except Exception as e:
         where = f" in {dataset}" if dataset else ""
         raise ValueError(f"Unreadable image {path!r}{where}: {e}. Remove or replace the file.") from e
+
+
+def verify_volume(path: str, dims: Sequence[int] = (3, 4), what: str = "a volume") -> tuple[int, ...]:
+    """Read the NIfTI header of ``path`` (no voxel data); raise ``ValueError`` naming ``path`` if it is unreadable or
+    its number of dimensions is not in ``dims``. Returns the shape."""
+    import nibabel as nib
+
+    try:
+        shape = tuple(nib.load(path).shape)
+    except Exception as e:
+        raise ValueError(f"{path!r} is not a readable NIfTI volume ({type(e).__name__}: {e}).") from e
+    if len(shape) not in dims:
+        raise ValueError(f"{path!r} has shape {shape}: not {what}.")
+    return shape
 
 
 def require_dir(path: str, what: str) -> str:

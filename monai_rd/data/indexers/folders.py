@@ -31,7 +31,7 @@ import numpy as np
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist, stratified_split
 from monai_rd.data.images import IMAGE_EXTENSIONS
-from monai_rd.data.indexers.checks import reject_unexpected, require_dir, verify_image
+from monai_rd.data.indexers.checks import reject_unexpected, require_dir, verify_image, verify_volume
 from monai_rd.data.readers.dicom import DicomReadError, find_dicom_series, read_dicom, select_series, sort_series_files
 from monai_rd.data.readers.natural import read_natural_image
 from monai_rd.data.readers.medical import UnsupportedFileError, source_kind
@@ -84,7 +84,7 @@ def expand_source(
     kind = source_kind(path)
     opts = _slice_options(slice_mode, slice_axis, slice_threshold, slice_min_fraction)
     if opts["mode"] == VOLUME_MODE:
-        return _volume_items(path, kind, multi_series, verify, nifti_volume_index)
+        return _volume_items(path, kind, multi_series, verify)
     pick = lambda volume: select_slices(volume, opts["mode"], opts["threshold"], opts["min_fraction"])  # noqa: E731
     if kind == "image":
         if verify:
@@ -126,16 +126,14 @@ def expand_source(
     return items
 
 
-def _volume_items(path: str, kind: str, multi_series: str, verify: bool, nifti_volume_index) -> list[tuple[str, int]]:
+def _volume_items(path: str, kind: str, multi_series: str, verify: bool) -> list[tuple[str, int]]:
     """``slice_mode="volume"``: the whole volumes of one source, each read by the reader as ``[X, Y, Z]``."""
     if kind == "image":
         raise ValueError(f"{path!r} is a 2D image: a 3D student (spatial_dims 3, slice_mode 'volume') needs NIfTI "
                          "volumes or DICOM series; train on 2D images with spatial_dims 2.")  # fmt: skip
     if kind == "nifti":
-        if verify:
-            volume, _ = read_nifti(path, volume_index=nifti_volume_index)
-            if volume.ndim < 3:
-                raise ValueError(f"{path!r} has shape {volume.shape}: not a volume.")
+        if verify:  # the header says it all: no voxel data read at indexing
+            verify_volume(path, what="a volume (3D, or 4D with nifti_volume_index)")
         return [(path, -1)]
     if os.path.isfile(path):  # one DICOM file: a volume only when it is multi-frame
         array, meta = read_dicom(path)

@@ -12,7 +12,7 @@ import os
 import re
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
-from monai_rd.data.indexers.checks import require_dir
+from monai_rd.data.indexers.checks import require_dir, verify_volume
 
 __all__ = ["MOSMED_GRADES", "MOSMED_LABELINGS", "mosmed_classes", "index_mosmed"]
 
@@ -41,17 +41,6 @@ def _studies_dir(root: str) -> str:
         f"No 'studies' folder in {root!r} (nor in {os.path.join(root, 'COVID19_1110')!r}): expected MosMedData "
         "COVID19_1110 unpacked as <dataset_dir>/studies/CT-0 ... CT-4/study_NNNN.nii.gz."
     )
-
-
-def _check_nifti(path: str) -> None:
-    import nibabel as nib
-
-    try:
-        img = nib.load(path)
-    except Exception as e:
-        raise ValueError(f"{path!r} is not a readable NIfTI volume ({type(e).__name__}: {e}).") from e
-    if len(img.shape) != 3:
-        raise ValueError(f"{path!r} has shape {img.shape}: a MosMedData study is one 3D CT volume.")
 
 
 def index_mosmed(
@@ -99,7 +88,7 @@ def index_mosmed(
             if not _STUDY.match(name) or not os.path.isfile(path):
                 raise ValueError(f"Unexpected entry {path!r}: MosMedData studies are files named study_NNNN.nii.gz.")
             if verify_images:
-                _check_nifti(path)
+                verify_volume(path, dims=(3,), what="a MosMedData study (one 3D CT volume)")
             label = grade_to_label[grade]
             study = name.split(".")[0]
             items.append({"image": path, "label": label, "class_name": classes[label], "grade": grade, "group": study})
