@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -54,13 +55,13 @@ class _Engine:
         self.state = argparse.Namespace(iteration=0, epoch=0, max_epochs=max_epochs, epoch_length=epoch_length)
 
 
-def train_rd(x, y, feats, teacher, cfg, seed, schedule: str, detach: bool):
-    """RD with a named schedule; returns the deployed student and per-iteration records."""
+def train_rd(x, y, feats, teacher, cfg, seed, schedule: str, detach: bool, gate: str = "none"):
+    """RD with a named schedule and distillation gate; returns the deployed student and per-iteration records."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2)
     loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach,
-                     cka_memory=cfg.cka_memory)
+                     cka_memory=cfg.cka_memory, distill_gate=gate)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
     epoch_length = len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
     engine = _Engine(cfg.epoch_budget, epoch_length)
@@ -78,7 +79,7 @@ def train_rd(x, y, feats, teacher, cfg, seed, schedule: str, detach: bool):
             out["loss"].backward()
             opt.step()
             with torch.no_grad():
-                rec = {k: float(out[k]) for k in ("ce_teacher", "ce_student", "kd", "cka", "cka_value")}
+                rec = {k: float(out[k]) for k in ("ce_teacher", "ce_student", "kd", "cka", "cka_value", "distill_gate")}
                 rec.update({f"w_{k}": float(v) for k, v in loss_fn.weights.items()})
                 rec["acc_teacher"] = (outputs["z_T"].argmax(1) == y[idx]).float().mean().item()
                 rec["acc_student"] = (outputs["z_S"].argmax(1) == y[idx]).float().mean().item()
@@ -98,8 +99,9 @@ def plot_curves(curves: dict, path: str, title: str) -> str:
     import matplotlib.pyplot as plt
 
     keys = [("ce_teacher", "teacher-branch CE"), ("ce_student", "student CE"), ("acc_teacher", "teacher-branch batch acc"),
-            ("cka_value", "batch CKA"), ("kd", "KD term (unweighted)"), ("w_kd", "KD / CKA weight")]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+            ("acc_student", "student batch acc"), ("cka_value", "batch CKA"), ("kd", "KD term (unweighted)"),
+            ("w_kd", "KD / CKA weight (schedule)"), ("distill_gate", "distillation gate (1 = KD, CKA act)")]
+    fig, axes = plt.subplots(2, 4, figsize=(17, 6.5))
     for ax, (key, label) in zip(axes.ravel(), keys):
         for name, records in curves.items():
             values = np.array([r[key] for r in records])
@@ -125,7 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--train_per_class", type=int, nargs="+", default=[10])
     p.add_argument("--contrast", choices=sorted(CONTRAST), default="subtle")
     p.add_argument("--schedules", nargs="+", default=["paper", "warmup"])
-    p.add_argument("--detach", choices=("both", "true", "false"), default="both")
+    p.add_argument("--gates", nargs="+", default=["none", "teacher_better"], help="RDLoss distill_gate values")
+    p.add_argument("--detach", choices=("both", "true", "false"), default="false")
+    p.add_argument("--no_direct", action="store_true", help="skip direct reprogramming (+ KD from it)")
     p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (batches of features kept)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--source_images", type=int, default=3000)
@@ -170,15 +174,21 @@ def main(argv=None) -> int:
                     probe_logits = probe(feats)
                 row["student"] = gap._accuracy(gap.train_student(x, y, cfg, seed), xte, yte)
                 row["kd"] = gap._accuracy(gap.train_student(x, y, cfg, seed, probe_logits), xte, yte)
-                for schedule in cfg.schedules:
-                    for detach in detach_opts:
-                        name = f"rd {schedule}" + (" detach" if detach else "")
-                        student, records = train_rd(x, y, feats, teacher, cfg, seed, schedule, detach)
-                        row[name] = gap._accuracy(student, xte, yte)
-                        if seed == cfg.seeds[0]:
-                            curves[name] = records
-                        first = records[: max(1, len(records) // 5)]
-                        row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
+                if not cfg.no_direct:  # stage 1: h(g(T(x))) alone; stage 2: KD from it
+                    reprog = gap.direct_reprogram(feats, y, cfg, seed)
+                    with torch.no_grad():
+                        reprog_logits = reprog(feats)
+                    row["direct reprogramming"] = gap._accuracy(gap.train_student(x, y, cfg, seed, reprog_logits),
+                                                                xte, yte)  # fmt: skip
+                for schedule, gate, detach in itertools.product(cfg.schedules, cfg.gates, detach_opts):
+                    name = f"rd {schedule}" + (" gate" if gate != "none" else "") + (" detach" if detach else "")
+                    student, records = train_rd(x, y, feats, teacher, cfg, seed, schedule, detach, gate)
+                    row[name] = gap._accuracy(student, xte, yte)
+                    if seed == cfg.seeds[0]:
+                        curves[name] = records
+                    first = records[: max(1, len(records) // 5)]
+                    row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
+                    row[name + " | gate open"] = float(np.mean([r["distill_gate"] for r in records]))
                 for k, v in row.items():
                     results.setdefault(setting, {}).setdefault(k, []).append(v)
                 print(f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),

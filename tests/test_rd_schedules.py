@@ -122,3 +122,61 @@ def test_rd_loss_with_memory_reports_the_memory_cka():
     assert float(second["cka"]) == pytest.approx(1 - expected, abs=1e-10)
     with pytest.raises(ValueError, match="cka_memory"):
         RDLoss(cka_memory=-1)
+
+
+# --- the distillation gate -------------------------------------------------------------------------------------
+
+
+def _ce_numpy(z: np.ndarray, y: np.ndarray) -> float:
+    z = z - z.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y].mean())
+
+
+def _kd_numpy(z_s: np.ndarray, z_t: np.ndarray, tau: float) -> float:
+    def log_softmax(z):
+        z = z / tau - (z / tau).max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    lp_t, lp_s = log_softmax(z_t), log_softmax(z_s)
+    return float(tau**2 * (np.exp(lp_t) * (lp_t - lp_s)).sum(1).mean())
+
+
+def _gate_case(teacher_fits_better: bool):
+    g = torch.Generator().manual_seed(3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    good = 4.0 * torch.nn.functional.one_hot(y, 3).double() + 0.3 * torch.randn(8, 3, generator=g, dtype=torch.float64)
+    poor = 0.8 * torch.randn(8, 3, generator=g, dtype=torch.float64)
+    z_t, z_s = (good, poor) if teacher_fits_better else (poor, good)
+    f_t, f_s = _features(4)
+    return {"f_T": f_t, "f_S": f_s.clone().requires_grad_(True), "z_T": z_t, "z_S": z_s.clone().requires_grad_(True)}, y
+
+
+@pytest.mark.parametrize("teacher_fits_better", [True, False])
+def test_teacher_better_gate_against_numpy(teacher_fits_better):
+    out, y = _gate_case(teacher_fits_better)
+    loss = RDLoss(ce_teacher=1.0, ce_student=0.5, kd=0.7, cka=0.3, temperature=4.0, gather_distributed=False,
+                  distill_gate="teacher_better")  # fmt: skip
+    terms = loss(out, y)
+    n = {k: v.detach().numpy() for k, v in out.items()}
+    ce_t, ce_s = _ce_numpy(n["z_T"], y.numpy()), _ce_numpy(n["z_S"], y.numpy())
+    kd = _kd_numpy(n["z_S"], n["z_T"], 4.0)
+    cka = 1.0 - cka_kernel_numpy(n["f_T"], n["f_S"])
+    assert (ce_t < ce_s) == teacher_fits_better
+    gate = 1.0 if teacher_fits_better else 0.0
+    assert float(terms["distill_gate"]) == gate
+    # the supervised and KD terms are computed in float32 (AMP-safe), CKA in the inputs' float64
+    assert float(terms["kd"]) == pytest.approx(kd, rel=1e-6) and float(terms["cka"]) == pytest.approx(cka, abs=1e-10)
+    assert float(terms["loss"]) == pytest.approx(1.0 * ce_t + 0.5 * ce_s + gate * (0.7 * kd + 0.3 * cka), rel=1e-6)
+    terms["loss"].backward()
+    # closed: KD and CKA send nothing to the student (its features get no gradient at all, its logits only CE's)
+    assert (out["f_S"].grad.abs().sum() > 0) == teacher_fits_better
+    # the paper's setting (no gate) always distils, whichever branch fits better
+    ungated = RDLoss(ce_teacher=1.0, ce_student=0.5, kd=0.7, cka=0.3, gather_distributed=False)(out, y)
+    assert float(ungated["distill_gate"]) == 1.0
+    assert float(ungated["loss"]) == pytest.approx(1.0 * ce_t + 0.5 * ce_s + 0.7 * kd + 0.3 * cka, rel=1e-6)
+
+
+def test_unknown_gate_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="teacher_better"):
+        RDLoss(distill_gate="always")

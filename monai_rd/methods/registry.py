@@ -316,10 +316,11 @@ def _initial(spec) -> float:
 @METHODS.register("rd")
 def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
         reprogrammer_blocks=2, teacher_feature_shape=None, co_training: bool = True, use_kd: bool = True,
-        use_cka: bool = True, cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
+        use_cka: bool = True, cka_memory: int = 0, distill_gate: str = "none", **rest: Any) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
-    ``cka_memory``: samples of recent features joining the batch in the CKA term (:class:`RDLoss`)."""
+    ``cka_memory``: samples of recent features joining the batch in the CKA term; ``distill_gate``: when KD and
+    CKA act (:data:`monai_rd.losses.RD_GATES`; see :class:`RDLoss`)."""
     if not co_training:
         method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
                                        temperature=temperature, multi_label=multi_label,
@@ -332,8 +333,8 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
     weights = _ablate(loss_weights, use_kd, use_cka)
     net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape)
     loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
-                  detach_teacher=detach_teacher, cka_memory=cka_memory)  # fmt: skip
-    return Method("rd", net, loss, weights, info={"co_training": True})
+                  detach_teacher=detach_teacher, cka_memory=cka_memory, distill_gate=distill_gate)  # fmt: skip
+    return Method("rd", net, loss, weights, info={"co_training": True, "distill_gate": distill_gate})
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
