@@ -1,7 +1,11 @@
-"""Every ``monai.bundle run`` command in the README and docs names config files that exist and ids they define.
+"""The README's and docs' commands: every one is run as written or mapped to the test that covers it.
 
-The commands are taken from the Markdown exactly as written (continuation lines joined, ``<placeholders>``
-filled); the bundle runs themselves are exercised by the slow tests (test_bundle_rd_busi, test_packaging).
+* fast: every documented command (``tests/docs_commands.documented_commands``) is in ``MANIFEST`` and every entry
+  is still documented; each ``Covered`` entry names a test that exists; the benchmark/CLI commands that are not
+  run parse with their program's own parser; every ``monai.bundle run`` names configs that exist and ids they
+  define (continuation lines joined, ``<placeholders>`` filled);
+* slow: ``test_documented_commands_run_as_written[group]`` runs each ``Run`` entry (see tests/docs_commands.py for
+  the workspace, placeholder and fast-run-suffix convention) and checks its exit status and artefacts.
 """
 
 import json
