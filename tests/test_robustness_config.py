@@ -31,6 +31,15 @@ def test_unknown_override_id_is_refused_with_a_suggestion():
         check_cli_overrides(_argv("--train::trainer::nope", "1"))
 
 
+def test_a_new_argument_of_a_component_that_takes_it_passes():
+    """docs/teachers.md: builder options are keys of teacher_def (build_teacher takes **options)."""
+    assert check_cli_overrides(_argv("--teacher_def::pool", "attn", "--teacher_def::pooled", "False"))
+    with pytest.raises(ConfigError, match="--train::trainer::nope"):  # RDTrainer takes no ``nope`` nor **kwargs
+        check_cli_overrides(_argv("--train::trainer::nope", "1"))
+    with pytest.raises(ConfigError, match="--seed::x"):  # not a component
+        check_cli_overrides(_argv("--seed::x", "1"))
+
+
 def test_config_file_list_form():
     multi = os.path.join(BUNDLES, "rd_busi", "configs", "multi_gpu_train.json")
     assert check_cli_overrides(["x", "run", "--config_file", f"['{TRAIN}','{multi}']", "--dist_backend", "gloo"])

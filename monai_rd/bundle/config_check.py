@@ -111,6 +111,32 @@ def _ids(config: Any, prefix: str = "") -> set[str]:
     return out
 
 
+def _new_argument_of_a_component(config: Mapping, key: str) -> bool:
+    """``parent::name`` where ``parent`` is a component (``_target_``) whose callable takes ``name`` (by name or
+    ``**kwargs``): MONAI passes it on, so ``--teacher_def::pool attn`` reaches ``build_teacher(..., pool=...)``."""
+    import inspect
+
+    parent, _, name = key.rpartition("::")
+    node: Any = config
+    for part in parent.split("::") if parent else ():
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    if not isinstance(target, str) or target.startswith(("$", "@")) or name.startswith("_"):
+        return False
+    try:
+        from pydoc import locate
+
+        params = inspect.signature(locate(target)).parameters
+    except Exception:  # a target that cannot be resolved here is reported by monai.bundle itself
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def _override_keys(argv: Sequence[str]) -> tuple[list[str], str | None]:
     keys, config_file = [], None
     it = iter(range(len(argv)))
@@ -142,7 +168,8 @@ def check_cli_overrides(argv: Sequence[str] | None = None) -> list[str]:
     except Exception:  # the config itself is reported by monai.bundle; do not mask that error
         return keys
     known = _ids(config) | {k.lstrip("+") for k in config}
-    unknown = [k for k in keys if k.replace("#", "::").lstrip("+") not in known]
+    unknown = [k for k in keys if k.replace("#", "::").lstrip("+") not in known
+               and not _new_argument_of_a_component(config, k.replace("#", "::").lstrip("+"))]
     if unknown:
         top = sorted(k for k in known if "::" not in k)
         lines = []

@@ -22,7 +22,7 @@ from monai.transforms import Compose, LoadImage, LoadImaged, MapTransform
 
 import monai_rd
 from monai_rd.deploy import runtime
-from monai_rd.deploy.export import ParityError, max_abs_difference, to_torchscript
+from monai_rd.deploy.export import ParityError, max_abs_difference, output_scale, to_torchscript
 from monai_rd.transforms import ExtractSlice, ExtractSliced
 from monai_rd.utils import atomic_write_json
 
@@ -122,7 +122,8 @@ def export_serving(
             :func:`serving_transforms`.
         class_names: one name per output.
         activation: ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label).
-        tolerance: the largest allowed ``|TorchScript - eager|`` of the logits on load-back.
+        tolerance: the largest allowed ``|TorchScript - eager|`` of the logits on load-back (times the largest
+            logit where that exceeds 1).
         extra_meta: more JSON-able entries for ``serving.json`` (teacher, student, bundle name...).
 
     Returns:
@@ -150,8 +151,10 @@ def export_serving(
         ts = to_torchscript(model, os.path.join(tmp, runtime.MODEL_FILE))
         loaded = torch.jit.load(ts, map_location="cpu").eval()
         diff = max_abs_difference(model, lambda b: loaded(b).detach().numpy(), [x, x[:1]])
-        if not diff < tolerance:
-            raise ParityError(f"TorchScript student differs from eager by {diff:.3e} (tolerance {tolerance:g}).")
+        scale = output_scale(model, [x])
+        if not diff < tolerance * scale:
+            raise ParityError(f"TorchScript student differs from eager by {diff:.3e} "
+                              f"(tolerance {tolerance:g} x max(1, max |logit|) = {tolerance * scale:.3g}).")
         with open(os.path.join(tmp, runtime.PREPROCESSING_FILE), "wb") as f:
             pickle.dump(transforms, f)
         _copy_code(tmp)
