@@ -1,11 +1,12 @@
-"""Why RD can lose to the student trained alone at small budgets, and which schedule fixes it (not a test).
+"""Why RD can lose to the student trained alone at small budgets, and which setting fixes it (not a test).
 
 Uses the synthetic modality-gap task of ``benchmarks/modality_gap.py`` (a ResNet-18 teacher pretrained on
 colour shapes, a grey ultrasound-like 3-class target) and trains, on the same images, seeds, optimiser and
-batches: the student alone (CE), Hinton KD from a linearly probed teacher, and RD (``RDNet`` + ``RDLoss``)
-under each named loss-weight schedule of :data:`monai_rd.losses.RD_SCHEDULES`, with and without
-``detach_teacher``. Teacher features are computed once (the teacher is frozen), so a run costs about what
-training the student costs.
+batches: the student alone (CE), Hinton KD from a linearly probed teacher, direct reprogramming (``h(g(T(x)))``
+trained first, then KD from it) and RD (``RDNet`` + ``RDLoss``) in each setting of :data:`RD_SETTINGS` (loss-weight
+schedule of :data:`monai_rd.losses.RD_SCHEDULES`, whether the teacher branch trains the shared head, whether
+KD/CKA are detached from the teacher branch). Teacher features are computed once (the teacher is frozen), so a
+run costs about what training the student costs.
 
 For every RD run it records per iteration: each unweighted loss term and its weight, the batch accuracy of
 the teacher branch ``h(g(T(x)))`` and of the student, and the batch CKA; ``--curves DIR`` plots them.
@@ -13,15 +14,14 @@ The deployed student is scored on held-out test images at the last epoch (no sel
 
 Example (the runs recorded in docs/methods.md)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 \\
-        --train_per_class 10 --contrast subtle --json /tmp/rd_dyn.json --curves docs/images
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 240 \\
+        --train_per_class 16 --teacher_weights /tmp/gap/source_teacher_resnet18.pt --json /tmp/rd_dyn_16.json
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import itertools
 import json
 import os
 import sys
@@ -55,17 +55,33 @@ class _Engine:
         self.state = argparse.Namespace(iteration=0, epoch=0, max_epochs=max_epochs, epoch_length=epoch_length)
 
 
-def train_rd(x, y, feats, teacher, cfg, seed, schedule: str, detach: bool, gate: str = "none"):
-    """RD with a named schedule and distillation gate; returns the deployed student and per-iteration records."""
+#: RD settings compared: name -> (loss-weight schedule, teacher_trains_head, detach_teacher, weight overrides).
+#: ``default`` is the bundles' default; ``paper`` the paper's co-training from the first step; the ``cotrain_only``
+#: pair isolates the shared head (no KD, no CKA: the branches meet only in ``h``).
+RD_SETTINGS = {
+    "paper": ("paper", True, False, {}),
+    "warmup": ("warmup", True, False, {}),
+    "default": ("warmup", False, False, {}),
+    "paper+head_from_student": ("paper", False, False, {}),
+    "warmup+detach": ("warmup", True, True, {}),
+    "cotrain_only": ("paper", True, False, {"kd": 0.0, "cka": 0.0}),
+    "cotrain_only+head_from_student": ("paper", False, False, {"kd": 0.0, "cka": 0.0}),
+}
+
+
+def train_rd(x, y, feats, teacher, cfg, seed, setting: str):
+    """RD in one of :data:`RD_SETTINGS`; returns the deployed student and per-iteration records."""
+    schedule, teacher_trains_head, detach, overrides = RD_SETTINGS[setting]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2)
+    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2,
+                teacher_trains_head=teacher_trains_head)
     loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach,
-                     cka_memory=cfg.cka_memory, distill_gate=gate)
+                     cka_memory=cfg.cka_memory)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
     epoch_length = len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
     engine = _Engine(cfg.epoch_budget, epoch_length)
-    sched = LossWeightSchedule(schedule=schedule, loss_function=loss_fn)
+    sched = LossWeightSchedule(overrides or None, schedule=schedule, loss_function=loss_fn)
     records = []
     for epoch in range(1, cfg.epoch_budget + 1):
         engine.state.epoch = epoch
@@ -79,7 +95,7 @@ def train_rd(x, y, feats, teacher, cfg, seed, schedule: str, detach: bool, gate:
             out["loss"].backward()
             opt.step()
             with torch.no_grad():
-                rec = {k: float(out[k]) for k in ("ce_teacher", "ce_student", "kd", "cka", "cka_value", "distill_gate")}
+                rec = {k: float(out[k]) for k in ("ce_teacher", "ce_student", "kd", "cka", "cka_value")}
                 rec.update({f"w_{k}": float(v) for k, v in loss_fn.weights.items()})
                 rec["acc_teacher"] = (outputs["z_T"].argmax(1) == y[idx]).float().mean().item()
                 rec["acc_student"] = (outputs["z_S"].argmax(1) == y[idx]).float().mean().item()
@@ -100,7 +116,7 @@ def plot_curves(curves: dict, path: str, title: str) -> str:
 
     keys = [("ce_teacher", "teacher-branch CE"), ("ce_student", "student CE"), ("acc_teacher", "teacher-branch batch acc"),
             ("acc_student", "student batch acc"), ("cka_value", "batch CKA"), ("kd", "KD term (unweighted)"),
-            ("w_kd", "KD / CKA weight (schedule)"), ("distill_gate", "distillation gate (1 = KD, CKA act)")]
+            ("w_kd", "KD / CKA weight (schedule)"), ("cka", "CKA term 1 - CKA (unweighted)")]
     fig, axes = plt.subplots(2, 4, figsize=(17, 6.5))
     for ax, (key, label) in zip(axes.ravel(), keys):
         for name, records in curves.items():
@@ -125,10 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, nargs="+", default=[15, 60], help="training budgets (epochs)")
     p.add_argument("--train_per_class", type=int, nargs="+", default=[10])
-    p.add_argument("--contrast", choices=sorted(CONTRAST), default="subtle")
-    p.add_argument("--schedules", nargs="+", default=["paper", "warmup"])
-    p.add_argument("--gates", nargs="+", default=["none", "teacher_better"], help="RDLoss distill_gate values")
-    p.add_argument("--detach", choices=("both", "true", "false"), default="false")
+    p.add_argument("--contrast", choices=sorted(CONTRAST), default="default")
+    p.add_argument("--rd", nargs="+", default=["paper", "warmup", "default"], choices=sorted(RD_SETTINGS),
+                   help="RD settings to train (RD_SETTINGS)")
     p.add_argument("--no_direct", action="store_true", help="skip direct reprogramming (+ KD from it)")
     p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (batches of features kept)")
     p.add_argument("--size", type=int, default=32)
@@ -156,7 +171,6 @@ def main(argv=None) -> int:
     teacher = build_teacher("torchvision:resnet18", weights=weights)
     xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99, contrast=cfg.contrast)
     feats_te = gap._teacher_features(teacher, xte)
-    detach_opts = {"both": (False, True), "true": (True,), "false": (False,)}[cfg.detach]
     results: dict[str, dict[str, list[float]]] = {}
     budgets = list(cfg.epochs)
     for n in cfg.train_per_class:
@@ -180,15 +194,16 @@ def main(argv=None) -> int:
                         reprog_logits = reprog(feats)
                     row["direct reprogramming"] = gap._accuracy(gap.train_student(x, y, cfg, seed, reprog_logits),
                                                                 xte, yte)  # fmt: skip
-                for schedule, gate, detach in itertools.product(cfg.schedules, cfg.gates, detach_opts):
-                    name = f"rd {schedule}" + (" gate" if gate != "none" else "") + (" detach" if detach else "")
-                    student, records = train_rd(x, y, feats, teacher, cfg, seed, schedule, detach, gate)
+                for rd_setting in cfg.rd:
+                    name = f"rd {rd_setting}"
+                    student, records = train_rd(x, y, feats, teacher, cfg, seed, rd_setting)
                     row[name] = gap._accuracy(student, xte, yte)
                     if seed == cfg.seeds[0]:
                         curves[name] = records
                     first = records[: max(1, len(records) // 5)]
                     row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
-                    row[name + " | gate open"] = float(np.mean([r["distill_gate"] for r in records]))
+                    last = records[-len(first):]
+                    row[name + " | teacher acc, last 20%"] = float(np.mean([r["acc_teacher"] for r in last]))
                 for k, v in row.items():
                     results.setdefault(setting, {}).setdefault(k, []).append(v)
                 print(f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),

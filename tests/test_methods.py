@@ -7,7 +7,7 @@ import torch
 from monai_rd.data import with_indices
 from monai_rd.handlers import MethodHandlers
 from monai_rd.losses import MethodLoss
-from monai_rd.methods import METHODS, build_method, needs_teacher
+from monai_rd.methods import METHODS, build_method, method_options, needs_teacher
 from monai_rd.networks import VisualPrompts, default_feature_layer
 from monai_rd.networks import StudentClassifier, build_teacher
 
@@ -172,3 +172,7 @@ def test_rd_ablation_switches(teacher):
     rd = build_method("rd", teacher, student(), 3, detach_teacher=True, use_kd=False, multi_label=True)
     assert rd.loss.detach_teacher and rd.loss.multi_label and rd.loss_weights["kd"] == 0.0 and rd.stage1 is None
     assert isinstance(rd.loss_weights["cka"], dict)  # the default linear schedule stays
+    assert rd.network.teacher_trains_head  # the library's default is the paper's co-trained head
+    rd = build_method("rd", teacher, student(), 3, teacher_trains_head=False)
+    assert not rd.network.teacher_trains_head and rd.info["teacher_trains_head"] is False
+    assert "teacher_trains_head" not in method_options("rd")  # a bundle id of its own, not a method option

@@ -59,6 +59,30 @@ def test_gradients_reach_g_h_and_s_never_t(rdnet):
         assert torch.equal(v, teacher_bn_before[k]), k
 
 
+@pytest.mark.parametrize("teacher_trains_head", [True, False])
+def test_teacher_branch_trains_the_head_only_when_asked(teacher_trains_head):
+    torch.manual_seed(0)
+    net = RDNet(None, StudentClassifier("resnet18", num_classes=3), teacher_feature_shape=(64,),
+                teacher_trains_head=teacher_trains_head)  # fmt: skip
+    net.train()
+    feats, x, y = torch.randn(6, 64), torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2])
+    out = net(x, teacher_features=feats)
+    # the same logits either way: z_T = h(f_T) with h's current weights
+    assert torch.allclose(out["z_T"], torch.nn.functional.linear(out["f_T"], net.head.weight, net.head.bias))
+    torch.nn.functional.cross_entropy(out["z_T"], y).backward()  # the teacher branch's supervised term alone
+    head_grads = [p.grad for p in net.head.parameters()]
+    if teacher_trains_head:
+        assert all(g is not None and g.abs().sum() > 0 for g in head_grads)
+    else:
+        assert all(g is None for g in head_grads)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.reprogrammer.parameters() if p.ndim > 1)
+    assert all(p.grad is None for p in net.student.backbone.parameters())
+    # the student's terms train h in both modes
+    net.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(net(x, teacher_features=feats)["z_S"], y).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.head.parameters())
+
+
 def test_deployable_is_student_and_head_only(rdnet):
     rdnet.eval()
     student = rdnet.deployable()

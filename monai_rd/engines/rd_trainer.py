@@ -73,7 +73,7 @@ class RDTrainer(SupervisedTrainer):
         for name, value in terms.items():
             if name == "loss":
                 continue
-            key = {"cka_value": RDKeys.CKA, "distill_gate": RDKeys.DISTILL_GATE}.get(name, RDKeys.TERM_PREFIX + name)
+            key = RDKeys.CKA if name == "cka_value" else RDKeys.TERM_PREFIX + name
             engine.state.output[key] = float(value.detach())
         for name, weight in engine.loss_function.weights.items():
             engine.state.output[RDKeys.WEIGHT_PREFIX + name] = float(weight)

@@ -18,7 +18,7 @@ def _first(output: Mapping | Sequence[Mapping]) -> Mapping:
 
 
 def rd_loss_terms(output: Mapping | Sequence[Mapping]) -> dict[str, float]:
-    """``{"loss", "loss_<term>", "weight_<term>", "cka", "distill_gate"}`` of one RD training iteration, as floats.
+    """``{"loss", "loss_<term>", "weight_<term>", "cka"}`` of one RD training iteration, as floats.
 
     Use it as ``MLFlowHandler(output_transform=...)`` / ``StatsHandler(output_transform=...)``.
     """
@@ -26,7 +26,7 @@ def rd_loss_terms(output: Mapping | Sequence[Mapping]) -> dict[str, float]:
     keep = {
         k: float(v)
         for k, v in first.items()
-        if k in (Keys.LOSS, RDKeys.CKA, RDKeys.DISTILL_GATE) or k.startswith((RDKeys.TERM_PREFIX, RDKeys.WEIGHT_PREFIX))
+        if k in (Keys.LOSS, RDKeys.CKA) or k.startswith((RDKeys.TERM_PREFIX, RDKeys.WEIGHT_PREFIX))
     }
     if Keys.LOSS not in keep:
         raise KeyError(f"No '{Keys.LOSS}' in the engine output (keys: {sorted(first)}); is this an RDTrainer?")

@@ -5,22 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
 from monai_rd.losses.cka import gather_across_ranks, linear_cka
 from monai_rd.losses.kd import KDLoss
 
-__all__ = ["RDLoss", "RD_TERMS", "RD_GATES", "RD_SCHEDULES", "DEFAULT_RD_SCHEDULE", "rd_schedule", "rd_default_weights", "supervised_loss"]
+__all__ = ["RDLoss", "RD_TERMS", "RD_SCHEDULES", "DEFAULT_RD_SCHEDULE", "rd_schedule", "rd_default_weights", "supervised_loss"]
 
 RD_TERMS = ("ce_teacher", "ce_student", "kd", "cka")
-
-#: When the distillation terms (KD and CKA) act. ``none``: always (the paper). ``teacher_better``: on a step
-#: whose batch the reprogrammed teacher ``h(g(T(x)))`` fits better than the student (its supervised loss is
-#: lower); otherwise the step trains the two supervised terms alone. Distilling from a branch that is worse
-#: than the student can only pull the student down (measured in docs/methods.md).
-RD_GATES = ("none", "teacher_better")
 
 #: Named loss-weight schedules of RD (term -> weight spec). ``paper``: the paper's "initially 1 and decrease
 #: linearly" for KD and CKA from the first step. ``warmup``: the two supervised terms alone for the first
@@ -83,17 +76,13 @@ class RDLoss(nn.Module):
             term while training (a FIFO of the last ``cka_memory`` samples; 0 = the batch alone). CKA is a
             statistic of a set of samples: at batch 8 it is noisy and easy to satisfy, a memory of recent
             batches makes it a statement about the data. Gradients flow through the current batch only.
-        distill_gate: one of :data:`RD_GATES`. ``"teacher_better"`` multiplies the KD and CKA weights by
-            ``1[CE(z_T, y) < CE(z_S, y)]`` on the current batch (detached: the gate passes no gradient; under DDP
-            the two losses are averaged over the ranks first, so every rank takes the same decision).
 
     Inputs:
         outputs: ``{"f_T": [B, d], "f_S": [B, d], "z_T": [B, C], "z_S": [B, C]}`` (from :class:`RDNet`).
         target: class indices ``[B]`` or ``[B, 1]``; for multi-label, ``{0, 1}`` ``[B, C]``.
 
     Returns:
-        ``{"loss": total, "ce_teacher", "ce_student", "kd", "cka": the unweighted terms, "cka_value": CKA,
-        "distill_gate": the factor (0 or 1) applied to the KD and CKA weights at this step}``.
+        ``{"loss": total, "ce_teacher", "ce_student", "kd", "cka": the unweighted terms, "cka_value": CKA}``.
     """
 
     def __init__(
@@ -107,12 +96,8 @@ class RDLoss(nn.Module):
         detach_teacher: bool = False,
         gather_distributed: bool = True,
         cka_memory: int = 0,
-        distill_gate: str = "none",
     ) -> None:
         super().__init__()
-        if distill_gate not in RD_GATES:
-            raise ValueError(f"Unknown distill_gate {distill_gate!r}; choose one of {RD_GATES}.")
-        self.distill_gate = distill_gate
         self.weights: dict[str, float] = {"ce_teacher": ce_teacher, "ce_student": ce_student, "kd": kd, "cka": cka}
         self.multi_label = multi_label
         self.detach_teacher = detach_teacher
@@ -157,17 +142,5 @@ class RDLoss(nn.Module):
             "kd": self.kd_loss(z_s, z_t_kd),
             "cka": 1.0 - cka_value,
         }
-        gate = self.gate(terms["ce_teacher"], terms["ce_student"])
-        w = self.weights
-        total = (w["ce_teacher"] * terms["ce_teacher"] + w["ce_student"] * terms["ce_student"]
-                 + gate * (w["kd"] * terms["kd"] + w["cka"] * terms["cka"]))  # fmt: skip
-        return {"loss": total, **terms, "cka_value": cka_value, "distill_gate": gate}
-
-    def gate(self, ce_teacher: torch.Tensor, ce_student: torch.Tensor) -> torch.Tensor:
-        """The factor (a 0-dim tensor, 0 or 1, no gradient) on the KD and CKA weights at this step."""
-        if self.distill_gate == "none":
-            return torch.ones((), device=ce_teacher.device)
-        pair = torch.stack([ce_teacher.detach().float(), ce_student.detach().float()])
-        if self.gather_distributed and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(pair)  # the sum over ranks orders the two means as the mean does
-        return (pair[0] < pair[1]).float()
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        return {"loss": total, **terms, "cka_value": cka_value}

@@ -147,6 +147,7 @@ def build_method(
     loss_weights: Mapping | None = None,
     reprogrammer_blocks: int = 2,
     teacher_feature_shape: tuple[int, ...] | None = None,
+    teacher_trains_head: bool = True,
     **options: Any,
 ) -> Method:
     """Build method ``name`` (see :data:`METHODS`) from the bundle's teacher and student.
@@ -159,7 +160,8 @@ def build_method(
         num_data: training-set size (CRD memory banks).
         batch_size: training batch size (SemCKD; the loader must drop the last incomplete batch).
         temperature: KD temperature. multi_label: BCE/sigmoid instead of CE/softmax.
-        detach_teacher, loss_weights, reprogrammer_blocks: RD's options (``loss_weights`` is RD's schedule).
+        detach_teacher, loss_weights, reprogrammer_blocks, teacher_trains_head: RD's options (``loss_weights`` is
+            RD's schedule; ``teacher_trains_head``: see :class:`monai_rd.networks.RDNet`).
         teacher_feature_shape: cached teacher feature shape when ``teacher`` is None (feature cache).
         options: method options (``method_options`` in the bundle), e.g. ``kd_weight``, ``teacher_layers``.
     """
@@ -178,6 +180,7 @@ def build_method(
         loss_weights=dict(loss_weights) if loss_weights is not None else None,
         reprogrammer_blocks=reprogrammer_blocks,
         teacher_feature_shape=tuple(teacher_feature_shape) if teacher_feature_shape is not None else None,
+        teacher_trains_head=teacher_trains_head,
     )
     accepted = method_options(name)
     unknown = sorted(set(options) - set(accepted))
@@ -189,7 +192,8 @@ def build_method(
 
 
 _COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
-                     "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape"})  # fmt: skip
+                     "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape",
+                     "teacher_trains_head"})  # fmt: skip
 
 
 def method_options(name: str) -> list[str]:
@@ -315,12 +319,12 @@ def _initial(spec) -> float:
 
 @METHODS.register("rd")
 def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
-        reprogrammer_blocks=2, teacher_feature_shape=None, co_training: bool = True, use_kd: bool = True,
-        use_cka: bool = True, cka_memory: int = 0, distill_gate: str = "none", **rest: Any) -> Method:  # fmt: skip
+        reprogrammer_blocks=2, teacher_feature_shape=None, teacher_trains_head: bool = True, co_training: bool = True,
+        use_kd: bool = True, use_cka: bool = True, cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
-    ``cka_memory``: samples of recent features joining the batch in the CKA term; ``distill_gate``: when KD and
-    CKA act (:data:`monai_rd.losses.RD_GATES`; see :class:`RDLoss`)."""
+    ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
+    CKA term (:class:`RDLoss`)."""
     if not co_training:
         method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
                                        temperature=temperature, multi_label=multi_label,
@@ -331,10 +335,11 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
         method.info["co_training"] = False
         return method
     weights = _ablate(loss_weights, use_kd, use_cka)
-    net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape)
+    net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape,
+                teacher_trains_head=teacher_trains_head)
     loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
-                  detach_teacher=detach_teacher, cka_memory=cka_memory, distill_gate=distill_gate)  # fmt: skip
-    return Method("rd", net, loss, weights, info={"co_training": True, "distill_gate": distill_gate})
+                  detach_teacher=detach_teacher, cka_memory=cka_memory)  # fmt: skip
+    return Method("rd", net, loss, weights, info={"co_training": True, "teacher_trains_head": teacher_trains_head})
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:

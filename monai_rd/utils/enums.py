@@ -10,7 +10,7 @@ class RDKeys:
     put in ``engine.state.output``.
 
     Besides MONAI's ``image``/``label``/``pred``/``loss``: ``loss_<term>`` for each unweighted term,
-    ``weight_<term>`` for its current weight, ``cka`` for the batch CKA, ``distill_gate`` (0/1: whether KD and CKA acted), and ``f_T``/``f_S`` (features).
+    ``weight_<term>`` for its current weight, ``cka`` for the batch CKA, and ``f_T``/``f_S`` (features).
     Batch keys: ``teacher_features`` (``[B, d_T]`` precomputed by the feature cache) and ``index`` (the
     sample's position in its datalist, for losses with per-sample state).
     """
@@ -19,7 +19,6 @@ class RDKeys:
     F_S = "f_S"
     Z_T = "z_T"
     CKA = "cka"
-    DISTILL_GATE = "distill_gate"
     TEACHER_FEATURES = "teacher_features"
     INDEX = "index"
     TERM_PREFIX = "loss_"

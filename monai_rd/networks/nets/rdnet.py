@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from monai_rd.networks.blocks.reprogrammer import Reprogrammer, bottleneck_width, count_parameters
 from monai_rd.networks.nets.students import StudentClassifier
@@ -30,6 +31,11 @@ class RDNet(nn.Module):
         reprogrammer_width: bottleneck width of ``g`` (see :class:`Reprogrammer`); overrides the budget.
         reprogrammer_budget: when no width is given, ``g`` holds at most this fraction of the student's parameters
             (:func:`bottleneck_width`; full width when it fits); ``None`` = the paper's full-width ``g``.
+        teacher_trains_head: whether the teacher branch's losses also train the shared head ``h`` (the paper's
+            co-training). ``False``: ``z_T`` uses ``h``'s current weights without passing gradients to them, so
+            ``h`` learns from the student's terms alone and ``g`` learns to map the teacher's features into the
+            space that ``h`` classifies; a teacher branch that fits worse than the student then cannot pull the
+            student's classifier towards its own features (measured in docs/methods.md).
 
     Shapes:
         ``forward(x)`` with ``x`` ``[B, 3, H, W]`` returns ``{"f_T": [B, d_S], "f_S": [B, d_S],
@@ -44,8 +50,10 @@ class RDNet(nn.Module):
         teacher_feature_shape: tuple[int, ...] | None = None,
         reprogrammer_width: int | None = None,
         reprogrammer_budget: float | None = REPROGRAMMER_BUDGET,
+        teacher_trains_head: bool = True,
     ) -> None:
         super().__init__()
+        self.teacher_trains_head = bool(teacher_trains_head)
         if teacher is None and teacher_feature_shape is None:
             raise ValueError("RDNet needs a teacher or the shape of its features (teacher_feature_shape).")
         self.teacher = teacher
@@ -72,7 +80,14 @@ class RDNet(nn.Module):
             teacher_features = self.teacher(x)
         f_t = self.reprogrammer(teacher_features.float())
         f_s = self.student.features(x)
-        return {"f_T": f_t, "f_S": f_s, "z_T": self.head(f_t), "z_S": self.head(f_s)}
+        return {"f_T": f_t, "f_S": f_s, "z_T": self.teacher_logits(f_t), "z_S": self.head(f_s)}
+
+    def teacher_logits(self, f_t: torch.Tensor) -> torch.Tensor:
+        """``z_T = h(f_T)`` ``[B, C]``; through detached weights of ``h`` when ``teacher_trains_head`` is False."""
+        if self.teacher_trains_head:
+            return self.head(f_t)
+        bias = self.head.bias.detach() if self.head.bias is not None else None
+        return F.linear(f_t, self.head.weight.detach(), bias)
 
     def deployable(self) -> StudentClassifier:
         """The student and the shared head alone: images ``[B, 3, H, W]`` -> logits ``[B, C]``.
