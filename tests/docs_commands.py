@@ -260,6 +260,9 @@ MANIFEST = [
         ("docs/protocol.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/modality_gap.py --seeds 0 1 2 --train_per_class 40 --teacher_weights /tmp/gap/source_teacher_resnet18.pt --json /tmp/gap/results_40.json"),
         ("docs/speed.md", "OMP_NUM_THREADS=1 nice -n 19 python benchmarks/modality_gap.py --seeds 0 --student mobilenet_v3_small --source_images 1200 --source_epochs 6 --only_rd --rd_reprogrammers full budget:0.25 budget:0.1"),
         ("docs/speed.md", "OMP_NUM_THREADS=1 nice -n 19 python benchmarks/modality_gap.py --student resnet18 --rd_reprogrammers full width:64 width:128 --seeds 0 1 2 --source_images 3000 --source_epochs 8 --only_rd --threads 1"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 16 --workdir /tmp/gap --json /tmp/gap/rd_dyn_16.json --curves /tmp/gap/curves"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 40 --workdir /tmp/gap --json /tmp/gap/rd_dyn_40.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 --train_per_class 16 --workdir /tmp/gap --rd cotrain_only cotrain_only+head_from_student --no_direct"),
     )],
 ]
 

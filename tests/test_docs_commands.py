@@ -109,8 +109,8 @@ def _parse_documented(command):
         module, args = importlib.import_module(f"monai_rd.cli.{argv[1].replace('-', '_')}"), argv[2:]
     elif argv[:2] == ["python", "benchmarks/cache_benchmark.py"]:
         module, args = importlib.import_module("monai_rd.cli.bench"), argv[2:]
-    elif argv[:2] == ["python", "benchmarks/modality_gap.py"]:
-        return _parse_modality_gap(argv[2:])
+    elif argv[0] == "python" and argv[1] in ("benchmarks/modality_gap.py", "benchmarks/rd_dynamics.py"):
+        return _parse_benchmark(argv[1], argv[2:])
     else:
         return None
     parser = argparse.ArgumentParser(exit_on_error=False)
@@ -118,11 +118,13 @@ def _parse_documented(command):
     return parser.parse_args(args)
 
 
-def _parse_modality_gap(args):
-    """benchmarks/modality_gap.py builds its parser in main(): stop main right after it parsed."""
+def _parse_benchmark(script, args):
+    """The benchmark scripts build their parser in main() and set the torch threads right after parsing: stop main
+    there."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("modality_gap", os.path.join(REPO, "benchmarks", "modality_gap.py"))
+    name = os.path.splitext(os.path.basename(script))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, script))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
@@ -140,7 +142,7 @@ def _parse_modality_gap(args):
 
 def test_documented_benchmark_and_protocol_arguments_parse():
     parsed = [c for _, c in DOCUMENTED if _parse_documented(c) is not None]
-    assert len(parsed) >= 12  # cost x3, cache_benchmark x3, reproduce x4, modality_gap x4, export, label-bundle ...
+    assert len(parsed) >= 15  # cost x3, cache_benchmark x3, reproduce x4, modality_gap x4, rd_dynamics x3, export ...
 
 
 # --------------------------------------------------------------------- the harness: run them as written
