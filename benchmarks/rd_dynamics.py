@@ -14,8 +14,8 @@ The deployed student is scored on held-out test images at the last epoch (no sel
 
 Example (the runs recorded in docs/methods.md)::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 240 \\
-        --train_per_class 16 --teacher_weights /tmp/gap/source_teacher_resnet18.pt --json /tmp/rd_dyn_16.json
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 \\
+        --train_per_class 16 --workdir /tmp/gap --json /tmp/gap/rd_dyn_16.json --curves /tmp/gap/curves
 """
 
 from __future__ import annotations

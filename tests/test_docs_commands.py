@@ -22,7 +22,8 @@ from tests.conftest import REPO
 from tests.docs_commands import DOCS, GROUP_PLACEHOLDERS, MANIFEST, Covered, Run, documented_commands
 
 
-COMMANDS = [(d, c) for d, c in documented_commands() if "monai.bundle run" in c and " ... " not in f"{c} "]
+DOCUMENTED = documented_commands()
+COMMANDS = [(d, c) for d, c in DOCUMENTED if "monai.bundle run" in c and " ... " not in f"{c} "]
 
 
 def test_the_docs_have_bundle_commands():
@@ -45,7 +46,6 @@ def test_documented_command_names_real_configs_and_ids(doc, line, monkeypatch):
 
 
 # ------------------------------------------------------------------------------ every command: run or covered
-DOCUMENTED = documented_commands()
 RUN_GROUPS = sorted({e.group for e in MANIFEST if isinstance(e, Run)})
 
 

@@ -169,8 +169,8 @@ def check_cli_overrides(argv: Sequence[str] | None = None) -> list[str]:
     except Exception:  # the config itself is reported by monai.bundle; do not mask that error
         return keys
     known = _ids(config) | {k.lstrip("+") for k in config}
-    unknown = [k for k in keys if k.replace("#", "::").lstrip("+") not in known
-               and not _new_argument_of_a_component(config, k.replace("#", "::").lstrip("+"))]
+    ids = {k: k.replace("#", "::").lstrip("+") for k in keys}
+    unknown = [k for k in keys if ids[k] not in known and not _new_argument_of_a_component(config, ids[k])]
     if unknown:
         top = sorted(k for k in known if "::" not in k)
         lines = []

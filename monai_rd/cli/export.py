@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image_size", type=int, default=224, help="side of the example/parity inputs")
     parser.add_argument("--formats", nargs="+", default=["torchscript", "onnx"], choices=["torchscript", "onnx"])
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 3], help="parity batch sizes (dynamic batch)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="max allowed |exported - eager| (fp32), times max(1, max |eager logit|)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="max allowed |exported - eager| (fp32), times max(1, max |eager logit|)")
     parser.add_argument("--trust_checkpoint", action="store_true", help="allow pickle in the checkpoint (trusted files only)")
 
 

@@ -33,7 +33,7 @@ __all__ = [
     "onnx_session",
     "EXPORTERS",
     "RUNNERS",
-    "max_abs_difference",
+    "parity_difference",
     "export_student",
     "FORMAT_SUFFIX",
 ]
@@ -194,16 +194,11 @@ RUNNERS: dict[str, Callable[[str], Callable[[torch.Tensor], np.ndarray]]] = {
 }
 
 
-def output_scale(model: nn.Module, inputs: Sequence[torch.Tensor]) -> float:
-    """``max(1, max |model(x)|)`` over ``inputs``: what a parity tolerance is relative to (1: absolute)."""
-    with torch.no_grad():
-        return max([1.0] + [float(model.eval()(x).abs().max()) for x in inputs])
-
-
-def max_abs_difference(model: nn.Module, runner: Callable[[torch.Tensor], np.ndarray],
-                       inputs: Sequence[torch.Tensor]) -> float:
-    """Max over ``inputs`` of ``|runner(x) - model(x)|``; the output shapes must match exactly."""
-    worst = 0.0
+def parity_difference(model: nn.Module, runner: Callable[[torch.Tensor], np.ndarray],
+                      inputs: Sequence[torch.Tensor]) -> tuple[float, float]:
+    """``(max |runner(x) - model(x)|, max(1, max |model(x)|))`` over ``inputs``, from one eager pass: the worst
+    difference and the scale a parity tolerance is relative to. The output shapes must match exactly."""
+    worst, scale = 0.0, 1.0
     model = model.eval()
     for x in inputs:
         with torch.no_grad():
@@ -212,7 +207,8 @@ def max_abs_difference(model: nn.Module, runner: Callable[[torch.Tensor], np.nda
         if got.shape != expected.shape:
             raise ParityError(f"exported output shape {got.shape} != eager {expected.shape} for input {tuple(x.shape)}")
         worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))))
-    return worst
+        scale = max(scale, float(np.max(np.abs(expected))))
+    return worst, scale
 
 
 def export_student(
@@ -246,11 +242,11 @@ def export_student(
     model = model.float().cpu().eval()
     generator = torch.Generator().manual_seed(seed)
     inputs = [torch.rand(b, *example_input_shape(model, image_size), generator=generator) for b in batch_sizes]
-    result = ExportResult(batch_sizes=tuple(batch_sizes), tolerance=tolerance, scale=output_scale(model, inputs))
+    result = ExportResult(batch_sizes=tuple(batch_sizes), tolerance=tolerance)
     for fmt in formats:
         path = os.path.join(os.fspath(output_dir), basename + FORMAT_SUFFIX[fmt])
         result.files[fmt] = EXPORTERS[fmt](model, path, inputs[0])
-        result.max_abs_diff[fmt] = max_abs_difference(model, RUNNERS[fmt](result.files[fmt]), inputs)
+        result.max_abs_diff[fmt], result.scale = parity_difference(model, RUNNERS[fmt](result.files[fmt]), inputs)
     failed = {f: d for f, d in result.max_abs_diff.items() if not d < tolerance * result.scale}
     if failed:
         raise ParityError(f"Export parity failed (tolerance {tolerance:g}): {failed}\n{result.summary()}")

@@ -22,7 +22,7 @@ from monai.transforms import Compose, LoadImage, LoadImaged, MapTransform
 
 import monai_rd
 from monai_rd.deploy import runtime
-from monai_rd.deploy.export import ParityError, max_abs_difference, output_scale, to_torchscript
+from monai_rd.deploy.export import ParityError, parity_difference, to_torchscript
 from monai_rd.transforms import ExtractSlice, ExtractSliced
 from monai_rd.utils import atomic_write_json
 
@@ -150,8 +150,7 @@ def export_serving(
     try:
         ts = to_torchscript(model, os.path.join(tmp, runtime.MODEL_FILE))
         loaded = torch.jit.load(ts, map_location="cpu").eval()
-        diff = max_abs_difference(model, lambda b: loaded(b).detach().numpy(), [x, x[:1]])
-        scale = output_scale(model, [x])
+        diff, scale = parity_difference(model, lambda b: loaded(b).detach().numpy(), [x, x[:1]])
         if not diff < tolerance * scale:
             raise ParityError(f"TorchScript student differs from eager by {diff:.3e} "
                               f"(tolerance {tolerance:g} x max(1, max |logit|) = {tolerance * scale:.3g}).")

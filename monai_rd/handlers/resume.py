@@ -262,9 +262,9 @@ def resume_objects(
     """Everything a resume checkpoint holds, as a ``save_dict`` / ``load_dict`` for MONAI's checkpoint handlers.
 
     Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (the method's network, also under DDP:
-    the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the regressors,
-    projectors, memory banks of feature-distillation losses train with the network), ``scaler`` (the trainer's
-    AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
+    the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the
+    regressors, projectors, memory banks of feature-distillation losses train with the network), ``scaler`` (the
+    trainer's AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
     """
     objects: dict[str, Any] = {"trainer": trainer, "network": _method_network(network), "optimizer": optimizer}
     if loss is not None and loss.state_dict():
