@@ -55,31 +55,53 @@ class _Engine:
         self.state = argparse.Namespace(iteration=0, epoch=0, max_epochs=max_epochs, epoch_length=epoch_length)
 
 
-#: RD settings compared: name -> (loss-weight schedule, teacher_trains_head, detach_teacher, weight overrides).
-#: ``default`` is the bundles' default; ``paper`` the paper's co-training from the first step; the ``cotrain_only``
-#: pair isolates the shared head (no KD, no CKA: the branches meet only in ``h``).
+#: RD settings compared: name -> (loss-weight schedule, teacher_trains_head, detach_teacher, weight overrides,
+#: teacher-branch warm-up). ``default`` is the bundles' default; ``default+teacher_warmup`` adds the bundles'
+#: ``teacher_warmup`` (stage 1 trains ``h(g(T(x)))`` alone first); ``paper`` the paper's co-training from the first
+#: step; the ``cotrain_only`` pair isolates the shared head (no KD, no CKA: the branches meet only in ``h``).
 RD_SETTINGS = {
-    "paper": ("paper", True, False, {}),
-    "warmup": ("warmup", True, False, {}),
-    "default": ("warmup", False, False, {}),
-    "paper+head_from_student": ("paper", False, False, {}),
-    "warmup+detach": ("warmup", True, True, {}),
-    "cotrain_only": ("paper", True, False, {"kd": 0.0, "cka": 0.0}),
-    "cotrain_only+head_from_student": ("paper", False, False, {"kd": 0.0, "cka": 0.0}),
+    "paper": ("paper", True, False, {}, False),
+    "warmup": ("warmup", True, False, {}, False),
+    "default": ("warmup", False, False, {}, False),
+    "default+teacher_warmup": ("warmup", False, False, {}, True),
+    "paper+head_from_student": ("paper", False, False, {}, False),
+    "paper+teacher_warmup": ("paper", False, False, {}, True),
+    "warmup+detach": ("warmup", True, True, {}, False),
+    "cotrain_only": ("paper", True, False, {"kd": 0.0, "cka": 0.0}, False),
+    "cotrain_only+head_from_student": ("paper", False, False, {"kd": 0.0, "cka": 0.0}, False),
 }
+
+
+def warm_up_teacher_branch(net: RDNet, feats, y, cfg, seed: int) -> list[float]:
+    """The bundles' stage 1 of RD (``teacher_warmup``): ``h(g(T(x)))`` alone, CE, ``cfg.epoch_budget`` epochs (the
+    bundles' ``stage1_epochs`` default), same optimiser; returns the per-iteration training CE."""
+    branch = net.teacher_branch()
+    gen = torch.Generator().manual_seed(seed + 1000)
+    opt = torch.optim.AdamW([p for p in branch.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    ce = []
+    branch.train()
+    for _ in range(cfg.epoch_budget):
+        for idx in gap._batches(len(y), cfg.batch_size, gen):
+            loss = F.cross_entropy(branch(None, teacher_features=feats[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ce.append(float(loss.detach()))
+    return ce
 
 
 def train_rd(x, y, feats, teacher, cfg, seed, setting: str):
     """RD in one of :data:`RD_SETTINGS`; returns the deployed student and per-iteration records."""
-    schedule, teacher_trains_head, detach, overrides = RD_SETTINGS[setting]
+    schedule, teacher_trains_head, detach, overrides, warmup = RD_SETTINGS[setting]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2,
                 teacher_trains_head=teacher_trains_head)
     loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach,
                      cka_memory=cfg.cka_memory)
+    warmup_ce = warm_up_teacher_branch(net, feats, y, cfg, seed) if warmup else []
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
-    epoch_length = len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
+    epoch_length = epoch_length_of(y, cfg)
     engine = _Engine(cfg.epoch_budget, epoch_length)
     sched = LossWeightSchedule(overrides or None, schedule=schedule, loss_function=loss_fn)
     records = []
@@ -100,7 +122,11 @@ def train_rd(x, y, feats, teacher, cfg, seed, setting: str):
                 rec["acc_teacher"] = (outputs["z_T"].argmax(1) == y[idx]).float().mean().item()
                 rec["acc_student"] = (outputs["z_S"].argmax(1) == y[idx]).float().mean().item()
             records.append(rec)
-    return net.deployable(), records
+    return net.deployable(), records, warmup_ce
+
+
+def epoch_length_of(y, cfg) -> int:
+    return len(y) // cfg.batch_size + (len(y) % cfg.batch_size > 0)
 
 
 def _stats(values) -> str:
@@ -196,7 +222,7 @@ def main(argv=None) -> int:
                                                                 xte, yte)  # fmt: skip
                 for rd_setting in cfg.rd:
                     name = f"rd {rd_setting}"
-                    student, records = train_rd(x, y, feats, teacher, cfg, seed, rd_setting)
+                    student, records, warmup_ce = train_rd(x, y, feats, teacher, cfg, seed, rd_setting)
                     row[name] = gap._accuracy(student, xte, yte)
                     if seed == cfg.seeds[0]:
                         curves[name] = records
@@ -204,6 +230,8 @@ def main(argv=None) -> int:
                     row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
                     last = records[-len(first):]
                     row[name + " | teacher acc, last 20%"] = float(np.mean([r["acc_teacher"] for r in last]))
+                    if warmup_ce:  # the branch's training CE over the warm-up's last epoch
+                        row[name + " | warm-up CE, last epoch"] = float(np.mean(warmup_ce[-epoch_length_of(y, cfg):]))
                 for k, v in row.items():
                     results.setdefault(setting, {}).setdefault(k, []).append(v)
                 print(f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),

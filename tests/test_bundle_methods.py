@@ -100,6 +100,28 @@ def test_stage1_trains_the_probe_before_kd_and_kd_keeps_it_frozen(busi_dir, tmp_
     assert not torch.equal(student0, student.head.weight)
 
 
+def test_rd_teacher_warmup_trains_g_and_h_first_then_co_training_trains_them_on(busi_dir, tmp_path):
+    parser = _parser(busi_dir, tmp_path / "off", "rd")  # the bundles' default: no warm-up (docs/methods.md)
+    assert parser.get_parsed_content("method_def").stage1 is None and not parser.get_parsed_content("stage1_needed")
+    parser = _parser(busi_dir, tmp_path, "rd", stage1_epochs=2, teacher_warmup=True)
+    method = parser.get_parsed_content("method_def")
+    assert not method.stage1.frozen
+    net = method.network
+    g, h, backbone = net.reprogrammer, net.head, net.student.backbone
+
+    def snapshot():
+        return [torch.cat([p.detach().flatten().clone() for p in m.parameters()]) for m in (g, h, backbone)]
+
+    g0, h0, s0 = snapshot()
+    parser.get_parsed_content("stage1::trainer").run()
+    g1, h1, s1 = snapshot()
+    assert not torch.equal(g0, g1) and not torch.equal(h0, h1)  # the warm-up trained the teacher branch ...
+    assert torch.equal(s0, s1)  # ... and not the student's backbone
+    parser.get_parsed_content("train::trainer").run()
+    g2, h2, s2 = snapshot()
+    assert not torch.equal(g1, g2) and not torch.equal(h1, h2) and not torch.equal(s1, s2)  # co-training trains all
+
+
 def test_rd_co_training_off_is_direct_reprogramming(busi_dir, tmp_path):
     parser = _parser(busi_dir, tmp_path, "rd", method_options={"co_training": False, "use_cka": False})
     method = parser.get_parsed_content("method_def")

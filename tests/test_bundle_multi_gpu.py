@@ -40,10 +40,14 @@ def test_torchrun_two_processes_train_the_bundle(busi_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["kd", "crd", "direct_reprogramming", "student", "teacher_linear"])
+@pytest.mark.parametrize(
+    "method", ["kd", "crd", "direct_reprogramming", "student", "teacher_linear", "rd+teacher_warmup"]
+)
 def test_torchrun_trains_every_method_with_stage1_and_ranks_agree(busi_dir, tmp_path, method):
     """multi_gpu_train.json adds to train.json's initialize/run: stage 1 runs (under DDP) before the main stage,
-    and every trainable parameter (network, loss, stage-1 branch) ends identical on both ranks."""
+    and every trainable parameter (network, loss, stage-1 branch) ends identical on both ranks. RD's teacher-branch
+    warm-up is a stage 1 whose ``g`` and ``h`` the main stage trains on: two DDP wrappers share them."""
+    method, _, warmup = method.partition("+")
     out = tmp_path / "out"
     probe = tmp_path / "per_rank.json"  # a third overlay, added like multi_gpu_train.json adds to train.json
     probe.write_text(json.dumps({"+run": [
@@ -58,7 +62,7 @@ def test_torchrun_trains_every_method_with_stage1_and_ranks_agree(busi_dir, tmp_
         "--dataset_dir", busi_dir, "--output_dir", str(out), "--max_epochs", "1", "--stage1_epochs", "1",
         "--image_size", "32", "--batch_size", "4", "--num_workers", "0", "--teacher", "torchvision:resnet18", "--teacher_weights", "random",
         "--progress_bar", "False", "--method", method, "--bundle_root", os.path.join(BUNDLES, "rd_busi"),
-    ]  # fmt: skip
+    ] + (["--teacher_warmup", "true"] if warmup else [])  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     import torch
@@ -68,4 +72,4 @@ def test_torchrun_trains_every_method_with_stage1_and_ranks_agree(busi_dir, tmp_
     for a, b in zip(*ranks):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     stage1 = [torch.load(out / f"stage1_rank{r}.pt", weights_only=True) for r in (0, 1)]  # epochs stage 1 ran
-    assert stage1 == ([1, 1] if method in ("kd", "direct_reprogramming") else [0, 0])  # two-stage methods
+    assert stage1 == ([1, 1] if method in ("kd", "direct_reprogramming") or warmup else [0, 0])  # two-stage methods

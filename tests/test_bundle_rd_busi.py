@@ -68,6 +68,7 @@ def test_mlflow_store_holds_the_run(trained):
     # 20 % of training (progress p = i / (total - 1)), then 1 falling linearly to 0 over the rest
     assert params["loss_schedule"] == "warmup"
     assert params["teacher_trains_head"] == "False"  # h learns from the student's terms (docs/methods.md)
+    assert params["teacher_warmup"] == "False"  # opt-in: it loses where the teacher is weaker (docs/methods.md)
     expected = [0.0 if i / (total - 1) < 0.2 else 1 - (i / (total - 1) - 0.2) / 0.8 for i in range(total)]
     for key in ("weight_kd", "weight_cka"):
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)

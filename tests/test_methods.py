@@ -176,3 +176,36 @@ def test_rd_ablation_switches(teacher):
     rd = build_method("rd", teacher, student(), 3, teacher_trains_head=False)
     assert not rd.network.teacher_trains_head and rd.info["teacher_trains_head"] is False
     assert "teacher_trains_head" not in method_options("rd")  # a bundle id of its own, not a method option
+    assert "teacher_warmup" not in method_options("rd") and rd.stage1 is None and rd.info["teacher_warmup"] is False
+
+
+def test_rd_teacher_warmup_is_a_stage_1_on_the_shared_g_and_h_that_co_training_trains_on(teacher):
+    rd = build_method("rd", teacher, student(), 3, teacher_trains_head=False, teacher_warmup=True)
+    net, warm = rd.network, rd.stage1
+    assert warm is not None and not warm.frozen and rd.info["teacher_warmup"] is True
+    shared = {id(p) for p in net.reprogrammer.parameters()} | {id(p) for p in net.head.parameters()}
+    assert {id(p) for p in rd.stage1_parameters()} == shared  # g and h, no copies, never the teacher or S
+    main = {id(p) for p in rd.parameters()}
+    assert shared <= main  # unlike a frozen stage 1, co-training goes on training g and h
+    assert main - shared == {id(p) for p in net.student.backbone.parameters()}
+    # the warm-up's prediction is RD's teacher branch, z_T = h(g(T(x))), recomputed here from its parts
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    net.train()
+    with torch.no_grad():
+        f_t = net.reprogrammer(net.teacher(x).float())
+        expected = f_t @ net.head.weight.T + net.head.bias
+    out = warm.network(x)
+    assert torch.allclose(out["z_S"], expected, atol=1e-5) and out["z_T"] is out["z_S"]
+    terms = warm.loss(out, y)
+    assert float(terms["loss"].detach()) == pytest.approx(float(torch.nn.functional.cross_entropy(expected, y)), rel=1e-5)
+    # a step of the warm-up moves RDNet's own g and h (what co-training starts from), not the student's backbone
+    before = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
+    opt = torch.optim.SGD(rd.stage1_parameters(), lr=0.1)
+    terms["loss"].backward()
+    opt.step()
+    moved = {n for n, p in net.named_parameters() if p.requires_grad and not torch.equal(p, before[n])}
+    assert moved and all(n.startswith(("reprogrammer.", "student.head.")) for n in moved)
+    assert any(n.startswith("student.head.") for n in moved) and any(n.startswith("reprogrammer.") for n in moved)
+    # a frozen stage 1 (KD's probe) is still left out of the main stage
+    kd = build_method("kd", teacher, student(), 3)
+    assert kd.stage1.frozen and not {id(p) for p in kd.stage1_parameters()} & {id(p) for p in kd.parameters()}

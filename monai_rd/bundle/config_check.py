@@ -68,6 +68,7 @@ PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "val_fraction": _real(0.0, 1.0, lo_open=True),
     "detach_teacher": _BOOL,
     "teacher_trains_head": _BOOL,
+    "teacher_warmup": _BOOL,
     "resume": _BOOL,
     "amp": _BOOL,
     "channels_last": _BOOL,

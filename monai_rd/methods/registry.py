@@ -60,11 +60,16 @@ FEATURE_KD_WEIGHTS = {"hint": 100.0, "at": 1.0, "vid": 1.0, "crd": 0.8, "semckd"
 
 @dataclass
 class Stage:
-    """A network trained on its own before the main stage, with its loss and the weights schedule of that loss."""
+    """A network trained on its own before the main stage, with its loss and the weights schedule of that loss.
+
+    ``frozen``: the main stage reads it without training it (a teacher probe, ``g + h`` of direct reprogramming);
+    ``False``: the main stage trains its parameters on (RD's teacher-branch warm-up: ``g`` and ``h`` co-train).
+    """
 
     network: nn.Module
     loss: nn.Module
     loss_weights: dict
+    frozen: bool = True
 
 
 @dataclass
@@ -100,9 +105,9 @@ class Method:
         return out
 
     def parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters of the main stage: the network's and the loss's own, less those of stage 1 (its
-        branch is frozen during the main stage)."""
-        frozen = {id(p) for p in self.stage1_parameters()}
+        """Trainable parameters of the main stage: the network's and the loss's own, less those of a frozen stage 1
+        (its branch is read, not trained, during the main stage)."""
+        frozen = {id(p) for p in self.stage1_parameters()} if self.stage1 is not None and self.stage1.frozen else set()
         return [p for p in self._trainable(self.network, self.loss) if id(p) not in frozen]
 
     @property
@@ -148,6 +153,7 @@ def build_method(
     reprogrammer_blocks: int = 2,
     teacher_feature_shape: tuple[int, ...] | None = None,
     teacher_trains_head: bool = True,
+    teacher_warmup: bool = False,
     **options: Any,
 ) -> Method:
     """Build method ``name`` (see :data:`METHODS`) from the bundle's teacher and student.
@@ -160,8 +166,10 @@ def build_method(
         num_data: training-set size (CRD memory banks).
         batch_size: training batch size (SemCKD; the loader must drop the last incomplete batch).
         temperature: KD temperature. multi_label: BCE/sigmoid instead of CE/softmax.
-        detach_teacher, loss_weights, reprogrammer_blocks, teacher_trains_head: RD's options (``loss_weights`` is
-            RD's schedule; ``teacher_trains_head``: see :class:`monai_rd.networks.RDNet`).
+        detach_teacher, loss_weights, reprogrammer_blocks, teacher_trains_head, teacher_warmup: RD's options
+            (``loss_weights`` is RD's schedule; ``teacher_trains_head``: see :class:`monai_rd.networks.RDNet`;
+            ``teacher_warmup``: train RD's teacher branch ``h(g(T(x)))`` alone, with CE, as a stage 1 before
+            co-training). Ignored by the other methods.
         teacher_feature_shape: cached teacher feature shape when ``teacher`` is None (feature cache).
         options: method options (``method_options`` in the bundle), e.g. ``kd_weight``, ``teacher_layers``.
     """
@@ -181,6 +189,7 @@ def build_method(
         reprogrammer_blocks=reprogrammer_blocks,
         teacher_feature_shape=tuple(teacher_feature_shape) if teacher_feature_shape is not None else None,
         teacher_trains_head=teacher_trains_head,
+        teacher_warmup=teacher_warmup,
     )
     accepted = method_options(name)
     unknown = sorted(set(options) - set(accepted))
@@ -193,7 +202,7 @@ def build_method(
 
 _COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
                      "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape",
-                     "teacher_trains_head"})  # fmt: skip
+                     "teacher_trains_head", "teacher_warmup"})  # fmt: skip
 
 
 def method_options(name: str) -> list[str]:
@@ -319,12 +328,15 @@ def _initial(spec) -> float:
 
 @METHODS.register("rd")
 def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
-        reprogrammer_blocks=2, teacher_feature_shape=None, teacher_trains_head: bool = True, co_training: bool = True,
-        use_kd: bool = True, use_cka: bool = True, cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
+        reprogrammer_blocks=2, teacher_feature_shape=None, teacher_trains_head: bool = True,
+        teacher_warmup: bool = False, co_training: bool = True, use_kd: bool = True, use_cka: bool = True,
+        cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
-    CKA term (:class:`RDLoss`)."""
+    CKA term (:class:`RDLoss`). ``teacher_warmup``: a stage 1 trains the teacher branch ``h(g(T(x)))``
+    (:class:`RDTeacherBranch`) alone with CE, then co-training starts from it and trains ``g`` and ``h`` on
+    (measured in docs/methods.md: the branch otherwise starts as noise that KD and CKA pull the student to)."""
     if not co_training:
         method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
                                        temperature=temperature, multi_label=multi_label,
@@ -339,7 +351,12 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
                 teacher_trains_head=teacher_trains_head)
     loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
                   detach_teacher=detach_teacher, cka_memory=cka_memory)  # fmt: skip
-    return Method("rd", net, loss, weights, info={"co_training": True, "teacher_trains_head": teacher_trains_head})
+    warmup = None
+    if teacher_warmup:
+        warmup = Stage(ReferenceNet(net.teacher_branch()), _probe_loss(multi_label), {"ce_student": 1.0}, frozen=False)
+    return Method("rd", net, loss, weights, stage1=warmup,
+                  info={"co_training": True, "teacher_trains_head": teacher_trains_head,
+                        "teacher_warmup": bool(teacher_warmup)})  # fmt: skip
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:

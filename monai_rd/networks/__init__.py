@@ -18,6 +18,7 @@ from monai_rd.networks.nets import (
     FeatureBackbone,
     FrozenTeacher,
     RDNet,
+    RDTeacherBranch,
     StudentClassifier,
     build_student,
     build_teacher,

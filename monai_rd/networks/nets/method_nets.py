@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -19,6 +20,9 @@ import torch.nn.functional as F
 
 from monai_rd.networks.blocks.reprogrammer import Reprogrammer
 from monai_rd.networks.nets.students import StudentClassifier
+
+if TYPE_CHECKING:
+    from monai_rd.networks.nets.rdnet import RDTeacherBranch
 
 __all__ = [
     "pool_features",
@@ -155,14 +159,15 @@ class FrozenBranch(nn.Module):
 
 
 class ReferenceNet(nn.Module):
-    """Trains a :class:`TeacherClassifier` alone (``teacher_linear``, ``teacher_finetune``, and every stage 1).
+    """Trains a :class:`TeacherClassifier` alone (``teacher_linear``, ``teacher_finetune``, and every stage 1;
+    RD's teacher-branch warm-up trains an :class:`~monai_rd.networks.RDTeacherBranch`, which has the same interface).
 
     Its prediction ``z_S`` is the teacher classifier's logits; ``z_T``/``f_T`` repeat ``z_S``/``f_S`` so the RD
     evaluator and its CKA monitor run unchanged (the reported CKA is then 1 by construction). ``deployable()``
     is the teacher classifier itself (teacher + head): that is what a reference method saves as ``model.pt``.
     """
 
-    def __init__(self, classifier: TeacherClassifier) -> None:
+    def __init__(self, classifier: TeacherClassifier | RDTeacherBranch) -> None:
         super().__init__()
         self.classifier = classifier
 

@@ -10,7 +10,7 @@ from monai_rd.networks.blocks.reprogrammer import Reprogrammer, bottleneck_width
 from monai_rd.networks.nets.students import StudentClassifier
 from monai_rd.networks.nets.teachers import FrozenTeacher
 
-__all__ = ["RDNet", "REPROGRAMMER_BUDGET"]
+__all__ = ["RDNet", "RDTeacherBranch", "REPROGRAMMER_BUDGET"]
 
 # default cap on g's parameters, as a fraction of the student's: measured in README "Speed" (RD epoch within a few
 # per cent of a student-only epoch, accuracy on benchmarks/modality_gap.py unchanged within seed noise)
@@ -89,9 +89,41 @@ class RDNet(nn.Module):
         bias = self.head.bias.detach() if self.head.bias is not None else None
         return F.linear(f_t, self.head.weight.detach(), bias)
 
+    def teacher_branch(self) -> RDTeacherBranch:
+        """``h(g(T(x)))`` as a classifier of its own, sharing ``g`` and ``h`` with this RDNet (its warm-up stage)."""
+        return RDTeacherBranch(self)
+
     def deployable(self) -> StudentClassifier:
         """The student and the shared head alone: images ``[B, 3, H, W]`` -> logits ``[B, C]``.
 
         It shares parameters with this RDNet, so it always holds the current weights.
         """
         return self.student
+
+
+class RDTeacherBranch(nn.Module):
+    """RD's teacher branch ``h(g(T(x)))`` as a classifier: the teacher-branch warm-up trains it alone, with CE,
+    before co-training, so that KD and CKA start from a reprogrammed teacher that already fits the task.
+
+    It holds the RDNet's own ``T``, ``g`` and ``h`` (no copies): what the warm-up learns is what co-training starts
+    from. It has the interface of :class:`monai_rd.networks.TeacherClassifier` (``features``, ``head``), so the
+    bundles' stage-1 machinery (validation, early stop, best weights, DDP) trains it unchanged.
+
+    Shapes: ``features``: ``[B, 3, H, W]`` (or cached teacher features) -> ``[B, d_S]``; ``forward``: -> ``[B, C]``.
+    """
+
+    def __init__(self, rdnet: RDNet) -> None:
+        super().__init__()
+        self.encoder = rdnet.teacher
+        self.reprogrammer = rdnet.reprogrammer
+        self.head = rdnet.head
+
+    def features(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> torch.Tensor:
+        if teacher_features is None:
+            if self.encoder is None:
+                raise ValueError("RD's teacher branch was built without a teacher: pass teacher_features.")
+            teacher_features = self.encoder(x)
+        return self.reprogrammer(teacher_features.float())
+
+    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, teacher_features))
