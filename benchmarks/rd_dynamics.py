@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--rd", nargs="+", default=["paper", "warmup", "default"], choices=sorted(RD_SETTINGS),
                    help="RD settings to train (RD_SETTINGS)")
     p.add_argument("--no_direct", action="store_true", help="skip direct reprogramming (+ KD from it)")
-    p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (batches of features kept)")
+    p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (recent samples in CKA)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--source_images", type=int, default=3000)
     p.add_argument("--source_epochs", type=int, default=8)

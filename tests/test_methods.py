@@ -197,7 +197,8 @@ def test_rd_teacher_warmup_is_a_stage_1_on_the_shared_g_and_h_that_co_training_t
     out = warm.network(x)
     assert torch.allclose(out["z_S"], expected, atol=1e-5) and out["z_T"] is out["z_S"]
     terms = warm.loss(out, y)
-    assert float(terms["loss"].detach()) == pytest.approx(float(torch.nn.functional.cross_entropy(expected, y)), rel=1e-5)
+    reference = float(torch.nn.functional.cross_entropy(expected, y))
+    assert float(terms["loss"].detach()) == pytest.approx(reference, rel=1e-5)
     # a step of the warm-up moves RDNet's own g and h (what co-training starts from), not the student's backbone
     before = {n: p.detach().clone() for n, p in net.named_parameters() if p.requires_grad}
     opt = torch.optim.SGD(rd.stage1_parameters(), lr=0.1)
