@@ -121,7 +121,9 @@ def train_student(x, y, cfg, seed, teacher_logits=None) -> StudentClassifier:
 def linear_probe(feats: torch.Tensor, y: torch.Tensor, steps: int = 300) -> nn.Linear:
     """Logistic regression on frozen teacher features (full batch, Adam, standardised inside the layer)."""
     mu, sd = feats.mean(0), feats.std(0) + 1e-6
-    head = nn.Linear(feats.shape[1], len(TARGET_CLASSES))
+    with torch.random.fork_rng():  # the probe's start does not depend on what ran before it in this process
+        torch.manual_seed(0)
+        head = nn.Linear(feats.shape[1], len(TARGET_CLASSES))
     opt = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-4)
     z = (feats - mu) / sd
     for _ in range(steps):

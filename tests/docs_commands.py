@@ -263,6 +263,11 @@ MANIFEST = [
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 16 --workdir /tmp/gap --json /tmp/gap/rd_dyn_16.json --curves /tmp/gap/curves"),
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 40 --workdir /tmp/gap --json /tmp/gap/rd_dyn_40.json"),
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 --train_per_class 16 --workdir /tmp/gap --rd cotrain_only cotrain_only+head_from_student --no_direct"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 16 --rd default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_tw.json --curves /tmp/gap/curves_tw"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 40 --rd default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_tw.json --curves /tmp/gap/curves_tw"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 --train_per_class 40 --batch_size 32 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_bs32.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 --train_per_class 40 --cka_memory 32 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_mem32.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 240 --train_per_class 16 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_240.json"),
     )],
 ]
 
