@@ -268,6 +268,8 @@ MANIFEST = [
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 --train_per_class 40 --batch_size 32 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_bs32.json"),
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 --train_per_class 40 --cka_memory 32 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_mem32.json"),
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 240 --train_per_class 16 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_240.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 16 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_default.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 40 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_default.json"),
     )],
 ]
 
