@@ -17,6 +17,17 @@ __all__ = ["RDNet", "RDTeacherBranch", "REPROGRAMMER_BUDGET"]
 REPROGRAMMER_BUDGET = 0.25
 
 
+def _reprogrammed(teacher: nn.Module | None, reprogrammer: nn.Module, x: torch.Tensor,
+                  teacher_features: torch.Tensor | None) -> torch.Tensor:
+    """``f_T = g(T(x))`` ``[B, d_S]``, RD's teacher branch up to the head; ``T`` is skipped when ``teacher_features``
+    (a feature cache) are given."""
+    if teacher_features is None:
+        if teacher is None:
+            raise ValueError("RDNet was built without a teacher: pass teacher_features.")
+        teacher_features = teacher(x)
+    return reprogrammer(teacher_features.float())
+
+
 class RDNet(nn.Module):
     """The two branches of Reprogramming Distillation.
 
@@ -74,11 +85,7 @@ class RDNet(nn.Module):
         return self.student.head
 
     def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if teacher_features is None:
-            if self.teacher is None:
-                raise ValueError("RDNet was built without a teacher: pass teacher_features.")
-            teacher_features = self.teacher(x)
-        f_t = self.reprogrammer(teacher_features.float())
+        f_t = _reprogrammed(self.teacher, self.reprogrammer, x, teacher_features)
         f_s = self.student.features(x)
         return {"f_T": f_t, "f_S": f_s, "z_T": self.teacher_logits(f_t), "z_S": self.head(f_s)}
 
@@ -119,11 +126,7 @@ class RDTeacherBranch(nn.Module):
         self.head = rdnet.head
 
     def features(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> torch.Tensor:
-        if teacher_features is None:
-            if self.encoder is None:
-                raise ValueError("RD's teacher branch was built without a teacher: pass teacher_features.")
-            teacher_features = self.encoder(x)
-        return self.reprogrammer(teacher_features.float())
+        return _reprogrammed(self.encoder, self.reprogrammer, x, teacher_features)
 
     def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, teacher_features))
