@@ -143,3 +143,43 @@ def test_unreachable_server_degrades_to_a_list_of_what_was_not_logged(tmp_path, 
     assert any(k.startswith("model: best student") for k in report["not_logged"])
     assert report["not_logged"]["artifacts"]["names"] == ["m.pt"]
     assert MLflowLink.for_uri(uri).failure is None  # reset for the next run
+
+
+def test_an_engine_that_starts_first_with_no_tracking_params_leaves_them_to_the_trainer(tmp_path):
+    """A stage 1's evaluator (``max_epochs`` 1) opens the run before the main trainer (``max_epochs`` 3). MLflow
+    refuses to change a logged parameter: with MONAI's default tracking params the trainer's would be refused and
+    the link would go offline, losing every later metric; with ``tracking_params=[]`` the run holds the trainer's."""
+    from ignite.engine import Engine
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+
+    def run(first_params):
+        name = f"r{first_params}"
+        first = ResilientMLFlowHandler(tracking_uri=uri, experiment_name="e", run_name=name, iteration_log=False,
+                                       **({} if first_params is None else {"tracking_params": first_params}))
+        # as in the bundles: the trainer's handler logs the run's settings (max_epochs among them) as parameters
+        trainer_handler = ResilientMLFlowHandler(tracking_uri=uri, experiment_name="e", run_name=name,
+                                                 experiment_param={"max_epochs": 3}, iteration_log=False,
+                                                 epoch_logger=lambda e: None)
+        evaluator = Engine(lambda e, b: None)
+        first.attach(evaluator)
+        evaluator.add_event_handler(__import__("ignite").engine.Events.COMPLETED,
+                                    lambda e: first._log_metrics({"stage1_val_accuracy": 0.5}, step=1))
+        evaluator.run([0], max_epochs=1)
+        trainer = Engine(lambda e, b: None)
+        trainer_handler.attach(trainer)
+        trainer.add_event_handler(__import__("ignite").engine.Events.EPOCH_COMPLETED,
+                                  lambda e: trainer_handler._log_metrics({"val_accuracy": 0.7}, step=e.state.epoch))
+        trainer.run([0, 1], max_epochs=3)
+        failure = trainer_handler.link.failure
+        trainer_handler.close()
+        client = MlflowClient(tracking_uri=uri)
+        found = client.search_runs([client.get_experiment_by_name("e").experiment_id],
+                                   filter_string=f"attributes.run_name = '{name}'")[0]
+        return failure, found.data.params.get("max_epochs"), sorted(found.data.metrics)
+
+    failure, max_epochs, metrics = run([])
+    assert failure is None and max_epochs == "3" and metrics == ["stage1_val_accuracy", "val_accuracy"]
+    failure, max_epochs, metrics = run(None)  # MONAI's default: the defect this option exists for
+    assert "Changing param values is not allowed" in failure and max_epochs == "1" and "val_accuracy" not in metrics

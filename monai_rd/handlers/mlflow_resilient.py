@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from monai.handlers import MLFlowHandler
@@ -112,14 +112,22 @@ class ResilientMLFlowHandler(MLFlowHandler):
         not_logged_file: where to write (atomically, as JSON) what could not be logged, when anything was
             dropped; written when this handler closes the run (``close_on_complete=True``).
         run_tags: tags set on the run when it starts (e.g. ``teacher_weights_source``).
+        tracking_params: the engine-state attributes logged as run parameters when the engine starts (default:
+            MONAI's ``max_epochs`` and ``epoch_length``). A handler on an engine that starts before the trainer
+            whose values the run should hold (a stage 1's evaluator: ``max_epochs`` 1) passes ``[]``: MLflow
+            refuses to change a logged parameter, so the trainer's values would otherwise be refused and the run
+            would lose every later metric.
 
     Failures are shared per tracking URI (:class:`MLflowLink`), so the trainer's and the validator's
     handlers, and :class:`MLflowModelRegistryHandler`/:class:`BestModelReport`, report into one list; the
     handler that closes the run logs the summary warning.
     """
 
-    def __init__(self, *args, not_logged_file: str | None = None, run_tags: dict | None = None, **kwargs) -> None:
+    def __init__(self, *args, not_logged_file: str | None = None, run_tags: dict | None = None,
+                 tracking_params: Sequence[str] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if tracking_params is not None:
+            self.default_tracking_params = list(tracking_params)
         self.link = MLflowLink.for_uri(effective_tracking_uri(kwargs.get("tracking_uri", args[0] if args else None)))
         self.not_logged_file = not_logged_file
         self.run_tags = {str(k): str(v) for k, v in (run_tags or {}).items()}
