@@ -24,7 +24,6 @@ from monai_rd.handlers import (
 from tests.conftest import BUNDLES, REPO, run_bundle
 
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")
-ATTACH = "$[h.attach(@train::trainer) for h in @resume_handlers if h is not None]"
 
 
 def test_rng_state_round_trip_through_weights_only_checkpoint(tmp_path):
@@ -150,7 +149,8 @@ def _params(path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("method", ["rd", "hint"])  # hint: its loss trains a regressor, which must resume too
+# hint: its loss trains a regressor, which must resume too; kd: a stage 1 (the teacher probe) that is not re-run
+@pytest.mark.parametrize("method", ["rd", "hint", "kd"])
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_path, method):
     common = dict(dataset_dir=busi_dir, max_epochs=3, image_size=32, batch_size=8, num_workers=0,
                   progress_bar=False, teacher="torchvision:resnet18", teacher_weights="random",
@@ -163,10 +163,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     per_epoch = len(json.load(open(os.path.join(full, "datalist.json")))["training"]) // 8
     assert per_epoch >= 2
     kill_cfg = tmp_path / "kill.json"
-    kill_cfg.write_text(json.dumps({"run": [
-        "$from tests.resume_kill import KillAt", ATTACH, f"$KillAt({per_epoch + 1}).attach(@train::trainer)",
-        "$@train::trainer.run()",
-    ]}))  # fmt: skip
+    run = json.load(open(TRAIN))["run"]  # the bundle's own run list (stage 1 included), with the kill attached
+    assert run[-1] == "$@train::trainer.run()"
+    run[-1:-1] = ["$from tests.resume_kill import KillAt", f"$KillAt({per_epoch + 1}).attach(@train::trainer)"]
+    kill_cfg.write_text(json.dumps({"run": run}))
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{TRAIN}','{kill_cfg}']"]
     for k, v in dict(common, output_dir=crashed).items():
         cmd += [f"--{k}", str(v)]
@@ -212,6 +212,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
                     hist[(key, m.step)] = m.value
         return hist
 
+    def stage1_steps(out):
+        client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
+        exp = client.get_experiment_by_name("rd_busi")
+        return sorted(m.step for run in client.search_runs([exp.experiment_id])
+                      for m in client.get_metric_history(run.info.run_id, "stage1_val_accuracy"))
+
+    # a stage 1 ran once, before the crash; the resumed run takes its weights from the checkpoint
+    assert stage1_steps(crashed) == stage1_steps(full) == ([1, 2, 3] if method == "kd" else [])
     ha, hb = val_history(full), val_history(crashed)
     assert set(ha) == {(k, s) for k in ("val_accuracy", "val_cka") for s in (1, 2, 3)}
     for key in ha:
@@ -246,3 +254,38 @@ def test_resume_checkpoint_has_the_same_keys_under_ddp_and_alone(tmp_path):
         dist.destroy_process_group()
     assert under_ddp["network"] is method.network and under_ddp["loss"] is method.loss
     assert under_ddp["network"].state_dict().keys() == alone["network"].state_dict().keys()
+
+
+def test_cka_memory_resumes_through_a_weights_only_checkpoint(tmp_path):
+    """RD's CKA memory is in the resume checkpoint: after a save and load, the next step's CKA equals the
+    uninterrupted loss's (a fresh loss, with an empty memory, gives another value); no memory, no key."""
+    from ignite.engine import Engine
+    from monai.handlers import CheckpointLoader
+
+    from monai_rd.losses import RDLoss
+
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(8, 6, generator=g), torch.randn(8, 5, generator=g)) for _ in range(3)]
+    z, target = torch.zeros(8, 3), torch.zeros(8, dtype=torch.long)
+
+    def step(loss, b):
+        return float(loss({"f_T": b[0], "f_S": b[1], "z_T": z, "z_S": z}, target)["cka_value"])
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    running = RDLoss(cka_memory=16, gather_distributed=False)
+    assert "cka_memory" not in resume_objects(Engine(lambda e, b: None), net, opt, loss=RDLoss(gather_distributed=False))
+    for b in batches[:2]:
+        step(running, b)
+    objects = resume_objects(Engine(lambda e, b: None), net, opt, loss=running)
+    path = str(tmp_path / "resume_checkpoint_epoch=1.pt")
+    torch.save({k: v.state_dict() for k, v in objects.items()}, path)
+
+    resumed = RDLoss(cka_memory=16, gather_distributed=False)
+    trainer = Engine(lambda e, b: None)
+    CheckpointLoader(load_path=path, load_dict=resume_objects(trainer, net, opt, loss=resumed)).attach(trainer)
+    trainer.run([0], max_epochs=1)
+    fresh = RDLoss(cka_memory=16, gather_distributed=False)
+    expected = step(running, batches[2])
+    assert step(resumed, batches[2]) == pytest.approx(expected, abs=1e-7)
+    assert step(fresh, batches[2]) != pytest.approx(expected, abs=1e-3)

@@ -18,6 +18,7 @@ from monai_rd.handlers.mlflow_registry import MLflowModelRegistryHandler, assert
 from monai_rd.handlers.resume import (
     AtomicCheckpointSaver,
     BestMetricState,
+    CKAMemoryState,
     EpochSeed,
     RNGState,
     latest_checkpoint,

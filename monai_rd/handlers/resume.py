@@ -41,6 +41,7 @@ else:
 __all__ = [
     "AtomicCheckpointSaver",
     "BestMetricState",
+    "CKAMemoryState",
     "EpochSeed",
     "RNGState",
     "latest_checkpoint",
@@ -155,6 +156,21 @@ class BestMetricState:
             checkpoint.load_state_dict(saved)
 
 
+class CKAMemoryState:
+    """The recent features an :class:`monai_rd.losses.RDLoss` keeps for its CKA term (``cka_memory``), as a
+    checkpointable object: without it a resumed run would start that memory empty and differ from an uninterrupted one.
+    """
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        self.loss = loss
+
+    def state_dict(self) -> dict:
+        return self.loss.memory_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss.load_memory_state(state)
+
+
 class EpochSeed:
     """Reseed at the start of every epoch, so the epoch depends only on ``(seed, epoch)``.
 
@@ -263,12 +279,15 @@ def resume_objects(
 
     Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (the method's network, also under DDP:
     the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the
-    regressors, projectors, memory banks of feature-distillation losses train with the network), ``scaler`` (the
+    regressors, projectors, memory banks of feature-distillation losses train with the network), ``cka_memory``
+    (:class:`CKAMemoryState`, when RD's loss keeps recent features for CKA), ``scaler`` (the
     trainer's AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
     """
     objects: dict[str, Any] = {"trainer": trainer, "network": _method_network(network), "optimizer": optimizer}
     if loss is not None and loss.state_dict():
         objects["loss"] = loss
+    if getattr(loss, "cka_memory", 0):
+        objects["cka_memory"] = CKAMemoryState(loss)
     if lr_scheduler is not None:
         objects["lr_scheduler"] = lr_scheduler
     scaler = getattr(trainer, "scaler", None)

@@ -126,6 +126,15 @@ class RDLoss(nn.Module):
             self._memory = (new_t[: self.cka_memory], new_s[: self.cka_memory])
         return value
 
+    def memory_state(self) -> dict[str, torch.Tensor]:
+        """The CKA memory as tensors (``{"f_T": [M, d_T], "f_S": [M, d_S]}``, empty before the first step), for a
+        resume checkpoint: a resumed run then computes the same CKA as an uninterrupted one."""
+        return {} if self._memory is None else {"f_T": self._memory[0], "f_S": self._memory[1]}
+
+    def load_memory_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`memory_state` returned."""
+        self._memory = (state["f_T"], state["f_S"]) if state else None
+
     def supervised(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """CE on class indices, or BCE-with-logits on multi-hot targets (:func:`supervised_loss`)."""
         return supervised_loss(logits, target, self.multi_label)
