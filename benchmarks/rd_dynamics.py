@@ -162,6 +162,38 @@ def plot_curves(curves: dict, path: str, title: str) -> str:
     return path
 
 
+def plot_seeds(cells: dict, path: str, methods=("student", "kd", "rd default", "rd default+teacher_warmup")) -> str:
+    """Every seed's test accuracy per cell and method (dots), with the mean (bar) and one std (whisker).
+
+    ``cells``: cell -> method -> per-seed accuracies (the ``five_seeds`` entry of
+    ``benchmarks/results/rd_dynamics_5_seeds.json``); methods a cell did not run are left out.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.1 * len(cells), 4.2), sharey=True)
+    for ax, (cell, row) in zip(np.atleast_1d(axes), cells.items()):
+        for i, name in enumerate(methods):
+            if name not in row:
+                continue
+            values = 100 * np.asarray(row[name], float)
+            ax.bar(i, values.mean(), color=f"C{i}", alpha=0.35, yerr=values.std(ddof=1), capsize=3)
+            ax.scatter(np.full(len(values), i) + np.linspace(-0.15, 0.15, len(values)), values, color=f"C{i}", s=14)
+        ax.set_xticks(range(len(methods)), [m.replace("rd default+teacher_warmup", "rd + warm-up") for m in methods],
+                      rotation=35, ha="right", fontsize=8)
+        ax.set_title(cell, fontsize=9)
+        ax.set_ylim(35, 70)
+        ax.grid(axis="y", alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("test accuracy (%), last epoch")
+    fig.suptitle("synthetic modality gap: every seed (dots), mean and one std (bars)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -185,8 +217,14 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--curves", default=None, help="folder for per-iteration curve plots (PNG)")
+    p.add_argument("--plot_seeds", nargs=2, metavar=("RESULTS_JSON", "PNG"), default=None,
+                   help="only draw the per-seed figure (plot_seeds) of a results file's 'five_seeds' entry, then exit")
     cfg = p.parse_args(argv)
     torch.set_num_threads(cfg.threads)
+    if cfg.plot_seeds:
+        with open(cfg.plot_seeds[0]) as f:
+            print("figure:", plot_seeds(json.load(f)["five_seeds"], cfg.plot_seeds[1]))
+        return 0
     workdir = cfg.workdir or tempfile.mkdtemp(prefix="rd_dynamics_")
     os.makedirs(workdir, exist_ok=True)
     weights = cfg.teacher_weights or os.path.join(workdir, "source_teacher_resnet18.pt")

@@ -270,6 +270,11 @@ MANIFEST = [
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 240 --train_per_class 16 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_240.json"),
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 16 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_default.json"),
         ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 --epochs 15 60 --train_per_class 40 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_default.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 3 4 --epochs 15 60 --train_per_class 16 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_s34.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 3 4 --epochs 15 60 --train_per_class 40 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_s34.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 3 4 --epochs 240 --train_per_class 16 --rd default --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_16_240_s34.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --seeds 0 1 2 3 4 --epochs 15 --train_per_class 40 --batch_size 32 --rd default default+teacher_warmup --no_direct --workdir /tmp/gap --json /tmp/gap/rd_dyn_40_bs32_s5.json"),
+        ("docs/methods.md", "OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/rd_dynamics.py --plot_seeds benchmarks/results/rd_dynamics_5_seeds.json docs/images/rd_vs_student_5_seeds.png"),
     )],
 ]
 
