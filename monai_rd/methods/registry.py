@@ -336,8 +336,8 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
     CKA term (:class:`RDLoss`). ``teacher_warmup``: a stage 1 trains the teacher branch ``h(g(T(x)))``
     (:class:`RDTeacherBranch`) alone with CE, then co-training starts from it and trains ``g`` and ``h`` on
-    (docs/methods.md: it makes the branch learn and helps where the teacher beats the student alone, and costs
-    accuracy where it does not, so the bundles leave it off)."""
+    (docs/methods.md, five seeds: it makes the branch learn and helps where the teacher beats the student alone,
+    and is no better than the default where it does not, so the bundles leave it off)."""
     if not co_training:
         method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
                                        temperature=temperature, multi_label=multi_label,
