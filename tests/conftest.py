@@ -13,8 +13,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES = os.path.join(REPO, "bundles")
 
 
-def run_bundle(config_files, *, cwd=None, timeout=600, env=None, **overrides) -> subprocess.CompletedProcess:
-    """Run ``python -m monai.bundle run`` as a user would, overrides as ``--key value``; fail with its output."""
+def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail=False,
+               **overrides) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run`` as a user would, overrides as ``--key value``; fail with its output.
+
+    A run that finishes but leaves ``<output_dir>/mlflow_not_logged.json`` lost MLflow logging on the way (the
+    handlers keep training going and write that list): that fails too, unless the test breaks MLflow on purpose
+    (``mlflow_may_fail``).
+    """
     if isinstance(config_files, str):
         config_arg = config_files
     else:
@@ -27,6 +33,10 @@ def run_bundle(config_files, *, cwd=None, timeout=600, env=None, **overrides) ->
     )
     if proc.returncode != 0:
         raise AssertionError(f"bundle run failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    not_logged = os.path.join(os.fspath(overrides.get("output_dir", "")), "mlflow_not_logged.json")
+    if not mlflow_may_fail and "output_dir" in overrides and os.path.isfile(not_logged):
+        with open(not_logged, encoding="utf-8") as f:
+            raise AssertionError(f"the bundle run lost MLflow logging ({not_logged}):\n{f.read()[:3000]}\n{' '.join(cmd)}")
     return proc
 
 

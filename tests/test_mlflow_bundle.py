@@ -95,7 +95,7 @@ def test_server_killed_mid_run_training_finishes_and_says_what_was_not_logged(bu
                "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "tests"), os.environ.get("PYTHONPATH", REPO)])}
         # the test-only killer takes the place of the (disabled) progress bar, before the MLflow handler
         killer = {"_target_": "_mlflow_kill.KillProcessGroupAt", "pgid": server["pgid"], "iteration": 2, "url": server["uri"]}
-        proc = run_bundle(TRAIN, dataset_dir=busi_dir, output_dir=out, env=env, timeout=400,
+        proc = run_bundle(TRAIN, dataset_dir=busi_dir, output_dir=out, env=env, timeout=400, mlflow_may_fail=True,
                           **{**COMMON, "max_epochs": 1, "train#handlers#4": repr(killer)})
     text = proc.stdout + proc.stderr
     assert "TEST: killed the MLflow server at iteration 2" in text
