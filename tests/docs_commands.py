@@ -182,6 +182,8 @@ MANIFEST = [
     Run("docs/volumes.md", "monai-rd cache-features --config_file bundles/rd_mosmed/configs/train.json --dataset_dir ... --feature_cache /data/cache",
         "mosmed", run="monai-rd cache-features --config_file bundles/rd_mosmed/configs/train.json --dataset_dir /data/MosMedData/COVID19_1110 --set labeling binary --feature_cache /data/cache",
         expect=("data/cache",), note="`...`: the MosMed folder of the training command (and its --labeling binary)"),
+    Run("docs/volumes.md", "python -m monai.bundle run --config_file bundles/rd_mosmed/configs/train.json --dataset_dir /data/MosMedData/COVID19_1110 --labeling binary --feature_cache /data/cache",
+        "mosmed", expect=("bundles/rd_mosmed/outputs/model.pt",)),
     Run("docs/volumes.md", "python -m monai.bundle run --config_file \"['bundles/rd_mosmed/configs/train.json','bundles/rd_mosmed/configs/evaluate.json']\" ...",
         "mosmed", run="python -m monai.bundle run --config_file \"['bundles/rd_mosmed/configs/train.json','bundles/rd_mosmed/configs/evaluate.json']\"",
         expect=("bundles/rd_mosmed/outputs/eval/test/metrics.csv",),
