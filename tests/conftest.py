@@ -33,10 +33,11 @@ def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail
     )
     if proc.returncode != 0:
         raise AssertionError(f"bundle run failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
-    not_logged = os.path.join(os.fspath(overrides.get("output_dir", "")), "mlflow_not_logged.json")
-    if not mlflow_may_fail and "output_dir" in overrides and os.path.isfile(not_logged):
-        with open(not_logged, encoding="utf-8") as f:
-            raise AssertionError(f"the bundle run lost MLflow logging ({not_logged}):\n{f.read()[:3000]}\n{' '.join(cmd)}")
+    if not mlflow_may_fail and "output_dir" in overrides:
+        not_logged = os.path.join(os.fspath(overrides["output_dir"]), "mlflow_not_logged.json")
+        if os.path.isfile(not_logged):
+            with open(not_logged, encoding="utf-8") as f:
+                raise AssertionError(f"the bundle run lost MLflow logging ({not_logged}):\n{f.read()[:3000]}\n{' '.join(cmd)}")
     return proc
 
 

@@ -202,21 +202,18 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     # the uninterrupted run's validation metrics equal the resumed run's for every epoch it ran
     from mlflow.tracking import MlflowClient
 
-    def val_history(out):
+    def logged(out, keys):
+        """Every (key, step, value) logged under ``keys`` in any run of the store, repeats included."""
         client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
         exp = client.get_experiment_by_name("rd_busi")
-        hist = {}
-        for run in client.search_runs([exp.experiment_id]):
-            for key in ("val_accuracy", "val_cka"):
-                for m in client.get_metric_history(run.info.run_id, key):
-                    hist[(key, m.step)] = m.value
-        return hist
+        return [(key, m.step, m.value) for run in client.search_runs([exp.experiment_id]) for key in keys
+                for m in client.get_metric_history(run.info.run_id, key)]
+
+    def val_history(out):
+        return {(key, step): value for key, step, value in logged(out, ("val_accuracy", "val_cka"))}
 
     def stage1_steps(out):
-        client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
-        exp = client.get_experiment_by_name("rd_busi")
-        return sorted(m.step for run in client.search_runs([exp.experiment_id])
-                      for m in client.get_metric_history(run.info.run_id, "stage1_val_accuracy"))
+        return sorted(step for _, step, _ in logged(out, ("stage1_val_accuracy",)))
 
     # a stage 1 ran once, before the crash; the resumed run takes its weights from the checkpoint
     assert stage1_steps(crashed) == stage1_steps(full) == ([1, 2, 3] if method == "kd" else [])

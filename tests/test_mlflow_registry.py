@@ -149,7 +149,7 @@ def test_an_engine_that_starts_first_with_no_tracking_params_leaves_them_to_the_
     """A stage 1's evaluator (``max_epochs`` 1) opens the run before the main trainer (``max_epochs`` 3). MLflow
     refuses to change a logged parameter: with MONAI's default tracking params the trainer's would be refused and
     the link would go offline, losing every later metric; with ``tracking_params=[]`` the run holds the trainer's."""
-    from ignite.engine import Engine
+    from ignite.engine import Engine, Events
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlruns.db"
@@ -164,12 +164,12 @@ def test_an_engine_that_starts_first_with_no_tracking_params_leaves_them_to_the_
                                                  epoch_logger=lambda e: None)
         evaluator = Engine(lambda e, b: None)
         first.attach(evaluator)
-        evaluator.add_event_handler(__import__("ignite").engine.Events.COMPLETED,
+        evaluator.add_event_handler(Events.COMPLETED,
                                     lambda e: first._log_metrics({"stage1_val_accuracy": 0.5}, step=1))
         evaluator.run([0], max_epochs=1)
         trainer = Engine(lambda e, b: None)
         trainer_handler.attach(trainer)
-        trainer.add_event_handler(__import__("ignite").engine.Events.EPOCH_COMPLETED,
+        trainer.add_event_handler(Events.EPOCH_COMPLETED,
                                   lambda e: trainer_handler._log_metrics({"val_accuracy": 0.7}, step=e.state.epoch))
         trainer.run([0, 1], max_epochs=3)
         failure = trainer_handler.link.failure
