@@ -122,6 +122,20 @@ def test_rd_teacher_warmup_trains_g_and_h_first_then_co_training_trains_them_on(
     assert not torch.equal(g1, g2) and not torch.equal(h1, h2) and not torch.equal(s1, s2)  # co-training trains all
 
 
+def test_rd_reprogrammer_lr_scale_reaches_both_optimizers_of_the_bundle(busi_dir, tmp_path):
+    plain = _parser(busi_dir, tmp_path / "plain", "rd", learning_rate=0.01)
+    assert [g["lr"] for g in plain.get_parsed_content("optimizer").param_groups] == [0.01]  # one group, as before
+    parser = _parser(busi_dir, tmp_path, "rd", learning_rate=0.01, teacher_warmup=True, reprogrammer_lr_scale=0.1)
+    g_ids = {id(p) for p in parser.get_parsed_content("method_def").network.reprogrammer.parameters()}
+    for key in ("optimizer", "stage1::optimizer"):
+        groups = parser.get_parsed_content(key).param_groups
+        assert [g["lr"] for g in groups] == [0.01, pytest.approx(0.001)], key
+        assert {id(p) for p in groups[1]["params"]} == g_ids, key
+    assert parser.get_parsed_content("run_params")["reprogrammer_lr_scale"] == 0.1  # logged with the run
+    _run(parser)  # both stages train with the scaled groups, end to end
+    assert (tmp_path / "model.pt").is_file()
+
+
 def test_rd_co_training_off_is_direct_reprogramming(busi_dir, tmp_path):
     parser = _parser(busi_dir, tmp_path, "rd", method_options={"co_training": False, "use_cka": False})
     method = parser.get_parsed_content("method_def")

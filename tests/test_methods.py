@@ -210,3 +210,33 @@ def test_rd_teacher_warmup_is_a_stage_1_on_the_shared_g_and_h_that_co_training_t
     # a frozen stage 1 (KD's probe) is still left out of the main stage
     kd = build_method("kd", teacher, student(), 3)
     assert kd.stage1.frozen and not {id(p) for p in kd.stage1_parameters()} & {id(p) for p in kd.parameters()}
+
+
+def test_rd_reprogrammer_lr_scale_trains_g_at_its_fraction_of_the_learning_rate(teacher):
+    plain = build_method("rd", teacher, student(), 3)
+    groups = plain.param_groups(0.01)  # no scale: the one group of every earlier run (their checkpoints resume)
+    assert len(groups) == 1 and groups[0]["lr"] == 0.01 and groups[0]["params"] == plain.parameters()
+    assert "reprogrammer_lr_scale" not in method_options("rd") and plain.info["reprogrammer_lr_scale"] == 1.0
+    rd = build_method("rd", teacher, student(), 3, teacher_trains_head=False, teacher_warmup=True,
+                      reprogrammer_lr_scale=0.1)  # fmt: skip
+    g_ids = {id(p) for p in rd.network.reprogrammer.parameters()}
+    for groups, params in ((rd.param_groups(0.01), rd.parameters()), (rd.stage1_param_groups(0.01), rd.stage1_parameters())):
+        assert [g["lr"] for g in groups] == [0.01, pytest.approx(0.001)]
+        assert {id(p) for p in groups[1]["params"]} == g_ids  # g, in both stages
+        assert not {id(p) for p in groups[0]["params"]} & g_ids
+        assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in params)  # a partition
+    # one plain SGD step moves g by 0.1 * lr * grad and the student and head by lr * grad
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    net = rd.network.train()
+    opt = torch.optim.SGD(rd.param_groups(0.01), lr=0.01)
+    rd.loss(net(x), y)["loss"].backward()
+    before = {n: (p.detach().clone(), p.grad.detach().clone()) for n, p in net.named_parameters() if p.grad is not None}
+    opt.step()
+    for name, p in net.named_parameters():
+        if name in before:
+            scale = 0.1 if name.startswith("reprogrammer.") else 1.0
+            expected = before[name][0].double() - 0.01 * scale * before[name][1].double()
+            assert torch.allclose(p.detach().double(), expected, atol=1e-7), name
+    assert any(n.startswith("reprogrammer.") for n in before) and any(n.startswith("student.") for n in before)
+    with pytest.raises(ValueError, match="reprogrammer_lr_scale"):
+        build_method("rd", teacher, student(), 3, reprogrammer_lr_scale=0.0)

@@ -54,6 +54,7 @@ def test_config_file_list_form():
         ("learning_rate", -1.0, "a number > 0.0"),
         ("val_fraction", 1.0, "< 1.0"),
         ("detach_teacher", "yes", "true or false"),
+        ("reprogrammer_lr_scale", 0.0, "a number > 0.0"),
         ("num_workers", True, "an integer >= 0"),
         ("on_bad_input", "ignore", "'error' or 'skip'"),
         ("amp_dtype", "int8", "'bfloat16' or 'float16'"),

@@ -69,6 +69,7 @@ PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detach_teacher": _BOOL,
     "teacher_trains_head": _BOOL,
     "teacher_warmup": _BOOL,
+    "reprogrammer_lr_scale": _real(0.0, lo_open=True),
     "resume": _BOOL,
     "amp": _BOOL,
     "channels_last": _BOOL,

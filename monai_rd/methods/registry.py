@@ -83,6 +83,8 @@ class Method:
         loss_weights: the schedule given to :class:`monai_rd.handlers.LossWeightSchedule` in the main stage.
         stage1: trained before the main stage (teacher probe, ``g + h``, LoRA/VPT + head), or ``None``.
         sample_indices: the loss reads the dataset index of each sample (``index`` batch key; CRD).
+        lr_scales: ``(module, scale)`` pairs: the parameters of ``module`` train at ``scale`` times the bundle's
+            learning rate, in both stages (RD's ``reprogrammer_lr_scale``); see :meth:`param_groups`.
     """
 
     name: str
@@ -92,6 +94,7 @@ class Method:
     stage1: Stage | None = None
     sample_indices: bool = False
     info: dict = field(default_factory=dict)
+    lr_scales: list[tuple[nn.Module, float]] = field(default_factory=list)
 
     @staticmethod
     def _trainable(*modules: nn.Module) -> list[nn.Parameter]:
@@ -125,6 +128,29 @@ class Method:
     def stage1_parameters(self) -> list[nn.Parameter]:
         return [] if self.stage1 is None else self._trainable(self.stage1.network, self.stage1.loss)
 
+    def param_groups(self, lr: float) -> list[dict]:
+        """The main stage's optimizer parameter groups: :meth:`parameters` at ``lr``, less those of each ``lr_scales``
+        module, which get a group at ``scale * lr`` of their own. Without scales it is the single group
+        ``[{"params": parameters(), "lr": lr}]``, so checkpoints of earlier runs resume unchanged."""
+        return self._groups(self.parameters(), lr)
+
+    def stage1_param_groups(self, lr: float) -> list[dict]:
+        """:meth:`param_groups` for :meth:`stage1_parameters` (the same modules keep the same scales)."""
+        return self._groups(self.stage1_parameters(), lr)
+
+    def _groups(self, params: list[nn.Parameter], lr: float) -> list[dict]:
+        groups, taken = [], set()
+        for module, scale in self.lr_scales:
+            if scale == 1.0:
+                continue
+            ids = {id(p) for p in module.parameters()} - taken
+            scaled = [p for p in params if id(p) in ids]
+            taken |= ids
+            if scaled:
+                groups.append({"params": scaled, "lr": lr * scale})
+        rest = [p for p in params if id(p) not in taken]
+        return ([{"params": rest, "lr": lr}] if rest else []) + groups
+
     def to(self, device) -> Method:
         for m in (self.network, self.loss) + (() if self.stage1 is None else (self.stage1.network, self.stage1.loss)):
             m.to(device)
@@ -154,6 +180,7 @@ def build_method(
     teacher_feature_shape: tuple[int, ...] | None = None,
     teacher_trains_head: bool = True,
     teacher_warmup: bool = False,
+    reprogrammer_lr_scale: float = 1.0,
     **options: Any,
 ) -> Method:
     """Build method ``name`` (see :data:`METHODS`) from the bundle's teacher and student.
@@ -170,6 +197,8 @@ def build_method(
             (``loss_weights`` is RD's schedule; ``teacher_trains_head``: see :class:`monai_rd.networks.RDNet`;
             ``teacher_warmup``: train RD's teacher branch ``h(g(T(x)))`` alone, with CE, as a stage 1 before
             co-training). Ignored by the other methods.
+        reprogrammer_lr_scale: RD's ``g`` trains at this times the learning rate (:meth:`Method.param_groups`);
+            ignored by the other methods.
         teacher_feature_shape: cached teacher feature shape when ``teacher`` is None (feature cache).
         options: method options (``method_options`` in the bundle), e.g. ``kd_weight``, ``teacher_layers``.
     """
@@ -190,6 +219,7 @@ def build_method(
         teacher_feature_shape=tuple(teacher_feature_shape) if teacher_feature_shape is not None else None,
         teacher_trains_head=teacher_trains_head,
         teacher_warmup=teacher_warmup,
+        reprogrammer_lr_scale=reprogrammer_lr_scale,
     )
     accepted = method_options(name)
     unknown = sorted(set(options) - set(accepted))
@@ -202,7 +232,7 @@ def build_method(
 
 _COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
                      "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape",
-                     "teacher_trains_head", "teacher_warmup"})  # fmt: skip
+                     "teacher_trains_head", "teacher_warmup", "reprogrammer_lr_scale"})  # fmt: skip
 
 
 def method_options(name: str) -> list[str]:
@@ -329,15 +359,17 @@ def _initial(spec) -> float:
 @METHODS.register("rd")
 def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
         reprogrammer_blocks=2, teacher_feature_shape=None, teacher_trains_head: bool = True,
-        teacher_warmup: bool = False, co_training: bool = True, use_kd: bool = True, use_cka: bool = True,
-        cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
+        teacher_warmup: bool = False, reprogrammer_lr_scale: float = 1.0, co_training: bool = True,
+        use_kd: bool = True, use_cka: bool = True, cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
     CKA term (:class:`RDLoss`). ``teacher_warmup``: a stage 1 trains the teacher branch ``h(g(T(x)))``
     (:class:`RDTeacherBranch`) alone with CE, then co-training starts from it and trains ``g`` and ``h`` on
-    (docs/methods.md, five seeds: it makes the branch learn and helps where the teacher beats the student alone,
-    and is no better than the default where it does not, so the bundles leave it off)."""
+    (docs/methods.md, five seeds: a 240-epoch warm-up makes the branch learn and brings the student to or above KD
+    where the teacher beats the student alone; it is no better than the default where it does not, so the bundles
+    leave it off). ``reprogrammer_lr_scale``: ``g`` trains at this times the learning rate in both stages
+    (:meth:`Method.param_groups`)."""
     if not co_training:
         method = _direct_reprogramming(teacher=teacher, student=student, num_classes=num_classes,
                                        temperature=temperature, multi_label=multi_label,
@@ -347,6 +379,9 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
         method.name = "rd"
         method.info["co_training"] = False
         return method
+    if not reprogrammer_lr_scale > 0:
+        raise ValueError(f"reprogrammer_lr_scale multiplies the learning rate of RD's reprogrammer g and must be > 0, "
+                         f"got {reprogrammer_lr_scale}.")  # fmt: skip
     weights = _ablate(loss_weights, use_kd, use_cka)
     net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape,
                 teacher_trains_head=teacher_trains_head)
@@ -355,9 +390,10 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
     warmup = None
     if teacher_warmup:
         warmup = Stage(ReferenceNet(net.teacher_branch()), _probe_loss(multi_label), {"ce_student": 1.0}, frozen=False)
-    return Method("rd", net, loss, weights, stage1=warmup,
+    return Method("rd", net, loss, weights, stage1=warmup, lr_scales=[(net.reprogrammer, float(reprogrammer_lr_scale))],
                   info={"co_training": True, "teacher_trains_head": teacher_trains_head,
-                        "teacher_warmup": bool(teacher_warmup)})  # fmt: skip
+                        "teacher_warmup": bool(teacher_warmup),
+                        "reprogrammer_lr_scale": float(reprogrammer_lr_scale)})  # fmt: skip
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
