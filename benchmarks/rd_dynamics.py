@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 
 from monai_rd.handlers import LossWeightSchedule
 from monai_rd.losses import RDLoss
+from monai_rd.methods import Method, Stage
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
 
 _spec = importlib.util.spec_from_file_location("modality_gap", os.path.join(os.path.dirname(__file__), "modality_gap.py"))
@@ -55,32 +57,48 @@ class _Engine:
         self.state = argparse.Namespace(iteration=0, epoch=0, max_epochs=max_epochs, epoch_length=epoch_length)
 
 
-#: RD settings compared: name -> (loss-weight schedule, teacher_trains_head, detach_teacher, weight overrides,
-#: teacher-branch warm-up). ``default`` is the bundles' default; ``default+teacher_warmup`` adds the bundles'
+class RDSetting(NamedTuple):
+    """One RD configuration of the benchmark (see :data:`RD_SETTINGS`)."""
+
+    schedule: str  # a name of monai_rd.losses.RD_SCHEDULES
+    teacher_trains_head: bool
+    detach_teacher: bool
+    weight_overrides: dict
+    teacher_warmup: bool  # stage 1 trains h(g(T(x))) alone first (the bundles' teacher_warmup)
+    reprogrammer_lr_scale: float = 1.0  # g's learning rate = this x the student's
+
+
+#: RD settings compared. ``default`` is the bundles' default; ``default+teacher_warmup`` adds the bundles'
 #: ``teacher_warmup`` (stage 1 trains ``h(g(T(x)))`` alone first); ``paper`` the paper's co-training from the first
-#: step; the ``cotrain_only`` pair isolates the shared head (no KD, no CKA: the branches meet only in ``h``).
+#: step; the ``cotrain_only`` pair isolates the shared head (no KD, no CKA: the branches meet only in ``h``);
+#: ``+g_lr0.1`` trains ``g`` at a tenth of the student's learning rate.
 RD_SETTINGS = {
-    "paper": ("paper", True, False, {}, False),
-    "warmup": ("warmup", True, False, {}, False),
-    "default": ("warmup", False, False, {}, False),
-    "default+teacher_warmup": ("warmup", False, False, {}, True),
-    "paper+head_from_student": ("paper", False, False, {}, False),
-    "paper+teacher_warmup": ("paper", False, False, {}, True),
-    "warmup+detach": ("warmup", True, True, {}, False),
-    "cotrain_only": ("paper", True, False, {"kd": 0.0, "cka": 0.0}, False),
-    "cotrain_only+head_from_student": ("paper", False, False, {"kd": 0.0, "cka": 0.0}, False),
+    "paper": RDSetting("paper", True, False, {}, False),
+    "warmup": RDSetting("warmup", True, False, {}, False),
+    "default": RDSetting("warmup", False, False, {}, False),
+    "default+teacher_warmup": RDSetting("warmup", False, False, {}, True),
+    "paper+head_from_student": RDSetting("paper", False, False, {}, False),
+    "paper+teacher_warmup": RDSetting("paper", False, False, {}, True),
+    "warmup+detach": RDSetting("warmup", True, True, {}, False),
+    "cotrain_only": RDSetting("paper", True, False, {"kd": 0.0, "cka": 0.0}, False),
+    "cotrain_only+head_from_student": RDSetting("paper", False, False, {"kd": 0.0, "cka": 0.0}, False),
+    "default+g_lr0.1": RDSetting("warmup", False, False, {}, False, 0.1),
+    "default+teacher_warmup+g_lr0.1": RDSetting("warmup", False, False, {}, True, 0.1),
+    "warmup+teacher_warmup+g_lr0.1": RDSetting("warmup", True, False, {}, True, 0.1),
+    "paper+teacher_warmup+hold_kd": RDSetting("paper", False, False, {"kd": 1.0}, True),
 }
 
 
-def warm_up_teacher_branch(net: RDNet, feats, y, cfg, seed: int) -> list[float]:
-    """The bundles' stage 1 of RD (``teacher_warmup``): ``h(g(T(x)))`` alone, CE, ``cfg.epoch_budget`` epochs (the
-    bundles' ``stage1_epochs`` default), same optimiser; returns the per-iteration training CE."""
-    branch = net.teacher_branch()
+def warm_up_teacher_branch(method: Method, feats, y, cfg, seed: int) -> list[float]:
+    """The bundles' stage 1 of RD (``teacher_warmup``): ``h(g(T(x)))`` alone, CE, ``cfg.warmup_epochs`` epochs (default
+    ``cfg.epoch_budget``, like the bundles' ``stage1_epochs``), the bundles' optimiser groups
+    (``method.stage1_param_groups``); returns the per-iteration training CE."""
+    branch = method.stage1_network
     gen = torch.Generator().manual_seed(seed + 1000)
-    opt = torch.optim.AdamW([p for p in branch.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(method.stage1_param_groups(cfg.lr), lr=cfg.lr, weight_decay=0.01)
     ce = []
     branch.train()
-    for _ in range(cfg.epoch_budget):
+    for _ in range(cfg.warmup_epochs or cfg.epoch_budget):
         for idx in gap._batches(len(y), cfg.batch_size, gen):
             loss = F.cross_entropy(branch(None, teacher_features=feats[idx]), y[idx])
             opt.zero_grad()
@@ -92,15 +110,18 @@ def warm_up_teacher_branch(net: RDNet, feats, y, cfg, seed: int) -> list[float]:
 
 def train_rd(x, y, feats, teacher, cfg, seed, setting: str):
     """RD in one of :data:`RD_SETTINGS`; returns the deployed student and per-iteration records."""
-    schedule, teacher_trains_head, detach, overrides, warmup = RD_SETTINGS[setting]
+    schedule, teacher_trains_head, detach, overrides, warmup, g_lr_scale = RD_SETTINGS[setting]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2,
                 teacher_trains_head=teacher_trains_head)
     loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach,
                      cka_memory=cfg.cka_memory)
-    warmup_ce = warm_up_teacher_branch(net, feats, y, cfg, seed) if warmup else []
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    # the optimiser groups of the bundles (g at g_lr_scale x lr), from the package's own Method
+    method = Method("rd", net, loss_fn, {}, stage1=Stage(net.teacher_branch(), loss_fn, {}, frozen=False),
+                    lr_scales=[(net.reprogrammer, g_lr_scale)])
+    warmup_ce = warm_up_teacher_branch(method, feats, y, cfg, seed) if warmup else []
+    opt = torch.optim.AdamW(method.param_groups(cfg.lr), lr=cfg.lr, weight_decay=0.01)
     epoch_length = epoch_length_of(y, cfg)
     engine = _Engine(cfg.epoch_budget, epoch_length)
     sched = LossWeightSchedule(overrides or None, schedule=schedule, loss_function=loss_fn)
@@ -203,6 +224,11 @@ def main(argv=None) -> int:
     p.add_argument("--rd", nargs="+", default=["paper", "warmup", "default"], choices=sorted(RD_SETTINGS),
                    help="RD settings to train (RD_SETTINGS)")
     p.add_argument("--no_direct", action="store_true", help="skip direct reprogramming (+ KD from it)")
+    p.add_argument("--no_baselines", action="store_true",
+                   help="skip the student alone and KD (e.g. more RD settings on seeds already measured: every run "
+                        "of a seed trains on the same images, batches and initialisation)")
+    p.add_argument("--warmup_epochs", type=int, default=None,
+                   help="epochs of the teacher-branch warm-up (the bundles' stage1_epochs); default: the budget")
     p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (recent samples in CKA)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--source_images", type=int, default=3000)
@@ -250,8 +276,9 @@ def main(argv=None) -> int:
                 with torch.no_grad():
                     row = {"teacher linear probe (ref.)": (probe(feats_te).argmax(1) == yte).float().mean().item()}
                     probe_logits = probe(feats)
-                row["student"] = gap._accuracy(gap.train_student(x, y, cfg, seed), xte, yte)
-                row["kd"] = gap._accuracy(gap.train_student(x, y, cfg, seed, probe_logits), xte, yte)
+                if not cfg.no_baselines:
+                    row["student"] = gap._accuracy(gap.train_student(x, y, cfg, seed), xte, yte)
+                    row["kd"] = gap._accuracy(gap.train_student(x, y, cfg, seed, probe_logits), xte, yte)
                 if not cfg.no_direct:  # stage 1: h(g(T(x))) alone; stage 2: KD from it
                     reprog = gap.direct_reprogram(feats, y, cfg, seed)
                     with torch.no_grad():
@@ -268,8 +295,10 @@ def main(argv=None) -> int:
                     row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
                     last = records[-len(first):]
                     row[name + " | teacher acc, last 20%"] = float(np.mean([r["acc_teacher"] for r in last]))
-                    if warmup_ce:  # the branch's training CE over the warm-up's last epoch
-                        row[name + " | warm-up CE, last epoch"] = float(np.mean(warmup_ce[-epoch_length_of(y, cfg):]))
+                    if warmup_ce:  # the branch's training CE over the warm-up's third and last epochs
+                        length = epoch_length_of(y, cfg)
+                        row[name + " | warm-up CE, epoch 3"] = float(np.mean(warmup_ce[2 * length: 3 * length]))
+                        row[name + " | warm-up CE, last epoch"] = float(np.mean(warmup_ce[-length:]))
                 for k, v in row.items():
                     results.setdefault(setting, {}).setdefault(k, []).append(v)
                 print(f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),
@@ -277,7 +306,8 @@ def main(argv=None) -> int:
             if cfg.curves:
                 os.makedirs(cfg.curves, exist_ok=True)
                 path = os.path.join(cfg.curves, f"rd_dynamics_{cfg.contrast}_{n}pc_{epochs}ep.png")
-                plot_curves(curves, path, f"{cfg.contrast} target, {setting}, seed {cfg.seeds[0]}, batch {cfg.batch_size}")
+                warm = f", teacher warm-up {cfg.warmup_epochs} ep" if cfg.warmup_epochs else ""
+                plot_curves(curves, path, f"{cfg.contrast} target, {setting}, seed {cfg.seeds[0]}, batch {cfg.batch_size}{warm}")
                 print("curves:", path)
     print(f"\ntest accuracy (%), mean ± std over seeds {cfg.seeds}; target '{cfg.contrast}', batch {cfg.batch_size}, "
           f"lr {cfg.lr}")
