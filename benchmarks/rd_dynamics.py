@@ -71,7 +71,8 @@ class RDSetting(NamedTuple):
 #: RD settings compared. ``default`` is the bundles' default; ``default+teacher_warmup`` adds the bundles'
 #: ``teacher_warmup`` (stage 1 trains ``h(g(T(x)))`` alone first); ``paper`` the paper's co-training from the first
 #: step; the ``cotrain_only`` pair isolates the shared head (no KD, no CKA: the branches meet only in ``h``);
-#: ``+g_lr0.1`` trains ``g`` at a tenth of the student's learning rate.
+#: ``+g_lr0.1`` trains ``g`` at a tenth of the student's learning rate (the bundles' ``reprogrammer_lr_scale``);
+#: ``paper+teacher_warmup+hold_kd`` holds the KD weight at 1 from the first co-training step, like the KD baseline.
 RD_SETTINGS = {
     "paper": RDSetting("paper", True, False, {}, False),
     "warmup": RDSetting("warmup", True, False, {}, False),
