@@ -298,7 +298,8 @@ def main(argv=None) -> int:
                     row[name + " | teacher acc, last 20%"] = float(np.mean([r["acc_teacher"] for r in last]))
                     if warmup_ce:  # the branch's training CE over the warm-up's third and last epochs
                         length = epoch_length_of(y, cfg)
-                        row[name + " | warm-up CE, epoch 3"] = float(np.mean(warmup_ce[2 * length: 3 * length]))
+                        if len(warmup_ce) >= 3 * length:  # a warm-up of under three epochs has no third epoch
+                            row[name + " | warm-up CE, epoch 3"] = float(np.mean(warmup_ce[2 * length: 3 * length]))
                         row[name + " | warm-up CE, last epoch"] = float(np.mean(warmup_ce[-length:]))
                 for k, v in row.items():
                     results.setdefault(setting, {}).setdefault(k, []).append(v)
