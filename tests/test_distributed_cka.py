@@ -52,6 +52,9 @@ def worker(rank, world, port, out_dir):
              "grads": {k: p.grad.clone() for k, p in model.module.named_parameters()}},
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
+        # without it, a rank that finishes first tears gloo down under the other's last collective (SIGABRT,
+        # "terminate called without an active exception"), seen once in 2 slow-tier runs
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
