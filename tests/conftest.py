@@ -9,6 +9,15 @@ import sys
 
 import pytest
 
+from tests._forkserver import run_module
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2` (the README's commands): two workers share 2 cores, so one torch thread each, in the worker and
+    # in every process it starts (set before torch loads: libgomp reads it once)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:  # a plugin loaded it first
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES = os.path.join(REPO, "bundles")
 
@@ -16,6 +25,9 @@ BUNDLES = os.path.join(REPO, "bundles")
 def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail=False,
                **overrides) -> subprocess.CompletedProcess:
     """Run ``python -m monai.bundle run`` as a user would, overrides as ``--key value``; fail with its output.
+
+    The run is a fork of the tests' pre-imported server (tests/_forkserver.py: the same ``runpy`` entry as
+    ``python -m``, without 9 s of imports), or a real interpreter with ``MONAI_RD_TEST_FORK=0``.
 
     A run that finishes but leaves ``<output_dir>/mlflow_not_logged.json`` lost MLflow logging on the way (the
     handlers keep training going and write that list): that fails too, unless the test breaks MLflow on purpose
@@ -25,12 +37,11 @@ def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail
         config_arg = config_files
     else:
         config_arg = "[" + ",".join(f"'{c}'" for c in config_files) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg]
+    args = ["run", "--config_file", config_arg]
     for key, value in overrides.items():
-        cmd += [f"--{key}", str(value)]
-    proc = subprocess.run(
-        cmd, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
-    )
+        args += [f"--{key}", str(value)]
+    proc = run_module("monai.bundle", args, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=timeout)
+    cmd = proc.args
     if proc.returncode != 0:
         raise AssertionError(f"bundle run failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
     if not mlflow_may_fail and "output_dir" in overrides:

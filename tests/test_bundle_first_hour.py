@@ -4,11 +4,11 @@ own error on the last line, and a run that cannot train anything stops before it
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
 
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES
 
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")
@@ -20,7 +20,7 @@ def _run(tmp_path, **overrides):
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", TRAIN]
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    return run_python(cmd, cwd=tmp_path, timeout=600)
 
 
 def _final_error(proc) -> str:

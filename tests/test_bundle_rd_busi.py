@@ -3,12 +3,12 @@
 import csv
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO, run_bundle
 
 pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end to end
@@ -179,10 +179,10 @@ def test_inference_refuses_an_override_that_contradicts_the_checkpoint(trained, 
 
 
 def test_metadata_verifies_offline():
-    proc = subprocess.run(
+    proc = run_python(
         [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", os.path.join(CONFIGS, "metadata.json"),
          "--filepath", os.path.join(REPO, "monai_rd", "schemas", "bundle_metadata_schema.json")],
-        capture_output=True, text=True, timeout=120,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "metadata is verified with no error" in proc.stdout + proc.stderr

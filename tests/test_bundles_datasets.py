@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, run_bundle
 
 from monai_rd.data import synthetic
@@ -92,16 +93,15 @@ def test_bundle_trains_on_fabricated_data(bundle, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle", sorted(CASES) + ["rd_clinical"])
 def test_metadata_verifies_offline(bundle):
-    import subprocess
     import sys
 
     from tests.conftest import REPO
 
-    proc = subprocess.run(
+    proc = run_python(
         [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file",
          os.path.join(BUNDLES, bundle, "configs", "metadata.json"),
          "--filepath", os.path.join(REPO, "monai_rd", "schemas", "bundle_metadata_schema.json")],
-        capture_output=True, text=True, timeout=300,
+        timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "metadata is verified with no error" in proc.stdout + proc.stderr

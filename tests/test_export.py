@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ from monai_rd.deploy.export import ParityError, export_student, load_student
 from monai_rd.bundle import write_executed_config
 from monai_rd.networks import StudentClassifier
 
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO
 
 PAPER_STUDENTS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0"]
@@ -99,7 +99,7 @@ def test_bundle_ckpt_export_matches_checkpoint(tmp_path):
            "--filepath", str(tmp_path / "models" / "model.ts"), "--ckpt_file", str(tmp_path / "model.pt"),
            "--meta_file", os.path.join(configs, "metadata.json"),
            "--config_file", os.path.join(configs, "inference.json"), "--output_dir", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_python(cmd, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     extra = {"metadata.json": "", "inference.json": ""}
     ts = torch.jit.load(str(tmp_path / "models" / "model.ts"), _extra_files=extra)

@@ -21,6 +21,7 @@ from monai_rd.handlers import (
     resume_checkpoint,
     resume_objects,
 )
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO, run_bundle
 
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")
@@ -170,7 +171,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{TRAIN}','{kill_cfg}']"]
     for k, v in dict(common, output_dir=crashed).items():
         cmd += [f"--{k}", str(v)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+    proc = run_python(cmd, cwd=REPO, timeout=600, env={**os.environ, **env})
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert sorted(f for f in os.listdir(crashed) if f.startswith("resume_")) == ["resume_checkpoint_epoch=1.pt"]
     # a write interrupted by the kill would have left only this (a truncated temp file); it must be ignored

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ from PIL import Image
 
 from monai_rd.bundle import write_executed_config
 from monai_rd.networks import StudentClassifier
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO
 
 CONFIGS = os.path.join(BUNDLES, "rd_busi", "configs")
@@ -44,8 +44,8 @@ def checkpoint_dir(tmp_path):
 @pytest.mark.slow
 def test_bundle_inference_refuses_unreadable_folder(mixed_folder, checkpoint_dir):
     out, _ = checkpoint_dir
-    proc = subprocess.run(_bundle_cmd(input_dir=mixed_folder, output_dir=out, image_size=32, student="mobilenet_v3_small",
-                                      num_workers=0), cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = run_python(_bundle_cmd(input_dir=mixed_folder, output_dir=out, image_size=32, student="mobilenet_v3_small",
+                                      num_workers=0), cwd=REPO, timeout=300)
     assert proc.returncode != 0
     assert "BadInputError" in proc.stderr and "2 of 4" in proc.stderr
     assert "c_corrupt.png" in proc.stderr and "d_empty.png" in proc.stderr
@@ -59,9 +59,9 @@ def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkp
     out, model = checkpoint_dir
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"test": [{"image": str(p)} for p in sorted(mixed_folder.iterdir())]}))
-    proc = subprocess.run(_bundle_cmd(datalist_file=datalist, output_dir=out, image_size=32, on_bad_input="skip",
+    proc = run_python(_bundle_cmd(datalist_file=datalist, output_dir=out, image_size=32, on_bad_input="skip",
                                       student="mobilenet_v3_small", num_workers=0, batch_size=2),
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert [os.path.basename(r["file"]) for r in rows] == ["a good.png", "b_good.jpg"]
@@ -105,7 +105,7 @@ def test_clinical_bundle_inference_dicom_nifti_png(tmp_path):
         cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", clinical]
         for key, value in {**args, **extra}.items():
             cmd += [f"--{key}", str(value)]
-        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        return run_python(cmd, cwd=REPO, timeout=300)
 
     proc = run()
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -2,13 +2,12 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from monai_rd.bundle.config_check import ConfigError, check_cli_overrides, check_run_params
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO
 
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")
@@ -71,8 +70,8 @@ def _bundle(out, dataset_dir, *extra):
            "--output_dir", out, "--image_size", "32", "--batch_size", "8", "--num_workers", "0", "--max_epochs", "1",
            "--progress_bar", "False", "--teacher", "torchvision:resnet18", "--teacher_weights", "random",
            "--student", "resnet18", *extra]  # fmt: skip
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    return run_python(cmd, cwd=REPO, timeout=600,
+                      env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
 
 
 @pytest.mark.slow

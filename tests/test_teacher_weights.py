@@ -24,6 +24,7 @@ from monai_rd.networks import (
     check_teacher_weights,
     resolve_weights,
 )
+from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO, run_bundle
 
 DATASET_BUNDLES = ["rd_busi", "rd_isic", "rd_covid", "rd_btc", "rd_chestxray", "rd_clinical"]
@@ -192,8 +193,8 @@ def test_missing_teacher_file_exits_non_zero_writing_nothing(busi_dir, tmp_path)
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file",
            os.path.join(BUNDLES, "rd_busi", "configs", "train.json"), "--dataset_dir", busi_dir, "--output_dir", str(out),
            "--bundle_root", str(tmp_path / "rd_busi")]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    proc = run_python(cmd, timeout=600, cwd=str(tmp_path),
+                      env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert proc.returncode != 0
     assert "MissingWeightsError" in proc.stderr and "download_large_files" in proc.stderr
     assert not out.exists() and sorted(os.listdir(tmp_path)) == []
@@ -224,8 +225,8 @@ def _bundle_copy(tmp_path, source_file, hash_val=None):
 
 
 def _download(copy) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(copy)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return run_python([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(copy)],
+                      timeout=300)  # fmt: skip
 
 
 @pytest.mark.slow
