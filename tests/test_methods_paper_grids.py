@@ -52,7 +52,7 @@ def test_every_cell_of_the_paper_grids_passes_a_dry_run(teacher):
     """Every (label setup, teacher, student, method) of grids/paper_table3.yaml and paper_table4.yaml (seeds and
     datasets with the same labels differ only in data): build on the grid's architectures (random weights, 32 px)
     and train two steps of each stage on fabricated images and labels (multi-label BCE for rd_chestxray). One test
-    per teacher, so that two workers share the cells."""
+    per teacher: a failure names it, and the file (7 minutes on one worker) runs beside the rest of the tier."""
     failures = []
     torch.manual_seed(0)  # random weights, but the same ones on every run: the answer is reproducible
     full = {teacher: build_teacher(teacher, input_size=SIZE)}
