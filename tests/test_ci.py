@@ -16,8 +16,8 @@ import budget  # noqa: E402  (.ci/budget.py: CI's script, not a package)
 
 
 def test_every_slow_test_names_the_claim_it_guards():
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slow", "-p", "no:xdist",
-                           "-p", "no:cacheprovider", "tests"], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slow", "-p", "no:cacheprovider",
+                           "tests"], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     slow = {re.sub(r"\[.*$", "", line).removeprefix("tests/") for line in proc.stdout.splitlines() if "::" in line}
     assert len(slow) > 50, proc.stdout[-2000:]
