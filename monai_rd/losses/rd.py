@@ -37,11 +37,22 @@ RD_SCHEDULES: dict[str, dict[str, float | dict]] = {
 DEFAULT_RD_SCHEDULE = "paper"
 
 
-def rd_schedule(name: str) -> dict[str, float | dict]:
-    """A copy of the named RD loss-weight schedule (what a bundle's ``loss_weights`` id resolves to)."""
+def rd_schedule(name: str, overrides: Mapping | None = None) -> dict[str, float | dict]:
+    """A copy of the named RD loss-weight schedule with ``overrides`` replacing the terms they name (the bundles'
+    ``loss_weights`` id: ``--loss_weights "{'cka': 0}"`` fixes CKA at 0 and leaves the other terms on the schedule).
+
+    Args:
+        name: a key of :data:`RD_SCHEDULES`.
+        overrides: term (one of :data:`RD_TERMS`) -> a number or a ``WeightSchedule`` mapping.
+    """
     if name not in RD_SCHEDULES:
         raise ValueError(f"Unknown RD loss schedule {name!r}; choose one of {sorted(RD_SCHEDULES)}.")
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in RD_SCHEDULES[name].items()}
+    weights = {k: dict(v) if isinstance(v, Mapping) else v for k, v in RD_SCHEDULES[name].items()}
+    unknown = sorted(set(overrides or {}) - set(RD_TERMS))
+    if unknown:
+        raise ValueError(f"loss_weights names {unknown}, which are not RD loss terms; RD's terms are {list(RD_TERMS)}.")
+    weights.update({k: dict(v) if isinstance(v, Mapping) else v for k, v in (overrides or {}).items()})
+    return weights
 
 
 def rd_default_weights() -> dict[str, float | dict]:

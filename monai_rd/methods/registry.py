@@ -20,7 +20,8 @@ import torch.nn as nn
 from monai_rd.handlers.loss_weight_schedule import WeightSchedule
 from monai_rd.losses.baselines import build_kd_loss
 from monai_rd.losses.rd import RDLoss, rd_default_weights
-from monai_rd.networks.nets.rdnet import RDNet
+from monai_rd.networks.blocks.reprogrammer import budget_width
+from monai_rd.networks.nets.rdnet import REPROGRAMMER_BUDGET, RDNet
 from monai_rd.utils.registry import Registry
 from monai_rd.networks.blocks.adapters import lora_teacher, vpt_teacher
 from monai_rd.losses.method_loss import MethodLoss
@@ -181,6 +182,7 @@ def build_method(
     teacher_trains_head: bool = True,
     teacher_warmup: bool = False,
     reprogrammer_lr_scale: float = 1.0,
+    reprogrammer_budget: float | None = REPROGRAMMER_BUDGET,
     **options: Any,
 ) -> Method:
     """Build method ``name`` (see :data:`METHODS`) from the bundle's teacher and student.
@@ -199,6 +201,9 @@ def build_method(
             co-training). Ignored by the other methods.
         reprogrammer_lr_scale: RD's ``g`` trains at this times the learning rate (:meth:`Method.param_groups`);
             ignored by the other methods.
+        reprogrammer_budget: ``g`` of ``rd`` and ``direct_reprogramming`` holds at most this fraction of the
+            student's parameters (a bottleneck, :func:`monai_rd.networks.blocks.budget_width`); ``None``: the
+            paper's full-width ``g``. Ignored by the other methods.
         teacher_feature_shape: cached teacher feature shape when ``teacher`` is None (feature cache).
         options: method options (``method_options`` in the bundle), e.g. ``kd_weight``, ``teacher_layers``.
     """
@@ -220,6 +225,7 @@ def build_method(
         teacher_trains_head=teacher_trains_head,
         teacher_warmup=teacher_warmup,
         reprogrammer_lr_scale=reprogrammer_lr_scale,
+        reprogrammer_budget=reprogrammer_budget,
     )
     accepted = method_options(name)
     unknown = sorted(set(options) - set(accepted))
@@ -232,7 +238,7 @@ def build_method(
 
 _COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
                      "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape",
-                     "teacher_trains_head", "teacher_warmup", "reprogrammer_lr_scale"})  # fmt: skip
+                     "teacher_trains_head", "teacher_warmup", "reprogrammer_lr_scale", "reprogrammer_budget"})  # fmt: skip
 
 
 def method_options(name: str) -> list[str]:
@@ -315,12 +321,17 @@ def _kd(teacher, student, num_classes, temperature=4.0, multi_label=False, teach
 
 @METHODS.register("direct_reprogramming")
 def _direct_reprogramming(teacher, student, num_classes, temperature=4.0, multi_label=False, loss_weights=None,
-                          reprogrammer_blocks=2, teacher_feature_shape=None, **_: Any) -> Method:  # fmt: skip
+                          reprogrammer_blocks=2, teacher_feature_shape=None,
+                          reprogrammer_budget: float | None = REPROGRAMMER_BUDGET, **_: Any) -> Method:  # fmt: skip
     """RD without co-training: stage 1 trains ``g`` and ``h`` on the frozen teacher (CE), stage 2 distils the
-    frozen ``h(g(T(x)))`` into the student (its own head) with RD's ``ce_student``, ``kd`` and ``cka`` weights."""
+    frozen ``h(g(T(x)))`` into the student (its own head) with RD's ``ce_student``, ``kd`` and ``cka`` weights.
+    ``g`` has the width RD's would have (``reprogrammer_budget``), so the two compare equal ``g``."""
     _need_teacher("direct_reprogramming", teacher, cache_ok=True, shape=teacher_feature_shape)
+    shape = tuple(teacher_feature_shape) if teacher_feature_shape is not None else tuple(teacher.feature_shape)
+    width = budget_width(shape, student, reprogrammer_budget, num_blocks=reprogrammer_blocks)
     branch = TeacherClassifier(teacher, num_classes, feature_shape=teacher_feature_shape,
-                               reprogrammer_dim=student.feature_dim, reprogrammer_blocks=reprogrammer_blocks)  # fmt: skip
+                               reprogrammer_dim=student.feature_dim, reprogrammer_blocks=reprogrammer_blocks,
+                               reprogrammer_width=width)  # fmt: skip
     weights = {k: v for k, v in (loss_weights or {"ce_student": 1.0, "kd": 1.0, "cka": 1.0}).items() if k != "ce_teacher"}
     loss = MethodLoss({k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label)
     return Method("direct_reprogramming", DistillNet(student, branch=branch), loss, weights,
@@ -360,7 +371,8 @@ def _initial(spec) -> float:
 def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detach_teacher=False, loss_weights=None,
         reprogrammer_blocks=2, teacher_feature_shape=None, teacher_trains_head: bool = True,
         teacher_warmup: bool = False, reprogrammer_lr_scale: float = 1.0, co_training: bool = True,
-        use_kd: bool = True, use_cka: bool = True, cka_memory: int = 0, **rest: Any) -> Method:  # fmt: skip
+        use_kd: bool = True, use_cka: bool = True, cka_memory: int = 0,
+        reprogrammer_budget: float | None = REPROGRAMMER_BUDGET, **rest: Any) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
@@ -375,7 +387,8 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
                                        temperature=temperature, multi_label=multi_label,
                                        loss_weights=_ablate(loss_weights, use_kd, use_cka),
                                        reprogrammer_blocks=reprogrammer_blocks,
-                                       teacher_feature_shape=teacher_feature_shape)  # fmt: skip
+                                       teacher_feature_shape=teacher_feature_shape,
+                                       reprogrammer_budget=reprogrammer_budget)  # fmt: skip
         method.name = "rd"
         method.info["co_training"] = False
         return method
@@ -384,7 +397,7 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
                          f"got {reprogrammer_lr_scale}.")  # fmt: skip
     weights = _ablate(loss_weights, use_kd, use_cka)
     net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape,
-                teacher_trains_head=teacher_trains_head)
+                teacher_trains_head=teacher_trains_head, reprogrammer_budget=reprogrammer_budget)
     loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
                   detach_teacher=detach_teacher, cka_memory=cka_memory)  # fmt: skip
     warmup = None
@@ -393,7 +406,8 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
     return Method("rd", net, loss, weights, stage1=warmup, lr_scales=[(net.reprogrammer, float(reprogrammer_lr_scale))],
                   info={"co_training": True, "teacher_trains_head": teacher_trains_head,
                         "teacher_warmup": bool(teacher_warmup),
-                        "reprogrammer_lr_scale": float(reprogrammer_lr_scale)})  # fmt: skip
+                        "reprogrammer_lr_scale": float(reprogrammer_lr_scale),
+                        "reprogrammer_budget": reprogrammer_budget})  # fmt: skip
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:

@@ -6,4 +6,5 @@ from monai_rd.networks.blocks.reprogrammer import (
     ResidualConvBlock,
     ResidualMLPBlock,
     bottleneck_width,
+    budget_width,
 )

@@ -23,6 +23,7 @@ __all__ = [
     "AttentionPool",
     "Reprogrammer",
     "bottleneck_width",
+    "budget_width",
     "count_parameters",
 ]
 
@@ -227,3 +228,18 @@ def bottleneck_width(
         else:
             hi = mid - 1
     return lo * multiple
+
+
+def budget_width(
+    teacher_shape: Sequence[int], student: nn.Module, budget: float | None, num_blocks: int = 2
+) -> int | None:
+    """The width of ``g`` (a :class:`Reprogrammer` onto ``student.feature_dim``) under a parameter budget:
+    :func:`bottleneck_width` for at most ``budget`` times the student's parameters; ``None`` (the paper's
+    full-width ``g``) when ``budget`` is None or the full width fits."""
+    if budget is None:
+        return None
+    if not budget > 0:
+        raise ValueError(f"reprogrammer_budget must be > 0 (a fraction of the student's parameters) or None (the "
+                         f"paper's full-width g), got {budget}.")  # fmt: skip
+    max_params = max(1, int(budget * count_parameters(student)))
+    return bottleneck_width(teacher_shape, student.feature_dim, max_params, num_blocks=num_blocks)

@@ -102,6 +102,7 @@ class TeacherClassifier(nn.Module):
         reprogrammer_dim: if given, ``g`` maps teacher features to this width (direct reprogramming);
             otherwise the head is a linear probe on pooled teacher features.
         reprogrammer_blocks: residual blocks of ``g``.
+        reprogrammer_width: bottleneck width of ``g`` (:class:`Reprogrammer`); ``None``: full width.
 
     Shapes: ``features``: ``[B, 3, H, W]`` -> ``[B, d]``; ``forward``: -> logits ``[B, C]``.
     """
@@ -113,6 +114,7 @@ class TeacherClassifier(nn.Module):
         feature_shape: Sequence[int] | None = None,
         reprogrammer_dim: int | None = None,
         reprogrammer_blocks: int = 2,
+        reprogrammer_width: int | None = None,
     ) -> None:
         super().__init__()
         if encoder is None and feature_shape is None:
@@ -121,7 +123,9 @@ class TeacherClassifier(nn.Module):
         shape = tuple(feature_shape) if feature_shape is not None else tuple(encoder.feature_shape)  # type: ignore
         self.feature_shape = shape
         if reprogrammer_dim is not None:
-            self.reprogrammer: nn.Module | None = Reprogrammer(shape, reprogrammer_dim, num_blocks=reprogrammer_blocks)
+            self.reprogrammer: nn.Module | None = Reprogrammer(
+                shape, reprogrammer_dim, num_blocks=reprogrammer_blocks, width=reprogrammer_width
+            )
             width = reprogrammer_dim
         else:
             self.reprogrammer = None

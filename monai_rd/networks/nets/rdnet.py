@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from monai_rd.networks.blocks.reprogrammer import Reprogrammer, bottleneck_width, count_parameters
+from monai_rd.networks.blocks.reprogrammer import Reprogrammer, budget_width
 from monai_rd.networks.nets.students import StudentClassifier
 from monai_rd.networks.nets.teachers import FrozenTeacher
 
@@ -71,12 +71,8 @@ class RDNet(nn.Module):
         self.student = student
         shape = teacher.feature_shape if teacher is not None else tuple(teacher_feature_shape)  # type: ignore[arg-type]
         width = reprogrammer_width
-        if width is None and reprogrammer_budget is not None:
-            if reprogrammer_budget <= 0:
-                raise ValueError(f"reprogrammer_budget must be > 0 (a fraction of the student's parameters) or None, "
-                                 f"got {reprogrammer_budget}.")  # fmt: skip
-            budget = max(1, int(reprogrammer_budget * count_parameters(student)))
-            width = bottleneck_width(shape, student.feature_dim, budget, num_blocks=num_blocks)
+        if width is None:
+            width = budget_width(shape, student, reprogrammer_budget, num_blocks=num_blocks)
         self.reprogrammer = Reprogrammer(shape, student.feature_dim, num_blocks=num_blocks, width=width)
 
     @property
