@@ -13,15 +13,16 @@ def at_numpy(s, t, beta=1000.0, p=2.0):
         a = np.sum(np.abs(x) ** p, axis=1).reshape(x.shape[0], -1)
         return a / np.linalg.norm(a, axis=1, keepdims=True)
 
-    return beta / 2 * np.mean((q(s) - q(t)) ** 2)
+    return beta * np.mean((q(s) - q(t)) ** 2)
 
 
 def test_at_by_hand():
     # one sample, one channel, 1 x 2 positions: Q_S = [1, 0], Q_T = [0, 1] (already unit norm);
-    # mean of squared differences = (1 + 1) / 2 = 1, times beta / 2 = 500
+    # mean of squared differences = (1 + 1) / 2 = 1, times beta = 1000 (RepDistiller's -b 1000 on sum(mean))
     s = torch.tensor([[[[1.0, 0.0]]]])
     t = torch.tensor([[[[0.0, -3.0]]]])  # |A|^2 makes the sign irrelevant, the norm removes the scale
-    assert abs(float(ATLoss()(s, t)) - 500.0) < 1e-4
+    assert abs(float(ATLoss()(s, t)) - 1000.0) < 1e-4
+    assert abs(float(ATLoss(beta=500.0)(s, t)) - 500.0) < 1e-4  # eq. (2)'s beta / 2 reading
     assert float(ATLoss()(s, 7 * s)) == pytest.approx(0.0, abs=1e-6)
 
 

@@ -54,9 +54,10 @@ def crd_case():
 
 def test_at_matches_repdistiller():
     s, t = at_case()
-    # RepDistiller's Attention returns mean((Q_S - Q_T)^2) per pair; beta = 2 makes beta / 2 = 1
-    got = ATLoss(beta=2.0)(torch.tensor(s), torch.tensor(t))
+    # RepDistiller's Attention returns mean((Q_S - Q_T)^2) per pair, which its train script weights by -b 1000
+    got = ATLoss(beta=1.0)(torch.tensor(s), torch.tensor(t))
     assert abs(float(got.detach()) - REPDISTILLER["at"]) < 1e-12
+    assert abs(float(ATLoss()(torch.tensor(s), torch.tensor(t)).detach()) - 1000 * REPDISTILLER["at"]) < 1e-9
 
 
 def test_vid_matches_repdistiller():

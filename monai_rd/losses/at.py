@@ -20,16 +20,18 @@ def attention_map(x: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 class ATLoss(nn.Module):
-    """``beta / 2 * sum_j mean_{b, hw} (Q_S^j / ||Q_S^j|| - Q_T^j / ||Q_T^j||)^2``.
+    """``beta * sum_j mean_{b, hw} (Q_S^j / ||Q_S^j|| - Q_T^j / ||Q_T^j||)^2``.
 
-    This is the paper's eq. (2) with ``p = 2`` as the authors' code computes it: the squared difference of the
-    normalised maps is averaged over batch and positions, which is the paper's "beta = 10^3 divided by the number
-    of elements in the attention map and the batch size", so ``beta = 1000`` by default. Channels need not
-    match (attention maps are channel-free); resolutions may differ (the larger map is average-pooled first).
+    The paper's eq. (2) with ``p = 2`` as the reference recipes compute it: the squared difference of the
+    normalised maps is averaged over batch and positions (the paper's "beta divided by the number of elements in
+    the attention map and the batch size"), summed over the tapped pairs, and weighted by ``beta = 1000`` as
+    RepDistiller (``-b 1000``), mdistiller and the RD authors' training code do. Eq. (2) writes ``beta / 2``:
+    ``beta=500`` gives that reading. Channels need not match (attention maps are channel-free); resolutions may
+    differ (the larger map is average-pooled first).
 
     Args:
         p: exponent of the attention map (2 in the paper).
-        beta: weight (1000 in the paper).
+        beta: weight of the summed mean squared differences (1000, as the reference recipes).
         num_prefix_tokens: prefix tokens dropped when tokens are laid out as maps (None: auto).
 
     Shapes: ``student``/``teacher`` ``[B, C, H, W]`` maps or ``[B, N, D]`` tokens (a list for several pairs)
@@ -58,4 +60,4 @@ class ATLoss(nn.Module):
             s, t = pool_to_common(s, t)
             diff = attention_map(s, self.p) - attention_map(t, self.p)
             total = total + diff.pow(2).mean()
-        return self.beta / 2.0 * total
+        return self.beta * total
