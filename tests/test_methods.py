@@ -50,6 +50,14 @@ def test_student_method_needs_no_teacher_and_teacher_methods_refuse_none():
     assert out["z_T"].shape == (2, 3)
 
 
+def test_kd_weights_default_to_the_reference_recipes(vit):
+    """RepDistiller's ``-r 0.1 -a 0.9`` (CE 0.1, KD 0.9) for every KD baseline; each weight an option."""
+    assert build_method("kd", None, student(), 3, teacher_feature_shape=(512,)).loss_weights == {"ce_student": 0.1, "kd": 0.9}
+    assert build_method("vpt_kd", vit, student(), 3, image_size=32).loss_weights == {"ce_student": 0.1, "kd": 0.9}
+    custom = build_method("kd", None, student(), 3, teacher_feature_shape=(512,), ce_weight=1.0, kd_weight=1.0)
+    assert custom.loss_weights == {"ce_student": 1.0, "kd": 1.0}
+
+
 def _log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))

@@ -310,10 +310,15 @@ def _teacher_finetune(teacher, num_classes, multi_label=False, image_size=224, *
 # --- two-stage logit distillation -----------------------------------------------------------------------------
 
 
+#: Hinton KD's weights in the reference recipes (RepDistiller ``-r 0.1 -a 0.9``, mdistiller): ``0.1 CE + 0.9 KD``
+CE_WEIGHT, KD_WEIGHT = 0.1, 0.9
+
+
 @METHODS.register("kd")
 def _kd(teacher, student, num_classes, temperature=4.0, multi_label=False, teacher_feature_shape=None,
-        kd_weight: float = 1.0, ce_weight: float = 1.0, **_: Any) -> Method:  # fmt: skip
-    """Hinton KD from a linearly probed teacher: stage 1 trains the probe, stage 2 ``CE + kd_weight * KD``."""
+        kd_weight: float = KD_WEIGHT, ce_weight: float = CE_WEIGHT, **_: Any) -> Method:  # fmt: skip
+    """Hinton KD from a linearly probed teacher: stage 1 trains the probe, stage 2 ``ce_weight * CE + kd_weight *
+    KD`` (0.1 and 0.9: the reference recipes, RepDistiller's ``-r 0.1 -a 0.9`` and mdistiller's KD config)."""
     _need_teacher("kd", teacher, cache_ok=True, shape=teacher_feature_shape)
     branch = TeacherClassifier(teacher, num_classes, feature_shape=teacher_feature_shape)
     return _kd_from_branch("kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight})
@@ -340,23 +345,24 @@ def _direct_reprogramming(teacher, student, num_classes, temperature=4.0, multi_
 
 @METHODS.register("lora_kd")
 def _lora_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, image_size=224,
-             kd_weight: float = 1.0, lora_rank: int = 8, lora_alpha: float = 16.0, lora_target_modules=None,
+             kd_weight: float = KD_WEIGHT, ce_weight: float = CE_WEIGHT, lora_rank: int = 8, lora_alpha: float = 16.0, lora_target_modules=None,
              **_: Any) -> Method:  # fmt: skip
     """Stage 1: LoRA adapters (peft) in a copy of the teacher + a linear head, trained with CE; stage 2: KD."""
     _need_teacher("lora_kd", teacher)
     tuned = lora_teacher(teacher, rank=lora_rank, alpha=lora_alpha, target_modules=lora_target_modules,
                          image_size=image_size)
     branch = TeacherClassifier(tuned, num_classes)
-    return _kd_from_branch("lora_kd", branch, student, multi_label, temperature, {"ce_student": 1.0, "kd": kd_weight})
+    return _kd_from_branch("lora_kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight})
 
 
 @METHODS.register("vpt_kd")
-def _vpt_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, kd_weight: float = 1.0,
+def _vpt_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, kd_weight: float = KD_WEIGHT,
+            ce_weight: float = CE_WEIGHT,
             num_prompts: int = 10, **_: Any) -> Method:  # fmt: skip
     """Stage 1: visual prompts in a copy of a ViT teacher + a linear head, trained with CE; stage 2: KD."""
     _need_teacher("vpt_kd", teacher)
     branch = TeacherClassifier(vpt_teacher(teacher, num_prompts=num_prompts), num_classes)
-    return _kd_from_branch("vpt_kd", branch, student, multi_label, temperature, {"ce_student": 1.0, "kd": kd_weight})
+    return _kd_from_branch("vpt_kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight})
 
 
 # --- Reprogramming Distillation and its ablations ---------------------------------------------------------------
