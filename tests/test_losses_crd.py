@@ -98,3 +98,40 @@ def test_crd_maps_gradients_and_errors(caplog):
         loss(torch.randn(2, 3), torch.randn(2, 5), torch.tensor([0]))
     with pytest.raises(ValueError, match="num_negatives"):
         CRDLoss(3, 5, num_data=20, num_negatives=0)
+
+
+def test_with_labels_negatives_come_from_the_other_classes_uniformly():
+    """RepDistiller's ``mode="exact"``: K negatives per anchor, with replacement, from the other classes' samples."""
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
+    loss = CRDLoss(4, 4, num_data=10, num_negatives=4000, labels=labels)
+    index = torch.tensor([0, 3, 5, 9])
+    neg = loss.sample_negatives(index)
+    assert neg.shape == (4, 4000)
+    lab = np.array(labels)
+    for row, i in enumerate(index.tolist()):
+        drawn = neg[row].numpy()
+        assert (lab[drawn] != lab[i]).all()
+        pool = np.flatnonzero(lab != lab[i])
+        counts = np.bincount(drawn, minlength=10)[pool]
+        assert set(np.unique(drawn)) == set(pool)  # every other-class sample can be drawn ...
+        assert counts.min() > 0.7 * 4000 / len(pool) and counts.max() < 1.3 * 4000 / len(pool)  # ... uniformly
+    again = CRDLoss(4, 4, num_data=10, num_negatives=4000, labels=labels).sample_negatives(index)
+    assert torch.equal(neg, again)  # seeded
+    with pytest.raises(ValueError, match="one class per training sample"):
+        CRDLoss(4, 4, num_data=10, labels=labels[:-1])
+    with pytest.raises(ValueError, match="one class"):
+        CRDLoss(4, 4, num_data=3, labels=[1, 1, 1])
+
+
+def test_the_crd_method_passes_single_labels_and_not_multi_hot_ones():
+    from monai_rd.methods import build_method
+    from monai_rd.networks import StudentClassifier, build_teacher
+
+    teacher = build_teacher("torchvision:resnet18", input_size=32)
+    single = build_method("crd", teacher, StudentClassifier("resnet18", 3), 3, image_size=32, num_data=6,
+                          train_labels=[0, 1, 2, 0, 1, 2])  # fmt: skip
+    crd = next(m for m in single.loss.modules() if isinstance(m, CRDLoss))
+    assert crd._others is not None and torch.equal(crd._labels, torch.tensor([0, 1, 2, 0, 1, 2]))
+    multi = build_method("crd", teacher, StudentClassifier("resnet18", 3), 3, image_size=32, num_data=2,
+                         multi_label=True, train_labels=[[1, 0, 1], [0, 1, 0]])  # fmt: skip
+    assert next(m for m in multi.loss.modules() if isinstance(m, CRDLoss))._others is None

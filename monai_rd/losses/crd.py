@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import logging
 import math
 
@@ -52,8 +54,9 @@ class CRDLoss(nn.Module):
       index followed by ``K`` negatives; ``Z`` is fixed on the first call to ``mean(exp(.)) * num_data``.
     * Loss: :func:`nce_loss` on both score sets, summed.
 
-    Negatives are drawn uniformly from the dataset indices other than the positive with a seeded generator,
-    or given as ``contrast_index``.
+    Negatives are drawn with a seeded generator: with ``labels``, uniformly (with replacement) from the samples of
+    the other classes, as the reference code's classification loaders do (RepDistiller's ``mode="exact"``);
+    without, uniformly from the dataset indices other than the positive. Or they are given as ``contrast_index``.
 
     Args:
         student_dim: student feature width ``D_S`` (maps/tokens are averaged to vectors first).
@@ -64,6 +67,8 @@ class CRDLoss(nn.Module):
         temperature: ``T`` (0.07).
         momentum: memory momentum (0.5).
         seed: seed of the memory initialisation and negative sampling.
+        labels: class index of each training sample ``[num_data]`` (single-label data): negatives come from
+            other classes. ``None`` (multi-label data, or no labels): from all other samples.
 
     Shapes: ``student`` ``[B, D_S]`` (or ``[B, C, H, W]``/``[B, N, D]``, averaged), ``teacher`` ``[B, D_T]``,
     ``index`` ``[B]`` int64 dataset indices, ``contrast_index`` ``[B, K]`` -> scalar.
@@ -79,6 +84,7 @@ class CRDLoss(nn.Module):
         temperature: float = 0.07,
         momentum: float = 0.5,
         seed: int = 0,
+        labels: Sequence[int] | torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if num_data < 2:
@@ -86,7 +92,16 @@ class CRDLoss(nn.Module):
         k = int(num_negatives)
         if k < 1:
             raise ValueError(f"num_negatives must be >= 1, got {k}.")
-        if k > num_data - 1:
+        self._others: dict[int, torch.Tensor] | None = None
+        if labels is not None:
+            labels = torch.as_tensor(labels).long().view(-1)
+            if labels.numel() != num_data:
+                raise ValueError(f"CRD labels must give one class per training sample ({num_data}), got {labels.numel()}.")
+            self._others = {int(c): torch.nonzero(labels != c).flatten() for c in labels.unique()}
+            if any(o.numel() == 0 for o in self._others.values()):
+                raise ValueError("CRD draws negatives from the other classes, but the training set has one class.")
+            self._labels = labels  # CPU: sampling runs there with the seeded generator
+        elif k > num_data - 1:
             logger.warning(
                 f"CRD: {k} negatives asked for but the training set has {num_data} samples; using all "
                 f"{num_data - 1} other samples as negatives (num_negatives capped at num_data - 1)."
@@ -105,7 +120,17 @@ class CRDLoss(nn.Module):
         self._generator = torch.Generator().manual_seed(seed + 1)
 
     def sample_negatives(self, index: torch.Tensor) -> torch.Tensor:
-        """``K`` indices per row, uniform over ``[0, num_data)`` without the positive: ``[B]`` -> ``[B, K]``."""
+        """``K`` indices per row: ``[B]`` -> ``[B, K]``, from the other classes' samples (``labels``) or uniform
+        over ``[0, num_data)`` without the positive."""
+        if self._others is not None:
+            out = torch.empty(index.shape[0], self.num_negatives, dtype=torch.long)
+            classes = self._labels[index.cpu()]
+            for c in classes.unique().tolist():
+                rows = torch.nonzero(classes == c).flatten()
+                pool = self._others[c]
+                pick = torch.randint(0, pool.numel(), (rows.numel(), self.num_negatives), generator=self._generator)
+                out[rows] = pool[pick]
+            return out.to(index.device)
         r = torch.randint(0, self.num_data - 1, (index.shape[0], self.num_negatives), generator=self._generator)
         r = r.to(index.device)
         return r + (r >= index[:, None]).long()

@@ -11,7 +11,7 @@ distillation stage then reads, frozen).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +172,7 @@ def build_method(
     num_classes: int,
     image_size: int = 224,
     num_data: int | None = None,
+    train_labels: Sequence | None = None,
     batch_size: int | None = None,
     temperature: float = 4.0,
     multi_label: bool = False,
@@ -193,6 +194,8 @@ def build_method(
         num_classes: ``C``.
         image_size: side of the training images (feature shapes of tapped layers are probed at it).
         num_data: training-set size (CRD memory banks).
+        train_labels: the training samples' labels, in dataset-index order (CRD draws negatives from other
+            classes when each is one class index; multi-label or missing: from all other samples).
         batch_size: training batch size (SemCKD; the loader must drop the last incomplete batch).
         temperature: KD temperature. multi_label: BCE/sigmoid instead of CE/softmax.
         detach_teacher, loss_weights, reprogrammer_blocks, teacher_trains_head, teacher_warmup: RD's options
@@ -215,6 +218,7 @@ def build_method(
         num_classes=num_classes,
         image_size=image_size,
         num_data=num_data,
+        train_labels=train_labels,
         batch_size=batch_size,
         temperature=temperature,
         multi_label=multi_label,
@@ -236,7 +240,7 @@ def build_method(
     return METHODS.build(name, **common, **options)
 
 
-_COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "batch_size", "temperature",
+_COMMON = frozenset({"teacher", "student", "num_classes", "image_size", "num_data", "train_labels", "batch_size", "temperature",
                      "multi_label", "detach_teacher", "loss_weights", "reprogrammer_blocks", "teacher_feature_shape",
                      "teacher_trains_head", "teacher_warmup", "reprogrammer_lr_scale", "reprogrammer_budget"})  # fmt: skip
 
@@ -439,8 +443,19 @@ def _layers(root: nn.Module, given, image_size: int, owner: str, count: int = 1)
     return [default_feature_layer(root, image_size, owner)]
 
 
+def _class_indices(labels: Sequence | None) -> list[int] | None:
+    """``labels`` as one class index per sample, or ``None`` when they are not (absent, multi-hot)."""
+    if labels is None:
+        return None
+    try:
+        return [int(label) for label in labels]
+    except (TypeError, ValueError):
+        return None
+
+
 def _feature_method(method: str):
-    def build(teacher, student, multi_label=False, temperature=4.0, image_size=224, num_data=None, batch_size=None,
+    def build(teacher, student, multi_label=False, temperature=4.0, image_size=224, num_data=None, train_labels=None,
+              batch_size=None,
               teacher_layers=None, student_layers=None, weight: float | None = None,
               loss_options: Mapping | None = None, **_: Any) -> Method:  # fmt: skip
         _need_teacher(method, teacher)
@@ -449,6 +464,7 @@ def _feature_method(method: str):
         if pooled:
             s_shapes, t_shapes, s_layers, t_layers = [(student.feature_dim,)], [(int(teacher.feature_dim),)], [], []
             opts.setdefault("num_data", num_data)
+            opts.setdefault("labels", None if multi_label else _class_indices(train_labels))
         else:
             count = MULTI_LAYER_METHODS.get(method, 1)
             t_layers = _layers(teacher, teacher_layers, image_size, "teacher", count)
