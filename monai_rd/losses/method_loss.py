@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from monai_rd.losses.cka import linear_cka
 from monai_rd.losses.kd import KDLoss
@@ -29,6 +30,9 @@ class MethodLoss(nn.Module):
         feature_inputs: ``"layers"`` (tapped maps/tokens ``feat_S``/``feat_T``) or ``"pooled"`` (``f_S``/``f_T``).
         needs_index: the feature loss also takes the batch's dataset indices (CRD); they are set in ``self.index``
             before each iteration by :class:`monai_rd.handlers.MethodHandlers`.
+        logit_standardisation: ``s``: CE and KD read ``s * layer_norm(z)`` (each sample's logits standardised over
+            the classes, no affine, eps 1e-7) instead of ``z``, as NORM's training loop (OSVAI/NORM ``helper/loops.py``,
+            ``ceta = 2.5``); None: the logits as they are. Order-preserving, so predictions are unchanged.
 
     Inputs: the network's dict (``z_S``, ``z_T``, ``f_S``, ``f_T``, ``feat_S``, ``feat_T``) and the target.
     Returns ``{"loss": total, <term>: unweighted value, ...}``.
@@ -43,6 +47,7 @@ class MethodLoss(nn.Module):
         feature_term: str | None = None,
         feature_inputs: str = "layers",
         needs_index: bool = False,
+        logit_standardisation: float | None = None,
     ) -> None:
         super().__init__()
         if feature_inputs not in ("layers", "pooled"):
@@ -59,6 +64,22 @@ class MethodLoss(nn.Module):
         self.feature_inputs = feature_inputs
         self.needs_index = needs_index
         self.index: torch.Tensor | None = None
+        self.logit_standardisation = logit_standardisation
+
+    @property
+    def logit_standardisation(self) -> float | None:
+        return self._logit_standardisation
+
+    @logit_standardisation.setter
+    def logit_standardisation(self, scale: float | None) -> None:
+        if scale is not None and not scale > 0:
+            raise ValueError(f"logit_standardisation scales standardised logits and must be > 0 (or None), got {scale}.")
+        self._logit_standardisation = None if scale is None else float(scale)
+
+    def _logits(self, z: torch.Tensor) -> torch.Tensor:
+        if self.logit_standardisation is None:
+            return z
+        return F.layer_norm(z, z.shape[-1:], None, None, 1e-7) * self.logit_standardisation
 
     def _feature_term(self, outputs: Mapping) -> torch.Tensor:
         if self.feature_inputs == "pooled":
@@ -78,9 +99,9 @@ class MethodLoss(nn.Module):
     def forward(self, outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         if "ce_student" in self.weights:
-            terms["ce_student"] = supervised_loss(outputs["z_S"], target, self.multi_label)
+            terms["ce_student"] = supervised_loss(self._logits(outputs["z_S"]), target, self.multi_label)
         if "kd" in self.weights:
-            terms["kd"] = self.kd_loss(outputs["z_S"], outputs["z_T"].detach())
+            terms["kd"] = self.kd_loss(self._logits(outputs["z_S"]), self._logits(outputs["z_T"].detach()))
         if "cka" in self.weights:
             terms["cka"] = 1.0 - linear_cka(outputs["f_T"].detach().float(), outputs["f_S"].float())
         if self.feature_loss is not None:

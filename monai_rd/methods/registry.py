@@ -11,6 +11,7 @@ distillation stage then reads, frozen).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -478,7 +479,7 @@ def _feature_method(method: str):
         one = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
         feature_loss = build_kd_loss(method, one(s_shapes), one(t_shapes), **opts)
         if method == "norm":  # the contracted feature feeds the classifier: E and C fold into the deployed head
-            net.set_head_layers(_norm_head_layers(feature_loss, s_shapes, student, s_layers))
+            net.set_head_transform(_norm_head_transform(feature_loss, s_shapes, student, s_layers))
         weights = {"ce_student": 1.0, method: FEATURE_KD_WEIGHTS[method] if weight is None else float(weight)}
         loss = MethodLoss(weights, temperature=temperature, multi_label=multi_label, feature_loss=feature_loss,
                           feature_term=method, feature_inputs="pooled" if pooled else "layers", needs_index=pooled)  # fmt: skip
@@ -492,8 +493,8 @@ def _feature_method(method: str):
     return build
 
 
-def _norm_head_layers(feature_loss: nn.Module, s_shapes, student: nn.Module, s_layers) -> list[nn.Module]:
-    """NORM's ``expand`` and ``contract``, which sit between the student's last map and its classifier: the tapped
+def _norm_head_transform(feature_loss: nn.Module, s_shapes, student: nn.Module, s_layers) -> nn.Module:
+    """NORM's feature transform (``expand``, ``contract``), which sits between the student's last map and its classifier: the tapped
     map must be the one the student pools into ``f_S`` (same channels ``d_S``), else say which layer to tap."""
     channels = int(s_shapes[0][0])
     if channels != int(student.feature_dim):
@@ -502,11 +503,50 @@ def _norm_head_layers(feature_loss: nn.Module, s_shapes, student: nn.Module, s_l
             f"map ({student.feature_dim} channels, pooled into f_S); {s_layers} has {channels}. Leave "
             "student_layers unset (default: the last map)."
         )
-    return [feature_loss.expand, feature_loss.contract]
+    return feature_loss.ft
 
 
-for _m in ("hint", "at", "vid", "crd", "semckd", "mgd", "norm"):
+#: NORM's training loop standardises the logits before CE and KD and scales them by ``ceta`` (OSVAI/NORM, -c 2.5)
+NORM_LOGIT_STANDARDISATION = 2.5
+
+
+def _norm_method():
+    """NORM: the feature-method builder plus the authors' logit standardisation (an option of NORM's alone)."""
+    import inspect
+
+    generic = _feature_method("norm")
+
+    def build(num_classes: int, multi_label: bool = False,
+              logit_standardisation: float | None = NORM_LOGIT_STANDARDISATION, **kwargs: Any) -> Method:  # fmt: skip
+        method = generic(multi_label=multi_label, **kwargs)
+        if logit_standardisation is not None and (multi_label or num_classes < 3):
+            # two standardised logits are +-1 whatever the network does (and sigmoid outputs are not a distribution):
+            # CE would carry no gradient, so the authors' standardisation is left out, said in the log and the info
+            logging.getLogger(__name__).warning(
+                "norm: logit standardisation needs one label among >= 3 classes (got %s); training on the logits "
+                "as they are (logit_standardisation=None).",
+                "multi-label data" if multi_label else f"{num_classes} classes",
+            )
+            logit_standardisation = None
+        method.loss.logit_standardisation = logit_standardisation
+        method.info["logit_standardisation"] = logit_standardisation
+        method.info["feature_transform"] = method.loss.feature_loss.ft.kind
+        return method
+
+    params = [p for p in inspect.signature(generic).parameters.values() if p.kind != p.VAR_KEYWORD]
+    extra = inspect.Parameter("logit_standardisation", inspect.Parameter.KEYWORD_ONLY, default=NORM_LOGIT_STANDARDISATION)
+    build.__signature__ = inspect.Signature(params + [extra])  # what method_options reads
+    build.__doc__ = generic.__doc__ + (
+        " NORM's feature transform is the authors' ``conv1x1 + BN`` with a residual (``loss_options: "
+        "{'feature_transform': 'plain'}``: two linear layers); ``logit_standardisation`` (default 2.5, None: off) "
+        "scales the standardised logits that CE reads, on single-label data with >= 3 classes."
+    )
+    return build
+
+
+for _m in ("hint", "at", "vid", "crd", "semckd", "mgd"):
     METHODS.register(_m, _feature_method(_m))
+METHODS.register("norm", _norm_method())
 
 
 # --- what a method deploys ------------------------------------------------------------------------------------------

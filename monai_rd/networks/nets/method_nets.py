@@ -385,55 +385,46 @@ def default_feature_layers(root: nn.Module, image_size: int, count: int, owner: 
     return stages[-count:]
 
 
-def _affine(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W [out, in], b [out])`` of a 1x1 convolution or a linear layer (zero bias when it has none)."""
-    w = layer.weight.reshape(layer.weight.shape[0], -1)
-    if isinstance(layer, nn.Conv2d) and (layer.kernel_size != (1, 1) or layer.groups != 1):
-        raise ValueError(f"Only 1x1 ungrouped convolutions fold into a head, got {layer}.")
-    b = layer.bias if layer.bias is not None else w.new_zeros(w.shape[0])
-    return w, b
-
-
 class FoldedHeadStudent(nn.Module):
-    """A student whose pooled features pass through affine layers before its head, deployed with them folded in.
+    """A student whose last map passes through a feature transform before its head, deployed with it folded in.
 
-    NORM's feature transform (``expand`` then ``contract``, 1x1 convolutions) acts on the student's last map during
-    training and its output feeds the classifier; because global average pooling commutes with 1x1 convolutions,
-    ``h(pool(C(E(F_S)))) = h(C(E(pool(F_S))))``, and the whole chain is one affine map of the pooled feature:
-    ``W = W_h W_C W_E``, ``b = W_h (W_C b_E + b_C) + b_h``. This module computes the logits with that folded head,
-    so what is saved is a plain :class:`StudentClassifier`:
+    NORM's feature transform ``FT`` (:class:`monai_rd.networks.blocks.FeatureTransform`) acts on the student's last
+    map during training and its output feeds the classifier: ``z = h(pool(FT(F_S)))``. In eval mode ``FT`` is one
+    affine map per position (1x1 convolutions, BatchNorm with running statistics, a residual), and global average
+    pooling commutes with it, so ``z = h(W pool(F_S) + b) = (W_h W) f_S + (W_h b + b_h)``: this module computes the
+    eval-mode logits with that folded head, so what is saved is a plain :class:`StudentClassifier`:
 
     * :meth:`state_dict` gives the student's keys with the folded ``head.weight``/``head.bias``;
     * a copy (``copy.deepcopy``, as the report and registry handlers make) *is* that plain student;
-    * :meth:`load_state_dict` of such a state loads the student and resets the layers to an identity map.
+    * :meth:`load_state_dict` of such a state loads the student and resets the transform to the identity.
 
     Args:
         student: the student; its ``head`` is ``nn.Linear(d_S, C)``.
-        layers: affine layers applied in order to ``f_S`` ``[B, d_S]`` (1x1 ``nn.Conv2d`` or ``nn.Linear``), ending
-            in ``d_S`` channels; owned (and trained) elsewhere, e.g. by the NORM loss.
+        transform: has ``forward(map) -> (map, expanded)``, ``affine() -> (W, b)`` and ``reset_to_identity()``;
+            owned (and trained) elsewhere, e.g. by the NORM loss.
 
-    Shapes: ``x`` ``[B, C_in, H, W]`` -> logits ``[B, C]``.
+    Shapes: ``x`` ``[B, C_in, H, W]`` -> logits ``[B, C]``; :meth:`logits_from_map`: ``[B, d_S, h, w]`` -> ``[B, C]``.
     """
 
-    def __init__(self, student: StudentClassifier, layers: Sequence[nn.Module]) -> None:
+    def __init__(self, student: StudentClassifier, transform: nn.Module) -> None:
         super().__init__()
         self.student = student
-        self.layers = nn.ModuleList(layers)
-        if not self.layers:
-            raise ValueError("FoldedHeadStudent needs at least one affine layer.")
+        self.transform = transform
 
     def folded_head(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W [C, d_S], b [C])`` of ``head(layer_k(... layer_1(f_S)))``."""
-        w, b = _affine(self.layers[0])
-        for layer in list(self.layers)[1:]:
-            wl, bl = _affine(layer)
-            w, b = wl @ w, wl @ b + bl
+        """``(W [C, d_S], b [C])`` of ``head(FT(f_S))`` in eval mode."""
+        w, b = self.transform.affine()
         head = self.student.head
         return head.weight @ w, head.weight @ b + head.bias
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """``f_S`` ``[B, d_S]`` -> ``[B, C]`` through the folded head."""
+        """``f_S`` ``[B, d_S]`` -> ``[B, C]`` through the folded head (eval mode)."""
         return F.linear(features, *self.folded_head())
+
+    def logits_from_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """The student's last map ``[B, d_S, h, w]`` -> ``h(pool(FT(map)))`` ``[B, C]`` (training: batch statistics)."""
+        out, _ = self.transform(feature_map)
+        return self.student.head(out.flatten(2).mean(-1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.student.features(x))
@@ -447,16 +438,7 @@ class FoldedHeadStudent(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = self.student.load_state_dict(state_dict, strict=strict, assign=assign)
-        with torch.no_grad():  # the loaded head is already folded: the layers become the identity
-            width = self.student.head.weight.shape[1]
-            for layer in self.layers:
-                w = layer.weight.view(layer.weight.shape[0], -1)
-                if min(w.shape) < width:
-                    raise ValueError(f"{layer} is narrower than the student's {width} features: cannot be the identity.")
-                w.zero_()
-                w[:width, :width] = torch.eye(width)  # embeds, then keeps, the first d_S channels
-                if layer.bias is not None:
-                    layer.bias.zero_()
+        self.transform.reset_to_identity()  # the loaded head is already folded
         return result
 
     def __deepcopy__(self, memo):
@@ -478,7 +460,7 @@ class DistillNet(nn.Module):
             in :class:`FrozenBranch` here.
         teacher_layers, student_layers: layers whose outputs are returned as ``feat_T``/``feat_S`` lists (names
             relative to ``teacher``/``student``).
-        head_layers: affine layers between the student's pooled features and its head during training (NORM's
+        head_transform: a transform of the student's last (tapped) map feeding its head during training (NORM's
             feature transform, owned by its loss); deployed folded into the head (:class:`FoldedHeadStudent`).
 
     Returns ``{"z_S", "f_S", "z_T", "f_T", "feat_S", "feat_T"}``: ``z_T`` is the branch's logits, or ``z_S`` again
@@ -493,25 +475,31 @@ class DistillNet(nn.Module):
         branch: TeacherClassifier | None = None,
         teacher_layers: Sequence[str] = (),
         student_layers: Sequence[str] = (),
-        head_layers: Sequence[nn.Module] = (),
+        head_transform: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if (teacher is None) == (branch is None):
             raise ValueError("DistillNet takes either a frozen teacher or a trained teacher branch.")
         self.student = student
-        self.set_head_layers(head_layers)
         self.teacher = teacher
         self.branch = FrozenBranch(branch) if branch is not None else None
         if teacher_layers and teacher is None:
             raise ValueError("Intermediate teacher layers are tapped on a frozen teacher, not on a trained branch.")
         self.teacher_taps = LayerTaps(teacher, teacher_layers, "teacher") if teacher_layers else None  # type: ignore
         self.student_taps = LayerTaps(student, student_layers, "student") if student_layers else None
+        self.set_head_transform(head_transform)
 
     def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if teacher_features is not None and self.teacher_taps is not None:
             raise ValueError("Feature distillation reads intermediate teacher layers; a feature cache cannot serve it.")
         f_s = self.student.features(x)
-        z_s = self._folded[0].logits(f_s) if self._folded else self.student.head(f_s)
+        feat_s = self.student_taps.pop() if self.student_taps is not None else None
+        if not self._folded:
+            z_s = self.student.head(f_s)
+        elif self.training:  # the transform reads the whole map (BatchNorm's batch statistics)
+            z_s = self._folded[0].logits_from_map(feat_s[-1])  # type: ignore[index]
+        else:
+            z_s = self._folded[0].logits(f_s)
         out: dict = {"z_S": z_s, "f_S": f_s}
         if self.branch is not None:
             out["z_T"], out["f_T"] = self.branch(x, teacher_features)
@@ -519,19 +507,21 @@ class DistillNet(nn.Module):
             with torch.no_grad():
                 t = self.teacher(x) if teacher_features is None else teacher_features  # type: ignore[misc]
             out["z_T"], out["f_T"] = z_s, pool_features(t.float())
-        if self.student_taps is not None:
-            out["feat_S"] = self.student_taps.pop()
+        if feat_s is not None:
+            out["feat_S"] = feat_s
         if self.teacher_taps is not None:
             out["feat_T"] = [t.detach() for t in self.teacher_taps.pop()]
         return out
 
-    def set_head_layers(self, layers: Sequence[nn.Module]) -> None:
-        """Put ``layers`` (see ``head_layers``) between the student's pooled features and its head; none: no change.
+    def set_head_transform(self, transform: nn.Module | None) -> None:
+        """Put ``transform`` (see ``head_transform``) between the student's last map and its head; None: no change.
 
-        For a method whose layers are built from the taps' shapes, after this network exists (NORM)."""
+        For a method whose transform is built from the taps' shapes, after this network exists (NORM)."""
+        if transform is not None and self.student_taps is None:
+            raise ValueError("A head transform reads the student's last map: tap it (student_layers).")
         # kept out of this module's children: its state dict is the folded student's, not a second copy of ours
-        self._folded = (FoldedHeadStudent(self.student, layers),) if layers else ()
+        self._folded = (FoldedHeadStudent(self.student, transform),) if transform is not None else ()
 
     def deployable(self) -> nn.Module:
-        """The student (a :class:`FoldedHeadStudent` with ``head_layers``: saved and copied as a plain student)."""
+        """The student (a :class:`FoldedHeadStudent` with ``head_transform``: saved and copied as a plain student)."""
         return self._folded[0] if self._folded else self.student
