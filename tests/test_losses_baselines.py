@@ -58,8 +58,8 @@ def test_refusals_name_the_shapes():
         build_kd_loss("crd", STUDENT, TEACHER)
     with pytest.raises(ValueError, match="batch_size"):
         build_kd_loss("semckd", STUDENT, TEACHER)
-    with pytest.raises(ValueError, match="one layer pair"):
-        build_kd_loss("vid", [STUDENT, STUDENT], [TEACHER, TEACHER])
+    with pytest.raises(ValueError, match="one to one, got 2 student and 1 teacher"):
+        build_kd_loss("vid", [STUDENT, STUDENT], [TEACHER])
     with pytest.raises(KeyError, match="Available: at, crd"):
         build_kd_loss("fitnet", STUDENT, TEACHER)
 

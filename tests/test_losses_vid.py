@@ -60,3 +60,25 @@ def test_vid_gradient_reaches_variance_and_errors():
         loss(torch.randn(2, 3, 4, 4), torch.randn(2, 6, 4, 4))
     with pytest.raises(ValueError, match="init_var"):
         VIDLoss(3, 5, init_var=0.0)
+
+
+def test_layerwise_vid_sums_one_vid_per_pair():
+    """RepDistiller distils every stage with one VID (own regressor and variances) per pair, values summed: NumPy
+    float64 per pair, the larger map average-pooled as in the single-pair loss."""
+    from monai_rd.losses import LayerwiseVIDLoss, build_kd_loss
+
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    s = [rng.normal(size=(2, 3, 8, 8)), rng.normal(size=(2, 4, 4, 4))]
+    t = [rng.normal(size=(2, 5, 4, 4)), rng.normal(size=(2, 6, 2, 2))]
+    loss = build_kd_loss("vid", [(3, 8, 8), (4, 4, 4)], [(5, 4, 4), (6, 2, 2)]).double()
+    assert isinstance(loss, LayerwiseVIDLoss) and len(loss.pairs) == 2
+    for pair in loss.pairs:  # distinct learned variances per pair
+        torch.nn.init.normal_(pair.alpha)
+    got = loss([torch.tensor(x) for x in s], [torch.tensor(x) for x in t])
+    expected = sum(
+        vid_numpy(block_mean(si, *ti.shape[2:]), ti, _weights(pair), t2n(pair.alpha)) for si, ti, pair in zip(s, t, loss.pairs)
+    )
+    assert abs(float(got.detach()) - expected) < 1e-10
+    with pytest.raises(ValueError, match="built for 2 layer pairs"):
+        loss([torch.tensor(s[0])], [torch.tensor(t[0])])

@@ -109,7 +109,7 @@ def test_default_feature_layers(teacher, vit):
     assert default_feature_layer(student(), 32) == "backbone.model.layer4"
     assert default_feature_layer(teacher, 32) == "backbone.model.layer4"
     assert default_feature_layer(vit, 32) == "backbone.model.model.norm"
-    method = build_method("hint", vit, student(), 3, image_size=64)  # ViT tokens (1 + 2x2) vs ResNet 2x2 map
+    method = build_method("hint", vit, student(), 3, image_size=64, feature_layers="last")  # ViT tokens (1 + 2x2) vs ResNet 2x2 map
     # the tap knows the ViT's layout: the CLS token is dropped and the 2x2 patch tokens become a map
     assert method.info["teacher_shapes"] == [(192, 2, 2)] and method.info["student_shapes"] == [(512, 2, 2)]
     out = method.network(torch.rand(2, 3, 64, 64))
@@ -248,3 +248,41 @@ def test_rd_reprogrammer_lr_scale_trains_g_at_its_fraction_of_the_learning_rate(
     assert any(n.startswith("reprogrammer.") for n in before) and any(n.startswith("student.") for n in before)
     with pytest.raises(ValueError, match="reprogrammer_lr_scale"):
         build_method("rd", teacher, student(), 3, reprogrammer_lr_scale=0.0)
+
+
+@pytest.mark.parametrize(
+    "method, layers",
+    [("at", ["layer1", "layer2", "layer3", "layer4"]), ("vid", ["layer1", "layer2", "layer3", "layer4"]),
+     ("semckd", ["layer1", "layer2", "layer3", "layer4"]), ("hint", ["layer2"]), ("mgd", ["layer4"]), ("norm", ["layer4"])],
+)  # fmt: skip
+def test_feature_methods_tap_the_layers_their_reference_code_taps(method, layers):
+    """RepDistiller distils AT and VID at every stage (feat[1:-1]) and FitNets at --hint_layer 2 (the second stage's
+    output); SemCKD every stage; MGD's classification code and NORM the last map. feature_layers='last': the last
+    map for all; explicit teacher_layers/student_layers win."""
+    from monai_rd.networks import StudentClassifier, build_teacher
+
+    torch.manual_seed(0)
+    teacher = build_teacher("torchvision:resnet18", "random")
+    kw = dict(image_size=64, num_data=8, batch_size=4)
+    built = build_method(method, teacher, StudentClassifier("resnet18", 3), 3, **kw)
+    assert built.info["teacher_layers"] == [f"backbone.model.{n}" for n in layers]
+    assert built.info["student_layers"] == [f"backbone.model.{n}" for n in layers]
+    last = build_method(method, teacher, StudentClassifier("resnet18", 3), 3, feature_layers="last", **kw)
+    assert last.info["teacher_layers"] == ["backbone.model.layer4"] == last.info["student_layers"]
+    given = build_method(method, teacher, StudentClassifier("resnet18", 3), 3, teacher_layers="backbone.model.layer4",
+                         student_layers="backbone.model.layer4", **kw)  # fmt: skip
+    assert given.info["teacher_layers"] == ["backbone.model.layer4"]
+    x, y = torch.rand(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    built.loss(built.network.train()(x), y)["loss"].backward()  # every tapped pair reaches the student
+    assert all(p.grad is not None for p in built.network.student.backbone.model.layer2.parameters())
+    with pytest.raises(ValueError, match="feature_layers is one of"):
+        build_method(method, teacher, StudentClassifier("resnet18", 3), 3, feature_layers="all", **kw)
+
+
+def test_stage_ends_skip_squeeze_excitation_gates():
+    """MobileNetV3's SE gates emit [B, C, 1, 1] maps inside a stage: they are not a stage of their own."""
+    from monai_rd.networks import StudentClassifier, default_feature_layers
+
+    layers = default_feature_layers(StudentClassifier("mobilenet_v3_small", 3), 64, 4)
+    assert not any("scale_activation" in n or ".fc" in n for n in layers), layers
+    assert layers[-1] == "backbone.model.features"

@@ -18,5 +18,5 @@ from monai_rd.losses.hint import HintLoss
 from monai_rd.losses.mgd import MGDLoss
 from monai_rd.losses.norm import NORMLoss
 from monai_rd.losses.semckd import SemCKDLoss
-from monai_rd.losses.vid import VIDLoss
+from monai_rd.losses.vid import LayerwiseVIDLoss, VIDLoss
 from monai_rd.losses.method_loss import MethodLoss

@@ -24,7 +24,7 @@ from monai_rd.losses.kd import KDLoss
 from monai_rd.losses.mgd import MGDLoss
 from monai_rd.losses.norm import NORMLoss
 from monai_rd.losses.semckd import SemCKDLoss
-from monai_rd.losses.vid import VIDLoss
+from monai_rd.losses.vid import LayerwiseVIDLoss, VIDLoss
 
 __all__ = ["KD_LOSSES", "build_kd_loss"]
 
@@ -90,8 +90,10 @@ def _at(
 
 @KD_LOSSES.register("vid")
 def _vid(student_shapes: Shapes, teacher_shapes: Shapes, num_prefix_tokens: int | None = None, **options: Any):
-    cs, ct = _single_pair("vid", student_shapes, teacher_shapes, num_prefix_tokens)
-    return VIDLoss(cs, ct, num_prefix_tokens=num_prefix_tokens, **options)
+    cs, ct = _channels(student_shapes, "student", num_prefix_tokens), _channels(teacher_shapes, "teacher", num_prefix_tokens)
+    if len(cs) == 1 and len(ct) == 1:
+        return VIDLoss(cs[0], ct[0], num_prefix_tokens=num_prefix_tokens, **options)
+    return LayerwiseVIDLoss(cs, ct, num_prefix_tokens=num_prefix_tokens, **options)
 
 
 @KD_LOSSES.register("crd")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from monai_rd.losses.feature_shapes import pool_to_common, to_map
+from monai_rd.losses.feature_shapes import as_feature_list, pool_to_common, to_map
 
-__all__ = ["VIDLoss"]
+__all__ = ["VIDLoss", "LayerwiseVIDLoss"]
 
 
 class VIDLoss(nn.Module):
@@ -75,3 +76,33 @@ class VIDLoss(nn.Module):
         var = self.variance().view(1, -1, 1, 1)
         nll = 0.5 * ((mu - t) ** 2 / var + torch.log(var))
         return nll.mean()
+
+
+class LayerwiseVIDLoss(nn.Module):
+    """VID at several layer pairs: one :class:`VIDLoss` (its own regressor and variances) per pair, summed, as
+    RepDistiller distils every stage (one ``VIDLoss`` per pair of ``feat[1:-1]``, their values summed).
+
+    Args:
+        student_channels, teacher_channels: ``C_S`` and ``C_T`` of each pair.
+        options: :class:`VIDLoss` options shared by every pair.
+
+    Shapes: lists of per-pair features (see :class:`VIDLoss`) -> scalar.
+    """
+
+    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int], **options) -> None:
+        super().__init__()
+        if len(student_channels) != len(teacher_channels) or not student_channels:
+            raise ValueError(
+                f"LayerwiseVIDLoss pairs student and teacher layers one to one, got {len(student_channels)} student "
+                f"and {len(teacher_channels)} teacher widths."
+            )
+        self.pairs = nn.ModuleList(VIDLoss(cs, ct, **options) for cs, ct in zip(student_channels, teacher_channels))
+
+    def forward(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+        fs, ft = as_feature_list(student), as_feature_list(teacher)
+        if len(fs) != len(self.pairs) or len(ft) != len(self.pairs):
+            raise ValueError(
+                f"LayerwiseVIDLoss was built for {len(self.pairs)} layer pairs, got {len(fs)} student and {len(ft)} "
+                "teacher features."
+            )
+        return sum(vid(s, t) for vid, s, t in zip(self.pairs, fs, ft))

@@ -432,16 +432,36 @@ def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
 # --- feature distillation baselines from the frozen teacher -------------------------------------------------------
 
 
-#: layers per network that multi-layer feature methods tap by default (SemCKD: every stage of a ResNet)
-MULTI_LAYER_METHODS = {"semckd": 4}
+#: the layers each feature method distils by default, as its reference code taps them: ``stages``, the ends of the
+#: last four stages of each network (RepDistiller's ``feat[1:-1]`` for AT and VID; SemCKD's every stage), ``middle``,
+#: the second of those (FitNets: RepDistiller's ``--hint_layer 2``, the second stage's output), ``last``, the last
+#: map (MGD's classification code, NORM's). ``feature_layers="last"`` taps the last map for every method.
+REFERENCE_LAYERS = {"semckd": "stages", "at": "stages", "vid": "stages", "hint": "middle", "mgd": "last", "norm": "last"}
+FEATURE_LAYER_CHOICES = ("reference", "last")
+_STAGES = 4
 
 
-def _layers(root: nn.Module, given, image_size: int, owner: str, count: int = 1) -> list[str]:
-    if given is not None:
-        return [given] if isinstance(given, str) else list(given)
-    if count > 1:
-        return default_feature_layers(root, image_size, count, owner)
-    return [default_feature_layer(root, image_size, owner)]
+def _default_layers(method: str, choice: str, teacher: nn.Module, student: nn.Module, image_size: int):
+    """(teacher layers, student layers) for ``method`` under ``choice`` (see :data:`REFERENCE_LAYERS`)."""
+    if choice not in FEATURE_LAYER_CHOICES:
+        raise ValueError(f"feature_layers is one of {FEATURE_LAYER_CHOICES}, got {choice!r}.")
+    rule = REFERENCE_LAYERS.get(method, "last") if choice == "reference" else "last"
+    if rule == "last":
+        return [default_feature_layer(teacher, image_size, "teacher")], [default_feature_layer(student, image_size, "student")]
+    t = default_feature_layers(teacher, image_size, _STAGES, "teacher")
+    s = default_feature_layers(student, image_size, _STAGES, "student")
+    n = min(len(t), len(s))  # pair the last n stages where one network has fewer
+    t, s = t[-n:], s[-n:]
+    if rule == "middle":
+        i = 1 if n >= 2 else 0
+        return [t[i]], [s[i]]
+    return t, s
+
+
+def _given(layers) -> list[str] | None:
+    if layers is None:
+        return None
+    return [layers] if isinstance(layers, str) else list(layers)
 
 
 def _class_indices(labels: Sequence | None) -> list[int] | None:
@@ -457,7 +477,7 @@ def _class_indices(labels: Sequence | None) -> list[int] | None:
 def _feature_method(method: str):
     def build(teacher, student, multi_label=False, temperature=4.0, image_size=224, num_data=None, train_labels=None,
               batch_size=None,
-              teacher_layers=None, student_layers=None, weight: float | None = None,
+              teacher_layers=None, student_layers=None, feature_layers: str = "reference", weight: float | None = None,
               loss_options: Mapping | None = None, **_: Any) -> Method:  # fmt: skip
         _need_teacher(method, teacher)
         opts = dict(loss_options or {})
@@ -467,9 +487,10 @@ def _feature_method(method: str):
             opts.setdefault("num_data", num_data)
             opts.setdefault("labels", None if multi_label else _class_indices(train_labels))
         else:
-            count = MULTI_LAYER_METHODS.get(method, 1)
-            t_layers = _layers(teacher, teacher_layers, image_size, "teacher", count)
-            s_layers = _layers(student, student_layers, image_size, "student", count)
+            t_layers, s_layers = _given(teacher_layers), _given(student_layers)
+            if t_layers is None or s_layers is None:
+                t_default, s_default = _default_layers(method, feature_layers, teacher, student, image_size)
+                t_layers, s_layers = t_layers or t_default, s_layers or s_default
         if method == "semckd":
             opts.setdefault("batch_size", batch_size)
         net = DistillNet(student, teacher=teacher, teacher_layers=t_layers, student_layers=s_layers)
@@ -488,7 +509,8 @@ def _feature_method(method: str):
 
     build.__doc__ = (
         f"``{method}`` from the frozen teacher: ``CE + w * {method}(student layers, teacher layers)``; default layers: "
-        "the last feature map of each network (``default_feature_layer``), or ``teacher_layers``/``student_layers``."
+        f"{REFERENCE_LAYERS.get(method, 'pooled vectors')!r} (:data:`REFERENCE_LAYERS`; ``feature_layers='last'``: the "
+        "last map of each network), or ``teacher_layers``/``student_layers``."
     )
     return build
 

@@ -374,6 +374,8 @@ def default_feature_layers(root: nn.Module, image_size: int, count: int, owner: 
     stages = []
     for size in dict.fromkeys(size for _, size in finished):  # resolutions in order of first appearance
         area = size[0] * size[1]
+        if area == 1 and size != finished[-1][1]:
+            continue  # [B, C, 1, 1] squeeze-excitation gates inside a stage are not a stage of their own
         # [B, C, 1, 1] gates (squeeze-excitation convs) do not end a stage
         cutoff = next((i for i, (_, s) in enumerate(finished) if 1 < s[0] * s[1] < area), len(finished))
         # the stage's end: the outermost layer at this resolution that finished before any smaller map
