@@ -84,6 +84,15 @@ def test_mlflow_store_holds_the_run(trained):
     assert {"executed_config.json", "datalist.json"} <= artifacts
     executed = json.load(open(os.path.join(trained, "executed_config.json")))
     assert executed["max_epochs"] == MAX_EPOCHS and executed["image_size"] == 32
+    # the registered model's card says what ran: its recipe is the executed config's, not the template's prose
+    version = client.get_model_version_by_alias("rd_busi_student", "champion")
+    card = version.description
+    for key, value in (("teacher", "resnet50"), ("teacher_weights_source", "random"), ("loss_schedule", "warmup"),
+                       ("teacher_trains_head", "false"), ("reprogrammer_budget", "0.25"), ("split_protocol", "holdout"),
+                       ("max_epochs", "2"), ("image_size", "32")):  # fmt: skip
+        assert f"| `{key}` | `{value}` |" in card, key
+    assert executed["loss_schedule"] == "warmup" and executed["reprogrammer_budget"] == 0.25
+    assert "{{" not in card and "| val_accuracy |" in card
 
 
 EVALUATE = [os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "evaluate.json")]

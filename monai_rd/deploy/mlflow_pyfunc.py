@@ -20,7 +20,7 @@ from typing import Any
 import torch.nn as nn
 
 from monai_rd.deploy import runtime
-from monai_rd.deploy.model_card import read_card, render_card
+from monai_rd.deploy.model_card import read_card, render_card, run_values
 from monai_rd.deploy.serving import export_serving, serving_requirements
 
 __all__ = ["PyfuncServing", "PYFUNC_SCRIPT"]
@@ -39,6 +39,8 @@ class PyfuncServing:
         card: path of the bundle's model card template (``docs/README.md``); rendered with the run's values and
             metrics, logged as ``model_card.md`` in the run and as the model version's description.
         card_values: values for the card's placeholders (teacher, student, dataset...).
+        executed_config: the run's ``executed_config.json``: its resolved values fill the card's placeholders and
+            its training recipe (``{{recipe}}``), read when the card is rendered (``card_values`` take precedence).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class PyfuncServing:
         activation: str = "softmax",
         card: str | os.PathLike | None = None,
         card_values: Mapping[str, Any] | None = None,
+        executed_config: str | os.PathLike | None = None,
     ) -> None:
         self.preprocessing = preprocessing
         self.class_names = [str(c) for c in class_names]
@@ -56,6 +59,7 @@ class PyfuncServing:
         self.activation = activation
         self.card = os.fspath(card) if card is not None else None
         self.card_values = dict(card_values or {})
+        self.executed_config = os.fspath(executed_config) if executed_config is not None else None
         if self.card is not None:
             read_card(self.card)  # fail at configuration time, not after training
 
@@ -78,4 +82,5 @@ class PyfuncServing:
         """The model card filled with ``card_values``, ``values`` and ``metrics``; ``None`` without a card."""
         if self.card is None:
             return None
-        return render_card(read_card(self.card), {**self.card_values, **values}, metrics)
+        recorded = run_values(self.executed_config) if self.executed_config is not None else {}
+        return render_card(read_card(self.card), {**recorded, **self.card_values, **values}, metrics)
