@@ -214,26 +214,6 @@ def test_grid_runs_records_failure_and_resumes(tmp_path, bundle_launches):
     assert state2["cells"]["busi__r18__resnet18__broken__s0"]["attempts"] == 2
 
 
-@pytest.mark.slow
-def test_method_id_reaches_the_bundle(tmp_path, bundle_launches):
-    """A non-rd method: refused without a subprocess by a bundle without method ids, else trained as that method."""
-    from mlflow.tracking import MlflowClient
-
-    config = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
-    grid = RUN_GRID.replace("  rd_detach: {method: rd, overrides: {detach_teacher: true}}\n", "").replace(
-        "broken: {method: rd, overrides: {teacher: no_such_teacher}}", "student_only: {method: student}"
-    )
-    state = run_grid(_write(tmp_path / "g.yaml", grid), str(tmp_path / "out"), fabricate=True, progress=False)
-    record = state["cells"]["busi__r18__resnet18__student_only__s0"]
-    if "method" not in json.load(open(config)):
-        assert bundle_launches == []
-        assert record["status"] == "failed" and "has no 'method' id" in record["error"] and "'student'" in record["error"]
-        return
-    assert len(bundle_launches) == 1 and record["status"] == "done", record.get("error")
-    run = MlflowClient(state["tracking_uri"]).get_run(record["metrics"]["run_id"])
-    assert run.data.params["method"] == "student" and run.info.run_name == "busi__r18__resnet18__student_only__s0"
-
-
 FOLD_GRID = """
 name: folds_grid
 seeds: [0]
@@ -284,3 +264,43 @@ def test_two_fold_grid_reports_the_test_split(tmp_path):
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["fold"] for r in rows} == {"0", "1"} and all("test_f1_macro_ci_high" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_fast_run_starts_each_table2_row_through_the_bundle(tmp_path):
+    """`monai-rd reproduce --fast_run --fabricate` on the paper's Table 2 grid: one cell per row (the grid's distinct
+    recipes; Table 3 and 4 add methods without overrides, which tests/test_bundle_methods.py trains through the
+    bundle) starts through the real runner and bundle, and MLflow records what each row names: no CKA term in the
+    two '+ KD' rows, CKA in RD, the head co-trained by both branches in the co-training rows, the full-width g, and
+    each row's method id (student, direct_reprogramming, rd) reaching the bundle."""
+    from mlflow.tracking import MlflowClient
+
+    from monai_rd.cli import main
+
+    grid_file = os.path.join(REPO, "grids", "paper_table2_ablation.yaml")
+    rows = ("student", "di_reprog_kd", "co_reprog_kd", "rd")
+    ids = [f"busi__{'noteacher' if r == 'student' else 'pmc_clip'}__resnet18__{r}__s0" for r in rows]
+    out = tmp_path / "out"
+    code = main(["reproduce", "--grid", grid_file, "--output_dir", str(out), "--fabricate", "--fast_run",
+                 "--no_progress", "--only", *ids])  # fmt: skip
+    state = json.load(open(out / "state.json"))
+    assert code == 0 and sorted(state["cells"]) == sorted(ids), state
+    client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
+    experiment = client.get_experiment_by_name("paper_table2_ablation")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    for cell_id, row in zip(ids, rows):
+        overrides = json.load(open(out / "cells" / cell_id / "overrides.json"))
+        assert (overrides["max_epochs"], overrides["image_size"]) == (1, 32)
+        params = runs[cell_id].data.params
+        assert params["max_epochs"] == "1" and params["reprogrammer_budget"] == "None", cell_id
+        method = {"student": "student", "di_reprog_kd": "direct_reprogramming"}.get(row, "rd")
+        assert params["method"] == method, cell_id  # the grid's method id reaches the bundle
+        if row == "student":
+            continue
+        assert params["loss_schedule"] == "paper" and params["teacher_weights_source"] == "random", cell_id
+        cka = [m.value for m in client.get_metric_history(runs[cell_id].info.run_id, "weight_cka")]
+        kd = [m.value for m in client.get_metric_history(runs[cell_id].info.run_id, "weight_kd")]
+        assert kd and kd[0] == 1.0, (cell_id, kd)  # the paper's schedule: KD from 1 at the first step
+        assert (cka and cka[0] == 1.0) if row == "rd" else set(cka) <= {0.0}, (cell_id, cka)
+        if row != "di_reprog_kd":
+            assert params["teacher_trains_head"] == "True", cell_id

@@ -26,7 +26,7 @@ RECIPE = ("method", "method_options", "loss_schedule", "loss_weights", "reprogra
           "teacher_warmup", "teacher", "student", "max_epochs", "image_size", "batch_size", "learning_rate")  # fmt: skip
 
 
-def resolved_cells(path: str, tmp_path) -> dict[str, dict]:
+def resolved_cells(path: str, tmp_path, fast_run: bool = False) -> dict[str, dict]:
     """Cell id -> its resolved recipe (:data:`RECIPE` ids and the effective RD weights), one cell per distinct
     (bundle, overrides) up to :data:`PER_RUN`; raises what MONAI raises for a cell that cannot start."""
     grid = load_grid(path)
@@ -34,7 +34,7 @@ def resolved_cells(path: str, tmp_path) -> dict[str, dict]:
     for cell in expand_cells(grid):
         config = os.path.join(bundle_root(grid.datasets[cell.dataset]["bundle"]), "configs", "train.json")
         overrides = cell_overrides(grid, cell, str(tmp_path), grid.datasets[cell.dataset].get("dataset_dir", "D"),
-                                   f"sqlite:///{tmp_path}/mlruns.db")  # fmt: skip
+                                   f"sqlite:///{tmp_path}/mlruns.db", fast_run)  # fmt: skip
         if not _bundle_has_method(config):  # as run_cell does
             overrides.pop("method")
         key = json.dumps([config, {k: v for k, v in overrides.items() if k not in PER_RUN}], sort_keys=True, default=str)
@@ -54,10 +54,15 @@ def resolved_cells(path: str, tmp_path) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.parametrize("fast_run", [False, True], ids=["as-written", "fast-run"])
 @pytest.mark.parametrize("path", GRIDS, ids=os.path.basename)
-def test_every_cell_of_every_grid_resolves_through_monais_parser(path, tmp_path):
-    cells = resolved_cells(path, tmp_path)
+def test_every_cell_of_every_grid_resolves_through_monais_parser(path, fast_run, tmp_path):
+    """Every distinct cell, as the runner writes its overrides (and with `--fast_run`'s suffix over them)."""
+    cells = resolved_cells(path, tmp_path, fast_run)
     assert cells
+    if fast_run:
+        for cell_id, recipe in cells.items():
+            assert (recipe["max_epochs"], recipe["image_size"], recipe["batch_size"]) == (1, 32, 4), cell_id
     grid = load_grid(path)
     for cell_id, recipe in cells.items():
         method = next(m for m in grid.methods.values() if m["method"] == recipe.get("method", "rd"))

@@ -238,6 +238,22 @@ def load_grid(path: str | os.PathLike) -> Grid:
     )
 
 
+#: what ``fast_run`` puts over every cell's overrides: one short epoch on small images with random teacher weights,
+#: so every cell of a paper grid starts, builds its method and trains on fabricated data (nothing downloaded)
+FAST_RUN_OVERRIDES: dict[str, Any] = {
+    "max_epochs": 1,
+    "stage1_epochs": 1,
+    "image_size": 32,
+    "batch_size": 4,
+    "num_workers": 0,
+    "teacher_weights": "random",
+    "progress_bar": False,
+}
+
+#: the synthetic data ``fabricate`` writes for a dataset without a ``synthetic`` entry (the paper grids' datasets)
+FAST_RUN_SYNTHETIC = {"n": 8, "size": 32, "seed": 0}
+
+
 def expand_cells(grid: Grid) -> list[Cell]:
     """All cells, in grid order; teacher-independent methods (``uses_teacher: false``) once per teacher-less cell;
     one cell per fold of a cross-validated dataset."""
@@ -257,8 +273,11 @@ def expand_cells(grid: Grid) -> list[Cell]:
     return cells
 
 
-def cell_overrides(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str) -> dict[str, Any]:
-    """The bundle overrides of one cell (what goes into its ``overrides.json``)."""
+def cell_overrides(
+    grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str, fast_run: bool = False
+) -> dict[str, Any]:
+    """The bundle overrides of one cell (what goes into its ``overrides.json``); ``fast_run``: with
+    :data:`FAST_RUN_OVERRIDES` over them (a teacher-less cell keeps no teacher weights)."""
     ds, st, me = grid.datasets[cell.dataset], grid.students[cell.student], grid.methods[cell.method]
     te = grid.teachers[cell.teacher] if cell.teacher != NO_TEACHER else None
     values: dict[str, Any] = dict(grid.overrides)
@@ -283,6 +302,10 @@ def cell_overrides(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, track
             "run_name": cell.id,
         }
     )
+    if fast_run:
+        values.update(FAST_RUN_OVERRIDES)
+        if te is None:
+            values.pop("teacher_weights")
     return values
 
 
@@ -291,13 +314,20 @@ def bundle_command(config: str, overrides_file: str) -> list[str]:
     return [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{config}','{overrides_file}']"]
 
 
-def _fabricate(grid: Grid, dataset: str, out_dir: str) -> str:
-    """Write (once) the synthetic data of ``datasets.<dataset>.synthetic`` under ``<out>/data/<dataset>``."""
+def _fabricate(grid: Grid, dataset: str, out_dir: str, fast_run: bool = False) -> str:
+    """Write (once) the synthetic data of ``datasets.<dataset>.synthetic`` under ``<out>/data/<dataset>``; with
+    ``fast_run``, a dataset without that entry gets its bundle's layout at :data:`FAST_RUN_SYNTHETIC`."""
     from monai_rd.experiments.demo import DEMO_DATASETS
 
     spec = grid.datasets[dataset].get("synthetic")
     if not spec:
-        raise GridError(f"{grid.path}: datasets.{dataset} has no 'synthetic' entry, so --fabricate cannot make it.")
+        layout = grid.datasets[dataset]["bundle"].removeprefix("rd_")
+        if not (fast_run and layout in DEMO_DATASETS):
+            raise GridError(
+                f"{grid.path}: datasets.{dataset} has no 'synthetic' entry, so --fabricate cannot make it"
+                + (" (--fast_run fabricates the paper datasets' layouts)." if layout in DEMO_DATASETS else ".")
+            )
+        spec = {"layout": layout, **FAST_RUN_SYNTHETIC}
     layout = spec.get("layout")
     if layout not in DEMO_DATASETS:
         raise GridError(f"{grid.path}: datasets.{dataset}.synthetic.layout must be one of {sorted(DEMO_DATASETS)}.")
@@ -402,12 +432,15 @@ def _tail(path: str, n: int = 40) -> str:
         return ""
 
 
-def run_cell(grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str, timeout: float | None) -> dict:
+def run_cell(
+    grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str, timeout: float | None,
+    fast_run: bool = False,
+) -> dict:
     """Train one cell through its bundle; returns its state record (``status`` done/failed)."""
     config = os.path.join(bundle_root(grid.datasets[cell.dataset]["bundle"]), "configs", "train.json")
     cell_dir = os.path.join(out_dir, "cells", cell.id)
     os.makedirs(cell_dir, exist_ok=True)
-    overrides = cell_overrides(grid, cell, out_dir, dataset_dir, tracking_uri)
+    overrides = cell_overrides(grid, cell, out_dir, dataset_dir, tracking_uri, fast_run)
     method_id = overrides["method"]
     if not _bundle_has_method(config):
         if method_id != "rd":
@@ -470,6 +503,7 @@ def run_grid(
     out_dir: str,
     *,
     fabricate: bool = False,
+    fast_run: bool = False,
     tracking_uri: str | None = None,
     only: Sequence[str] | None = None,
     timeout: float | None = None,
@@ -482,6 +516,8 @@ def run_grid(
         grid: a :class:`Grid` or the path of a grid file.
         out_dir: grid output folder (state.json, cells/, results.csv, tables, plot, mlruns.db).
         fabricate: write each dataset's ``synthetic`` data and use it instead of ``dataset_dir``.
+        fast_run: every cell with :data:`FAST_RUN_OVERRIDES` over its overrides (it checks that each cell starts and
+            trains; its numbers mean nothing). Keep its ``out_dir`` apart from real runs'.
         tracking_uri: MLflow store (default ``sqlite:///<out_dir>/mlruns.db``).
         only: run only cells whose id contains one of these substrings (reports still cover all done cells).
         timeout: seconds per cell (``None``: no limit).
@@ -519,11 +555,11 @@ def run_grid(
             if cell.dataset not in dataset_dirs:
                 ds = grid.datasets[cell.dataset]
                 dataset_dirs[cell.dataset] = (
-                    _fabricate(grid, cell.dataset, out_dir) if fabricate else ds.get("dataset_dir")
+                    _fabricate(grid, cell.dataset, out_dir, fast_run) if fabricate else ds.get("dataset_dir")
                 )
                 if not dataset_dirs[cell.dataset]:
                     raise GridError(f"{grid.path}: datasets.{cell.dataset} has no 'dataset_dir' (use --fabricate?).")
-            new = run_cell(grid, cell, out_dir, dataset_dirs[cell.dataset], tracking_uri, timeout)
+            new = run_cell(grid, cell, out_dir, dataset_dirs[cell.dataset], tracking_uri, timeout, fast_run)
             new.pop("command", None)
         except Exception as e:  # recorded and retried on the next invocation; the other cells go on
             new = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
