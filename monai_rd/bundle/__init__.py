@@ -20,6 +20,7 @@ from monai_rd.bundle.paths import (
     bundle_root,
     bundles_dir,
     copy_bundle,
+    plain_values,
     read_datalist,
     write_executed_config,
     SplitNotFoundError,

@@ -26,7 +26,7 @@ from monai_rd.networks.nets import (
     remove_classifier,
 )
 from monai_rd.networks import zoo  # registers the foundation-model teachers
-from monai_rd.networks.performance import autocast_dtype, prepare_network
+from monai_rd.networks.performance import amp_effect, autocast_dtype, prepare_network
 from monai_rd.networks.blocks.adapters import (
     LORA_TARGET_SUFFIXES,
     PromptedSAMAttention,
