@@ -22,6 +22,7 @@ from monai_rd.networks.nets import (
     StudentClassifier,
     build_student,
     build_teacher,
+    check_teacher_dims,
     probe_output_shape,
     remove_classifier,
 )
