@@ -29,7 +29,9 @@ from monai_rd.bundle.evaluation import write_evaluation_summary
 from monai_rd.bundle.training_record import (
     EXECUTED_CONFIG,
     REMEMBERED_IDS,
+    RUN_METADATA,
     check_matches_training,
     read_training_config,
     remembered_settings,
+    write_run_metadata,
 )
