@@ -6,10 +6,10 @@ import os
 import sys
 
 import pytest
-from monai.bundle import ConfigParser, verify_net_in_out
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
 from monai_rd.bundle import report_error_last
-from tests.conftest import BUNDLES
+from tests.conftest import BUNDLES, REPO
 
 #: bundle -> (class names of a run, overrides): rd_clinical takes its classes from the folder (3 here, while its
 #: shipped metadata.json says 2), rd_mosmed's binary labeling has 2 classes (its shipped file says 5)
@@ -46,7 +46,9 @@ def test_verify_net_in_out_passes_with_the_runs_metadata(bundle, tmp_path):
     assert pred["channel_def"] == {str(i): c for i, c in enumerate(class_names)}
     image = json.load(open(meta))["network_data_format"]["inputs"]["image"]
     assert image["spatial_shape"] == [32] * (3 if bundle == "rd_mosmed" else 2)
-    # MONAI's own check: the network inference.json builds for this run maps the run's input to C outputs
+    # still valid bundle metadata (MONAI's verify_metadata, offline schema), and MONAI's own network check: the
+    # network inference.json builds for this run maps the run's input to C outputs
+    verify_metadata(meta_file=meta, filepath=os.path.join(REPO, "monai_rd", "schemas", "bundle_metadata_schema.json"))
     verify_net_in_out(net_id="network_def", meta_file=meta, device="cpu", output_dir=str(tmp_path),
                       config_file=os.path.join(BUNDLES, bundle, "configs", "inference.json"))  # fmt: skip
 
