@@ -1,8 +1,9 @@
 """Inference and evaluation remember their training: the settings a checkpoint was trained with.
 
 Training writes ``<output_dir>/executed_config.json`` (:func:`monai_rd.bundle.write_executed_config`): the
-train config with the run's values (image size, student, class names, modality preset and its intensity
-options). ``inference.json`` and ``evaluate.json`` read those ids from it (:func:`read_training_config`), so
+config as it ran, every command-line override applied and the run's expression ids resolved (image size, student,
+class names, modality preset and its intensity options, device ...), and ``<output_dir>/metadata.json``
+(:func:`write_run_metadata`): the bundle metadata with the run's class count and input shape. ``inference.json`` and ``evaluate.json`` read those ids from it (:func:`read_training_config`), so
 ``--output_dir`` alone is enough, and refuse an explicit override that contradicts it
 (:func:`check_matches_training`).
 """
