@@ -84,6 +84,10 @@ def test_mlflow_store_holds_the_run(trained):
     assert {"executed_config.json", "datalist.json"} <= artifacts
     executed = json.load(open(os.path.join(trained, "executed_config.json")))
     assert executed["max_epochs"] == MAX_EPOCHS and executed["image_size"] == 32
+    # the command line's booleans as they ran (--resume true --amp FALSE --progress_bar false), in both records
+    assert (executed["resume"], executed["amp"], executed["progress_bar"]) == (True, False, False)
+    assert (params["resume"], params["amp"], params["progress_bar"]) == ("True", "False", "False")
+    assert executed["device"] == params["device"] in ("cpu", "cuda:0") and params["amp_loss_scaling"] == "False"
     # the registered model's card says what ran: its recipe is the executed config's, not the template's prose
     version = client.get_model_version_by_alias("rd_busi_student", "champion")
     card = version.description

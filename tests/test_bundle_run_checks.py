@@ -137,3 +137,27 @@ def test_a_missing_split_names_the_split_and_the_lists(tmp_path):
     path.write_text(json.dumps({"training": [], "validation": [], "test": [{"image": "t.png", "label": 1}]}))
     assert read_datalist(path, "test") == [{"image": "t.png", "label": 1}]
 
+
+
+def test_a_2d_teacher_on_rd_mosmed_is_refused_before_training_naming_slicewise(tmp_path, capsys):
+    """``rd_mosmed --teacher pmc_clip_rn50`` (a 2D teacher on volumes): refused when the method is built, before any
+    iteration, with the fix (``--teacher slicewise:pmc_clip_rn50``) on the last line the bundle prints."""
+    import os
+
+    from monai_rd.data.synthetic import make_mosmed_like
+    from tests.conftest import BUNDLES
+
+    root = os.path.join(BUNDLES, "rd_mosmed")
+    parser = ConfigParser()
+    parser.read_config(os.path.join(root, "configs", "train.json"))
+    parser.update({"bundle_root": root, "dataset_dir": make_mosmed_like(tmp_path / "mosmed", n_per_grade=3,
+                   shape=(32, 32, 12)), "output_dir": str(tmp_path / "out"), "image_size": 32, "num_workers": 0,
+                   "labeling": "binary", "teacher": "pmc_clip_rn50", "teacher_weights": "random"})  # fmt: skip
+    parser.parse()
+    with pytest.raises(RuntimeError, match="Failed to evaluate") as info:
+        parser.get_parsed_content("method_def")
+    assert isinstance(root_error(info.value), ValueError)
+    report_error_last(type(info.value), info.value, info.value.__traceback__)
+    last = capsys.readouterr().err.rstrip().splitlines()[-1]
+    assert last.startswith("ValueError: teacher 'pmc_clip_rn50' is a 2D teacher")
+    assert "--teacher slicewise:pmc_clip_rn50 " in last

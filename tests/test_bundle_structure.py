@@ -23,6 +23,8 @@ DEVIATIONS = {
     # the defaults of volumes: 96^3 cubes, batch 2, a 3D teacher (or a 2D one slice-wise), a MONAI 3D student
     **{key: {"clinical", "mosmed"} for key in ("image_size", "batch_size", "teacher", "teacher_weights", "student")},
     "student_def": {"clinical", "mosmed"},
+    # the run's metadata.json records the input shape and channels of the bundles that can train on volumes
+    "run_metadata": {"clinical", "mosmed"},
     "train::dataset": {"mosmed"},
     "validate::dataset": {"mosmed"},
     # volumes: an input shape of spatial_dims, no pyfunc server (it reads 2D image bytes)

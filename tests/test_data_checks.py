@@ -112,3 +112,84 @@ def test_one_vocabulary(tmp_path):
                   lambda v: validate_datalist({"training": [], "validation": []}, on_bad_input=v)):
         with pytest.raises(ValueError, match="on_bad_input must be one of"):
             check("raise")  # the retired vocabulary is refused by name, not taken as "skip"
+
+
+def _non_finite_files(folder):
+    """A float TIFF with 1 Inf and 1 NaN pixel, a NIfTI volume with 2 NaN voxels, a clean NIfTI and a clean PNG."""
+    import nibabel as nib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32), dtype=np.float32)
+    image[1, 2], image[3, 4] = np.inf, np.nan
+    Image.fromarray(image, mode="F").save(folder / "inf.tif")
+    volume = rng.random((32, 32, 4)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / "clean.nii.gz")
+    volume[5, 5, 1] = volume[6, 6, 2] = np.nan
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), folder / "nan.nii.gz")
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(folder / "clean.png")
+    return folder
+
+
+def test_check_readable_refuses_nan_and_inf_images_by_name(tmp_path):
+    folder = _non_finite_files(tmp_path)
+    items = [{"image": str(p)} for p in sorted(folder.iterdir())]
+    loader = LoadImaged(keys="image", reader=MedicalImageReader(), image_only=True, ensure_channel_first=True)
+    errors_file = tmp_path / "errors.csv"
+    with pytest.raises(BadInputError, match="2 of 4") as info:
+        check_readable(items, loader, errors_file=errors_file)
+    assert sorted(os.path.basename(f) for f in info.value.errors) == ["inf.tif", "nan.nii.gz"]
+    rows = {os.path.basename(r["file"]): r["error"] for r in csv.DictReader(open(errors_file))}
+    assert rows["inf.tif"].startswith("holds NaN/Inf pixel values (2 of 1024 ")  # 32 x 32, counted by hand
+    assert rows["nan.nii.gz"].startswith("holds NaN/Inf pixel values (2 of 4096 ")  # 32 x 32 x 4
+    good = check_readable(items, loader, errors_file=errors_file, on_bad_input="skip")
+    assert [os.path.basename(i["image"]) for i in good] == ["clean.nii.gz", "clean.png"]
+
+
+def test_check_readable_keeps_the_rows_of_an_earlier_check_of_the_run(tmp_path):
+    folder = _non_finite_files(tmp_path / "in")
+    errors_file = tmp_path / "errors.csv"
+    first = "file,error\n/x/broken.dcm,DicomReadError: not a DICOM file\n"
+    errors_file.write_text(first)  # what the first check of the run (expand_inputs) wrote
+    loader = LoadImaged(keys="image", reader=MedicalImageReader(), image_only=True, ensure_channel_first=True)
+    items = [{"image": str(folder / n)} for n in ("clean.png", "nan.nii.gz")]
+    check_readable(items, loader, errors_file=errors_file, on_bad_input="skip", keep_listed=True)
+    rows = {r["file"]: r["error"] for r in csv.DictReader(open(errors_file))}
+    assert set(rows) == {"/x/broken.dcm", str(folder / "nan.nii.gz")}
+    errors_file.write_text(first)
+    check_readable(items[:1], loader, errors_file=errors_file, keep_listed=True)  # nothing new: the earlier row stays
+    assert set(r["file"] for r in csv.DictReader(open(errors_file))) == {"/x/broken.dcm"}
+    check_readable(items[:1], loader, errors_file=errors_file)  # a new run (no earlier check) removes a stale list
+    assert not errors_file.exists()
+
+
+def test_clinical_inference_lists_files_refused_at_both_checks_before_predicting(tmp_path):
+    """rd_clinical's inference.json, parsed as the bundle runs it: a broken DICOM is refused while the folder is
+    expanded, a NaN NIfTI by the preprocessing-time check; unreadable_inputs.csv lists both, with their reasons."""
+    import json
+
+    import torch
+
+    from monai_rd.bundle import write_executed_config
+    from monai_rd.networks import StudentClassifier
+
+    folder = _non_finite_files(tmp_path / "in")
+    (folder / "inf.tif").unlink()
+    (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage" * 10)
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.save(StudentClassifier("mobilenet_v3_small", 2).state_dict(), out / "model.pt")
+    (out / "datalist.json").write_text(json.dumps({"classes": ["normal", "lesion"], "training": [], "validation": []}))
+    configs = os.path.join(BUNDLES, "rd_clinical", "configs")
+    write_executed_config(os.path.join(configs, "train.json"),
+                          {"student": "mobilenet_v3_small", "image_size": 32, "class_names": ["normal", "lesion"],
+                           "spatial_dims": 2, "in_channels": 3}, out / "executed_config.json")  # fmt: skip
+    parser = ConfigParser()
+    parser.read_config(os.path.join(configs, "inference.json"))
+    parser.update({"input_dir": str(folder), "output_dir": str(out), "on_bad_input": "skip", "num_workers": 0})
+    inputs = parser.get_parsed_content("inputs")
+    assert {os.path.basename(i["image"]) for i in inputs} == {"clean.nii.gz", "clean.png"}
+    rows = {os.path.basename(r["file"]): r["error"] for r in csv.DictReader(open(out / "unreadable_inputs.csv"))}
+    assert set(rows) == {"broken.dcm", "nan.nii.gz"}
+    assert rows["nan.nii.gz"].startswith("holds NaN/Inf pixel values") and rows["broken.dcm"]
+    assert not (out / "predictions.csv").exists()

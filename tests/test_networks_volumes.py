@@ -73,3 +73,23 @@ def test_rdnet_on_volumes(teacher_name, options):
     (out["z_T"].sum() + out["z_S"].sum()).backward()
     assert not any(p.requires_grad for p in teacher.parameters())
     assert net.reprogrammer.pre[0].score[0].weight.grad is not None if options.get("pool") == "none" else True
+
+
+def test_teacher_dims_refuse_a_2d_teacher_on_volumes_naming_the_slicewise_form():
+    from monai_rd.methods import build_method
+    from monai_rd.networks import check_teacher_dims
+
+    teacher2d = build_teacher("torchvision:resnet18", weights="random", input_size=32)
+    student3d = StudentClassifier("monai:resnet10", num_classes=2, spatial_dims=3)
+    with pytest.raises(ValueError, match=r"--teacher slicewise:torchvision:resnet18 ") as info:
+        check_teacher_dims(teacher2d, 3)
+    assert "2D teacher" in str(info.value) and "spatial_dims=3" in str(info.value)
+    with pytest.raises(ValueError, match="slicewise:torchvision:resnet18"):  # build_method checks before any step
+        build_method("rd", teacher=teacher2d, student=student3d, num_classes=2, image_size=32)
+    slicewise = build_teacher("slicewise:torchvision:resnet18", weights="random", input_size=32)
+    check_teacher_dims(slicewise, 3)  # the named fix passes, and runs on a volume
+    assert tuple(slicewise(torch.rand(1, 1, 4, 32, 32)).shape) == (1, 512)
+    check_teacher_dims(teacher2d, 2)
+    check_teacher_dims(None, 3)  # a feature cache or no teacher: nothing to check
+    with pytest.raises(ValueError, match="volume teacher .* 2D images"):
+        check_teacher_dims(build_teacher("medicalnet_resnet10", weights="random"), 2)

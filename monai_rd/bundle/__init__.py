@@ -20,6 +20,7 @@ from monai_rd.bundle.paths import (
     bundle_root,
     bundles_dir,
     copy_bundle,
+    plain_values,
     read_datalist,
     write_executed_config,
     SplitNotFoundError,
@@ -28,7 +29,9 @@ from monai_rd.bundle.evaluation import write_evaluation_summary
 from monai_rd.bundle.training_record import (
     EXECUTED_CONFIG,
     REMEMBERED_IDS,
+    RUN_METADATA,
     check_matches_training,
     read_training_config,
     remembered_settings,
+    write_run_metadata,
 )

@@ -20,6 +20,7 @@ __all__ = [
     "copy_bundle",
     "bundle_command",
     "write_executed_config",
+    "plain_values",
     "read_datalist",
     "SplitNotFoundError",
 ]
@@ -84,20 +85,82 @@ def bundle_command(name: str, configs: list[str] | str, **overrides: Any) -> str
     return shlex.join(args)
 
 
-def write_executed_config(config_file: str | os.PathLike, values: Mapping[str, Any], path: str | os.PathLike) -> str:
-    """Write the config as executed: ``config_file`` with its top-level ids replaced by their run values.
+def write_executed_config(
+    config_file: str | os.PathLike,
+    values: Mapping[str, Any],
+    path: str | os.PathLike,
+    effective: Mapping[str, Any] | None = None,
+    parser: Any = None,
+) -> str:
+    """Write the config as executed: the config after every command-line override, its run ids resolved.
 
-    ``values`` holds the resolved values of the ids a user overrides (``dataset_dir``, ``max_epochs`` ...);
-    the file is written atomically and returned, ready to be logged as an MLflow artifact.
+    The starting point is the config of ``parser`` (by default the ``monai.bundle.ConfigParser`` evaluating the
+    calling expression: the file(s) being run with the command line's ``--id value`` overrides applied and the
+    boolean ids normalised), or ``config_file`` read as is when no parser runs. ``values`` holds the resolved
+    values of ids whose config value is an expression (``output_dir``, ``class_names``, ``device`` ...);
+    ``effective`` adds the values the machine decides (:func:`monai_rd.networks.amp_effect`) as new top-level ids.
+    Every top-level id whose executed value is a plain value (no ``$``/``@``/``%``, no ``_target_``) is then
+    what ran; :func:`plain_values` returns them, the bundles' MLflow params. The file is written atomically and
+    its path returned, ready to be logged as an MLflow artifact.
+
+    Raises:
+        KeyError: an id of ``values`` is not a top-level id of the config, or an id of ``effective`` is one.
     """
-    with open(config_file, encoding="utf-8") as f:
-        config = json.load(f)
+    import copy
+
+    if parser is None:
+        from monai_rd.bundle.config_check import _active_parser
+
+        parser = _active_parser()
+    if parser is not None:
+        config = copy.deepcopy(dict(parser.get()))
+        source = f"the config being run ({os.fspath(config_file)!r} and its overrides)"
+    else:
+        with open(config_file, encoding="utf-8") as f:
+            config = json.load(f)
+        source = repr(os.fspath(config_file))
     unknown = sorted(set(values) - set(config))
     if unknown:
-        raise KeyError(f"write_executed_config: ids {unknown} are not top-level ids of {os.fspath(config_file)!r}.")
-    config.update({k: v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
-                   for k, v in values.items()})
+        raise KeyError(f"write_executed_config: ids {unknown} are not top-level ids of {source}.")
+    clash = sorted(set(effective or {}) & set(config))
+    if clash:
+        raise KeyError(f"write_executed_config: effective ids {clash} already are ids of {source}; rename them.")
+    config.update({k: _json_value(v) for k, v in values.items()})
+    config.update({k: _json_value(v) for k, v in (effective or {}).items()})
     return atomic_write_json(path, config)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def _is_plain(value: Any) -> bool:
+    """A config value that is data, not code: no ``$``/``@``/``%`` string and no ``_target_`` at any depth."""
+    if isinstance(value, str):
+        return not value.startswith(("$", "@", "%"))
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return "_target_" not in value and all(_is_plain(v) for v in value.values())
+    return True
+
+
+def plain_values(executed: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level ids of an executed config (its path or its dict) whose value is plain data.
+
+    These are the run's settings as they ran (command-line overrides included); the bundles log them as MLflow
+    params, so the record and the params cannot disagree.
+    """
+    if not isinstance(executed, Mapping):
+        with open(executed, encoding="utf-8") as f:
+            executed = json.load(f)
+    return {k: v for k, v in executed.items() if not k.startswith("_") and _is_plain(v)}
 
 
 def read_datalist(path: str | os.PathLike, key: str) -> list[dict]:

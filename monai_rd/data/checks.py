@@ -226,15 +226,29 @@ def validate_datalist(
     return out
 
 
-def _report(errors: dict, n_total: int, n_readable: int, errors_file, on_bad_input: str) -> None:
-    """Write/remove the errors CSV; raise (or warn, when skipping) with every bad file listed."""
+def _read_listed(errors_file) -> dict[str, str]:
+    """The ``file -> error`` rows of an errors CSV written earlier in this run (empty when there is none)."""
+    if errors_file is None or not os.path.isfile(errors_file):
+        return {}
+    with open(errors_file, encoding="utf-8", newline="") as f:
+        return {row["file"]: row["error"] for row in csv.DictReader(f)}
+
+
+def _report(
+    errors: dict, n_total: int, n_readable: int, errors_file, on_bad_input: str, listed: Mapping | None = None
+) -> None:
+    """Write/remove the errors CSV; raise (or warn, when skipping) with every bad file listed.
+
+    ``listed``: rows an earlier check of the same run refused (kept in the CSV, after which ``errors`` are added).
+    """
     if errors_file is not None:
         errors_file = os.fspath(errors_file)
-        if errors:
+        rows = {**(listed or {}), **errors}
+        if rows:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(["file", "error"])
-            writer.writerows(sorted(errors.items()))
+            writer.writerows(sorted(rows.items()))
             atomic_write_text(errors_file, buffer.getvalue())
         elif os.path.exists(errors_file):
             os.remove(errors_file)
@@ -249,35 +263,59 @@ def _report(errors: dict, n_total: int, n_readable: int, errors_file, on_bad_inp
         logger.warning("%s\nSkipping them; predicting the %d readable file(s).", message, n_readable)
 
 
+def _non_finite(value: Any) -> str | None:
+    """Why ``value`` (an array or tensor) cannot be predicted on: ``"k of n values are NaN/Inf"``, or ``None``."""
+    try:
+        arr = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+    except Exception:  # not an array (a path, a dict): nothing to check
+        return None
+    if arr.dtype.kind not in "fc":
+        return None
+    bad = int(arr.size - np.isfinite(arr).sum())
+    if not bad:
+        return None
+    return (f"holds NaN/Inf pixel values ({bad} of {arr.size} after loading and preprocessing): a prediction on "
+            "them would be NaN; fix or remove the file")  # fmt: skip
+
+
 def check_readable(
     items: Sequence[dict],
     loader: Callable[[dict], Any],
     key: str = "image",
     errors_file: str | os.PathLike | None = None,
     on_bad_input: str = "error",
+    keep_listed: bool = False,
 ) -> list[dict]:
-    """Try ``loader`` on every item and return the items it can read.
+    """Try ``loader`` on every item and return the items it can read and whose values are all finite.
 
     Every item is tried (a bad file never stops the check half way), so all bad inputs are reported at
     once: each unreadable ``item[key]`` is listed with its reader's error in one message and, when
-    ``errors_file`` is given, in a CSV (``file,error``) written atomically.
+    ``errors_file`` is given, in a CSV (``file,error``) written atomically. An item whose loaded (and, when
+    ``loader`` is the whole preprocessing, preprocessed) ``key`` holds a NaN or Inf value is refused the same way
+    (``holds NaN/Inf pixel values``), as training refuses it: never a label predicted from NaN.
 
     Args:
         items: datalist entries, e.g. ``[{"image": "/data/a.png"}, ...]``.
-        loader: the inference pipeline's loading transform (e.g. its ``LoadImaged``), so the check uses the
-            very reader that will be used for prediction.
+        loader: the inference pipeline's loading transform or whole preprocessing, so the check uses the very
+            reader (and transforms) that will be used for prediction.
         key: the entry key holding the file.
         errors_file: optional CSV for the per-file error list (removed when every file is readable, so a
             stale list never survives a clean run).
         on_bad_input: ``"error"`` refuses the whole input (:class:`BadInputError`); ``"skip"`` logs the
             list and returns only the readable items (the errors CSV is still written).
+        keep_listed: ``errors_file`` was written by an earlier check of this same run (:func:`expand_inputs`):
+            keep its rows and add this check's, so the CSV lists every file refused at any check.
 
     Raises:
         BadInputError: on any unreadable item with ``on_bad_input="error"``, or if nothing is readable.
         ValueError: ``items`` is empty or ``on_bad_input`` is unknown.
     """
     _require_on_bad_input(on_bad_input)
+    listed = _read_listed(errors_file) if keep_listed else {}
     if not items:
+        if listed:  # every source was refused by the earlier check
+            raise BadInputError(f"No readable input: all {len(listed)} input(s) were refused (listed in "
+                                f"{os.fspath(errors_file)}).", listed)  # fmt: skip
         raise ValueError("No input to predict: the folder or datalist is empty.")
     readable, errors = [], {}
     for item in items:
@@ -289,13 +327,17 @@ def check_readable(
             errors[name] = "empty file (0 bytes)"
             continue
         try:
-            loader(dict(item))
+            loaded = loader(dict(item))
         except Exception as e:  # any reader failure is reported with the file, whatever its type
             cause = e.__cause__ or e
             errors[name] = f"{type(cause).__name__}: {cause}".replace("\n", " ")[:300]
             continue
+        reason = _non_finite(loaded.get(key) if isinstance(loaded, Mapping) else None)
+        if reason:
+            errors[name] = reason
+            continue
         readable.append(item)
-    _report(errors, len(items), len(readable), errors_file, on_bad_input)
+    _report(errors, len(items), len(readable), errors_file, on_bad_input, listed)
     return readable
 
 

@@ -28,7 +28,8 @@ class PredictionCSVWriter:
     """Collect ``pred`` (class probabilities ``[C]`` per item) with each image's file name; write a CSV.
 
     Columns: ``file``, ``prob_<class>`` for each class, ``predicted_label``. The file is written once,
-    atomically, when the engine completes, so a crashed run leaves no partial CSV.
+    atomically, when the engine completes, so a crashed run leaves no partial CSV. A NaN/Inf prediction stops the
+    run (``FloatingPointError`` naming the file): never a label on NaN.
 
     Args:
         output_file: the CSV path.
@@ -58,6 +59,12 @@ class PredictionCSVWriter:
                 raise ValueError(f"Prediction has {prob.numel()} classes but {len(self.class_names)} class names.")
             image = item[Keys.IMAGE]
             name = image.meta.get("filename_or_obj", "") if isinstance(image, MetaTensor) else ""
+            if not torch.isfinite(prob).all():
+                raise FloatingPointError(
+                    f"the prediction for {str(name) or 'an input'!r} is {prob.tolist()} (NaN/Inf): no label is "
+                    f"written for it, and {self.output_file!r} is not written. Check that input's values "
+                    "(inference refuses NaN/Inf images before predicting; this one became non-finite later)."
+                )
             if self.multi_label:
                 label = "|".join(c for c, p in zip(self.class_names, prob.tolist()) if p >= self.threshold)
             else:

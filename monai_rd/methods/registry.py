@@ -23,6 +23,7 @@ from monai_rd.losses.baselines import build_kd_loss
 from monai_rd.losses.rd import RDLoss, rd_default_weights
 from monai_rd.networks.blocks.reprogrammer import budget_width
 from monai_rd.networks.nets.rdnet import REPROGRAMMER_BUDGET, RDNet
+from monai_rd.networks.nets.volume_teachers import check_teacher_dims
 from monai_rd.utils.registry import Registry
 from monai_rd.networks.blocks.adapters import lora_teacher, vpt_teacher
 from monai_rd.losses.method_loss import MethodLoss
@@ -213,6 +214,7 @@ def build_method(
     """
     if name not in METHODS:
         raise KeyError(f"Unknown method {name!r}. Available: {', '.join(METHODS.names())}.")
+    check_teacher_dims(teacher, getattr(student, "spatial_dims", 2))  # a 2D teacher on volumes: refused by name
     common = dict(
         teacher=teacher,
         student=student,

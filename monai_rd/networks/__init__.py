@@ -22,11 +22,12 @@ from monai_rd.networks.nets import (
     StudentClassifier,
     build_student,
     build_teacher,
+    check_teacher_dims,
     probe_output_shape,
     remove_classifier,
 )
 from monai_rd.networks import zoo  # registers the foundation-model teachers
-from monai_rd.networks.performance import autocast_dtype, prepare_network
+from monai_rd.networks.performance import amp_effect, autocast_dtype, prepare_network
 from monai_rd.networks.blocks.adapters import (
     LORA_TARGET_SUFFIXES,
     PromptedSAMAttention,

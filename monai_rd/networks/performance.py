@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["prepare_network", "autocast_dtype"]
+__all__ = ["prepare_network", "autocast_dtype", "amp_effect"]
 
 
 def prepare_network(
@@ -44,3 +44,17 @@ def autocast_dtype(name: str | torch.dtype) -> torch.dtype:
     if dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {name!r}.")
     return dtype
+
+
+def amp_effect(amp: bool, amp_dtype: str | torch.dtype, device: torch.device | str) -> dict[str, Any]:
+    """What ``amp`` does on ``device``, for the run record: ``{"amp_autocast": ..., "amp_loss_scaling": ...}``.
+
+    The trainer and evaluator autocast on the device's own type (``torch.autocast(device.type)``), so AMP requested
+    on a CPU does run, in ``amp_dtype`` (bfloat16 or float16 matmuls and convolutions on the CPU). Loss scaling is
+    MONAI's ``torch.cuda.amp.GradScaler``, which disables itself without CUDA: on a CPU a float16 loss is not
+    scaled. ``amp_autocast`` is the autocast dtype name or ``"off"``; ``amp_loss_scaling`` is what the scaler does.
+    """
+    device = torch.device(device)
+    autocast = str(autocast_dtype(amp_dtype)).removeprefix("torch.") if amp else "off"
+    scaling = bool(amp) and device.type == "cuda" and torch.cuda.is_available()
+    return {"amp_autocast": f"{autocast} on {device.type}" if amp else "off", "amp_loss_scaling": scaling}

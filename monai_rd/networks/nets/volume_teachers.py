@@ -15,7 +15,10 @@ import torch.nn.functional as F
 
 from monai_rd.networks.nets.teachers import TEACHERS, FrozenTeacher
 
-__all__ = ["FrozenVolumeTeacher", "SliceWiseTeacher", "VOLUME_INTENSITY", "SLICE_POOLS", "probe_volume_shape"]
+__all__ = [
+    "FrozenVolumeTeacher", "SliceWiseTeacher", "VOLUME_INTENSITY", "SLICE_POOLS", "probe_volume_shape",
+    "check_teacher_dims",
+]  # fmt: skip
 
 #: how a volume teacher renormalises its ``[0, 1]`` input: "identity" (SwinUNETR SSL and Models Genesis were
 #: pre-trained on [0, 1] windowed CT) or "zscore" (MedicalNet: per-volume mean/std of the non-zero voxels).
@@ -213,3 +216,33 @@ def slicewise_teacher(
     if not isinstance(inner, FrozenTeacher):
         raise TypeError(f"slicewise:{teacher} needs a 2D teacher; {teacher!r} built {type(inner).__name__}.")
     return SliceWiseTeacher(inner, axis=axis, pool=pool, slice_batch=slice_batch, num_slices=num_slices)
+
+
+def check_teacher_dims(teacher: nn.Module | None, spatial_dims: int) -> None:
+    """Refuse, before any training, a teacher whose input dimensionality is not the data's.
+
+    ``teacher`` is a built teacher (``spatial_dims`` attribute: 3 for volume and slice-wise teachers, 2 when absent)
+    or ``None`` (no teacher, or a feature cache: nothing to check); ``spatial_dims`` is the data's (the student's):
+    2 for images ``[B, C, H, W]``, 3 for volumes ``[B, C, D, H, W]``. A 2D teacher on volumes would otherwise fail
+    in the first iteration with a bare ``RuntimeError: expand(...)``.
+
+    Raises:
+        ValueError: a 2D teacher on volumes (the message names ``slicewise:<teacher>``, which applies it slice by
+            slice), or a volume teacher on 2D images.
+    """
+    if teacher is None:
+        return
+    teacher_dims = int(getattr(teacher, "spatial_dims", 2))
+    if teacher_dims == int(spatial_dims):
+        return
+    name = getattr(teacher, "name", "") or type(teacher).__name__
+    if teacher_dims == 2:
+        raise ValueError(
+            f"teacher {name!r} is a 2D teacher ([B, C, H, W] images) but this bundle trains on 3D volumes "
+            f"(spatial_dims={spatial_dims}): pass --teacher slicewise:{name} to apply it to each slice and pool the "
+            "slices' features (docs/volumes.md), or choose a volume teacher (swin_unetr_ssl, medicalnet_resnet50 ...)."
+        )
+    raise ValueError(
+        f"teacher {name!r} is a volume teacher ([B, C, D, H, W]) but this bundle trains on 2D images "
+        f"(spatial_dims={spatial_dims}): choose a 2D teacher (pmc_clip_rn50, resnet50 ...)."
+    )
