@@ -42,7 +42,8 @@ def _run(tmp_path, data, c, multi_label, experiment="exp"):
     best = _Linear(c)
     torch.save(best.state_dict(), ckpt)  # the "selected" checkpoint differs from the model passed in
     client = mlflow.MlflowClient(uri)
-    exp_id = client.create_experiment(experiment)
+    # artifacts under tmp_path: the default artifact root is ./mlruns of the working directory (the repository)
+    exp_id = client.create_experiment(experiment, artifact_location=(tmp_path / "mlartifacts").as_uri())
     run = client.create_run(exp_id, run_name="r1")
     report = BestModelTestReport(
         model, ckpt, data, transform=None, class_names=[f"c{k}" for k in range(c)], output_dir=str(tmp_path / "rep"),
