@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import nibabel as nib
 import numpy as np
@@ -43,3 +44,20 @@ def test_unsupported(tmp_path):
     with pytest.raises(UnsupportedFileError, match=r"a\.txt' is not a supported input"):
         source_kind(tmp_path / "a.txt")
     assert not MedicalImageReader().verify_suffix(str(tmp_path / "a.txt"))
+
+
+@pytest.mark.parametrize("name, what", [("analyze.hdr", "an Analyze or NIfTI-1 .hdr/.img pair"),
+                                        ("nifti1.hdr", "an Analyze or NIfTI-1 .hdr/.img pair"),
+                                        ("test.mgz", "a FreeSurfer MGH volume")])  # fmt: skip
+def test_formats_monai_would_read_in_another_orientation_are_refused_by_name(name, what):
+    """nibabel's own files: MONAI's fallback readers would load the .hdr/.img pair as LAS and .mgz as SAR (and a
+    lone .hdr with a bare FileNotFoundError); the input check that training and inference run first refuses them,
+    naming the file and the conversion to make."""
+    from monai_rd.data.checks import check_item
+
+    path = os.path.join(os.path.dirname(nib.__file__), "tests", "data", name)
+    expected = f"{name}' is {what}"
+    with pytest.raises(UnsupportedFileError, match=re.escape(expected)):
+        source_kind(path)
+    reasons = check_item({"image": path, "label": 0}, num_classes=2)
+    assert len(reasons) == 1 and expected in reasons[0] and "convert it to NIfTI" in reasons[0], reasons

@@ -21,6 +21,15 @@ from monai_rd.data.readers.nifti import NIFTI_SUFFIXES, NiftiReader
 
 __all__ = ["MedicalImageReader", "UnsupportedFileError", "source_kind"]
 
+#: medical formats this project does not read, and what to do: MONAI's fallback readers would load them in another
+#: orientation (an Analyze/NIfTI pair as LAS, FreeSurfer MGH as SAR) or fail with a bare FileNotFoundError
+_NOT_READ = {
+    (".hdr", ".img"): "an Analyze or NIfTI-1 .hdr/.img pair",
+    (".mgz", ".mgh"): "a FreeSurfer MGH volume",
+    (".nrrd", ".nhdr"): "an NRRD volume",
+    (".mha", ".mhd"): "a MetaImage volume",
+}
+
 
 class UnsupportedFileError(ValueError):
     """A path that is neither DICOM, NIfTI nor a PNG/JPEG/BMP/TIFF image."""
@@ -40,6 +49,13 @@ def source_kind(path: str | os.PathLike) -> str:
         return "dicom"
     if not os.path.exists(path):
         raise UnsupportedFileError(f"{path!r}: no such file or folder.")
+    for suffixes, what in _NOT_READ.items():
+        if lower.endswith(suffixes):
+            raise UnsupportedFileError(
+                f"{path!r} is {what}, which this project does not read (its orientation would not be checked): "
+                "convert it to NIfTI first, e.g. python -c \"import nibabel as nib; nib.save(nib.load('IN'), 'OUT.nii.gz')\" "
+                "(SimpleITK for NRRD/MetaImage), and check the orientation of the result."
+            )
     raise UnsupportedFileError(
         f"{path!r} is not a supported input: expected a DICOM file (with the DICM marker), a folder of DICOM files, "
         f"a NIfTI volume ({', '.join(NIFTI_SUFFIXES)}) or an image ({', '.join(NATURAL_IMAGE_SUFFIXES)})."
