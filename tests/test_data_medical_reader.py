@@ -61,3 +61,14 @@ def test_formats_monai_would_read_in_another_orientation_are_refused_by_name(nam
         source_kind(path)
     reasons = check_item({"image": path, "label": 0}, num_classes=2)
     assert len(reasons) == 1 and expected in reasons[0] and "convert it to NIfTI" in reasons[0], reasons
+
+
+def test_a_4d_series_is_refused_unless_a_volume_is_picked():
+    """nibabel's example4d.nii.gz (2 volumes): never read as 2 channels or with one volume dropped silently."""
+    from monai_rd.data.checks import check_item
+
+    path = os.path.join(os.path.dirname(nib.__file__), "tests", "data", "example4d.nii.gz")
+    reasons = check_item({"image": path, "label": 0}, num_classes=2)
+    assert len(reasons) == 1 and "a 4D series of 2 volumes" in reasons[0] and "--nifti_volume_index" in reasons[0]
+    picked = MedicalImageReader(nifti={"volume_index": 1})
+    assert check_item({"image": path, "label": 0}, num_classes=2, reader=picked) == []

@@ -74,7 +74,13 @@ def _check_file(path: str, min_size: int, decode: bool, cache: dict, reader: Med
             kind = source_kind(path)
             if decode:
                 arr, _ = reader.get_data(reader.read(path))
-                if kind == "image" and arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
+                if kind == "nifti" and arr.ndim == 4 and arr.shape[3] > 1:  # never a silently dropped volume
+                    reason = (
+                        f"a 4D series of {arr.shape[3]} volumes: pick one with the NIfTI reader's volume_index "
+                        "(rd_clinical: --nifti_volume_index K, 0-based; elsewhere save the volume you mean as a 3D NIfTI); "
+                        "volumes are not read as channels"
+                    )
+                elif kind == "image" and arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4):
                     reason = f"{arr.shape[2]} channels (1-4 expected: grey, grey+alpha, RGB, RGBA)"
                 elif min(sorted(_spatial_shape(arr, kind))[-2:]) < min_size:  # volumes: the largest plane
                     reason = f"image of {'x'.join(map(str, _spatial_shape(arr, kind)))} px is below min_size={min_size}"
