@@ -16,8 +16,9 @@ from pydicom.data import get_testdata_file
 
 from monai_rd.data import BadInputError, MedicalImageReader, UnreadableInputsError, check_readable, validate_datalist
 from tests.conftest import BUNDLES
+from monai_rd.bundle import bundle_names
 
-BUNDLE_NAMES = ("rd_busi", "rd_isic", "rd_covid", "rd_btc", "rd_chestxray", "rd_clinical")
+BUNDLE_NAMES = bundle_names()  # every bundle, rd_mosmed included: the one list is monai_rd.bundle.bundle_names
 
 
 def _natural_files(folder) -> dict[str, tuple[str, np.ndarray]]:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from monai_rd.bundle import bundle_names
 
 
 def _run(args, cwd, env, timeout=900):
@@ -21,7 +22,7 @@ def _run(args, cwd, env, timeout=900):
 def test_the_bundles_are_installed_with_the_package(installed_package, tmp_path):
     target, env = installed_package
     shipped = target / "monai_rd" / "bundles"
-    for name in ("rd_busi", "rd_isic", "rd_covid", "rd_btc", "rd_chestxray", "rd_clinical"):
+    for name in bundle_names():
         for config in ("train.json", "inference.json", "metadata.json"):
             with open(os.path.join(REPO, "bundles", name, "configs", config), "rb") as f:
                 assert (shipped / name / "configs" / config).read_bytes() == f.read(), (name, config)

@@ -26,8 +26,9 @@ from monai_rd.networks import (
 )
 from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES, REPO, run_bundle
+from monai_rd.bundle import bundle_names
 
-DATASET_BUNDLES = ["rd_busi", "rd_isic", "rd_covid", "rd_btc", "rd_chestxray", "rd_clinical"]
+DATASET_BUNDLES = bundle_names()  # every bundle (monai_rd.bundle.bundle_names)
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -146,20 +147,27 @@ def test_hf_hub_from_a_prepopulated_cache_offline(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ bundles
+#: each bundle's default teacher and its file under models/ (the first large_files.yml entry): the paper's PMC-CLIP,
+#: and for the 3D bundle MONAI's self-supervised Swin UNETR encoder
+DEFAULT_TEACHER = {"rd_mosmed": ("swin_unetr_ssl", "model_swinvit.pt")}
+PAPER_TEACHER = ("pmc_clip_rn50", "pmc_clip_checkpoint.pt")
+
+
 @pytest.mark.parametrize("bundle", DATASET_BUNDLES)
 def test_every_bundle_defaults_to_a_paper_teacher_file_under_models(bundle):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(os.path.join(BUNDLES, bundle, "configs", "train.json"))
-    assert parser.get_parsed_content("teacher") == "pmc_clip_rn50" and parser["student_weights"] == "none"
+    teacher, file = DEFAULT_TEACHER.get(bundle, PAPER_TEACHER)
+    assert parser.get_parsed_content("teacher") == teacher and parser["student_weights"] == "none"
     if bundle == "rd_clinical":  # its 3D mode applies the same PMC-CLIP file slice by slice
         parser["spatial_dims"] = 3
         assert parser.get_parsed_content("teacher", lazy=False) == "slicewise:pmc_clip_rn50"
-    expected = os.path.join(BUNDLES, bundle, "models", "pmc_clip_checkpoint.pt")
+    expected = os.path.join(BUNDLES, bundle, "models", file)
     assert os.path.normpath(parser.get_parsed_content("teacher_weights")) == expected
     large = ConfigParser.load_config_file(os.path.join(BUNDLES, bundle, "large_files.yml"))["large_files"]
-    assert large[0]["path"] == "models/pmc_clip_checkpoint.pt"
+    assert large[0]["path"] == f"models/{file}"
     assert all(f["url"].startswith("https://") and "hash_val" not in f for f in large)  # no author publishes one
 
 
@@ -182,7 +190,8 @@ def test_missing_teacher_file_stops_before_anything_runs(bundle, tmp_path):
     missing = [e for e in chain if isinstance(e, MissingWeightsError)]
     assert missing, [type(e).__name__ for e in chain]
     text = str(missing[0])
-    assert os.path.join(str(tmp_path / bundle), "models", "pmc_clip_checkpoint.pt") in text
+    file = DEFAULT_TEACHER.get(bundle, PAPER_TEACHER)[1]
+    assert os.path.join(str(tmp_path / bundle), "models", file) in text
     assert "download_large_files --bundle_path" in text and "--teacher_weights" in text
     assert not out.exists()
 
