@@ -145,6 +145,11 @@ MANIFEST = [
             "tests/test_zoo_radimagenet.py::test_keras_densenet121_h5",
             "a DenseNet-121 teacher run adds a minute to the 2-core budget; the named test loads a Keras .h5 in that "
             "layout against a NumPy forward, and the `teacher_def::` override is run by the PMC-CLIP entry below"),
+    Covered("docs/teachers.md", "monai-rd rank-teachers --bundle rd_busi --dataset_dir /data/Dataset_BUSI_with_GT --teachers pmc_clip_rn50 radimagenet_resnet50 lvmmed_resnet50 torchvision:resnet50 --teacher_weights radimagenet_resnet50=/models/ResNet50.pt lvmmed_resnet50=/models/lvmmed_resnet.torch torchvision:resnet50=imagenet --output_dir runs/rank_busi",
+            "tests/test_cli_rank_teachers.py::test_rank_teachers_writes_table_plot_and_mlflow",
+            "needs four foundation models' weights (hundreds of MB, unreachable offline) and 224 px ResNet-50s on CPU; "
+            "the named test runs the same command in-process on fabricated BUSI data with two torchvision teachers "
+            "(one random, one from a weights file) at 32 px and reads back the CSV, the plot and the MLflow runs"),
     Run("docs/teachers.md", "... --teacher pmc_clip_rn50 --teacher_weights 'image_encoder(resnet50).pth' --teacher_def::pool attn", "busi",
         run=f"{BUSI_TRAIN} --output_dir O --teacher pmc_clip_rn50 --teacher_weights 'image_encoder(resnet50).pth' --teacher_def::pool attn",  # noqa: E501
         subs={"O": "runs/pmc_attn"}, expect=("runs/pmc_attn/model.pt",),

@@ -22,6 +22,7 @@ COMMANDS = {
     "label-bundle": "label_bundle",
     "index": "index",
     "cache-features": "cache_features",
+    "rank-teachers": "rank_teachers",
     "bench": "bench",
     "reproduce": "reproduce",
 }

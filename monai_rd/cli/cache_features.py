@@ -68,14 +68,54 @@ def teacher_options(parser, teacher_def_id: str = BUNDLE_IDS["teacher_def"]) -> 
     return {k: parser.get_parsed_content(f"{teacher_def_id}::{k}") for k in raw if k not in _META_KEYS}
 
 
-def run(args: argparse.Namespace) -> int:
+def read_bundle(config_file: str | list[str], overrides: dict):
+    """The bundle config (``monai.bundle.ConfigParser``) with ``overrides`` applied and its teacher enabled.
+
+    ``teacher_def`` is disabled in the bundles when a feature cache is set (training never builds the teacher);
+    here the teacher is what is run, so it is enabled.
+    """
     from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_file[0] if isinstance(config_file, list) and len(config_file) == 1 else config_file)
+    overrides = dict(overrides)
+    teacher_def = parser.get(BUNDLE_IDS["teacher_def"])
+    if isinstance(teacher_def, dict) and "_disabled_" in teacher_def:
+        overrides[f"{BUNDLE_IDS['teacher_def']}::_disabled_"] = False  # disabled for training from the cache
+    parser.update(overrides)
+    return parser
+
+
+def bundle_teacher(parser) -> dict:
+    """The bundle's teacher as the bundle resolves it: ``{"name", "record", "options", "device", "build"}``.
+
+    ``record`` is the :class:`~monai_rd.networks.WeightsRecord` of its ``teacher_weights`` spec (file, hf-hub:,
+    imagenet, random; a missing file raises ``MissingWeightsError`` naming it), ``build()`` builds the teacher once
+    (later calls return the same module), only when called.
+    """
+    from monai_rd.networks import check_teacher_weights
+
+    name = parser.get_parsed_content(BUNDLE_IDS["teacher"])
+    bundle_root = parser.get_parsed_content("bundle_root") if "bundle_root" in parser else None
+    # a spec (file, hf-hub:, imagenet, random) -> the file actually loaded (None for random), as the bundle does
+    record = check_teacher_weights(name, parser.get_parsed_content(BUNDLE_IDS["teacher_weights"]), bundle_root)
+    built: dict = {}
+
+    def build():  # built once, and only if some chunk needs it
+        if "teacher" not in built:
+            print(f"Loading teacher {name!r} ({record.path or 'random init'})", flush=True)
+            built["teacher"] = parser.get_parsed_content(BUNDLE_IDS["teacher_def"], instantiate=True)
+        return built["teacher"]
+
+    device = parser.get_parsed_content(BUNDLE_IDS["device"]) if BUNDLE_IDS["device"] in parser else "cpu"
+    return {"name": name, "record": record, "options": teacher_options(parser), "device": device, "build": build}
+
+
+def run(args: argparse.Namespace) -> int:
     from monai.utils import set_determinism
 
     from monai_rd.data.feature_cache import FeatureCache
 
-    parser = ConfigParser()
-    parser.read_config(args.config_file if len(args.config_file) > 1 else args.config_file[0])
     overrides = {k: _value(v) for k, v in args.set}
     for name in ("dataset_dir", "output_dir", "image_size", "teacher", "teacher_weights", "seed"):
         value = getattr(args, name)
@@ -83,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
             overrides[name] = _value(value) if name in ("image_size", "seed", "teacher_weights") else value
     if args.feature_cache is not None:
         overrides[BUNDLE_IDS["feature_cache"]] = args.feature_cache
-    teacher_def = parser.get(BUNDLE_IDS["teacher_def"])
-    if isinstance(teacher_def, dict) and "_disabled_" in teacher_def:
-        overrides[f"{BUNDLE_IDS['teacher_def']}::_disabled_"] = False  # disabled for training from the cache
-    parser.update(overrides)
+    parser = read_bundle(args.config_file, overrides)
 
     cache_id = BUNDLE_IDS["feature_cache"]
     cache_root = parser.get_parsed_content(cache_id) if cache_id in parser else None
@@ -95,33 +132,18 @@ def run(args: argparse.Namespace) -> int:
     seed = parser.get_parsed_content(BUNDLE_IDS["seed"]) if BUNDLE_IDS["seed"] in parser else 0
     set_determinism(seed=seed)
     datalist = parser.get_parsed_content(BUNDLE_IDS["datalist"])
-    teacher = parser.get_parsed_content(BUNDLE_IDS["teacher"])
-    from monai_rd.networks import check_teacher_weights
-
-    bundle_root = parser.get_parsed_content("bundle_root") if "bundle_root" in parser else None
-    # a spec (file, hf-hub:, imagenet, random) -> the file actually loaded (None for random), as the bundle does
-    weights = check_teacher_weights(teacher, parser.get_parsed_content(BUNDLE_IDS["teacher_weights"]), bundle_root).path
-    options = teacher_options(parser)
-    device = parser.get_parsed_content(BUNDLE_IDS["device"]) if BUNDLE_IDS["device"] in parser else "cpu"
+    teacher = bundle_teacher(parser)
     transforms = {"training": BUNDLE_IDS["train_transform"], "validation": BUNDLE_IDS["val_transform"]}
-
-    built: dict = {}
-
-    def build_teacher():  # built once, and only if some chunk needs it
-        if "teacher" not in built:
-            print(f"Loading teacher {teacher!r} ({weights or 'random init'})", flush=True)
-            built["teacher"] = parser.get_parsed_content(BUNDLE_IDS["teacher_def"], instantiate=True)
-        return built["teacher"]
 
     for split in args.splits:
         cache = FeatureCache(
             os.path.join(cache_root, split), datalist[split], parser.get_parsed_content(transforms[split]),
-            teacher, weights, options,
+            teacher["name"], teacher["record"].path, teacher["options"],
         )  # fmt: skip
         cache.build(
-            build_teacher, views=args.views if split == "training" else 1, dtype=args.dtype,
-            batch_size=args.batch_size, chunk_size=args.chunk_size, num_workers=args.num_workers, device=device,
-            progress=not args.no_progress,
+            teacher["build"], views=args.views if split == "training" else 1, dtype=args.dtype,
+            batch_size=args.batch_size, chunk_size=args.chunk_size, num_workers=args.num_workers,
+            device=teacher["device"], progress=not args.no_progress,
         )  # fmt: skip
         print(f"{split}: {len(datalist[split])} items x {cache.views} views, features {cache.feature_shape} "
               f"{cache.dtype} -> {cache.cache_dir}", flush=True)  # fmt: skip

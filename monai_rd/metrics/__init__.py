@@ -1,4 +1,5 @@
-"""Metrics of a trained classifier: per-class report, confusion matrix, ROC curve and AUC, bootstrap intervals."""
+"""Metrics of a trained classifier (per-class report, confusion matrix, ROC curve and AUC, bootstrap intervals) and
+of a teacher's features before training (transferability: LogME, linear probe, k-NN)."""
 
 from monai_rd.metrics.bootstrap import (
     accuracy,
@@ -18,4 +19,10 @@ from monai_rd.metrics.classification import (
     report_to_csv,
     report_to_markdown,
     roc_curve,
+)
+from monai_rd.metrics.transferability import (
+    knn_accuracy,
+    linear_probe_accuracy,
+    logme,
+    transferability_scores,
 )

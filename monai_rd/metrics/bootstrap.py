@@ -63,12 +63,14 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    return_samples: bool = False,
 ) -> dict:
     """The statistic on ``arrays`` (all of length ``N`` along axis 0) and its percentile-bootstrap interval.
 
     Returns:
         ``{"value", "ci_low", "ci_high", "n_valid"}``: floats for a scalar statistic, arrays of its length for a
         vector one (e.g. per-finding AUCs); ``n_valid`` counts the resamples where it was defined (not NaN).
+        With ``return_samples`` also ``"samples"``: the statistic on every resample, ``[n_resamples, *shape]``.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
@@ -92,6 +94,8 @@ def bootstrap_ci(
     out = {"value": value, "ci_low": low, "ci_high": high, "n_valid": valid.sum(axis=0)}
     if value.ndim == 0:
         out = {k: (int(v) if k == "n_valid" else float(v)) for k, v in out.items()}
+    if return_samples:
+        out["samples"] = samples
     return out
 
 
