@@ -48,7 +48,13 @@ def test_demo_learns_and_reuses_its_source_teacher(tmp_path):
         assert Image.open(root / name / f"{name} (1).png").size == (48, 48)
     assert (workdir / "outputs" / "model.pt").exists() and (workdir / "outputs" / "mlruns.db").exists()
     assert (workdir / "outputs_student_only" / "model.pt").exists()
-    assert f"--teacher_weights {teacher}" in out and "Best RD student checkpoint" in out
+    assert f"--teacher_weights {teacher}" in out
+    # progress through the teacher's pretraining (a line per epoch with the time left), and the RD run's next steps
+    assert re.search(r"^teacher pretraining \(resnet18, 1200 source images\) epoch 1/8: .* about .* left$", out, re.M)
+    assert "training epoch 15/15: " in out and "Predictions" not in out
+    assert f"Best student (deployable, no teacher): {workdir / 'outputs' / 'model.pt'}" in out
+    assert "MLflow run " in out and "mlflow models serve -m models:/rd_busi_student/1 " in out
+    assert f"--input_dir {workdir / 'heldout' / 'Dataset_BUSI_with_GT'}" in out
 
     mtime = os.path.getmtime(teacher)
     again = _demo(workdir, "--max_epochs", "1", "--images_per_class", "8", "--heldout_per_class", "4")

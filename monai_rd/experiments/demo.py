@@ -199,13 +199,14 @@ def run_demo(s: DemoSettings, log: Callable[[str], None] | None = None) -> dict[
         r = results["runs"][name]
         log(f"  {name:<13} {100 * r[metric]:5.1f}%   ({r['seconds']:.0f} s)")
     out = results["runs"]["rd"]["output_dir"]
-    log(f"\nDone in {results['seconds']:.0f} s. Best RD student checkpoint: {os.path.join(out, 'model.pt')}")
-    log(f"MLflow store: sqlite:///{os.path.join(out, 'mlruns.db')}  "
-        f"(browse with: mlflow ui --backend-store-uri sqlite:///{os.path.join(out, 'mlruns.db')})")
-    from monai_rd.bundle import bundle_command as command_line
+    log(f"\nDone in {results['seconds']:.0f} s. The RD run:")
+    from monai.utils import path_to_sqlite_uri
 
-    log("Evaluate it on the test split (from any folder):\n  "
-        + command_line(demo.bundle, ["train.json", "evaluate.json"], output_dir=out))
-    log("Predict a folder of images with it:\n  " + command_line(demo.bundle, "inference.json", output_dir=out,
-                                                                  input_dir=heldout))
+    from monai_rd.bundle import bundle_root, read_training_config, training_done_lines
+
+    trained = read_training_config(out)  # the bundle's own MLflow store: <output_dir>/mlruns.db
+    for line in training_done_lines(bundle_root(demo.bundle), out, os.path.join(out, "model.pt"),
+                                    path_to_sqlite_uri(os.path.join(out, "mlruns.db")), trained["experiment_name"], None,
+                                    trained.get("registered_model_name"), input_dir=heldout):  # fmt: skip
+        log(line)
     return results
