@@ -19,6 +19,7 @@ from monai_rd.data.checks import (
 )
 from monai_rd.data.datalist import (
     SPLIT_PROTOCOLS,
+    SplitTooSmallError,
     assign_splits,
     check_disjoint_splits,
     check_split_options,

@@ -22,6 +22,7 @@ from monai_rd.utils import atomic_write_json, sha256_json
 
 __all__ = [
     "SPLIT_PROTOCOLS",
+    "SplitTooSmallError",
     "stratified_split",
     "kfold_split",
     "assign_splits",
@@ -37,6 +38,42 @@ SPLIT_PROTOCOLS = {
     "holdout": "training / validation (model selection) / test (reported): three disjoint splits",
     "paper_4to1": "the paper's protocol: 4:1 train/test, no separate validation (selection = reporting set)",
 }
+
+
+class SplitTooSmallError(ValueError):
+    """A split would be empty: the message names the images or groups per class found and needed, and the options
+    (``val_fraction``, ``test_fraction``, ``split_protocol``) that change what is needed."""
+
+
+def _too_small(split: str, strata: Sequence[Hashable], groups: Sequence[Hashable], official: Sequence[str | None],
+               split_protocol: str, val_fraction: float, test_fraction: float) -> SplitTooSmallError:  # fmt: skip
+    """The error for an empty ``split``: found (per class) and needed (per protocol and official splits)."""
+    grouped = len(set(groups)) < len(groups)
+    unit = "groups" if grouped else "images"
+    kind = "groups (lesions, patients or duplicate clusters; a group never straddles two splits)" if grouped else unit
+    free = [i for i, o in enumerate(official) if o is None]  # items not in an official split: those divided here
+    has_test, has_val = "test" in official, "validation" in official
+    _, by_class = _group_classes(_pick(strata, free), _pick(groups, free))
+    counts = {label: len(by_class[label]) for label in sorted(by_class, key=str)}
+    found = ", ".join(f"class {label}: {n}" for label, n in counts.items()) or "none"
+    if split_protocol == "paper_4to1":
+        carved = [] if has_test else ["test"]
+    else:
+        carved = [name for name, official_one in (("validation", has_val), ("test", has_test)) if not official_one]
+    needed = 1 + len(carved)
+    official_note = "".join(f"; the dataset's official {name} split is used as it is" for name, h in
+                            (("validation", has_val), ("test", has_test)) if h)  # fmt: skip
+    paper = "" if split_protocol == "paper_4to1" else (
+        f"; --split_protocol paper_4to1 (the paper's 4:1: training and test, no validation; needs "
+        f"{1 if has_test else 2} per class)")  # fmt: skip
+    return SplitTooSmallError(
+        f"the '{split}' split would be empty: split_protocol={split_protocol!r} takes at least one of each class's "
+        f"{kind} for each of {', '.join(['training', *carved])}, so it needs at least {needed} {unit} per class"
+        f"{official_note}; this dataset has at most {max(counts.values(), default=0)} ({found}). "
+        f"Options: add images (at least {needed} {unit} per class){paper}; --val_fraction ({val_fraction}) and "
+        f"--test_fraction ({test_fraction}) set each split's share once a class has {needed} {unit}, "
+        "but cannot make a split from fewer."
+    )
 
 
 def stratified_split(
@@ -268,6 +305,9 @@ def assign_splits(
         else:
             share = val_fraction / (1.0 - (test_fraction if test_split == "held-out" else 0.0))
             train, val = split_of(pool, share, seed)
+    for name, index in (("training", train), ("validation", val), ("test", test)):
+        if not index:
+            raise _too_small(name, strata, groups, official, split_protocol, val_fraction, test_fraction)
     pairs = [("training", train, "validation", val), ("training", train, "test", test)]
     if split_protocol != "paper_4to1":  # there validation *is* test
         pairs.append(("validation", val, "test", test))
