@@ -98,7 +98,7 @@ MANIFEST = [
     Covered("README.md", "apps/monai_deploy/install.sh ~/.cache/monai_rd/monai_deploy", DEPLOY_TEST, INSTALL_WHY),
     Covered("README.md", "monai-rd demo", "tests/test_cli_demo.py::test_demo_learns_and_reuses_its_source_teacher",
             "3.5 minutes on 2 cores; the named test runs `monai-rd demo` itself, with smaller sizes"),
-    Covered("README.md", "python -m monai.bundle run --config_file bundles/rd_busi/configs/train.json --dataset_dir rd_demo/data/Dataset_BUSI_with_GT --teacher torchvision:resnet18 --teacher_weights rd_demo/teacher/source_teacher_resnet18.pt --image_size 48 --output_dir rd_offline",
+    Covered("README.md", "python -m monai.bundle run --config_file bundles/rd_busi/configs/train.json --dataset_dir rd_demo/data/Dataset_BUSI_with_GT --teacher torchvision:resnet18 --teacher_weights rd_demo/teacher/source_teacher_resnet18.pt --image_size 48 --max_epochs 15 --batch_size 8 --learning_rate 0.001 --output_dir rd_offline",
             "tests/test_cli_demo.py::test_demo_learns_and_reuses_its_source_teacher",
             "needs the demo's pretrained teacher file (minutes); the demo's RD run is this command with that file "
             "(the test checks its printed --teacher_weights <teacher file>), on its own data and settings"),

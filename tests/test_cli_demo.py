@@ -3,6 +3,7 @@ student-only and with RD, both scored on held-out images; both learn (far above 
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 
@@ -39,6 +40,12 @@ def test_demo_learns_and_reuses_its_source_teacher(tmp_path):
     # RD below the student alone is issue 18's open problem; the demo must still show learning in both runs, far
     # above chance (33.3 %)
     assert acc["student_only"] >= 70.0 and acc["rd"] >= 60.0, out[-2000:]
+    # the README's figures (benchmarks/results/demo_busi_seed0.json) are a run of these defaults on another machine:
+    # the CPU's float kernels move one seed by about 10-15 points (92.2 / 70.0 % vs 78.9 / 72.2 % on two machines)
+    record = json.loads((pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "demo_busi_seed0.json")
+                        .read_text())["runs"]  # fmt: skip
+    for name in ("student_only", "rd"):
+        assert abs(acc[name] - 100 * record[name]["accuracy"]) <= 15.0, (name, acc, out[-2000:])
     results = json.loads((workdir / "demo_results.json").read_text())
     assert results["runs"]["rd"]["n"] >= 80  # 30 held-out images per class
     assert results["teacher"]["source_accuracy"] > 0.7  # 6 source classes: chance is 1/6
