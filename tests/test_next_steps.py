@@ -53,6 +53,10 @@ def test_training_without_a_registered_model_or_a_store_still_ends_cleanly(store
                                "rd_busi", "rd_busi_rd_x")  # fmt: skip
     assert lost[1].startswith(f"MLflow run not found in sqlite:///{tmp_path}/no/such/dir/x.db (")
     assert "mlflow_not_logged.json" in lost[1] and "Evaluate it" in lost[2]
+    # a run whose store failed mid-run (mlflow_not_logged.json written) is not looked up again
+    (tmp_path / "mlflow_not_logged.json").write_text("{}")
+    failed = training_done_lines("rd_busi", str(tmp_path), "model.pt", uri, "rd_busi", "rd_busi_rd_x")
+    assert failed[1].startswith(f"MLflow run not found in {uri} (MLflow failed during the run); {tmp_path}/mlflow_not")
 
 
 def test_inference_names_predictions_and_unreadable_inputs(tmp_path):

@@ -64,6 +64,9 @@ def training_done_lines(bundle: str, output_dir: str, model_file: str, tracking_
         input_dir: a folder of images for the inference command (None: a ``<folder>`` placeholder).
     """
     output_dir = os.path.abspath(output_dir)
+    not_logged = os.path.join(output_dir, "mlflow_not_logged.json")
+    if run is None and os.path.isfile(not_logged):  # the store failed during the run: do not wait on it again
+        run = {"error": "MLflow failed during the run"}
     run = find_mlflow_run(tracking_uri, experiment_name, run_name, registered_model_name) if run is None else run
     lines = [f"Training finished. Best student (deployable, no teacher): {os.path.abspath(model_file)}"]
     if run.get("run_id"):
@@ -72,8 +75,7 @@ def training_done_lines(bundle: str, output_dir: str, model_file: str, tracking_
     else:
         why = run.get("error") or f"no run named {run_name!r} in experiment {experiment_name!r}"
         lines.append(
-            f"MLflow run not found in {tracking_uri} ({why}); "
-            f"{os.path.join(output_dir, 'mlflow_not_logged.json')} lists what was not logged, if anything."
+            f"MLflow run not found in {tracking_uri} ({why}); {not_logged} lists what was not logged, if anything."
         )
     lines.append(
         "Evaluate it on the test split:\n  "
