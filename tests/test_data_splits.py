@@ -222,35 +222,40 @@ def test_kfold_split_partitions_groups():
 
 
 def test_a_split_that_cannot_be_made_says_what_is_needed(tmp_path):
+    from monai_rd.data import validate_datalist
+
     root = make_busi_like(tmp_path / "busi", n_per_class=2, size=32, seed=0)
+    datalist = index_busi(root, verify_images=False)  # indexing alone succeeds: the bundles' check refuses it
+    assert datalist["validation"] == [] and "split_shortfall" in datalist
     with pytest.raises(SplitTooSmallError) as info:
-        index_busi(root, verify_images=False)
+        validate_datalist(datalist, decode=False)
     message = str(info.value)
-    assert message.startswith("the 'validation' split would be empty: split_protocol='holdout'")
+    assert message.startswith("the 'validation' split is empty: split_protocol='holdout' takes at least one")
     assert "needs at least 3 images per class; this dataset has at most 2 (class 0: 2, class 1: 2, class 2: 2)" in message
     for option in ("--split_protocol paper_4to1", "--val_fraction (0.2)", "--test_fraction (0.2)"):
         assert option in message
     # what the message promises holds: the paper's protocol splits 2 per class, holdout 3 per class
-    assert [len(index_busi(root, verify_images=False, split_protocol="paper_4to1")[s]) for s in SPLITS] == [3, 3, 3]
-    three = make_busi_like(tmp_path / "busi3", n_per_class=3, size=32, seed=0)
-    assert [len(index_busi(three, verify_images=False)[s]) for s in SPLITS] == [3, 3, 3]
+    paper = index_busi(root, verify_images=False, split_protocol="paper_4to1")
+    assert [len(paper[s]) for s in SPLITS] == [3, 3, 3] and "split_shortfall" not in paper
+    three = index_busi(make_busi_like(tmp_path / "busi3", n_per_class=3, size=32, seed=0), verify_images=False)
+    assert [len(three[s]) for s in SPLITS] == [3, 3, 3] and "split_shortfall" not in three
+    validate_datalist(three, decode=False)
 
 
 def test_a_grouped_split_that_cannot_be_made_counts_groups():
     # ISIC-like: 2 lesions per class, 3 images each; lesions are never split, so holdout needs 3 per class
     items = [{"image": f"ISIC_{k}.jpg"} for k in range(12)]
     labels, lesions = [k // 6 for k in range(12)], [k // 3 for k in range(12)]
-    with pytest.raises(SplitTooSmallError) as info:
-        assign_splits(items, labels, groups=lesions)
-    message = str(info.value)
+    message = assign_splits(items, labels, groups=lesions)["split_shortfall"]
     assert "needs at least 3 groups per class" in message and "(lesions, patients or duplicate clusters" in message
     assert "this dataset has at most 2 (class 0: 2, class 1: 2)" in message
-    assert all(assign_splits(items, labels, groups=lesions, split_protocol="paper_4to1")[s] for s in SPLITS)
+    paper = assign_splits(items, labels, groups=lesions, split_protocol="paper_4to1")
+    assert all(paper[s] for s in SPLITS) and "split_shortfall" not in paper
     # an official test split leaves training and validation to the rest: 2 groups per class are needed there
     official = ["test"] * 3 + [None] * 3 + ["test"] * 3 + [None] * 3
-    with pytest.raises(SplitTooSmallError, match=r"needs at least 2 groups per class; the dataset's official test "
-                                                 r"split is used as it is; this dataset has at most 1 "):  # fmt: skip
-        assign_splits(items, labels, groups=lesions, official=official)
+    message = assign_splits(items, labels, groups=lesions, official=official)["split_shortfall"]
+    assert "needs at least 2 groups per class; the dataset's official test split is used as it is; this dataset " \
+           "has at most 1 " in message  # fmt: skip
 
 
 def test_split_option_errors():

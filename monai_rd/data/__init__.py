@@ -11,6 +11,7 @@ from monai_rd.data.loading import available_cpus, capped_workers, default_num_wo
 from monai_rd.data.checks import (
     ON_BAD_INPUT,
     BadInputError,
+    SplitTooSmallError,
     UnreadableInputsError,
     check_item,
     check_readable,
@@ -19,7 +20,6 @@ from monai_rd.data.checks import (
 )
 from monai_rd.data.datalist import (
     SPLIT_PROTOCOLS,
-    SplitTooSmallError,
     assign_splits,
     check_disjoint_splits,
     check_split_options,

@@ -22,7 +22,6 @@ from monai_rd.utils import atomic_write_json, sha256_json
 
 __all__ = [
     "SPLIT_PROTOCOLS",
-    "SplitTooSmallError",
     "stratified_split",
     "kfold_split",
     "assign_splits",
@@ -40,14 +39,10 @@ SPLIT_PROTOCOLS = {
 }
 
 
-class SplitTooSmallError(ValueError):
-    """A split would be empty: the message names the images or groups per class found and needed, and the options
-    (``val_fraction``, ``test_fraction``, ``split_protocol``) that change what is needed."""
-
-
 def _too_small(split: str, strata: Sequence[Hashable], groups: Sequence[Hashable], official: Sequence[str | None],
-               split_protocol: str, val_fraction: float, test_fraction: float) -> SplitTooSmallError:  # fmt: skip
-    """The error for an empty ``split``: found (per class) and needed (per protocol and official splits)."""
+               split_protocol: str, val_fraction: float, test_fraction: float) -> str:  # fmt: skip
+    """Why ``split`` came out empty: the images or groups per class found and needed (per protocol and official
+    splits), and the options that change it; recorded as the datalist's ``split_shortfall``."""
     grouped = len(set(groups)) < len(groups)
     unit = "groups" if grouped else "images"
     kind = "groups (lesions, patients or duplicate clusters; a group never straddles two splits)" if grouped else unit
@@ -66,8 +61,8 @@ def _too_small(split: str, strata: Sequence[Hashable], groups: Sequence[Hashable
     paper = "" if split_protocol == "paper_4to1" else (
         f"; --split_protocol paper_4to1 (the paper's 4:1: training and test, no validation; needs "
         f"{1 if has_test else 2} per class)")  # fmt: skip
-    return SplitTooSmallError(
-        f"the '{split}' split would be empty: split_protocol={split_protocol!r} takes at least one of each class's "
+    return (
+        f"split_protocol={split_protocol!r} takes at least one of each class's "
         f"{kind} for each of {', '.join(['training', *carved])}, so it needs at least {needed} {unit} per class"
         f"{official_note}; this dataset has at most {max(counts.values(), default=0)} ({found}). "
         f"Options: add images (at least {needed} {unit} per class){paper}; --val_fraction ({val_fraction}) and "
@@ -256,7 +251,8 @@ def assign_splits(
 
     Returns:
         ``{"training", "validation", "test", "split_protocol", "test_split": "official" | "held-out"}`` plus
-        ``"folds"`` and ``"fold"`` under cross-validation. Each list keeps the order of ``items``.
+        ``"folds"`` and ``"fold"`` under cross-validation, and ``"split_shortfall"`` (why, and what is needed) when
+        a split came out empty. Each list keeps the order of ``items``.
     """
     if split_protocol not in SPLIT_PROTOCOLS:
         raise ValueError(f"split_protocol must be one of {sorted(SPLIT_PROTOCOLS)}, got {split_protocol!r}.")
@@ -305,9 +301,10 @@ def assign_splits(
         else:
             share = val_fraction / (1.0 - (test_fraction if test_split == "held-out" else 0.0))
             train, val = split_of(pool, share, seed)
-    for name, index in (("training", train), ("validation", val), ("test", test)):
-        if not index:
-            raise _too_small(name, strata, groups, official, split_protocol, val_fraction, test_fraction)
+    empty = [name for name, index in (("training", train), ("validation", val), ("test", test)) if not index]
+    if empty:  # refused by validate_datalist (the bundles' check), which names what is needed
+        out["split_shortfall"] = _too_small(empty[0], strata, groups, official, split_protocol, val_fraction,
+                                            test_fraction)  # fmt: skip
     pairs = [("training", train, "validation", val), ("training", train, "test", test)]
     if split_protocol != "paper_4to1":  # there validation *is* test
         pairs.append(("validation", val, "test", test))
