@@ -20,8 +20,8 @@ __all__ = ["find_mlflow_run", "training_done_lines", "inference_done_lines", "re
 def find_mlflow_run(tracking_uri: str, experiment_name: str, run_name: str | None,
                     registered_model_name: str | None = None) -> dict[str, Any]:  # fmt: skip
     """``{"run_id", "model_version"}`` of the newest run ``run_name`` (None: of any name) of ``experiment_name`` in
-    ``tracking_uri`` (None where not found),
-    or ``{"error": "<why>"}`` when the store cannot be read: a finished run never fails on its last lines."""
+    ``tracking_uri`` (None where not found), or ``{"error": "<why>"}`` when the store cannot be read: a finished
+    run never fails on its last lines."""
     try:
         from mlflow.tracking import MlflowClient
 

@@ -28,8 +28,8 @@ from monai_rd.data.readers.nifti import NiftiReadError
 from monai_rd.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
-    "BadInputError", "SplitTooSmallError", "UnreadableInputsError", "ON_BAD_INPUT", "validate_datalist", "check_item", "check_readable",
-    "expand_inputs",
+    "BadInputError", "SplitTooSmallError", "UnreadableInputsError", "ON_BAD_INPUT", "validate_datalist", "check_item",
+    "check_readable", "expand_inputs",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
