@@ -231,7 +231,7 @@ def test_a_split_that_cannot_be_made_says_what_is_needed(tmp_path):
         validate_datalist(datalist, decode=False)
     message = str(info.value)
     assert message.startswith("the 'validation' split is empty: split_protocol='holdout' takes at least one")
-    assert "needs at least 3 images per class; this dataset has at most 2 (class 0: 2, class 1: 2, class 2: 2)" in message
+    assert "needs at least 3 images per class; this dataset has at most 2 (benign: 2, malignant: 2, normal: 2)" in message
     for option in ("--split_protocol paper_4to1", "--val_fraction (0.2)", "--test_fraction (0.2)"):
         assert option in message
     # what the message promises holds: the paper's protocol splits 2 per class, holdout 3 per class
@@ -243,17 +243,19 @@ def test_a_split_that_cannot_be_made_says_what_is_needed(tmp_path):
 
 
 def test_a_grouped_split_that_cannot_be_made_counts_groups():
+    from monai_rd.data.datalist import shortfall_message
+
     # ISIC-like: 2 lesions per class, 3 images each; lesions are never split, so holdout needs 3 per class
     items = [{"image": f"ISIC_{k}.jpg"} for k in range(12)]
     labels, lesions = [k // 6 for k in range(12)], [k // 3 for k in range(12)]
-    message = assign_splits(items, labels, groups=lesions)["split_shortfall"]
+    message = shortfall_message(assign_splits(items, labels, groups=lesions)["split_shortfall"], ["MEL", "NV"])
     assert "needs at least 3 groups per class" in message and "(lesions, patients or duplicate clusters" in message
-    assert "this dataset has at most 2 (class 0: 2, class 1: 2)" in message
+    assert "this dataset has at most 2 (MEL: 2, NV: 2)" in message
     paper = assign_splits(items, labels, groups=lesions, split_protocol="paper_4to1")
     assert all(paper[s] for s in SPLITS) and "split_shortfall" not in paper
     # an official test split leaves training and validation to the rest: 2 groups per class are needed there
     official = ["test"] * 3 + [None] * 3 + ["test"] * 3 + [None] * 3
-    message = assign_splits(items, labels, groups=lesions, official=official)["split_shortfall"]
+    message = shortfall_message(assign_splits(items, labels, groups=lesions, official=official)["split_shortfall"])
     assert "needs at least 2 groups per class; the dataset's official test split is used as it is; this dataset " \
            "has at most 1 " in message  # fmt: skip
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_rd.data.datalist import shortfall_message
 from monai_rd.data.readers.dicom import DicomReadError
 from monai_rd.data.readers.medical import MedicalImageReader, UnsupportedFileError, source_kind
 from monai_rd.data.readers.natural import ImageReadError
@@ -216,7 +217,8 @@ def validate_datalist(
                        f"{'; '.join(record['reasons'])}")  # fmt: skip
     for split in splits:
         if not out[split] and datalist.get("split_shortfall") and not skipped:
-            raise SplitTooSmallError(f"the '{split}' split is empty: {datalist['split_shortfall']}")
+            why = shortfall_message(datalist["split_shortfall"], class_names)
+            raise SplitTooSmallError(f"the '{split}' split is empty: {why}")
         if not out[split]:
             raise BadInputError(f"the '{split}' split is empty{' after skipping bad inputs' if skipped else ''}: "
                                 "nothing to train/validate on.")  # fmt: skip

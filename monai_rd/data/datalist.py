@@ -22,6 +22,7 @@ from monai_rd.utils import atomic_write_json, sha256_json
 
 __all__ = [
     "SPLIT_PROTOCOLS",
+    "shortfall_message",
     "stratified_split",
     "kfold_split",
     "assign_splits",
@@ -40,34 +41,47 @@ SPLIT_PROTOCOLS = {
 
 
 def _too_small(split: str, strata: Sequence[Hashable], groups: Sequence[Hashable], official: Sequence[str | None],
-               split_protocol: str, val_fraction: float, test_fraction: float) -> str:  # fmt: skip
-    """Why ``split`` came out empty: the images or groups per class found and needed (per protocol and official
-    splits), and the options that change it; recorded as the datalist's ``split_shortfall``."""
-    grouped = len(set(groups)) < len(groups)
-    unit = "groups" if grouped else "images"
-    kind = "groups (lesions, patients or duplicate clusters; a group never straddles two splits)" if grouped else unit
+               split_protocol: str, val_fraction: float, test_fraction: float) -> dict:  # fmt: skip
+    """Why ``split`` came out empty, as the datalist's JSON ``split_shortfall`` (see :func:`shortfall_message`)."""
     free = [i for i, o in enumerate(official) if o is None]  # items not in an official split: those divided here
     has_test, has_val = "test" in official, "validation" in official
     _, by_class = _group_classes(_pick(strata, free), _pick(groups, free))
-    counts = {label: len(by_class[label]) for label in sorted(by_class, key=str)}
-    found = ", ".join(f"class {label}: {n}" for label, n in counts.items()) or "none"
     if split_protocol == "paper_4to1":
         carved = [] if has_test else ["test"]
     else:
         carved = [name for name, official_one in (("validation", has_val), ("test", has_test)) if not official_one]
-    needed = 1 + len(carved)
-    official_note = "".join(f"; the dataset's official {name} split is used as it is" for name, h in
-                            (("validation", has_val), ("test", has_test)) if h)  # fmt: skip
-    paper = "" if split_protocol == "paper_4to1" else (
+    return {
+        "split": split, "split_protocol": split_protocol, "grouped": len(set(groups)) < len(groups),
+        "carved": carved, "official": [name for name, h in (("validation", has_val), ("test", has_test)) if h],
+        "per_class": {str(label): len(by_class[label]) for label in sorted(by_class, key=str)},
+        "val_fraction": val_fraction, "test_fraction": test_fraction,
+    }  # fmt: skip
+
+
+def shortfall_message(shortfall: Mapping, class_names: Sequence[str] | None = None) -> str:
+    """The images or groups per class found and needed for a datalist's ``split_shortfall`` and the options that
+    change it; ``class_names`` names class indices."""
+    unit = "groups" if shortfall["grouped"] else "images"
+    kind = "groups (lesions, patients or duplicate clusters; a group never straddles two splits)" if shortfall[
+        "grouped"] else unit  # fmt: skip
+    needed = 1 + len(shortfall["carved"])
+
+    def name(label: str) -> str:
+        return class_names[int(label)] if class_names and label.isdigit() and int(label) < len(class_names) else label
+
+    counts = shortfall["per_class"]
+    found = ", ".join(f"{name(label)}: {n}" for label, n in counts.items()) or "none"
+    official = "".join(f"; the dataset's official {s} split is used as it is" for s in shortfall["official"])
+    paper = "" if shortfall["split_protocol"] == "paper_4to1" else (
         f"; --split_protocol paper_4to1 (the paper's 4:1: training and test, no validation; needs "
-        f"{1 if has_test else 2} per class)")  # fmt: skip
+        f"{1 if 'test' in shortfall['official'] else 2} per class)")  # fmt: skip
     return (
-        f"split_protocol={split_protocol!r} takes at least one of each class's "
-        f"{kind} for each of {', '.join(['training', *carved])}, so it needs at least {needed} {unit} per class"
-        f"{official_note}; this dataset has at most {max(counts.values(), default=0)} ({found}). "
-        f"Options: add images (at least {needed} {unit} per class){paper}; --val_fraction ({val_fraction}) and "
-        f"--test_fraction ({test_fraction}) set each split's share once a class has {needed} {unit}, "
-        "but cannot make a split from fewer."
+        f"split_protocol={shortfall['split_protocol']!r} takes at least one of each class's {kind} for each of "
+        f"{', '.join(['training', *shortfall['carved']])}, so it needs at least {needed} {unit} per class{official}; "
+        f"this dataset has at most {max(counts.values(), default=0)} ({found}). Options: add images (at least "
+        f"{needed} {unit} per class){paper}; --val_fraction ({shortfall['val_fraction']}) and --test_fraction "
+        f"({shortfall['test_fraction']}) set each split's share once a class has {needed} {unit}, but cannot make "
+        "a split from fewer."
     )
 
 
@@ -251,8 +265,8 @@ def assign_splits(
 
     Returns:
         ``{"training", "validation", "test", "split_protocol", "test_split": "official" | "held-out"}`` plus
-        ``"folds"`` and ``"fold"`` under cross-validation, and ``"split_shortfall"`` (why, and what is needed) when
-        a split came out empty. Each list keeps the order of ``items``.
+        ``"folds"`` and ``"fold"`` under cross-validation, and ``"split_shortfall"`` (why, and what is needed:
+        :func:`shortfall_message`) when a split came out empty. Each list keeps the order of ``items``.
     """
     if split_protocol not in SPLIT_PROTOCOLS:
         raise ValueError(f"split_protocol must be one of {sorted(SPLIT_PROTOCOLS)}, got {split_protocol!r}.")
