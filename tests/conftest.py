@@ -20,6 +20,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES = os.path.join(REPO, "bundles")
+#: what this session collected before -m/-k deselected anything: {"total", "slow", "whole"} (whole: every
+#: tests/test_*.py file was collected, so the counts are the suite's; test_readme_figures compares them)
+COLLECTION: dict = {}
+
+
+@pytest.hookimpl(tryfirst=True)  # before the mark plugin deselects
+def pytest_collection_modifyitems(session, config, items):
+    import glob
+
+    files = {os.path.basename(str(item.path)) for item in items}
+    every = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "tests", "test_*.py"))}
+    COLLECTION.update(total=len(items), slow=sum(1 for i in items if i.get_closest_marker("slow")),
+                      whole=files == every)  # fmt: skip
 
 
 def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail=False,

@@ -98,11 +98,15 @@ MANIFEST = [
     Covered("README.md", "apps/monai_deploy/install.sh ~/.cache/monai_rd/monai_deploy", DEPLOY_TEST, INSTALL_WHY),
     Covered("README.md", "monai-rd demo", "tests/test_cli_demo.py::test_demo_learns_and_reuses_its_source_teacher",
             "3.5 minutes on 2 cores; the named test runs `monai-rd demo` itself, with smaller sizes"),
+    Covered("README.md", "python -m monai.bundle run --config_file bundles/rd_busi/configs/train.json --dataset_dir rd_demo/data/Dataset_BUSI_with_GT --teacher torchvision:resnet18 --teacher_weights rd_demo/teacher/source_teacher_resnet18.pt --image_size 48 --max_epochs 15 --batch_size 8 --learning_rate 0.001 --output_dir rd_offline",
+            "tests/test_cli_demo.py::test_demo_learns_and_reuses_its_source_teacher",
+            "needs the demo's pretrained teacher file (minutes); the demo's RD run is this command with that file "
+            "(the test checks its printed --teacher_weights <teacher file>), on its own data and settings"),
     # -------------------------------------------------- README + the docs that continue its BUSI run, in order
-    Run("README.md", "python -m monai.bundle download_large_files --bundle_path bundles/rd_busi", "busi",
+    Run("README.md", "monai-rd fetch-teacher bundles/rd_busi", "busi",
         expect=("bundles/rd_busi/models/pmc_clip_checkpoint.pt",),
         note="the workspace's large_files.yml lists the default teacher only, at a file:// URL of a PMC-CLIP "
-             "checkpoint fabricated in its release layout; MONAI's download_large_files fetches it into models/"),
+             "checkpoint fabricated in its release layout; fetch-teacher fetches it into models/"),
     Run("README.md", "python -m monai.bundle run --config_file bundles/rd_busi/configs/train.json --dataset_dir <BUSI folder>",
         "busi", expect=("bundles/rd_busi/outputs/model.pt", "bundles/rd_busi/outputs/report/test_metrics.json")),
     Run("README.md", "python -m monai.bundle run --config_file \"['bundles/rd_busi/configs/train.json','bundles/rd_busi/configs/evaluate.json']\" --output_dir <output_dir>",
@@ -136,7 +140,8 @@ MANIFEST = [
             "tests/test_bundle_methods.py::test_rd_co_training_off_is_direct_reprogramming",
             "as above (budget); the named test trains rd with co_training False through the bundle"),
     Run("docs/teachers.md", "python -m monai.bundle download_large_files --bundle_path bundles/rd_busi", "busi",
-        expect=("bundles/rd_busi/models/pmc_clip_checkpoint.pt",), note="the README's command again: a second download is a no-op"),
+        expect=("bundles/rd_busi/models/pmc_clip_checkpoint.pt",),
+        note="MONAI's own command on the file the README's fetch-teacher fetched: a second download is a no-op"),
     Covered("docs/teachers.md", "PYTHONPATH=$PWD python -m monai.bundle run --config_file bundles/rd_busi/configs/train.json --dataset_dir D --output_dir O --teacher pmc_clip_rn50 --teacher_weights /models/pmc_clip/checkpoint.pt",
             "tests/test_teacher_weights.py::test_download_large_files_then_the_bundle_trains_with_that_teacher",
             "the README's BUSI run above with the default teacher's file named explicitly (budget: ~40 s more); the "

@@ -15,17 +15,18 @@ pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end t
 
 CONFIGS = os.path.join(BUNDLES, "rd_busi", "configs")
 MAX_EPOCHS = 2
+STDOUT = {}  # the training run's stdout, for the tests of what it says
 
 
 @pytest.fixture(scope="module")
 def trained(busi_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("rd_busi_out"))
-    run_bundle(
+    STDOUT["train"] = run_bundle(
         os.path.join(CONFIGS, "train.json"), cwd=tmp_path_factory.mktemp("elsewhere"),
         dataset_dir=busi_dir, output_dir=out, max_epochs=MAX_EPOCHS, image_size=32, batch_size=8,
         num_workers=0, progress_bar="false", resume="true", amp="FALSE", teacher="resnet50", teacher_weights="random",
         student="resnet18",
-    )  # fmt: skip  (booleans as the README writes them)
+    ).stdout  # fmt: skip  (booleans as the README writes them)
     return out
 
 
@@ -40,6 +41,21 @@ def test_training_writes_best_student_checkpoint(trained):
     datalist = json.load(open(os.path.join(trained, "datalist.json")))
     assert [len(datalist[k]) for k in ("training", "validation", "test")] == [18, 6, 6]
     assert datalist["split_protocol"] == "holdout" and datalist["test_split"] == "held-out"
+    # it ends naming the model file, the MLflow run and the next commands (bundle/next_steps.py), and said once that
+    # drop_last skips 18 % 8 = 2 training images per epoch
+    from mlflow.tracking import MlflowClient
+
+    out = STDOUT["train"]
+    run = MlflowClient(f"sqlite:///{trained}/mlruns.db").search_runs(
+        [MlflowClient(f"sqlite:///{trained}/mlruns.db").get_experiment_by_name("rd_busi").experiment_id])[0]
+    tail = out[out.index("Training finished."):]
+    assert f"Best student (deployable, no teacher): {os.path.join(trained, 'model.pt')}" in tail
+    assert f"MLflow run {run.info.run_id} (experiment 'rd_busi')" in tail and "mlruns.db" in tail
+    assert os.path.join(CONFIGS, "evaluate.json") in tail and f"--output_dir {trained}" in tail
+    assert os.path.join(CONFIGS, "inference.json") in tail and "mlflow models serve -m models:/rd_busi_student/" in tail
+    assert tail.rstrip().splitlines()[-1].endswith("-p 5001")  # nothing after the next commands
+    assert "training epoch 1/2: " in out and "about" in out and "training epoch 2/2: " in out
+    assert out.count("training: 18 images, batch_size 8 with drop_last: 2 image(s) per epoch are skipped") == 1
 
 
 def test_mlflow_store_holds_the_run(trained):
@@ -164,9 +180,10 @@ def test_selected_checkpoint_scored_on_test_with_intervals(trained):
 def test_inference_writes_probabilities(trained, busi_dir):
     folder = os.path.join(busi_dir, "malignant")
     out_csv = os.path.join(trained, "predictions.csv")
-    run_bundle(os.path.join(CONFIGS, "inference.json"), output_dir=trained, input_dir=folder, num_workers=0)
+    proc = run_bundle(os.path.join(CONFIGS, "inference.json"), output_dir=trained, input_dir=folder, num_workers=0)
     rows = list(csv.DictReader(open(out_csv)))
     assert len(rows) == len([f for f in os.listdir(folder) if f.endswith(".png") and "_mask" not in f])
+    assert proc.stdout.rstrip().splitlines()[-1] == f"Predictions ({len(rows)} images) written to {out_csv}"
     for row in rows:
         probs = [float(row[f"prob_{c}"]) for c in ("benign", "malignant", "normal")]
         assert abs(sum(probs) - 1) < 1e-4

@@ -103,6 +103,23 @@ def test_an_epoch_of_zero_iterations_is_refused():
     check_epochs_run({"training": DataLoader(data, batch_size=28, drop_last=True)})  # one full batch: fine
 
 
+def test_drop_last_skipping_images_is_one_line_naming_how_many(caplog):
+    from monai_rd.data import make_dataloader
+
+    data = [{"image": torch.zeros(3)}] * 36
+    with caplog.at_level("WARNING", logger="monai_rd"):
+        check_epochs_run({"training": make_dataloader(data, batch_size=32, drop_last=True, num_workers=0),
+                          "validation": make_dataloader(data[:10], batch_size=32, num_workers=0)})  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if r.name == "monai_rd"]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert lines[0].startswith("training: 36 images, batch_size 32 with drop_last: 4 image(s) per epoch are skipped")
+    assert "--batch_size 36 would use them all" in lines[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="monai_rd"):  # 36 = 4 x 9: nothing skipped, nothing said
+        check_epochs_run({"training": make_dataloader(data, batch_size=9, drop_last=True, num_workers=0)})
+    assert not [r for r in caplog.records if r.name == "monai_rd"]
+
+
 def _training_run(tmp_path, **values):
     config = {"image_size": 64, "student": "resnet18", "class_names": ["a", "b"], "modality": "ultrasound",
               "datalist": "$monai_rd.data.index_dataset(...)", **values}  # fmt: skip

@@ -196,3 +196,24 @@ def test_make_dataloader_worker_choice(monkeypatch):
     assert [int(v) for b in loader for v in b] == list(range(10))
     with pytest.raises(ValueError, match="num_workers"):
         make_dataloader(ds, num_workers=-1)
+
+
+def test_the_bundles_default_workers_never_exceed_the_cpus():
+    import glob
+    import json
+
+    from monai.bundle import ConfigParser
+
+    from monai_rd.data import available_cpus, capped_workers
+
+    assert capped_workers(4, cpus=2) == 2 and capped_workers(4, cpus=16) == 4 and capped_workers(0, cpus=2) == 0
+    configs = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "bundles", "*", "configs", "*.json")))
+    checked = 0
+    for path in configs:
+        with open(path) as f:
+            config = json.load(f)
+        if "num_workers" in config:
+            parser = ConfigParser({"imports": ["$import monai_rd"], "num_workers": config["num_workers"]})
+            assert parser.get_parsed_content("num_workers") == min(4, available_cpus()), path
+            checked += 1
+    assert checked >= 14  # train.json and inference.json of the seven bundles

@@ -3,6 +3,7 @@ student-only and with RD, both scored on held-out images; both learn (far above 
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 
@@ -39,6 +40,12 @@ def test_demo_learns_and_reuses_its_source_teacher(tmp_path):
     # RD below the student alone is issue 18's open problem; the demo must still show learning in both runs, far
     # above chance (33.3 %)
     assert acc["student_only"] >= 70.0 and acc["rd"] >= 60.0, out[-2000:]
+    # the README's figures (benchmarks/results/demo_busi_seed0.json) are a run of these defaults on another machine:
+    # the CPU's float kernels move one seed by about 10-15 points (92.2 / 70.0 % vs 78.9 / 72.2 % on two machines)
+    record = json.loads((pathlib.Path(__file__).parents[1] / "benchmarks" / "results" / "demo_busi_seed0.json")
+                        .read_text())["runs"]  # fmt: skip
+    for name in ("student_only", "rd"):
+        assert abs(acc[name] - 100 * record[name]["accuracy"]) <= 15.0, (name, acc, out[-2000:])
     results = json.loads((workdir / "demo_results.json").read_text())
     assert results["runs"]["rd"]["n"] >= 80  # 30 held-out images per class
     assert results["teacher"]["source_accuracy"] > 0.7  # 6 source classes: chance is 1/6
@@ -48,7 +55,13 @@ def test_demo_learns_and_reuses_its_source_teacher(tmp_path):
         assert Image.open(root / name / f"{name} (1).png").size == (48, 48)
     assert (workdir / "outputs" / "model.pt").exists() and (workdir / "outputs" / "mlruns.db").exists()
     assert (workdir / "outputs_student_only" / "model.pt").exists()
-    assert f"--teacher_weights {teacher}" in out and "Best RD student checkpoint" in out
+    assert f"--teacher_weights {teacher}" in out
+    # progress through the teacher's pretraining (a line per epoch with the time left), and the RD run's next steps
+    assert re.search(r"^teacher pretraining \(resnet18, 1200 source images\) epoch 1/8: .* about .* left$", out, re.M)
+    assert "training epoch 15/15: " in out and "Predictions" not in out
+    assert f"Best student (deployable, no teacher): {workdir / 'outputs' / 'model.pt'}" in out
+    assert "MLflow run " in out and "mlflow models serve -m models:/rd_busi_student/1 " in out
+    assert f"--input_dir {workdir / 'heldout' / 'Dataset_BUSI_with_GT'}" in out
 
     mtime = os.path.getmtime(teacher)
     again = _demo(workdir, "--max_epochs", "1", "--images_per_class", "8", "--heldout_per_class", "4")

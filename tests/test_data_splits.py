@@ -11,6 +11,7 @@ import pytest
 
 from monai_rd.data import (
     SPLIT_PROTOCOLS,
+    SplitTooSmallError,
     assign_splits,
     check_disjoint_splits,
     index_btc,
@@ -218,6 +219,45 @@ def test_kfold_split_partitions_groups():
         seen += val
     assert sorted(seen) == list(range(60))
     assert kfold_split(labels, 5, 2, seed=1, groups=groups) == kfold_split(labels, 5, 2, seed=1, groups=groups)
+
+
+def test_a_split_that_cannot_be_made_says_what_is_needed(tmp_path):
+    from monai_rd.data import validate_datalist
+
+    root = make_busi_like(tmp_path / "busi", n_per_class=2, size=32, seed=0)
+    datalist = index_busi(root, verify_images=False)  # indexing alone succeeds: the bundles' check refuses it
+    assert datalist["validation"] == [] and "split_shortfall" in datalist
+    with pytest.raises(SplitTooSmallError) as info:
+        validate_datalist(datalist, decode=False)
+    message = str(info.value)
+    assert message.startswith("the 'validation' split is empty: split_protocol='holdout' takes at least one")
+    assert "needs at least 3 images per class; this dataset has at most 2 (benign: 2, malignant: 2, normal: 2)" in message
+    for option in ("--split_protocol paper_4to1", "--val_fraction (0.2)", "--test_fraction (0.2)"):
+        assert option in message
+    # what the message promises holds: the paper's protocol splits 2 per class, holdout 3 per class
+    paper = index_busi(root, verify_images=False, split_protocol="paper_4to1")
+    assert [len(paper[s]) for s in SPLITS] == [3, 3, 3] and "split_shortfall" not in paper
+    three = index_busi(make_busi_like(tmp_path / "busi3", n_per_class=3, size=32, seed=0), verify_images=False)
+    assert [len(three[s]) for s in SPLITS] == [3, 3, 3] and "split_shortfall" not in three
+    validate_datalist(three, decode=False)
+
+
+def test_a_grouped_split_that_cannot_be_made_counts_groups():
+    from monai_rd.data.datalist import shortfall_message
+
+    # ISIC-like: 2 lesions per class, 3 images each; lesions are never split, so holdout needs 3 per class
+    items = [{"image": f"ISIC_{k}.jpg"} for k in range(12)]
+    labels, lesions = [k // 6 for k in range(12)], [k // 3 for k in range(12)]
+    message = shortfall_message(assign_splits(items, labels, groups=lesions)["split_shortfall"], ["MEL", "NV"])
+    assert "needs at least 3 groups per class" in message and "(lesions, patients or duplicate clusters" in message
+    assert "this dataset has at most 2 (MEL: 2, NV: 2)" in message
+    paper = assign_splits(items, labels, groups=lesions, split_protocol="paper_4to1")
+    assert all(paper[s] for s in SPLITS) and "split_shortfall" not in paper
+    # an official test split leaves training and validation to the rest: 2 groups per class are needed there
+    official = ["test"] * 3 + [None] * 3 + ["test"] * 3 + [None] * 3
+    message = shortfall_message(assign_splits(items, labels, groups=lesions, official=official)["split_shortfall"])
+    assert "needs at least 2 groups per class; the dataset's official test split is used as it is; this dataset " \
+           "has at most 1 " in message  # fmt: skip
 
 
 def test_split_option_errors():

@@ -71,6 +71,7 @@ def test_none_is_never_silently_random():
     with pytest.raises(MissingWeightsError, match="teacher_weights is not set") as err:
         check_teacher_weights("pmc_clip_rn50", None, os.path.join(BUNDLES, "rd_busi"))
     assert "download_large_files --bundle_path" in str(err.value) and "--teacher_weights" in str(err.value)
+    assert f"monai-rd fetch-teacher {os.path.join(BUNDLES, 'rd_busi')} --teacher pmc_clip_rn50" in str(err.value)
     record = check_teacher_weights("torchvision:resnet18", "random")
     assert record.source == "random" and record.sha256 == "random-init"
     assert check_teacher_weights("pmc_clip_rn50", None, needed=False).source == "unused"

@@ -26,6 +26,13 @@ from monai_rd.bundle.paths import (
     SplitNotFoundError,
 )
 from monai_rd.bundle.evaluation import write_evaluation_summary
+from monai_rd.bundle.next_steps import (
+    find_mlflow_run,
+    inference_done_lines,
+    report_inference_done,
+    report_training_done,
+    training_done_lines,
+)
 from monai_rd.bundle.training_record import (
     EXECUTED_CONFIG,
     REMEMBERED_IDS,

@@ -8,6 +8,7 @@ default number of epochs; ``--batch_size eight`` fails deep inside the DataLoade
 from __future__ import annotations
 
 import difflib
+import logging
 import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ __all__ = [
     "check_cli_overrides",
     "check_bundle_run",
     "check_epochs_run",
+    "dropped_per_epoch",
     "parse_bool",
     "normalize_bool_ids",
     "start_run",
@@ -274,14 +276,42 @@ def start_run() -> None:
         normalize_bool_ids(parser)
 
 
+def dropped_per_epoch(loader: Any) -> int:
+    """Items of ``loader``'s dataset that no batch of an epoch holds: ``len % batch_size`` with ``drop_last``."""
+    batch = getattr(loader, "batch_size", None)
+    if not getattr(loader, "drop_last", False) or not batch:
+        return 0
+    return len(loader.dataset) % batch
+
+
+def _notice_dropped(split: str, loader: Any) -> None:
+    skipped = dropped_per_epoch(loader)
+    if skipped:
+        n, batch = len(loader.dataset), loader.batch_size
+        logging.getLogger("monai_rd").warning(
+            f"{split}: {n} images, batch_size {batch} with drop_last: {skipped} image(s) per epoch are skipped "
+            f"({len(loader)} step(s) per epoch; shuffling picks other ones each epoch). --batch_size "
+            f"{_divisor_near(n, batch)} would use them all."
+        )
+
+
+def _divisor_near(n: int, batch: int) -> int:
+    """The batch size nearest ``batch`` (ties: the smaller) that divides ``n``, at least 2 when ``n`` allows."""
+    divisors = [d for d in range(2, n + 1) if n % d == 0] or [n]
+    return min(divisors, key=lambda d: (abs(d - batch), d))
+
+
 def check_epochs_run(loaders: Mapping[str, Any]) -> None:
     """Raise :class:`EmptyEpochError` if an epoch of a loader of ``loaders`` (split name -> DataLoader) is empty.
 
     A training split smaller than ``batch_size`` with ``drop_last=True`` (or a split whose every item was
     skipped) would otherwise let MONAI skip the run and exit 0 having trained nothing, with no checkpoint.
+    A split that ``drop_last`` trims gets a one-line warning (logger ``monai_rd``) naming how many images each
+    epoch skips and a batch size that skips none.
     """
     for split, loader in loaders.items():
         if len(loader) > 0:
+            _notice_dropped(split, loader)
             continue
         n = len(loader.dataset)
         batch = getattr(loader, "batch_size", None)

@@ -73,16 +73,21 @@ def copy_bundle(name: str, dest: str | os.PathLike) -> str:
 def bundle_command(name: str, configs: list[str] | str, **overrides: Any) -> str:
     """A ``python -m monai.bundle run`` command line for bundle ``name`` with absolute config paths.
 
+    ``name`` is an installed bundle's name or a bundle folder's absolute path (a copy: ``monai-rd bundle copy``).
     ``configs`` names files of the bundle's ``configs/`` folder (several: overlays, merged in order, e.g.
     ``["train.json", "evaluate.json"]``); ``overrides`` become ``--key value`` pairs.
     """
     names = [configs] if isinstance(configs, str) else list(configs)
-    paths = [os.path.join(bundle_root(name), "configs", c) for c in names]
+    root = os.fspath(name) if os.path.isabs(os.fspath(name)) else bundle_root(name)
+    paths = [os.path.join(root, "configs", c) for c in names]
     config_file = paths[0] if len(paths) == 1 else "[" + ",".join(repr(p) for p in paths) + "]"
     args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
     for key, value in overrides.items():
         args += [f"--{key}", str(value)]
-    return shlex.join(args)
+    line = shlex.join(args)
+    if len(paths) > 1 and not any(c in config_file for c in '"$`\\'):  # "['a','b']" reads better than '['"'"'a...
+        line = line.replace(shlex.quote(config_file), f'"{config_file}"')
+    return line
 
 
 def write_executed_config(

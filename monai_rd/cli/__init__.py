@@ -17,6 +17,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {
     "bundle": "bundle",
     "demo": "demo",
+    "fetch-teacher": "fetch_teacher",
     "export": "export",
     "cost": "cost",
     "label-bundle": "label_bundle",

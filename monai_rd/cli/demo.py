@@ -2,7 +2,8 @@
 source modality, that dataset's bundle run student-only and with RD, both scored on held-out images.
 
 Cost (defaults, BUSI layout, 48 px), measured: 3.5 minutes on 2 free CPU cores the first time (teacher
-pretraining 82 s of it); a second run in the same --workdir reuses the teacher. The teacher
+pretraining 82 s of it), 9.6 minutes on 2 busy ones; a second run in the same --workdir reuses the teacher. Each
+long phase prints a line per epoch with the time left. The teacher
 is synthetic (coloured shapes), not one of the paper's foundation models: see docs/teachers.md for those.
 """
 

@@ -7,10 +7,11 @@ from monai_rd.data.cached_dataset import (
     feature_cache_dataset,
     preprocessing_dataset,
 )
-from monai_rd.data.loading import default_num_workers, make_dataloader
+from monai_rd.data.loading import available_cpus, capped_workers, default_num_workers, make_dataloader
 from monai_rd.data.checks import (
     ON_BAD_INPUT,
     BadInputError,
+    SplitTooSmallError,
     UnreadableInputsError,
     check_item,
     check_readable,

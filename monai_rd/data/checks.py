@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_rd.data.datalist import shortfall_message
 from monai_rd.data.readers.dicom import DicomReadError
 from monai_rd.data.readers.medical import MedicalImageReader, UnsupportedFileError, source_kind
 from monai_rd.data.readers.natural import ImageReadError
@@ -28,8 +29,8 @@ from monai_rd.data.readers.nifti import NiftiReadError
 from monai_rd.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
-    "BadInputError", "UnreadableInputsError", "ON_BAD_INPUT", "validate_datalist", "check_item", "check_readable",
-    "expand_inputs",
+    "BadInputError", "SplitTooSmallError", "UnreadableInputsError", "ON_BAD_INPUT", "validate_datalist", "check_item",
+    "check_readable", "expand_inputs",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ class BadInputError(ValueError):
     def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.errors = dict(errors or {})
+
+
+class SplitTooSmallError(BadInputError):
+    """A split is empty because the dataset has too few images or groups per class for the split protocol; the
+    message names how many it has and needs, and the options (``split_protocol``, ``val_fraction``,
+    ``test_fraction``) that change it."""
 
 
 #: the name inference used before the two checks shared one vocabulary (the same class).
@@ -215,6 +222,9 @@ def validate_datalist(
         logger.warning(f"on_bad_input=skip: skipped {record['split']}[{record['index']}] {record['image']}: "
                        f"{'; '.join(record['reasons'])}")  # fmt: skip
     for split in splits:
+        if not out[split] and datalist.get("split_shortfall") and not skipped:
+            why = shortfall_message(datalist["split_shortfall"], class_names)
+            raise SplitTooSmallError(f"the '{split}' split is empty: {why}")
         if not out[split]:
             raise BadInputError(f"the '{split}' split is empty{' after skipping bad inputs' if skipped else ''}: "
                                 "nothing to train/validate on.")  # fmt: skip

@@ -22,6 +22,7 @@ from monai_rd.utils import atomic_write_json, sha256_json
 
 __all__ = [
     "SPLIT_PROTOCOLS",
+    "shortfall_message",
     "stratified_split",
     "kfold_split",
     "assign_splits",
@@ -37,6 +38,51 @@ SPLIT_PROTOCOLS = {
     "holdout": "training / validation (model selection) / test (reported): three disjoint splits",
     "paper_4to1": "the paper's protocol: 4:1 train/test, no separate validation (selection = reporting set)",
 }
+
+
+def _too_small(split: str, strata: Sequence[Hashable], groups: Sequence[Hashable], official: Sequence[str | None],
+               split_protocol: str, val_fraction: float, test_fraction: float) -> dict:  # fmt: skip
+    """Why ``split`` came out empty, as the datalist's JSON ``split_shortfall`` (see :func:`shortfall_message`)."""
+    free = [i for i, o in enumerate(official) if o is None]  # items not in an official split: those divided here
+    has_test, has_val = "test" in official, "validation" in official
+    _, by_class = _group_classes(_pick(strata, free), _pick(groups, free))
+    if split_protocol == "paper_4to1":
+        carved = [] if has_test else ["test"]
+    else:
+        carved = [name for name, official_one in (("validation", has_val), ("test", has_test)) if not official_one]
+    return {
+        "split": split, "split_protocol": split_protocol, "grouped": len(set(groups)) < len(groups),
+        "carved": carved, "official": [name for name, h in (("validation", has_val), ("test", has_test)) if h],
+        "per_class": {str(label): len(by_class[label]) for label in sorted(by_class, key=str)},
+        "val_fraction": val_fraction, "test_fraction": test_fraction,
+    }  # fmt: skip
+
+
+def shortfall_message(shortfall: Mapping, class_names: Sequence[str] | None = None) -> str:
+    """The images or groups per class found and needed for a datalist's ``split_shortfall`` and the options that
+    change it; ``class_names`` names class indices."""
+    unit = "groups" if shortfall["grouped"] else "images"
+    kind = "groups (lesions, patients or duplicate clusters; a group never straddles two splits)" if shortfall[
+        "grouped"] else unit  # fmt: skip
+    needed = 1 + len(shortfall["carved"])
+
+    def name(label: str) -> str:
+        return class_names[int(label)] if class_names and label.isdigit() and int(label) < len(class_names) else label
+
+    counts = shortfall["per_class"]
+    found = ", ".join(f"{name(label)}: {n}" for label, n in counts.items()) or "none"
+    official = "".join(f"; the dataset's official {s} split is used as it is" for s in shortfall["official"])
+    paper = "" if shortfall["split_protocol"] == "paper_4to1" else (
+        f"; --split_protocol paper_4to1 (the paper's 4:1: training and test, no validation; needs "
+        f"{1 if 'test' in shortfall['official'] else 2} per class)")  # fmt: skip
+    return (
+        f"split_protocol={shortfall['split_protocol']!r} takes at least one of each class's {kind} for each of "
+        f"{', '.join(['training', *shortfall['carved']])}, so it needs at least {needed} {unit} per class{official}; "
+        f"this dataset has at most {max(counts.values(), default=0)} ({found}). Options: add images (at least "
+        f"{needed} {unit} per class){paper}; --val_fraction ({shortfall['val_fraction']}) and --test_fraction "
+        f"({shortfall['test_fraction']}) set each split's share once a class has {needed} {unit}, but cannot make "
+        "a split from fewer."
+    )
 
 
 def stratified_split(
@@ -219,7 +265,8 @@ def assign_splits(
 
     Returns:
         ``{"training", "validation", "test", "split_protocol", "test_split": "official" | "held-out"}`` plus
-        ``"folds"`` and ``"fold"`` under cross-validation. Each list keeps the order of ``items``.
+        ``"folds"`` and ``"fold"`` under cross-validation, and ``"split_shortfall"`` (why, and what is needed:
+        :func:`shortfall_message`) when a split came out empty. Each list keeps the order of ``items``.
     """
     if split_protocol not in SPLIT_PROTOCOLS:
         raise ValueError(f"split_protocol must be one of {sorted(SPLIT_PROTOCOLS)}, got {split_protocol!r}.")
@@ -268,6 +315,10 @@ def assign_splits(
         else:
             share = val_fraction / (1.0 - (test_fraction if test_split == "held-out" else 0.0))
             train, val = split_of(pool, share, seed)
+    empty = [name for name, index in (("training", train), ("validation", val), ("test", test)) if not index]
+    if empty:  # refused by validate_datalist (the bundles' check), which names what is needed
+        out["split_shortfall"] = _too_small(empty[0], strata, groups, official, split_protocol, val_fraction,
+                                            test_fraction)  # fmt: skip
     pairs = [("training", train, "validation", val), ("training", train, "test", test)]
     if split_protocol != "paper_4to1":  # there validation *is* test
         pairs.append(("validation", val, "test", test))

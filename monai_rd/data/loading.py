@@ -11,7 +11,7 @@ import os
 import torch
 from monai.data import DataLoader, ThreadDataLoader
 
-__all__ = ["MAX_AUTO_WORKERS", "available_cpus", "default_num_workers", "make_dataloader"]
+__all__ = ["MAX_AUTO_WORKERS", "available_cpus", "default_num_workers", "capped_workers", "make_dataloader"]
 
 MAX_AUTO_WORKERS = 8  # beyond this, image decoding rarely is the bottleneck and memory per worker adds up
 
@@ -30,6 +30,16 @@ def default_num_workers(cpus: int | None = None) -> int:
     a worker process would only compete with the training step for the same cores."""
     cpus = available_cpus() if cpus is None else int(cpus)
     return 0 if cpus <= 2 else min(cpus - 1, MAX_AUTO_WORKERS)
+
+
+def capped_workers(requested: int, cpus: int | None = None) -> int:
+    """``requested`` loader workers, but never more than the CPUs this process may use (:func:`available_cpus`).
+
+    The bundles' default: ``"num_workers": "$monai_rd.data.capped_workers(4)"`` gives 4 workers on a machine with
+    4 or more CPUs and 2 on a 2-CPU one; an explicit ``--num_workers N`` replaces the expression and is used as is.
+    """
+    cpus = available_cpus() if cpus is None else int(cpus)
+    return max(0, min(int(requested), cpus))
 
 
 def make_dataloader(

@@ -168,8 +168,11 @@ def run_demo(s: DemoSettings, log: Callable[[str], None] | None = None) -> dict[
     heldout = demo.writer(os.path.join(workdir, f"heldout{suffix}"), s.heldout_per_class, s.image_size, s.seed + 1000)
     log(f"Synthetic {s.dataset}-layout data written to {data}; held-out images (never trained on) in {heldout}")
 
-    teacher = ensure_source_teacher(os.path.join(workdir, "teacher"), s.teacher_arch, s.source_images,
-                                    s.image_size, s.source_epochs, seed=s.seed)  # fmt: skip
+    teacher_dir = os.path.join(workdir, "teacher")
+    log(f"Source teacher torchvision:{s.teacher_arch}: pretraining on {s.source_images} synthetic source images for "
+        f"{s.source_epochs} epochs unless {teacher_dir} holds it from an earlier run")
+    teacher = ensure_source_teacher(teacher_dir, s.teacher_arch, s.source_images, s.image_size, s.source_epochs,
+                                    seed=s.seed, log=log)  # fmt: skip
     how = f"pretrained now ({teacher['seconds']:.0f} s)" if teacher["pretrained_now"] else "reused from an earlier run"
     log(f"Source teacher torchvision:{s.teacher_arch} {how}: {teacher['weights']} (synthetic coloured shapes, "
         f"source-domain accuracy {100 * teacher['source_accuracy']:.1f}%; NOT a medical foundation model)")
@@ -196,13 +199,14 @@ def run_demo(s: DemoSettings, log: Callable[[str], None] | None = None) -> dict[
         r = results["runs"][name]
         log(f"  {name:<13} {100 * r[metric]:5.1f}%   ({r['seconds']:.0f} s)")
     out = results["runs"]["rd"]["output_dir"]
-    log(f"\nDone in {results['seconds']:.0f} s. Best RD student checkpoint: {os.path.join(out, 'model.pt')}")
-    log(f"MLflow store: sqlite:///{os.path.join(out, 'mlruns.db')}  "
-        f"(browse with: mlflow ui --backend-store-uri sqlite:///{os.path.join(out, 'mlruns.db')})")
-    from monai_rd.bundle import bundle_command as command_line
+    log(f"\nDone in {results['seconds']:.0f} s. The RD run:")
+    from monai.utils import path_to_sqlite_uri
 
-    log("Evaluate it on the test split (from any folder):\n  "
-        + command_line(demo.bundle, ["train.json", "evaluate.json"], output_dir=out))
-    log("Predict a folder of images with it:\n  " + command_line(demo.bundle, "inference.json", output_dir=out,
-                                                                  input_dir=heldout))
+    from monai_rd.bundle import bundle_root, read_training_config, training_done_lines
+
+    trained = read_training_config(out)  # the bundle's own MLflow store: <output_dir>/mlruns.db
+    for line in training_done_lines(bundle_root(demo.bundle), out, os.path.join(out, "model.pt"),
+                                    path_to_sqlite_uri(os.path.join(out, "mlruns.db")), trained["experiment_name"], None,
+                                    trained.get("registered_model_name"), input_dir=heldout):  # fmt: skip
+        log(line)
     return results

@@ -1,6 +1,7 @@
 """Handlers: loss-weight schedules, the validation CKA monitor and output transforms for loggers."""
 
 from monai_rd.handlers.cka_monitor import CKAMonitor
+from monai_rd.handlers.epoch_progress import EpochProgressLog
 from monai_rd.handlers.loss_weight_schedule import LossWeightSchedule, WeightSchedule
 from monai_rd.handlers.utils import probs_and_class_indices, rd_loss_terms
 from monai_rd.handlers.prediction_writer import PredictionCSVWriter

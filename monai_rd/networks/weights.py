@@ -231,7 +231,8 @@ def check_teacher_weights(
         return WeightsRecord(str(weights), "unused", None, "unused")
     root = os.path.abspath(bundle_root) if bundle_root else "<bundle folder>"
     how = (
-        f"Fetch the paper's teachers with `python -m monai.bundle download_large_files --bundle_path {root}` "
+        f"Fetch this teacher with `monai-rd fetch-teacher {root} --teacher {teacher}` (all the paper's teachers: "
+        f"`python -m monai.bundle download_large_files --bundle_path {root}`) "
         "(see docs/teachers.md), or pass --teacher_weights <file | hf-hub:org/repo/file@rev | imagenet | random> "
         "('random' only for dry runs)."
     )
