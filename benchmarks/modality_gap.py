@@ -51,8 +51,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
-def make_target(n_per_class: int, size: int, seed: int, contrast: tuple[float, float] = (0.35, 0.6)
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def make_target(
+    n_per_class: int, size: int, seed: int, contrast: tuple[float, float] = (0.35, 0.6)
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Ultrasound-like target domain: grey speckle, depth attenuation, a low-contrast lesion (none/oval/spiculated).
 
     ``contrast``: range of the lesion's intensity factor (closer to 1 = subtler lesions, a harder task).
@@ -207,13 +208,20 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--student", default="resnet18")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--rd_reprogrammers", nargs="+", default=["default"],
-                   help="RD variants of g: default, full, budget:<fraction>, width:<p> (one RD row each)")
+    p.add_argument(
+        "--rd_reprogrammers",
+        nargs="+",
+        default=["default"],
+        help="RD variants of g: default, full, budget:<fraction>, width:<p> (one RD row each)",
+    )
     p.add_argument("--only_rd", action="store_true", help="skip the other methods (for comparing g variants)")
     p.add_argument("--workdir", default=None, help="where the teacher weights go (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the per-seed results here")
-    p.add_argument("--teacher_weights", default=None,
-                   help="a source teacher saved by an earlier run (skips pretraining; re-measures its accuracy)")
+    p.add_argument(
+        "--teacher_weights",
+        default=None,
+        help="a source teacher saved by an earlier run (skips pretraining; re-measures its accuracy)",
+    )
     cfg = p.parse_args(argv)
     torch.set_num_threads(cfg.threads)
     workdir = cfg.workdir or tempfile.mkdtemp(prefix="modality_gap_")
@@ -225,8 +233,10 @@ def main(argv=None) -> int:
     else:
         source_acc = pretrain_source_teacher(weights, cfg.source_images, cfg.size, cfg.source_epochs, seed=0)
     how = "loaded" if cfg.teacher_weights else "pretrained on the source domain"
-    print(f"teacher {how}: source test accuracy {source_acc:.3f} "
-          f"({time.time() - t0:.0f} s), weights {weights}", flush=True)
+    print(
+        f"teacher {how}: source test accuracy {source_acc:.3f} ({time.time() - t0:.0f} s), weights {weights}",
+        flush=True,
+    )
     teacher = build_teacher("torchvision:resnet18", weights=weights)
     xte, yte = make_target(cfg.test_per_class, cfg.size, seed=99)
     results: dict[str, list[float]] = {}
@@ -250,8 +260,11 @@ def main(argv=None) -> int:
             row[name] = _accuracy(train_rd(x, y, feats, teacher, cfg, seed, spec), xte, yte)
         for k, v in row.items():
             results.setdefault(k, []).append(v)
-        print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), f"({time.time() - t0:.0f} s)",
-              flush=True)
+        print(
+            f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()),
+            f"({time.time() - t0:.0f} s)",
+            flush=True,
+        )
     print(f"\n| method | test accuracy (%), mean ± std over seeds {cfg.seeds} |\n|---|---|")
     for k, v in results.items():
         a = 100 * np.asarray(v)

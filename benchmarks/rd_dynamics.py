@@ -38,7 +38,9 @@ from monai_rd.losses import RDLoss
 from monai_rd.methods import Method, Stage
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
 
-_spec = importlib.util.spec_from_file_location("modality_gap", os.path.join(os.path.dirname(__file__), "modality_gap.py"))
+_spec = importlib.util.spec_from_file_location(
+    "modality_gap", os.path.join(os.path.dirname(__file__), "modality_gap.py")
+)
 gap = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gap)  # type: ignore[union-attr]
 
@@ -114,13 +116,24 @@ def train_rd(x, y, feats, teacher, cfg, seed, setting: str):
     schedule, teacher_trains_head, detach, overrides, warmup, g_lr_scale = RD_SETTINGS[setting]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    net = RDNet(teacher, StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)), num_blocks=2,
-                teacher_trains_head=teacher_trains_head)
-    loss_fn = RDLoss(temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach,
-                     cka_memory=cfg.cka_memory)
+    net = RDNet(
+        teacher,
+        StudentClassifier(cfg.student, num_classes=len(gap.TARGET_CLASSES)),
+        num_blocks=2,
+        teacher_trains_head=teacher_trains_head,
+    )
+    loss_fn = RDLoss(
+        temperature=cfg.temperature, gather_distributed=False, detach_teacher=detach, cka_memory=cfg.cka_memory
+    )
     # the optimiser groups of the bundles (g at g_lr_scale x lr), from the package's own Method
-    method = Method("rd", net, loss_fn, {}, stage1=Stage(net.teacher_branch(), loss_fn, {}, frozen=False),
-                    lr_scales=[(net.reprogrammer, g_lr_scale)])
+    method = Method(
+        "rd",
+        net,
+        loss_fn,
+        {},
+        stage1=Stage(net.teacher_branch(), loss_fn, {}, frozen=False),
+        lr_scales=[(net.reprogrammer, g_lr_scale)],
+    )
     warmup_ce = warm_up_teacher_branch(method, feats, y, cfg, seed) if warmup else []
     opt = torch.optim.AdamW(method.param_groups(cfg.lr), lr=cfg.lr, weight_decay=0.01)
     epoch_length = epoch_length_of(y, cfg)
@@ -162,9 +175,16 @@ def plot_curves(curves: dict, path: str, title: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [("ce_teacher", "teacher-branch CE"), ("ce_student", "student CE"), ("acc_teacher", "teacher-branch batch acc"),
-            ("acc_student", "student batch acc"), ("cka_value", "batch CKA"), ("kd", "KD term (unweighted)"),
-            ("w_kd", "KD / CKA weight (schedule)"), ("cka", "CKA term 1 - CKA (unweighted)")]
+    keys = [
+        ("ce_teacher", "teacher-branch CE"),
+        ("ce_student", "student CE"),
+        ("acc_teacher", "teacher-branch batch acc"),
+        ("acc_student", "student batch acc"),
+        ("cka_value", "batch CKA"),
+        ("kd", "KD term (unweighted)"),
+        ("w_kd", "KD / CKA weight (schedule)"),
+        ("cka", "CKA term 1 - CKA (unweighted)"),
+    ]
     fig, axes = plt.subplots(2, 4, figsize=(17, 6.5))
     for ax, (key, label) in zip(axes.ravel(), keys):
         for name, records in curves.items():
@@ -203,8 +223,13 @@ def plot_seeds(cells: dict, path: str, methods=("student", "kd", "rd default", "
             values = 100 * np.asarray(row[name], float)
             ax.bar(i, values.mean(), color=f"C{i}", alpha=0.35, yerr=values.std(ddof=1), capsize=3)
             ax.scatter(np.full(len(values), i) + np.linspace(-0.15, 0.15, len(values)), values, color=f"C{i}", s=14)
-        ax.set_xticks(range(len(methods)), [m.replace("rd default+teacher_warmup", "rd + warm-up") for m in methods],
-                      rotation=35, ha="right", fontsize=8)
+        ax.set_xticks(
+            range(len(methods)),
+            [m.replace("rd default+teacher_warmup", "rd + warm-up") for m in methods],
+            rotation=35,
+            ha="right",
+            fontsize=8,
+        )
         ax.set_title(cell, fontsize=9)
         ax.set_ylim(35, 70)
         ax.grid(axis="y", alpha=0.3)
@@ -222,14 +247,26 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, nargs="+", default=[15, 60], help="training budgets (epochs)")
     p.add_argument("--train_per_class", type=int, nargs="+", default=[10])
     p.add_argument("--contrast", choices=sorted(CONTRAST), default="default")
-    p.add_argument("--rd", nargs="+", default=["paper", "warmup", "default"], choices=sorted(RD_SETTINGS),
-                   help="RD settings to train (RD_SETTINGS)")
+    p.add_argument(
+        "--rd",
+        nargs="+",
+        default=["paper", "warmup", "default"],
+        choices=sorted(RD_SETTINGS),
+        help="RD settings to train (RD_SETTINGS)",
+    )
     p.add_argument("--no_direct", action="store_true", help="skip direct reprogramming (+ KD from it)")
-    p.add_argument("--no_baselines", action="store_true",
-                   help="skip the student alone and KD (e.g. more RD settings on seeds already measured: every run "
-                        "of a seed trains on the same images, batches and initialisation)")
-    p.add_argument("--warmup_epochs", type=int, default=None,
-                   help="epochs of the teacher-branch warm-up (the bundles' stage1_epochs); default: the budget")
+    p.add_argument(
+        "--no_baselines",
+        action="store_true",
+        help="skip the student alone and KD (e.g. more RD settings on seeds already measured: every run "
+        "of a seed trains on the same images, batches and initialisation)",
+    )
+    p.add_argument(
+        "--warmup_epochs",
+        type=int,
+        default=None,
+        help="epochs of the teacher-branch warm-up (the bundles' stage1_epochs); default: the budget",
+    )
     p.add_argument("--cka_memory", type=int, default=0, help="RDLoss cka_memory (recent samples in CKA)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--source_images", type=int, default=3000)
@@ -244,8 +281,13 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--curves", default=None, help="folder for per-iteration curve plots (PNG)")
-    p.add_argument("--plot_seeds", nargs=2, metavar=("RESULTS_JSON", "PNG"), default=None,
-                   help="only draw the per-seed figure (plot_seeds) of a results file's 'five_seeds' entry, then exit")
+    p.add_argument(
+        "--plot_seeds",
+        nargs=2,
+        metavar=("RESULTS_JSON", "PNG"),
+        default=None,
+        help="only draw the per-seed figure (plot_seeds) of a results file's 'five_seeds' entry, then exit",
+    )
     cfg = p.parse_args(argv)
     torch.set_num_threads(cfg.threads)
     if cfg.plot_seeds:
@@ -294,25 +336,32 @@ def main(argv=None) -> int:
                         curves[name] = records
                     first = records[: max(1, len(records) // 5)]
                     row[name + " | teacher CE, first 20%"] = float(np.mean([r["ce_teacher"] for r in first]))
-                    last = records[-len(first):]
+                    last = records[-len(first) :]
                     row[name + " | teacher acc, last 20%"] = float(np.mean([r["acc_teacher"] for r in last]))
                     if warmup_ce:  # the branch's training CE over the warm-up's third and last epochs
                         length = epoch_length_of(y, cfg)
                         if len(warmup_ce) >= 3 * length:  # a warm-up of under three epochs has no third epoch
-                            row[name + " | warm-up CE, epoch 3"] = float(np.mean(warmup_ce[2 * length: 3 * length]))
+                            row[name + " | warm-up CE, epoch 3"] = float(np.mean(warmup_ce[2 * length : 3 * length]))
                         row[name + " | warm-up CE, last epoch"] = float(np.mean(warmup_ce[-length:]))
                 for k, v in row.items():
                     results.setdefault(setting, {}).setdefault(k, []).append(v)
-                print(f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),
-                      f"({time.time() - t0:.0f} s)", flush=True)
+                print(
+                    f"[{setting}] seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if "|" not in k),
+                    f"({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
             if cfg.curves:
                 os.makedirs(cfg.curves, exist_ok=True)
                 path = os.path.join(cfg.curves, f"rd_dynamics_{cfg.contrast}_{n}pc_{epochs}ep.png")
                 warm = f", teacher warm-up {cfg.warmup_epochs} ep" if cfg.warmup_epochs else ""
-                plot_curves(curves, path, f"{cfg.contrast} target, {setting}, seed {cfg.seeds[0]}, batch {cfg.batch_size}{warm}")
+                plot_curves(
+                    curves, path, f"{cfg.contrast} target, {setting}, seed {cfg.seeds[0]}, batch {cfg.batch_size}{warm}"
+                )
                 print("curves:", path)
-    print(f"\ntest accuracy (%), mean ± std over seeds {cfg.seeds}; target '{cfg.contrast}', batch {cfg.batch_size}, "
-          f"lr {cfg.lr}")
+    print(
+        f"\ntest accuracy (%), mean ± std over seeds {cfg.seeds}; target '{cfg.contrast}', batch {cfg.batch_size}, "
+        f"lr {cfg.lr}"
+    )
     names = [k for k in next(iter(results.values())) if "|" not in k]
     print("| setting | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for setting, row in results.items():

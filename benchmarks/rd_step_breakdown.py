@@ -63,9 +63,11 @@ def main(argv=None) -> int:
 
     with torch.no_grad():
         out = net(x, teacher_features=feats)
-    print(f"{cfg.student}, g width {net.reprogrammer.width or 'full'}, {cfg.image_size} px, batch {b}: student step "
-          f"{_ms(student_step, cfg.steps):.1f} ms, cached-RD step {_ms(rd_step, cfg.steps):.1f} ms, g+h fwd/bwd "
-          f"{_ms(g_only, cfg.steps):.1f} ms, RD loss fwd {_ms(lambda: loss(out, y), cfg.steps):.1f} ms (CPU time)")
+    print(
+        f"{cfg.student}, g width {net.reprogrammer.width or 'full'}, {cfg.image_size} px, batch {b}: student step "
+        f"{_ms(student_step, cfg.steps):.1f} ms, cached-RD step {_ms(rd_step, cfg.steps):.1f} ms, g+h fwd/bwd "
+        f"{_ms(g_only, cfg.steps):.1f} ms, RD loss fwd {_ms(lambda: loss(out, y), cfg.steps):.1f} ms (CPU time)"
+    )
     return 0
 
 

@@ -35,8 +35,9 @@ def pytest_collection_modifyitems(session, config, items):
                       whole=files == every)  # fmt: skip
 
 
-def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail=False,
-               **overrides) -> subprocess.CompletedProcess:
+def run_bundle(
+    config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail=False, **overrides
+) -> subprocess.CompletedProcess:
     """Run ``python -m monai.bundle run`` as a user would, overrides as ``--key value``; fail with its output.
 
     The run is a fork of the tests' pre-imported server (tests/_forkserver.py: the same ``runpy`` entry as
@@ -56,12 +57,16 @@ def run_bundle(config_files, *, cwd=None, timeout=600, env=None, mlflow_may_fail
     proc = run_module("monai.bundle", args, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=timeout)
     cmd = proc.args
     if proc.returncode != 0:
-        raise AssertionError(f"bundle run failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"bundle run failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}"
+        )
     if not mlflow_may_fail and "output_dir" in overrides:
         not_logged = os.path.join(os.fspath(overrides["output_dir"]), "mlflow_not_logged.json")
         if os.path.isfile(not_logged):
             with open(not_logged, encoding="utf-8") as f:
-                raise AssertionError(f"the bundle run lost MLflow logging ({not_logged}):\n{f.read()[:3000]}\n{' '.join(cmd)}")
+                raise AssertionError(
+                    f"the bundle run lost MLflow logging ({not_logged}):\n{f.read()[:3000]}\n{' '.join(cmd)}"
+                )
     return proc
 
 
@@ -87,6 +92,7 @@ def nifti_dir(tmp_path_factory) -> str:
     from monai_rd.data import make_nifti_dataset
 
     return make_nifti_dataset(tmp_path_factory.mktemp("nifti"), n_subjects=4, shape=(20, 24, 6))
+
 
 @pytest.fixture()
 def mixed_folder(tmp_path):
@@ -124,10 +130,26 @@ def start_mlflow_server(root):
         port = s.getsockname()[1]
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/backend.db", "--artifacts-destination", str(root / "artifacts"),
-         "--serve-artifacts"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root}/backend.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--serve-artifacts",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -140,7 +162,9 @@ def start_mlflow_server(root):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not come up on {uri}:\n{(root / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"mlflow server did not come up on {uri}:\n{(root / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield {"uri": uri, "pgid": proc.pid, "root": str(root)}
     finally:

@@ -12,8 +12,15 @@ from tests._forkserver import run as run_python
 from tests.conftest import BUNDLES
 
 TRAIN = os.path.join(BUNDLES, "rd_busi", "configs", "train.json")
-TINY = dict(max_epochs=1, image_size=32, batch_size=8, num_workers=0, progress_bar="false", teacher="resnet50",
-            teacher_weights="random")
+TINY = dict(
+    max_epochs=1,
+    image_size=32,
+    batch_size=8,
+    num_workers=0,
+    progress_bar="false",
+    teacher="resnet50",
+    teacher_weights="random",
+)
 
 
 def _run(tmp_path, **overrides):

@@ -22,9 +22,19 @@ STDOUT = {}  # the training run's stdout, for the tests of what it says
 def trained(busi_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("rd_busi_out"))
     STDOUT["train"] = run_bundle(
-        os.path.join(CONFIGS, "train.json"), cwd=tmp_path_factory.mktemp("elsewhere"),
-        dataset_dir=busi_dir, output_dir=out, max_epochs=MAX_EPOCHS, image_size=32, batch_size=8,
-        num_workers=0, progress_bar="false", resume="true", amp="FALSE", teacher="resnet50", teacher_weights="random",
+        os.path.join(CONFIGS, "train.json"),
+        cwd=tmp_path_factory.mktemp("elsewhere"),
+        dataset_dir=busi_dir,
+        output_dir=out,
+        max_epochs=MAX_EPOCHS,
+        image_size=32,
+        batch_size=8,
+        num_workers=0,
+        progress_bar="false",
+        resume="true",
+        amp="FALSE",
+        teacher="resnet50",
+        teacher_weights="random",
         student="resnet18",
     ).stdout  # fmt: skip  (booleans as the README writes them)
     return out
@@ -47,8 +57,9 @@ def test_training_writes_best_student_checkpoint(trained):
 
     out = STDOUT["train"]
     run = MlflowClient(f"sqlite:///{trained}/mlruns.db").search_runs(
-        [MlflowClient(f"sqlite:///{trained}/mlruns.db").get_experiment_by_name("rd_busi").experiment_id])[0]
-    tail = out[out.index("Training finished."):]
+        [MlflowClient(f"sqlite:///{trained}/mlruns.db").get_experiment_by_name("rd_busi").experiment_id]
+    )[0]
+    tail = out[out.index("Training finished.") :]
     assert f"Best student (deployable, no teacher): {os.path.join(trained, 'model.pt')}" in tail
     assert f"MLflow run {run.info.run_id} (experiment 'rd_busi')" in tail and "mlruns.db" in tail
     assert os.path.join(CONFIGS, "evaluate.json") in tail and f"--output_dir {trained}" in tail
@@ -210,8 +221,16 @@ def test_inference_refuses_an_override_that_contradicts_the_checkpoint(trained, 
 
 def test_metadata_verifies_offline():
     proc = run_python(
-        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", os.path.join(CONFIGS, "metadata.json"),
-         "--filepath", os.path.join(REPO, "monai_rd", "schemas", "bundle_metadata_schema.json")],
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_metadata",
+            "--meta_file",
+            os.path.join(CONFIGS, "metadata.json"),
+            "--filepath",
+            os.path.join(REPO, "monai_rd", "schemas", "bundle_metadata_schema.json"),
+        ],
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -220,5 +239,11 @@ def test_metadata_verifies_offline():
 
 def test_bad_dataset_dir_is_a_clear_error(tmp_path):
     with pytest.raises(AssertionError, match="does not exist"):
-        run_bundle(os.path.join(CONFIGS, "train.json"), dataset_dir=tmp_path / "missing", output_dir=tmp_path,
-                   max_epochs=1, image_size=32, num_workers=0)
+        run_bundle(
+            os.path.join(CONFIGS, "train.json"),
+            dataset_dir=tmp_path / "missing",
+            output_dir=tmp_path,
+            max_epochs=1,
+            image_size=32,
+            num_workers=0,
+        )

@@ -59,7 +59,6 @@ def test_trains_from_nifti_volumes(nifti_dir, tmp_path):
     assert {i["slice"] for i in datalist["training"]} == {1, 2, 3, 4}
 
 
-
 def test_same_structure_and_override_ids_as_rd_busi():
     busi = json.load(open(os.path.join(BUNDLES, "rd_busi", "configs", "train.json")))
     clinical = json.load(open(TRAIN))
@@ -68,8 +67,10 @@ def test_same_structure_and_override_ids_as_rd_busi():
     assert set(busi) - {"dataset_format", "modality"} <= set(clinical)
     for section in ("train", "validate"):
         assert set(busi[section]) == set(clinical[section])
-        assert busi[section]["trainer" if section == "train" else "evaluator"] == clinical[section][
-            "trainer" if section == "train" else "evaluator"]
+        assert (
+            busi[section]["trainer" if section == "train" else "evaluator"]
+            == clinical[section]["trainer" if section == "train" else "evaluator"]
+        )
     registry = [i for i, h in enumerate(busi["train"]["handlers"]) if h["_target_"].endswith("RegistryHandler")]
     for i, (b, c) in enumerate(zip(busi["train"]["handlers"], clinical["train"]["handlers"], strict=True)):
         if i in registry:  # the input shape follows spatial_dims; volumes get no 2D-image pyfunc server
@@ -77,8 +78,20 @@ def test_same_structure_and_override_ids_as_rd_busi():
             assert c["serving"].pop("_disabled_") == "$@spatial_dims == 3"
             b, c = {**b, "input_shape": None}, {**c, "input_shape": None}
         assert b == c
-    data_ids = {"slice_mode", "slice_axis", "slice_threshold", "slice_min_fraction", "multi_series", "dicom_voi",
-                "dicom_window", "nifti_volume_index", "intensity_percentiles", "reader", "spatial_dims", "in_channels"}
+    data_ids = {
+        "slice_mode",
+        "slice_axis",
+        "slice_threshold",
+        "slice_min_fraction",
+        "multi_series",
+        "dicom_voi",
+        "dicom_window",
+        "nifti_volume_index",
+        "intensity_percentiles",
+        "reader",
+        "spatial_dims",
+        "in_channels",
+    }
     assert set(clinical) - set(busi) == data_ids
 
 

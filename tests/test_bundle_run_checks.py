@@ -81,7 +81,7 @@ def test_root_error_skips_monai_wrappers_and_is_printed_last(capsys):
     assert "Traceback (most recent call last)" in err[0]  # the full traceback is still there
     assert err[-1].startswith("Fix the value") and any(ln.startswith("monai_rd.bundle.config_check.ConfigError")
                                                         for ln in err[-4:])  # fmt: skip
-    assert not any("RuntimeError" in ln for ln in err[err.index("The error that stopped the bundle:"):])
+    assert not any("RuntimeError" in ln for ln in err[err.index("The error that stopped the bundle:") :])
 
 
 def test_report_error_last_adds_nothing_to_an_unwrapped_error(capsys):
@@ -153,7 +153,6 @@ def test_a_missing_split_names_the_split_and_the_lists(tmp_path):
                                       "'validation'])")  # fmt: skip
     path.write_text(json.dumps({"training": [], "validation": [], "test": [{"image": "t.png", "label": 1}]}))
     assert read_datalist(path, "test") == [{"image": "t.png", "label": 1}]
-
 
 
 def test_a_2d_teacher_on_rd_mosmed_is_refused_before_training_naming_slicewise(tmp_path, capsys):

@@ -75,8 +75,9 @@ def test_every_bundle_indexes_and_preprocesses_through_the_registries():
         assert any("load_preset(@modality, 'train'" in str(t) for t in config["train"]["preprocessing"]["transforms"])
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if os.path.isfile(os.path.join(BUNDLES, f"rd_{n}", "configs",
-                                                                                    "evaluate.json"))])
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if os.path.isfile(os.path.join(BUNDLES, f"rd_{n}", "configs", "evaluate.json"))]
+)
 def test_evaluate_is_an_overlay_on_train(name):
     train, evaluate = _load(name), _load(name, "evaluate.json")
     assert "imports" not in evaluate and "bundle_root" not in evaluate  # it inherits them from train.json

@@ -51,8 +51,14 @@ def _train(dataset, teacher, seed=0):
     student = StudentClassifier("monai:resnet10", num_classes=2, spatial_dims=3)
     net = RDNet(teacher, student, num_blocks=1, teacher_feature_shape=(512,))
     dataset.set_random_state(seed)
-    loader = DataLoader(dataset, batch_size=4, shuffle=True, drop_last=True, num_workers=0,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        dataset,
+        batch_size=4,
+        shuffle=True,
+        drop_last=True,
+        num_workers=0,
+        generator=torch.Generator().manual_seed(seed),
+    )
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     trainer = RDTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net,
                         optimizer=optimizer, loss_function=RDLoss())  # fmt: skip

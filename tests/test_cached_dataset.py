@@ -45,7 +45,8 @@ def cached(busi_dir, tmp_path_factory):
     root = str(tmp / "cache")
     for split, transform, views in (("training", "train", 3), ("validation", "validate", 1)):
         FeatureCache(os.path.join(root, split), datalist[split], bundle_transform(transform), TEACHER, weights).build(
-            teacher, views=views, batch_size=8, progress=False)
+            teacher, views=views, batch_size=8, progress=False
+        )
     return {"root": root, "weights": weights, "teacher": teacher, "datalist": datalist}
 
 

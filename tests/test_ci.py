@@ -37,7 +37,9 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 def test_budget_warns_over_budget_naming_the_slowest_tests(tmp_path, capsys):
     xml = tmp_path / "slow.xml"
     xml.write_text(JUNIT)
-    limit = tomllib.load(open(os.path.join(REPO, "pyproject.toml"), "rb"))["tool"]["monai_rd"]["ci"]["slow_tier_budget_s"]
+    limit = tomllib.load(open(os.path.join(REPO, "pyproject.toml"), "rb"))["tool"]["monai_rd"]["ci"][
+        "slow_tier_budget_s"
+    ]
     assert 600 <= limit <= 2400
     assert budget.main(["--seconds", str(limit), "--junitxml", str(xml)]) == 0
     out = capsys.readouterr().out

@@ -9,7 +9,7 @@ import pytest
 from monai_rd.cli import demo
 from monai_rd.experiments.demo import DEMO_DATASETS
 from monai_rd.data import index_dataset
-from monai_rd.experiments.demo import DEMO_DATASETS, DemoSettings, bundle_command
+from monai_rd.experiments.demo import DemoSettings, bundle_command
 
 
 def test_cli_lists_every_demo_dataset():

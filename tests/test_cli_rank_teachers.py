@@ -52,7 +52,9 @@ def test_rank_teachers_writes_table_plot_and_mlflow(busi_dir, tmp_path, capsys):
     assert parent.data.metrics["torchvision_resnet18.logme"] == pytest.approx(logme)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"rank_teachers.csv", "rank_teachers.png"}
     assert {c.data.params["teacher"]: c.data.tags["random_weights"] for c in children} == {
-        "torchvision:resnet18": "true", "torchvision:mobilenet_v3_small": "false"}
+        "torchvision:resnet18": "true",
+        "torchvision:mobilenet_v3_small": "false",
+    }
     assert all("knn_accuracy_ci_high" in c.data.metrics for c in children)
 
     # a second run reuses the cached features: no teacher is built

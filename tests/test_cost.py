@@ -50,8 +50,9 @@ def test_median_latency_measures_wall_time():
 
 @pytest.mark.slow
 def test_cost_table_teacher_student_ratios(tmp_path):
-    rows = cost_table("torchvision:resnet18", ["mobilenet_v3_small"], num_classes=3, image_size=32, batch_size=2,
-                      warmup=1, repeats=1)
+    rows = cost_table(
+        "torchvision:resnet18", ["mobilenet_v3_small"], num_classes=3, image_size=32, batch_size=2, warmup=1, repeats=1
+    )
     teacher, student = rows
     assert (teacher.role, student.role) == ("teacher", "student")
     assert teacher.params == count_parameters(StudentClassifier("resnet18", 3))
@@ -66,9 +67,28 @@ def test_cost_table_teacher_student_ratios(tmp_path):
 
 
 def test_cli_cost(tmp_path, capsys):
-    code = cli_main(["cost", "--teacher", "torchvision:mobilenet_v3_small", "--students", "mobilenet_v3_small",
-                     "--image_size", "32", "--batch_size", "1", "--warmup", "0", "--repeats", "1",
-                     "--backends", "eager", "onnxruntime", "--markdown", str(tmp_path / "cost.md")])
+    code = cli_main(
+        [
+            "cost",
+            "--teacher",
+            "torchvision:mobilenet_v3_small",
+            "--students",
+            "mobilenet_v3_small",
+            "--image_size",
+            "32",
+            "--batch_size",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--backends",
+            "eager",
+            "onnxruntime",
+            "--markdown",
+            str(tmp_path / "cost.md"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "1.0x" in out and "onnxruntime (ms/batch)" in out and "torchscript" not in out

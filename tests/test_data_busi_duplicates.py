@@ -18,9 +18,9 @@ def _side(datalist):
 
 
 def test_planted_duplicates_found_and_never_split(busi):
-    expected = [
-        [f"{c}/{c} (1).png", f"{c}/{c} (8).png"] for c in ("benign", "malignant", "normal")
-    ] + [[f"{c}/{c} (2).png", f"{c}/{c} (7).png"] for c in ("benign", "malignant", "normal")]
+    expected = [[f"{c}/{c} (1).png", f"{c}/{c} (8).png"] for c in ("benign", "malignant", "normal")] + [
+        [f"{c}/{c} (2).png", f"{c}/{c} (7).png"] for c in ("benign", "malignant", "normal")
+    ]
     for seed in range(6):
         dl = index_busi(busi, seed=seed)
         assert sorted(map(sorted, dl["duplicate_groups"])) == sorted(map(sorted, expected))

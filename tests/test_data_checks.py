@@ -109,8 +109,10 @@ def test_check_readable_lists_every_bad_file(mixed_folder, tmp_path):
 def test_one_vocabulary(tmp_path):
     assert UnreadableInputsError is BadInputError  # the old inference name is the same class
     items = [{"image": str(tmp_path / "x.png")}]
-    for check in (lambda v: check_readable(items, lambda d: d, on_bad_input=v),
-                  lambda v: validate_datalist({"training": [], "validation": []}, on_bad_input=v)):
+    for check in (
+        lambda v: check_readable(items, lambda d: d, on_bad_input=v),
+        lambda v: validate_datalist({"training": [], "validation": []}, on_bad_input=v),
+    ):
         with pytest.raises(ValueError, match="on_bad_input must be one of"):
             check("raise")  # the retired vocabulary is refused by name, not taken as "skip"
 

@@ -104,8 +104,10 @@ def test_multiframe_ybr_ultrasound_axis_order_and_colour():
     expected = convert_color_space(ybr, "YBR_FULL", "RGB").astype(np.float32)
     np.testing.assert_array_equal(np.moveaxis(img.numpy(), 0, -1), expected)
     for k in (0, 17, 29):  # frame k is the k-th frame decoded on its own
-        np.testing.assert_array_equal(img[:, k].numpy(), np.moveaxis(
-            convert_color_space(pixel_array(ds, index=k, as_rgb=False), "YBR_FULL", "RGB"), -1, 0))
+        np.testing.assert_array_equal(
+            img[:, k].numpy(),
+            np.moveaxis(convert_color_space(pixel_array(ds, index=k, as_rgb=False), "YBR_FULL", "RGB"), -1, 0),
+        )
     assert not np.array_equal(img[:, 0].numpy(), img[:, 29].numpy())
 
 
@@ -120,9 +122,7 @@ def test_ybr_jpeg_close_to_the_same_picture_stored_rgb():
         assert diff.max() <= 8 and diff.mean() < 1.0, (name, diff.max(), diff.mean())
 
 
-@pytest.mark.parametrize(
-    "name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"]
-)
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm"])
 def test_lossless_compressed_mr_equals_uncompressed(name):
     assert pydicom.dcmread(td(name)).file_meta.TransferSyntaxUID.is_compressed
     np.testing.assert_array_equal(read_dicom(td(name))[0], read_dicom(td("MR_small.dcm"))[0])

@@ -39,11 +39,17 @@ def assert_groups_on_one_side(datalist):
 
 
 def load_items(items, slice_axis="axial"):
-    pipeline = Compose([
-        LoadImaged("image", reader=MedicalImageReader(nifti={"slice_axis": slice_axis}), image_only=True,
-                   ensure_channel_first=True),
-        ExtractSliced("image"),
-    ])
+    pipeline = Compose(
+        [
+            LoadImaged(
+                "image",
+                reader=MedicalImageReader(nifti={"slice_axis": slice_axis}),
+                image_only=True,
+                ensure_channel_first=True,
+            ),
+            ExtractSliced("image"),
+        ]
+    )
     return [pipeline(dict(i))["image"] for i in items]
 
 
@@ -167,8 +173,15 @@ def test_csv_index_with_hashed_patient_groups(tmp_path, nifti_dir):
     with open(csv_file, "w") as f:
         f.write("\n".join(lines) + "\n")
     try:
-        dl = index_csv(csv_file, image_column="path", label_column="diagnosis", group_column="patient",
-                       classes=["normal", "lesion"], slice_mode="middle", val_fraction=0.5)
+        dl = index_csv(
+            csv_file,
+            image_column="path",
+            label_column="diagnosis",
+            group_column="patient",
+            classes=["normal", "lesion"],
+            slice_mode="middle",
+            val_fraction=0.5,
+        )
     finally:
         os.remove(csv_file)
     items = all_items(dl)
@@ -219,11 +232,17 @@ def test_4d_nifti_sliced_on_one_volume(tmp_path):
     dl = index_class_folders(tmp_path / "d", slice_mode="middle", nifti_volume_index=1, val_fraction=0.5)
     items = all_items(dl)
     assert len(items) == 4 and {i["slice"] for i in items} == {12}
-    pipeline = Compose([
-        LoadImaged("image", reader=MedicalImageReader(nifti={"slice_axis": "axial", "volume_index": 1}),
-                   image_only=True, ensure_channel_first=True),
-        ExtractSliced("image"),
-    ])
+    pipeline = Compose(
+        [
+            LoadImaged(
+                "image",
+                reader=MedicalImageReader(nifti={"slice_axis": "axial", "volume_index": 1}),
+                image_only=True,
+                ensure_channel_first=True,
+            ),
+            ExtractSliced("image"),
+        ]
+    )
     image = pipeline(dict(items[0]))["image"]
     canonical = nib.as_closest_canonical(nib.load(example4d)).get_fdata()[..., 1]
     assert tuple(image.shape) == (1, 96, 128)

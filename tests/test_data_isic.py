@@ -18,8 +18,9 @@ from monai_rd.data import (
 
 @pytest.fixture(scope="module")
 def isic(tmp_path_factory):
-    return make_isic2018_like(tmp_path_factory.mktemp("isic"), n_per_class=4, size=32, seed=0,
-                              n_val_per_class=0, n_test_per_class=0)  # training release only: see test_data_splits
+    return make_isic2018_like(
+        tmp_path_factory.mktemp("isic"), n_per_class=4, size=32, seed=0, n_val_per_class=0, n_test_per_class=0
+    )  # training release only: see test_data_splits
 
 
 @pytest.fixture(scope="module")

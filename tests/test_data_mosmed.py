@@ -32,7 +32,9 @@ def test_index_severity_and_binary(mosmed):
         assert it["label"] == int(it["grade"][-1]) and os.path.basename(it["image"]).startswith(it["group"])
     binary = index_mosmed(mosmed, labeling="binary")
     assert binary["classes"] == ["normal", "abnormal"]
-    assert all(it["label"] == int(it["grade"] != "CT-0") for s in ("training", "validation", "test") for it in binary[s])
+    assert all(
+        it["label"] == int(it["grade"] != "CT-0") for s in ("training", "validation", "test") for it in binary[s]
+    )
     assert binary["test"] == [] or {it["image"] for it in binary["test"]} == paths[2]  # same seeded split
     assert index_mosmed(mosmed)["split_hash"] == dl["split_hash"]
 

@@ -86,15 +86,20 @@ def test_isic2018_official_validation_and_test_sets(data):
     root = data["isic"]
     dl = index_isic2018(root, verify_images=False)
     assert dl["test_split"] == "official" and "split_notes" not in dl
-    official = {s: {f[:-4] for f in os.listdir(os.path.join(root, f"ISIC2018_Task3_{r}_Input")) if f.endswith(".jpg")}
-                for s, r in (("validation", "Validation"), ("test", "Test"))}
+    official = {
+        s: {f[:-4] for f in os.listdir(os.path.join(root, f"ISIC2018_Task3_{r}_Input")) if f.endswith(".jpg")}
+        for s, r in (("validation", "Validation"), ("test", "Test"))
+    }
     assert {_stem(i) for i in dl["test"]} == official["test"] and len(official["test"]) == 7 * 2
     assert {_stem(i) for i in dl["validation"]} == official["validation"] and len(official["validation"]) == 7 * 2
-    truth = {r["image"]: r for r in _csv_rows(os.path.join(
-        root, "ISIC2018_Task3_Test_GroundTruth", "ISIC2018_Task3_Test_GroundTruth.csv"))}
+    truth = {
+        r["image"]: r
+        for r in _csv_rows(os.path.join(root, "ISIC2018_Task3_Test_GroundTruth", "ISIC2018_Task3_Test_GroundTruth.csv"))
+    }
     assert all(truth[_stem(i)][i["class_name"]] == "1.0" for i in dl["test"])
-    lesion = {r["image"]: r["lesion_id"] for r in _csv_rows(os.path.join(
-        root, "ISIC2018_Task3_Training_LesionGroupings.csv"))}
+    lesion = {
+        r["image"]: r["lesion_id"] for r in _csv_rows(os.path.join(root, "ISIC2018_Task3_Training_LesionGroupings.csv"))
+    }
     _assert_disjoint(dl, lambda i: lesion.get(_stem(i), _stem(i)))
     # folds rotate over training + official validation; the official test stays
     folded = [index_isic2018(root, verify_images=False, folds=3, fold=k) for k in range(3)]
@@ -172,12 +177,20 @@ def test_class_folders_and_csv_groups(nifti_dir, tmp_path):
     assert dl["test_split"] == "held-out"
     _assert_disjoint(dl, lambda i: i["group"])
     check_disjoint_splits(dl)  # the same through the datalist's own group key
-    lines = ["path,diagnosis,patient"] + [f"{c}/subject{s}.nii.gz,{c},P{c}{s}" for c in ("normal", "lesion")
-                                         for s in range(4)]
+    lines = ["path,diagnosis,patient"] + [
+        f"{c}/subject{s}.nii.gz,{c},P{c}{s}" for c in ("normal", "lesion") for s in range(4)
+    ]
     csv_file = tmp_path / "labels.csv"
     csv_file.write_text("\n".join(lines) + "\n")
-    dl = index_csv(csv_file, image_column="path", label_column="diagnosis", group_column="patient",
-                   root=nifti_dir, slice_mode="foreground", verify=False)
+    dl = index_csv(
+        csv_file,
+        image_column="path",
+        label_column="diagnosis",
+        group_column="patient",
+        root=nifti_dir,
+        slice_mode="foreground",
+        verify=False,
+    )
     _assert_disjoint(dl, lambda i: i["group"])
 
 
@@ -231,7 +244,9 @@ def test_a_split_that_cannot_be_made_says_what_is_needed(tmp_path):
         validate_datalist(datalist, decode=False)
     message = str(info.value)
     assert message.startswith("the 'validation' split is empty: split_protocol='holdout' takes at least one")
-    assert "needs at least 3 images per class; this dataset has at most 2 (benign: 2, malignant: 2, normal: 2)" in message
+    assert (
+        "needs at least 3 images per class; this dataset has at most 2 (benign: 2, malignant: 2, normal: 2)" in message
+    )
     for option in ("--split_protocol paper_4to1", "--val_fraction (0.2)", "--test_fraction (0.2)"):
         assert option in message
     # what the message promises holds: the paper's protocol splits 2 per class, holdout 3 per class
@@ -281,8 +296,18 @@ def test_split_option_errors():
 
 
 @pytest.mark.parametrize(
-    "index", [index_btc, index_busi, index_chestxray14, index_class_folders, index_covid_ct, index_csv,
-              index_ham10000, index_isic2018, index_mosmed]
+    "index",
+    [
+        index_btc,
+        index_busi,
+        index_chestxray14,
+        index_class_folders,
+        index_covid_ct,
+        index_csv,
+        index_ham10000,
+        index_isic2018,
+        index_mosmed,
+    ],
 )
 def test_misspelt_split_option_fails_before_the_dataset_is_read(index, tmp_path):
     # the split options travel as **split_options to assign_splits: the names are checked first, so the

@@ -34,7 +34,9 @@ def test_recipe_is_the_executed_configs_values(tmp_path):
 
 def test_serving_renders_the_card_from_the_run(tmp_path):
     template = tmp_path / "README.md"
-    template.write_text("teacher {{teacher}}; schedule {{loss_schedule}}; source {{teacher_weights_source}}\n{{recipe}}")
+    template.write_text(
+        "teacher {{teacher}}; schedule {{loss_schedule}}; source {{teacher_weights_source}}\n{{recipe}}"
+    )
     config = tmp_path / "executed_config.json"
     config.write_text(json.dumps({"teacher": "radimagenet_resnet50", "loss_schedule": "warmup"}))
     serving = PyfuncServing(None, ["a", "b"], 32, card=template, executed_config=config)

@@ -2,7 +2,6 @@
 
 import base64
 import importlib
-import io
 import json
 import os
 import socket
@@ -46,25 +45,29 @@ def tiny_student(seed: int = 0) -> StudentClassifier:
 
 def png_preprocessing():
     """rd_busi's validate::preprocessing (PNG bundles)."""
-    return Compose([
-        LoadImaged("image", reader="PILReader", reverse_indexing=False, image_only=True, ensure_channel_first=True),
-        EnsureRGBd("image"),
-        ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
-        Resized("image", (SIZE, SIZE), mode="bilinear"),
-        EnsureTyped(["image", "label"]),
-    ])
+    return Compose(
+        [
+            LoadImaged("image", reader="PILReader", reverse_indexing=False, image_only=True, ensure_channel_first=True),
+            EnsureRGBd("image"),
+            ScaleIntensityRanged("image", a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0, clip=True),
+            Resized("image", (SIZE, SIZE), mode="bilinear"),
+            EnsureTyped(["image", "label"]),
+        ]
+    )
 
 
 def dicom_preprocessing():
     """rd_clinical's preprocessing: monai_rd's medical reader, percentiles, RGB, resize."""
     from monai_rd.data import MedicalImageReader
 
-    return Compose([
-        LoadImaged("image", reader=MedicalImageReader(), image_only=True, ensure_channel_first=True),
-        ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
-        EnsureRGBd("image"),
-        Resized("image", (SIZE, SIZE), mode="bilinear"),
-    ])
+    return Compose(
+        [
+            LoadImaged("image", reader=MedicalImageReader(), image_only=True, ensure_channel_first=True),
+            ScaleIntensityRangePercentilesd("image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
+            EnsureRGBd("image"),
+            Resized("image", (SIZE, SIZE), mode="bilinear"),
+        ]
+    )
 
 
 def reference_probs(model, preprocessing, path) -> np.ndarray:
@@ -165,14 +168,25 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
     card.write_text("# card\nTeacher: {{teacher}}; student: {{student}}\n\n{{metrics}}\n")
     serving = PyfuncServing(png_preprocessing(), CLASSES, SIZE, card=card, card_values={"student": "tiny"})
     handler = MLflowModelRegistryHandler(
-        tiny_student(99), str(ckpt), "served", input_shape=(3, SIZE, SIZE), tags={"teacher": "t"}, tracking_uri=uri,
-        experiment_name="serve", run_name="r", serving=serving)
+        tiny_student(99),
+        str(ckpt),
+        "served",
+        input_shape=(3, SIZE, SIZE),
+        tags={"teacher": "t"},
+        tracking_uri=uri,
+        experiment_name="serve",
+        run_name="r",
+        serving=serving,
+    )
     assert handler.register({"val_accuracy": 0.5, "val_accuracy_ci_low": 0.25, "val_accuracy_ci_high": 0.75}) == "1"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     version = client.get_model_version_by_alias("served", "champion")
     # the model card, rendered from the run, is the version's description and an artifact of the run
-    assert "Teacher: t; student: tiny" in version.description and "| val_accuracy | 0.5000 | [0.2500, 0.7500] |" \
-        in version.description and "{{" not in version.description
+    assert (
+        "Teacher: t; student: tiny" in version.description
+        and "| val_accuracy | 0.5000 | [0.2500, 0.7500] |" in version.description
+        and "{{" not in version.description
+    )
     model_uri = "models:/served@champion"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -183,7 +197,12 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
         reqs = [r.strip() for r in open(os.path.join(local, "requirements.txt")) if r.strip()]
         names = [r.split("==")[0].split(">=")[0].split("<")[0].strip().lower() for r in reqs]
         assert not {"monai-rd", "monai_rd"} & set(names), reqs
-        import_names = {"pillow": "PIL", "opencv-python-headless": "cv2", "mlflow": "mlflow", "cloudpickle": "cloudpickle"}
+        import_names = {
+            "pillow": "PIL",
+            "opencv-python-headless": "cv2",
+            "mlflow": "mlflow",
+            "cloudpickle": "cloudpickle",
+        }
         for n in names:
             importlib.import_module(import_names.get(n, n.replace("-", "_")))
         assert set(serving_requirements()) <= set(reqs)
@@ -198,8 +217,9 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     x = (np.random.default_rng(0).random((3, 3, 40, 40)) * 255).astype(np.float32)
     # independent preprocessing: /255, clip, bilinear resize (what rd_busi's pipeline does to a decoded image)
-    batch = torch.nn.functional.interpolate(torch.from_numpy(np.clip(x / 255.0, 0, 1)), size=(SIZE, SIZE),
-                                            mode="bilinear", align_corners=False)
+    batch = torch.nn.functional.interpolate(
+        torch.from_numpy(np.clip(x / 255.0, 0, 1)), size=(SIZE, SIZE), mode="bilinear", align_corners=False
+    )
     with torch.no_grad():
         expected = torch.softmax(model(batch), 1).numpy()
     np.testing.assert_allclose(_probs(pyfunc.predict(x)), expected, rtol=0, atol=1e-5)
@@ -209,9 +229,27 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping", proc, tmp_path / "serve.log", timeout=240)
         url = f"http://127.0.0.1:{port}/invocations"
@@ -237,8 +275,10 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bundle,n_classes", [("rd_busi", 3), ("rd_clinical", 2), ("rd_chestxray", 14), ("rd_isic", 7),
-                                              ("rd_btc", 4), ("rd_covid", 2)])
+@pytest.mark.parametrize(
+    "bundle,n_classes",
+    [("rd_busi", 3), ("rd_clinical", 2), ("rd_chestxray", 14), ("rd_isic", 7), ("rd_btc", 4), ("rd_covid", 2)],
+)
 def test_every_bundle_run_exports_a_serving_folder(bundle, n_classes, tmp_path):
     """From a run's output_dir alone (executed config + model.pt): the bundle's own eval transforms, its classes."""
     from monai_rd.bundle import write_executed_config
@@ -249,8 +289,11 @@ def test_every_bundle_run_exports_a_serving_folder(bundle, n_classes, tmp_path):
     run.mkdir()
     model = StudentClassifier("mobilenet_v3_small", n_classes).eval()
     torch.save(model.state_dict(), run / "model.pt")
-    write_executed_config(os.path.join(BUNDLES, bundle, "configs", "train.json"),
-                          {"student": "mobilenet_v3_small", "image_size": SIZE}, run / "executed_config.json")
+    write_executed_config(
+        os.path.join(BUNDLES, bundle, "configs", "train.json"),
+        {"student": "mobilenet_v3_small", "image_size": SIZE},
+        run / "executed_config.json",
+    )
     if bundle == "rd_clinical":  # its class names come from the run's datalist
         (run / "datalist.json").write_text(json.dumps({"classes": ["a", "b"]}))
     served = ServingModel(export_run_serving(run, tmp_path / "serving"))

@@ -48,8 +48,11 @@ def worker(rank, world, port, out_dir):
         res = RDLoss(kd=0.5, cka=2.0)(model(t[part], x[part]), y[part])
         res["loss"].backward()
         torch.save(
-            {"loss": res["loss"].detach(), "cka_value": res["cka_value"].detach(),
-             "grads": {k: p.grad.clone() for k, p in model.module.named_parameters()}},
+            {
+                "loss": res["loss"].detach(),
+                "cka_value": res["cka_value"].detach(),
+                "grads": {k: p.grad.clone() for k, p in model.module.named_parameters()},
+            },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
         # without it, a rank that finishes first tears gloo down under the other's last collective (SIGABRT,

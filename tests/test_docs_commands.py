@@ -35,7 +35,7 @@ def test_documented_command_names_real_configs_and_ids(doc, line, monkeypatch):
     line = re.sub(r"\$\(monai-rd bundle path (\w+)\)", r"bundles/\1", line)
     line = re.sub(r"<[^>]+>", "X", line)
     argv = shlex.split(line)
-    argv = argv[argv.index("run") + 1:]
+    argv = argv[argv.index("run") + 1 :]
     config_file = argv[argv.index("--config_file") + 1]
     configs = _config_list(config_file)
     for config in [configs] if isinstance(configs, str) else configs:
@@ -57,7 +57,8 @@ def test_every_documented_command_is_in_the_manifest_and_no_entry_is_stale():
     stale = sorted(set(listed) - documented)
     assert not missing, (
         "documented commands in neither category: add each to MANIFEST in tests/docs_commands.py as Run(...) or "
-        "Covered(..., test, why):\n" + "\n".join(f"  {d}: {c}" for d, c in missing))
+        "Covered(..., test, why):\n" + "\n".join(f"  {d}: {c}" for d, c in missing)
+    )
     assert not stale, "MANIFEST entries no longer in the docs:\n" + "\n".join(f"  {d}: {c}" for d, c in stale)
 
 
@@ -79,7 +80,9 @@ def _resolve(node_id):
 
 @pytest.mark.parametrize("entry", [e for e in MANIFEST if isinstance(e, Covered)], ids=lambda e: e.command[:60])
 def test_covered_commands_name_a_test_that_exists_and_a_reason(entry):
-    assert _resolve(entry.test), f"{entry.doc}: `{entry.command}` is said to be covered by {entry.test}, which does not exist"
+    assert _resolve(entry.test), (
+        f"{entry.doc}: `{entry.command}` is said to be covered by {entry.test}, which does not exist"
+    )
     assert len(entry.why) > 20, entry
 
 
@@ -193,7 +196,8 @@ def _workspace(ws):
 def _file_url_large_files(ws, bundle, entry_path, source):
     """Point the workspace bundle's large_files.yml at a fabricated file (file://), for that one entry."""
     (ws / "bundles" / bundle / "large_files.yml").write_text(
-        json.dumps({"large_files": [{"path": entry_path, "url": f"file://{source}"}]}))  # JSON is YAML
+        json.dumps({"large_files": [{"path": entry_path, "url": f"file://{source}"}]})
+    )  # JSON is YAML
 
 
 def _fabricate_busi(ws):
@@ -208,8 +212,10 @@ def _fabricate_busi(ws):
     checkpoint = _pmc_clip_checkpoint(ws / "abs" / "models" / "pmc_clip" / "checkpoint.pt")
     _file_url_large_files(ws, "rd_busi", "models/pmc_clip_checkpoint.pt", checkpoint)
     visual = torch.load(checkpoint, weights_only=True)["state_dict"]
-    torch.save({k[len("module.visual."):]: v for k, v in visual.items() if k.startswith("module.visual.")},
-               ws / "image_encoder(resnet50).pth")  # the released image encoder: the visual tower's keys alone
+    torch.save(
+        {k[len("module.visual.") :]: v for k, v in visual.items() if k.startswith("module.visual.")},
+        ws / "image_encoder(resnet50).pth",
+    )  # the released image encoder: the visual tower's keys alone
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet50().state_dict(), ws / "abs" / "models" / "ResNet50.pt")
 
@@ -259,7 +265,9 @@ def test_documented_commands_run_as_written(group, tmp_path):
         command = fast(_substitute(entry.run or entry.command, {**GROUP_PLACEHOLDERS[group], **entry.subs}, str(ws)))
         proc = subprocess.run(["bash", "-c", command], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
         where = f"{entry.doc}: `{entry.command}`\nran: {command}"
-        assert proc.returncode == 0, f"{where}\nexit status {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        assert proc.returncode == 0, (
+            f"{where}\nexit status {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
         for path in entry.expect:
             assert (ws / path).exists(), f"{where}\ndid not write {path}"
         if entry.stdout:

@@ -27,8 +27,14 @@ def make_trainer(network, loader, max_epochs=2):
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-3)
     post = Compose([Activationsd("pred", softmax=True), AsDiscreted("label", to_onehot=3)])
     return RDTrainer(
-        device="cpu", max_epochs=max_epochs, train_data_loader=loader, network=network, optimizer=optimizer,
-        loss_function=loss, postprocessing=post, train_handlers=[LossWeightSchedule()],
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss,
+        postprocessing=post,
+        train_handlers=[LossWeightSchedule()],
     )
 
 
@@ -66,8 +72,9 @@ def test_precomputed_teacher_features_replace_the_teacher():
 
 def test_evaluator_scores_the_student_and_monitors_cka():
     network = RDNet(build_teacher("torchvision:resnet18"), StudentClassifier("resnet18", 3)).eval()
-    evaluator = RDEvaluator(device="cpu", val_data_loader=make_loader(), network=network,
-                            key_val_metric={"val_cka": CKAMonitor()})
+    evaluator = RDEvaluator(
+        device="cpu", val_data_loader=make_loader(), network=network, key_val_metric={"val_cka": CKAMonitor()}
+    )
     evaluator.run()
     assert 0.0 <= evaluator.state.metrics["val_cka"] <= 1.0
     x = make_loader()[-1]["image"]
@@ -83,8 +90,10 @@ def test_non_finite_loss_stops_before_the_update_naming_term_and_iteration():
     loader[2]["teacher_features"][0, 0] = float("nan")  # the third iteration's teacher features
     trainer = make_trainer(network, loader, max_epochs=1)
     snapshot = {}
-    trainer.add_event_handler(IterationEvents.MODEL_COMPLETED,
-                              lambda e: snapshot.update({k: v.clone() for k, v in network.named_parameters()}))
+    trainer.add_event_handler(
+        IterationEvents.MODEL_COMPLETED,
+        lambda e: snapshot.update({k: v.clone() for k, v in network.named_parameters()}),
+    )
     with pytest.raises(FloatingPointError, match=r"'ce_teacher' is nan at epoch 1, iteration 3"):
         trainer.run()
     # the failing iteration stepped nothing: the parameters are those after iteration 2

@@ -22,9 +22,13 @@ from tests.conftest import BUNDLES, REPO
 PAPER_STUDENTS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0"]
 
 
-@pytest.mark.parametrize("student,size", [  # resnet18 in the fast tier, the other students (10-20 s each) slow
-    pytest.param(s, 32 if i % 2 else 64, marks=() if i == 0 else pytest.mark.slow) for i, s in enumerate(PAPER_STUDENTS)
-])
+@pytest.mark.parametrize(
+    "student,size",
+    [  # resnet18 in the fast tier, the other students (10-20 s each) slow
+        pytest.param(s, 32 if i % 2 else 64, marks=() if i == 0 else pytest.mark.slow)
+        for i, s in enumerate(PAPER_STUDENTS)
+    ],
+)
 def test_paper_students_export_with_parity_and_dynamic_batch(tmp_path, student, size):
     torch.manual_seed(0)
     model = StudentClassifier(student, num_classes=3).eval()
@@ -77,8 +81,19 @@ def test_load_student_infers_classes_and_rejects_foreign_checkpoints(tmp_path):
 @pytest.mark.slow
 def test_cli_export(tmp_path, capsys):
     torch.save(StudentClassifier("shufflenet_v2_x1_0", 3).state_dict(), tmp_path / "model.pt")
-    code = cli_main(["export", "--ckpt", str(tmp_path / "model.pt"), "--student", "shufflenet_v2_x1_0",
-                     "--output_dir", str(tmp_path / "models"), "--image_size", "32"])
+    code = cli_main(
+        [
+            "export",
+            "--ckpt",
+            str(tmp_path / "model.pt"),
+            "--student",
+            "shufflenet_v2_x1_0",
+            "--output_dir",
+            str(tmp_path / "models"),
+            "--image_size",
+            "32",
+        ]
+    )
     assert code == 0
     assert (tmp_path / "models" / "model.ts").is_file() and (tmp_path / "models" / "model.onnx").is_file()
     assert "max|diff| vs eager" in capsys.readouterr().out
@@ -95,15 +110,31 @@ def test_bundle_ckpt_export_matches_checkpoint(tmp_path):
     # inference.json reads the student and classes from the training run's record in --output_dir
     write_executed_config(os.path.join(configs, "train.json"), {"student": "resnet18", "class_names": ["benign", "malignant", "normal"]},
                           tmp_path / "executed_config.json")  # fmt: skip
-    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "--net_id", "network_def",
-           "--filepath", str(tmp_path / "models" / "model.ts"), "--ckpt_file", str(tmp_path / "model.pt"),
-           "--meta_file", os.path.join(configs, "metadata.json"),
-           "--config_file", os.path.join(configs, "inference.json"), "--output_dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "ckpt_export",
+        "--net_id",
+        "network_def",
+        "--filepath",
+        str(tmp_path / "models" / "model.ts"),
+        "--ckpt_file",
+        str(tmp_path / "model.pt"),
+        "--meta_file",
+        os.path.join(configs, "metadata.json"),
+        "--config_file",
+        os.path.join(configs, "inference.json"),
+        "--output_dir",
+        str(tmp_path),
+    ]
     proc = run_python(cmd, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     extra = {"metadata.json": "", "inference.json": ""}
     ts = torch.jit.load(str(tmp_path / "models" / "model.ts"), _extra_files=extra)
-    assert json.loads(extra["metadata.json"])["network_data_format"]["outputs"]["pred"]["channel_def"]["1"] == "malignant"
+    assert (
+        json.loads(extra["metadata.json"])["network_data_format"]["outputs"]["pred"]["channel_def"]["1"] == "malignant"
+    )
     assert "network_def" in json.loads(extra["inference.json"])
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():

@@ -140,7 +140,8 @@ def test_changed_keys_rebuild(setup, tmp_path):
     data = index_busi(root, val_fraction=0.5, seed=0, split_protocol="paper_4to1")["training"]  # 3 items
     cdir = tmp_path / "c"
     base = FeatureCache(cdir, data, bundle_transform(), TEACHER, setup["weights"]).build(
-        setup["teacher"], views=2, chunk_size=1, progress=False)
+        setup["teacher"], views=2, chunk_size=1, progress=False
+    )
     before = cached_array(base)
 
     # other teacher weights: opening names the teacher, building recomputes everything
@@ -158,8 +159,9 @@ def test_changed_keys_rebuild(setup, tmp_path):
         FeatureCache(cdir, data, edited, TEACHER, weights2).open()
 
     # one image rewritten: only its chunk is recomputed
-    FeatureCache(cdir, data, bundle_transform(), TEACHER, setup["weights"]).build(setup["teacher"], views=2,
-                                                                                 chunk_size=1, progress=False)
+    FeatureCache(cdir, data, bundle_transform(), TEACHER, setup["weights"]).build(
+        setup["teacher"], views=2, chunk_size=1, progress=False
+    )
     path = data[0]["image"]
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(path)
     with pytest.raises(FeatureCacheError, match="other images"):
@@ -239,8 +241,9 @@ def test_build_with_workers_is_byte_identical(setup, tmp_path):
     """Reader workers (and a teacher batch that straddles chunks) change nothing: the same bytes on disk."""
     caches = {}
     for workers in (0, 2):
-        cache = make_cache(setup, tmp_path / f"w{workers}").build(setup["teacher"], views=2, batch_size=5,
-                                                                  chunk_size=2, num_workers=workers, progress=False)
+        cache = make_cache(setup, tmp_path / f"w{workers}").build(
+            setup["teacher"], views=2, batch_size=5, chunk_size=2, num_workers=workers, progress=False
+        )
         caches[workers] = cache
     files = sorted(f for f in os.listdir(tmp_path / "w0") if f.endswith(".npy"))
     assert files and files == sorted(f for f in os.listdir(tmp_path / "w2") if f.endswith(".npy"))

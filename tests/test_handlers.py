@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 from monai_rd.handlers import CKAMonitor, LossWeightSchedule, WeightSchedule, probs_and_class_indices, rd_loss_terms
 from monai_rd.losses import RDLoss
@@ -67,10 +67,24 @@ def test_cka_monitor_over_an_epoch_matches_numpy():
 
 def test_output_transforms():
     out = [
-        {"pred": torch.tensor([0.1, 0.9]), "label": torch.tensor([0.0, 1.0]), "loss": 1.5, "loss_kd": 0.2,
-         "weight_kd": 0.5, "cka": 0.7, "image": torch.zeros(1)},
-        {"pred": torch.tensor([0.8, 0.2]), "label": torch.tensor([1.0, 0.0]), "loss": 1.5, "loss_kd": 0.2,
-         "weight_kd": 0.5, "cka": 0.7, "image": torch.zeros(1)},
+        {
+            "pred": torch.tensor([0.1, 0.9]),
+            "label": torch.tensor([0.0, 1.0]),
+            "loss": 1.5,
+            "loss_kd": 0.2,
+            "weight_kd": 0.5,
+            "cka": 0.7,
+            "image": torch.zeros(1),
+        },
+        {
+            "pred": torch.tensor([0.8, 0.2]),
+            "label": torch.tensor([1.0, 0.0]),
+            "loss": 1.5,
+            "loss_kd": 0.2,
+            "weight_kd": 0.5,
+            "cka": 0.7,
+            "image": torch.zeros(1),
+        },
     ]
     assert rd_loss_terms(out) == {"loss": 1.5, "loss_kd": 0.2, "weight_kd": 0.5, "cka": 0.7}
     pred, label = probs_and_class_indices(out)

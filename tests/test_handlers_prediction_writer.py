@@ -14,6 +14,7 @@ CLASSES = ["a", "b", "c"]
 
 def _engine(probs):
     """An engine whose iteration ``i`` outputs one decollated item: file ``img<i>.png`` with ``probs[i]``."""
+
     def step(engine, i):
         image = MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": f"/in/img{i}.png"})
         return [{"image": image, "pred": torch.tensor(probs[i])}]

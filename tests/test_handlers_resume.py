@@ -3,8 +3,6 @@
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -62,13 +60,17 @@ class _Exploding:
 def test_failed_write_leaves_the_previous_file_intact(tmp_path):
     net = torch.nn.Linear(2, 2)
     engine = Engine(lambda e, b: None)
-    ok = AtomicCheckpointSaver(str(tmp_path), {"net": net, "rng": RNGState()}, file_prefix="resume", save_interval=1, n_saved=1)
+    ok = AtomicCheckpointSaver(
+        str(tmp_path), {"net": net, "rng": RNGState()}, file_prefix="resume", save_interval=1, n_saved=1
+    )
     ok.attach(engine)
     engine.run([0], max_epochs=1)
     first = latest_checkpoint(str(tmp_path))
     assert first.endswith("resume_checkpoint_epoch=1.pt")
     before = open(first, "rb").read()
-    bad = AtomicCheckpointSaver(str(tmp_path), {"net": net, "rng": RNGState(), "x": _Exploding()}, file_prefix="resume", save_interval=1)
+    bad = AtomicCheckpointSaver(
+        str(tmp_path), {"net": net, "rng": RNGState(), "x": _Exploding()}, file_prefix="resume", save_interval=1
+    )
     engine2 = Engine(lambda e, b: None)
     bad.attach(engine2)
     with pytest.raises(Exception):
@@ -182,8 +184,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     resumed = run_bundle(TRAIN, output_dir=crashed, env=env, resume=True, **common)
     assert "resume_checkpoint_epoch=1.pt" in resumed.stdout + resumed.stderr
 
-    a, b = _params(os.path.join(full, "resume_checkpoint_epoch=3.pt")), _params(
-        os.path.join(crashed, "resume_checkpoint_epoch=3.pt")
+    a, b = (
+        _params(os.path.join(full, "resume_checkpoint_epoch=3.pt")),
+        _params(os.path.join(crashed, "resume_checkpoint_epoch=3.pt")),
     )
     assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 3 * per_epoch
     assert b["trainer"]["epoch_length"] == per_epoch
@@ -207,8 +210,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
         """Every (key, step, value) logged under ``keys`` in any run of the store, repeats included."""
         client = MlflowClient(tracking_uri=f"sqlite:///{out}/mlruns.db")
         exp = client.get_experiment_by_name("rd_busi")
-        return [(key, m.step, m.value) for run in client.search_runs([exp.experiment_id]) for key in keys
-                for m in client.get_metric_history(run.info.run_id, key)]
+        return [
+            (key, m.step, m.value)
+            for run in client.search_runs([exp.experiment_id])
+            for key in keys
+            for m in client.get_metric_history(run.info.run_id, key)
+        ]
 
     def val_history(out):
         return {(key, step): value for key, step, value in logged(out, ("val_accuracy", "val_cka"))}
@@ -272,7 +279,9 @@ def test_cka_memory_resumes_through_a_weights_only_checkpoint(tmp_path):
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     running = RDLoss(cka_memory=16, gather_distributed=False)
-    assert "cka_memory" not in resume_objects(Engine(lambda e, b: None), net, opt, loss=RDLoss(gather_distributed=False))
+    assert "cka_memory" not in resume_objects(
+        Engine(lambda e, b: None), net, opt, loss=RDLoss(gather_distributed=False)
+    )
     for b in batches[:2]:
         step(running, b)
     objects = resume_objects(Engine(lambda e, b: None), net, opt, loss=running)

@@ -93,7 +93,8 @@ def test_empty_test_split_fails_at_construction(tmp_path):
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    report = BestModelTestReport(_Linear(2), str(tmp_path / "m.pt"), _data(c=2), None, ["a", "b"], str(tmp_path),
-                                 experiment_name=None)
+    report = BestModelTestReport(
+        _Linear(2), str(tmp_path / "m.pt"), _data(c=2), None, ["a", "b"], str(tmp_path), experiment_name=None
+    )
     with pytest.raises(FileNotFoundError, match=os.path.join(str(tmp_path), "m.pt")):
         report()

@@ -44,8 +44,11 @@ def checkpoint_dir(tmp_path):
 @pytest.mark.slow
 def test_bundle_inference_refuses_unreadable_folder(mixed_folder, checkpoint_dir):
     out, _ = checkpoint_dir
-    proc = run_python(_bundle_cmd(input_dir=mixed_folder, output_dir=out, image_size=32, student="mobilenet_v3_small",
-                                      num_workers=0), cwd=REPO, timeout=300)
+    proc = run_python(
+        _bundle_cmd(input_dir=mixed_folder, output_dir=out, image_size=32, student="mobilenet_v3_small", num_workers=0),
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "BadInputError" in proc.stderr and "2 of 4" in proc.stderr
     assert "c_corrupt.png" in proc.stderr and "d_empty.png" in proc.stderr
@@ -59,9 +62,19 @@ def test_bundle_inference_datalist_skip_matches_eager_model(mixed_folder, checkp
     out, model = checkpoint_dir
     datalist = tmp_path / "datalist.json"
     datalist.write_text(json.dumps({"test": [{"image": str(p)} for p in sorted(mixed_folder.iterdir())]}))
-    proc = run_python(_bundle_cmd(datalist_file=datalist, output_dir=out, image_size=32, on_bad_input="skip",
-                                      student="mobilenet_v3_small", num_workers=0, batch_size=2),
-                          cwd=REPO, timeout=300)
+    proc = run_python(
+        _bundle_cmd(
+            datalist_file=datalist,
+            output_dir=out,
+            image_size=32,
+            on_bad_input="skip",
+            student="mobilenet_v3_small",
+            num_workers=0,
+            batch_size=2,
+        ),
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     assert [os.path.basename(r["file"]) for r in rows] == ["a good.png", "b_good.jpg"]

@@ -26,9 +26,11 @@ def run_dir(tmp_path):
     torch.manual_seed(0)
     model = StudentClassifier("mobilenet_v3_small", 3).eval()
     torch.save(model.state_dict(), out / "model.pt")
-    write_executed_config(os.path.join(BUNDLE, "configs", "train.json"),
-                          {"student": "mobilenet_v3_small", "teacher": "resnet50", "image_size": 32, "max_epochs": 1},
-                          out / "executed_config.json")
+    write_executed_config(
+        os.path.join(BUNDLE, "configs", "train.json"),
+        {"student": "mobilenet_v3_small", "teacher": "resnet50", "image_size": 32, "max_epochs": 1},
+        out / "executed_config.json",
+    )
     return out, model
 
 
@@ -41,9 +43,15 @@ def test_prepare_label_bundle_places_model_and_run_settings(run_dir, tmp_path):
     assert inference["student"] == train["student"] == "mobilenet_v3_small"
     assert inference["image_size"] == train["image_size"] == 32
     meta = json.load(open(os.path.join(dest, "configs", "metadata.json")))
-    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "benign", "1": "malignant", "2": "normal"}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+        "0": "benign",
+        "1": "malignant",
+        "2": "normal",
+    }
     # the source bundle is untouched
-    assert json.load(open(os.path.join(BUNDLE, "configs", "inference.json")))["student"] == "$@training_config['student']"
+    assert (
+        json.load(open(os.path.join(BUNDLE, "configs", "inference.json")))["student"] == "$@training_config['student']"
+    )
     # the packaged bundle carries its training run's settings instead of reading them from an output_dir
     assert inference["training_config"]["student"] == "mobilenet_v3_small"
     assert inference["training_config"]["image_size"] == 32 and inference["training_config"]["modality"] == "ultrasound"

@@ -27,7 +27,9 @@ def test_low_precision_inputs_are_computed_in_float32():
     x, y = rng.normal(size=(16, 8)), rng.normal(size=(16, 6))
     got = linear_cka(torch.tensor(x, dtype=torch.bfloat16), torch.tensor(y, dtype=torch.float16))
     assert got.dtype == torch.float32
-    ref = cka_kernel_numpy(torch.tensor(x, dtype=torch.bfloat16).double().numpy(), torch.tensor(y, dtype=torch.float16).double().numpy())
+    ref = cka_kernel_numpy(
+        torch.tensor(x, dtype=torch.bfloat16).double().numpy(), torch.tensor(y, dtype=torch.float16).double().numpy()
+    )
     assert abs(float(got) - ref) < 1e-5
 
 

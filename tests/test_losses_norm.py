@@ -171,7 +171,9 @@ def test_norm_standardises_the_logits_as_the_authors_training_loop():
     records = Records()
     logging.getLogger("monai_rd.methods.registry").addHandler(records)
     try:
-        two = build_method("norm", teacher, StudentClassifier("resnet18", 2), 2, image_size=32, num_data=8, batch_size=4)
+        two = build_method(
+            "norm", teacher, StudentClassifier("resnet18", 2), 2, image_size=32, num_data=8, batch_size=4
+        )
     finally:
         logging.getLogger("monai_rd.methods.registry").removeHandler(records)
     assert two.loss.logit_standardisation is None and two.info["logit_standardisation"] is None

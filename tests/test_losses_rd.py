@@ -14,8 +14,10 @@ def log_softmax(z):
 
 def make_outputs(b=6, c=3, d=5, seed=0, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(b, c if k.startswith("z") else d, generator=g, dtype=torch.float64).requires_grad_(requires_grad)
-            for k in ("z_T", "z_S", "f_T", "f_S")}
+    return {
+        k: torch.randn(b, c if k.startswith("z") else d, generator=g, dtype=torch.float64).requires_grad_(requires_grad)
+        for k in ("z_T", "z_S", "f_T", "f_S")
+    }
 
 
 def test_terms_and_total_match_numpy():
@@ -83,15 +85,22 @@ def test_one_default_weight_schedule_and_one_supervised_term():
     from monai_rd.losses import rd_default_weights, supervised_loss
     from monai_rd.methods.registry import _ablate
 
-    expected = {"ce_teacher": 1.0, "ce_student": 1.0, "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
-                "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"}}  # DESIGN.md section 1, by hand
+    expected = {
+        "ce_teacher": 1.0,
+        "ce_student": 1.0,
+        "kd": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+        "cka": {"start": 1.0, "end": 0.0, "schedule": "linear"},
+    }  # DESIGN.md section 1, by hand
     assert rd_default_weights() == expected
     rd_default_weights()["kd"]["end"] = 0.5  # a caller's edit never leaks into the next default
     assert rd_default_weights() == expected
     handler = LossWeightSchedule()
     assert {k: (s.start, s.end, s.schedule) for k, s in handler.schedules.items()} == {
-        "ce_teacher": (1.0, 1.0, "constant"), "ce_student": (1.0, 1.0, "constant"),
-        "kd": (1.0, 0.0, "linear"), "cka": (1.0, 0.0, "linear")}
+        "ce_teacher": (1.0, 1.0, "constant"),
+        "ce_student": (1.0, 1.0, "constant"),
+        "kd": (1.0, 0.0, "linear"),
+        "cka": (1.0, 0.0, "linear"),
+    }
     assert _ablate(None, True, True) == expected
     logits, target = torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0])
     torch.testing.assert_close(supervised_loss(logits, target), F.cross_entropy(logits, target))

@@ -41,12 +41,19 @@ def crd_case():
     n, b, d, k = 12, 4, 6, 5
     stdv = 1 / np.sqrt(d / 3)
     return dict(
-        n=n, k=k, d=d, temperature=0.1, momentum=0.5,
+        n=n,
+        k=k,
+        d=d,
+        temperature=0.1,
+        momentum=0.5,
         fs=[rng.normal(size=(b, 7)), rng.normal(size=(b, 7))],
         ft=[rng.normal(size=(b, 9)), rng.normal(size=(b, 9))],
-        w_s=rng.normal(size=(d, 7)) * 0.3, b_s=rng.normal(size=d) * 0.1,
-        w_t=rng.normal(size=(d, 9)) * 0.3, b_t=rng.normal(size=d) * 0.1,
-        mem_s=rng.uniform(-stdv, stdv, size=(n, d)), mem_t=rng.uniform(-stdv, stdv, size=(n, d)),
+        w_s=rng.normal(size=(d, 7)) * 0.3,
+        b_s=rng.normal(size=d) * 0.1,
+        w_t=rng.normal(size=(d, 9)) * 0.3,
+        b_t=rng.normal(size=d) * 0.1,
+        mem_s=rng.uniform(-stdv, stdv, size=(n, d)),
+        mem_t=rng.uniform(-stdv, stdv, size=(n, d)),
         index=np.array([3, 0, 11, 7]),
         neg=rng.integers(0, n, size=(b, k)),
     )
@@ -75,7 +82,12 @@ def test_crd_matches_repdistiller_over_two_steps():
     c = crd_case()
     # RepDistiller keeps T in a float32 buffer (0.1 -> 0.10000000149...); use the same value here
     loss = CRDLoss(
-        7, 9, num_data=c["n"], feat_dim=c["d"], num_negatives=c["k"], temperature=float(np.float32(c["temperature"])),
+        7,
+        9,
+        num_data=c["n"],
+        feat_dim=c["d"],
+        num_negatives=c["k"],
+        temperature=float(np.float32(c["temperature"])),
         momentum=c["momentum"],
     ).double()
     with torch.no_grad():

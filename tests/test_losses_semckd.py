@@ -16,9 +16,9 @@ def embed_numpy(x, head):
 def bn_eval_numpy(x, bn):
     mean, var = t2n(bn.running_mean), t2n(bn.running_var)
     g, b = t2n(bn.weight), t2n(bn.bias)
-    return (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + bn.eps) * g[
+    return (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + bn.eps) * g[None, :, None, None] + b[
         None, :, None, None
-    ] + b[None, :, None, None]
+    ]
 
 
 def proj_numpy(x, p):

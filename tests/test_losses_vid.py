@@ -77,7 +77,8 @@ def test_layerwise_vid_sums_one_vid_per_pair():
         torch.nn.init.normal_(pair.alpha)
     got = loss([torch.tensor(x) for x in s], [torch.tensor(x) for x in t])
     expected = sum(
-        vid_numpy(block_mean(si, *ti.shape[2:]), ti, _weights(pair), t2n(pair.alpha)) for si, ti, pair in zip(s, t, loss.pairs)
+        vid_numpy(block_mean(si, *ti.shape[2:]), ti, _weights(pair), t2n(pair.alpha))
+        for si, ti, pair in zip(s, t, loss.pairs)
     )
     assert abs(float(got.detach()) - expected) < 1e-10
     with pytest.raises(ValueError, match="built for 2 layer pairs"):

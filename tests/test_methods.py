@@ -52,7 +52,10 @@ def test_student_method_needs_no_teacher_and_teacher_methods_refuse_none():
 
 def test_kd_weights_default_to_the_reference_recipes(vit):
     """RepDistiller's ``-r 0.1 -a 0.9`` (CE 0.1, KD 0.9) for every KD baseline; each weight an option."""
-    assert build_method("kd", None, student(), 3, teacher_feature_shape=(512,)).loss_weights == {"ce_student": 0.1, "kd": 0.9}
+    assert build_method("kd", None, student(), 3, teacher_feature_shape=(512,)).loss_weights == {
+        "ce_student": 0.1,
+        "kd": 0.9,
+    }
     assert build_method("vpt_kd", vit, student(), 3, image_size=32).loss_weights == {"ce_student": 0.1, "kd": 0.9}
     custom = build_method("kd", None, student(), 3, teacher_feature_shape=(512,), ce_weight=1.0, kd_weight=1.0)
     assert custom.loss_weights == {"ce_student": 1.0, "kd": 1.0}
@@ -109,7 +112,9 @@ def test_default_feature_layers(teacher, vit):
     assert default_feature_layer(student(), 32) == "backbone.model.layer4"
     assert default_feature_layer(teacher, 32) == "backbone.model.layer4"
     assert default_feature_layer(vit, 32) == "backbone.model.model.norm"
-    method = build_method("hint", vit, student(), 3, image_size=64, feature_layers="last")  # ViT tokens (1 + 2x2) vs ResNet 2x2 map
+    method = build_method(
+        "hint", vit, student(), 3, image_size=64, feature_layers="last"
+    )  # ViT tokens (1 + 2x2) vs ResNet 2x2 map
     # the tap knows the ViT's layout: the CLS token is dropped and the 2x2 patch tokens become a map
     assert method.info["teacher_shapes"] == [(192, 2, 2)] and method.info["student_shapes"] == [(512, 2, 2)]
     out = method.network(torch.rand(2, 3, 64, 64))
@@ -228,7 +233,10 @@ def test_rd_reprogrammer_lr_scale_trains_g_at_its_fraction_of_the_learning_rate(
     rd = build_method("rd", teacher, student(), 3, teacher_trains_head=False, teacher_warmup=True,
                       reprogrammer_lr_scale=0.1)  # fmt: skip
     g_ids = {id(p) for p in rd.network.reprogrammer.parameters()}
-    for groups, params in ((rd.param_groups(0.01), rd.parameters()), (rd.stage1_param_groups(0.01), rd.stage1_parameters())):
+    for groups, params in (
+        (rd.param_groups(0.01), rd.parameters()),
+        (rd.stage1_param_groups(0.01), rd.stage1_parameters()),
+    ):
         assert [g["lr"] for g in groups] == [0.01, pytest.approx(0.001)]
         assert {id(p) for p in groups[1]["params"]} == g_ids  # g, in both stages
         assert not {id(p) for p in groups[0]["params"]} & g_ids

@@ -37,7 +37,9 @@ def _distinct_code_paths(cells):
     the heads, so the 2-, 3-, 4- and 7-class setups of one (teacher, student, method) run the same code."""
     chosen = {}
     for (num_classes, multi_label), teacher, student, method in cells:
-        chosen.setdefault((multi_label, teacher, student, method), ((num_classes, multi_label), teacher, student, method))
+        chosen.setdefault(
+            (multi_label, teacher, student, method), ((num_classes, multi_label), teacher, student, method)
+        )
     return sorted(chosen.values())
 
 

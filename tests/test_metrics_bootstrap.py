@@ -31,8 +31,10 @@ def _reference(probs, labels, n_resamples, seed, confidence=0.95):
         per = [roc_auc_score(y == k, p[:, k]) for k in range(c) if 0 < (y == k).sum() < len(y)]
         aucs.append(np.mean(per) if per else np.nan)
     q = [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2]
-    return {name: np.percentile(np.asarray(v, dtype=np.float64)[~np.isnan(v)], q)
-            for name, v in (("accuracy", acc), ("f1_macro", f1), ("auc_macro", aucs))}
+    return {
+        name: np.percentile(np.asarray(v, dtype=np.float64)[~np.isnan(v)], q)
+        for name, v in (("accuracy", acc), ("f1_macro", f1), ("auc_macro", aucs))
+    }
 
 
 def test_point_metrics_match_sklearn():

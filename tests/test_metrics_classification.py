@@ -36,11 +36,16 @@ def test_report_matches_sklearn(seed):
         assert row["f1"] == pytest.approx(f1[k], abs=1e-12)
         assert row["support"] == s[k]
         assert row["auc"] == pytest.approx(skm.roc_auc_score(labels == k, probs[:, k]), abs=1e-12)
-    assert r["macro"]["auc"] == pytest.approx(skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"), abs=1e-12)
+    assert r["macro"]["auc"] == pytest.approx(
+        skm.roc_auc_score(labels, probs, multi_class="ovr", average="macro"), abs=1e-12
+    )
     assert r["weighted"]["auc"] == pytest.approx(
-        skm.roc_auc_score(labels, probs, multi_class="ovr", average="weighted"), abs=1e-12)
+        skm.roc_auc_score(labels, probs, multi_class="ovr", average="weighted"), abs=1e-12
+    )
     assert r["macro"]["f1"] == pytest.approx(skm.f1_score(labels, preds, average="macro", zero_division=0), abs=1e-12)
-    assert r["weighted"]["f1"] == pytest.approx(skm.f1_score(labels, preds, average="weighted", zero_division=0), abs=1e-12)
+    assert r["weighted"]["f1"] == pytest.approx(
+        skm.f1_score(labels, preds, average="weighted", zero_division=0), abs=1e-12
+    )
 
 
 def test_roc_points_match_sklearn():
@@ -88,8 +93,11 @@ def test_csv_markdown_and_pngs(tmp_path):
     files = [
         plot_confusion_matrix(r["confusion_matrix"], NAMES, tmp_path / "cm.png"),
         plot_roc_curves(r["roc"], {c["class"]: c["auc"] for c in r["classes"]}, tmp_path / "roc.png"),
-        plot_training_curves({"loss": [(1, 2.0), (2, 1.0)], "weight_kd": [(1, 1.0), (2, 0.5)]},
-                             {"val_accuracy": [(1, 0.3), (2, 0.6)]}, tmp_path / "curves.png"),
+        plot_training_curves(
+            {"loss": [(1, 2.0), (2, 1.0)], "weight_kd": [(1, 1.0), (2, 0.5)]},
+            {"val_accuracy": [(1, 0.3), (2, 0.6)]},
+            tmp_path / "curves.png",
+        ),
     ]
     for f in files:
         image = imread(f)

@@ -14,11 +14,25 @@ pytestmark = pytest.mark.slow  # every test here runs a bundle or a server end t
 mlflow = pytest.importorskip("mlflow")
 
 TRAIN = os.path.join(REPO, "bundles", "rd_busi", "configs", "train.json")
-COMMON = {"max_epochs": 2, "image_size": 32, "batch_size": 8, "num_workers": 0, "progress_bar": False,
-          "teacher": "resnet50", "teacher_weights": "random"}
-REPORT_FILES = ["classification_report.csv", "classification_report.json", "classification_report.md",
-                "confusion_matrix.png", "roc_curves.png", "test_metrics.json", "training_curves.png",
-                "training_history.json"]
+COMMON = {
+    "max_epochs": 2,
+    "image_size": 32,
+    "batch_size": 8,
+    "num_workers": 0,
+    "progress_bar": False,
+    "teacher": "resnet50",
+    "teacher_weights": "random",
+}
+REPORT_FILES = [
+    "classification_report.csv",
+    "classification_report.json",
+    "classification_report.md",
+    "confusion_matrix.png",
+    "roc_curves.png",
+    "test_metrics.json",
+    "training_curves.png",
+    "training_history.json",
+]
 BOUNDED = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
@@ -44,7 +58,9 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
     assert str(version.version) == "1"
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
-    assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "report")) == [f"report/{f}" for f in REPORT_FILES]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id, "report")) == [
+        f"report/{f}" for f in REPORT_FILES
+    ]
     assert {"executed_config.json", "datalist.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
     # per-iteration loss terms and weights, per-epoch validation metrics, hyper-parameters with hashes
@@ -58,7 +74,9 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
 
     # the version: tags, metrics of the best checkpoint = recomputed report, alias decision
     tags = version.tags
-    assert tags["teacher"] == "resnet50" and tags["student"] == "resnet18" and tags["split_hash"] == params["split_hash"]
+    assert (
+        tags["teacher"] == "resnet50" and tags["student"] == "resnet18" and tags["split_hash"] == params["split_hash"]
+    )
     assert float(tags["val_accuracy"]) == pytest.approx(report["accuracy"], abs=1e-6)
     assert float(tags["val_auc_macro"]) == pytest.approx(report["macro"]["auc"], abs=1e-5)
     assert run.data.metrics["best_val_accuracy"] == pytest.approx(report["accuracy"], abs=1e-9)
@@ -73,7 +91,7 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
         mlflow.set_tracking_uri(db)
         mlflow.set_registry_uri(db)
         loaded = mlflow.pyfunc.load_model("models:/rd_busi_student@champion")
-        serving = mlflow.artifacts.download_artifacts(f"models:/rd_busi_student@champion", dst_path=str(tmp_path / "m"))
+        serving = mlflow.artifacts.download_artifacts("models:/rd_busi_student@champion", dst_path=str(tmp_path / "m"))
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
@@ -91,12 +109,27 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
 def test_server_killed_mid_run_training_finishes_and_says_what_was_not_logged(busi_dir, tmp_path):
     out = tmp_path / "out"
     with start_mlflow_server(tmp_path / "server") as server:
-        env = {**BOUNDED, "MLFLOW_TRACKING_URI": server["uri"],
-               "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "tests"), os.environ.get("PYTHONPATH", REPO)])}
+        env = {
+            **BOUNDED,
+            "MLFLOW_TRACKING_URI": server["uri"],
+            "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "tests"), os.environ.get("PYTHONPATH", REPO)]),
+        }
         # the test-only killer takes the place of the (disabled) progress bar, before the MLflow handler
-        killer = {"_target_": "_mlflow_kill.KillProcessGroupAt", "pgid": server["pgid"], "iteration": 2, "url": server["uri"]}
-        proc = run_bundle(TRAIN, dataset_dir=busi_dir, output_dir=out, env=env, timeout=400, mlflow_may_fail=True,
-                          **{**COMMON, "max_epochs": 1, "train#handlers#4": repr(killer)})
+        killer = {
+            "_target_": "_mlflow_kill.KillProcessGroupAt",
+            "pgid": server["pgid"],
+            "iteration": 2,
+            "url": server["uri"],
+        }
+        proc = run_bundle(
+            TRAIN,
+            dataset_dir=busi_dir,
+            output_dir=out,
+            env=env,
+            timeout=400,
+            mlflow_may_fail=True,
+            **{**COMMON, "max_epochs": 1, "train#handlers#4": repr(killer)},
+        )
     text = proc.stdout + proc.stderr
     assert "TEST: killed the MLflow server at iteration 2" in text
     # training finished: checkpoint and local report kept

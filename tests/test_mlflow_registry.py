@@ -45,8 +45,14 @@ def _register(uri, tmp_path, name, seed, accuracy, tag):
     ckpt = tmp_path / f"model_{tag}.pt"
     torch.save(student.state_dict(), ckpt)
     handler = MLflowModelRegistryHandler(
-        tiny_student(99), str(ckpt), name, input_shape=(3, 16, 16), tags={"teacher": "t", "student": "tiny"},
-        tracking_uri=uri, experiment_name="registry_test", run_name=f"run_{name}_{tag}",
+        tiny_student(99),
+        str(ckpt),
+        name,
+        input_shape=(3, 16, 16),
+        tags={"teacher": "t", "student": "tiny"},
+        tracking_uri=uri,
+        experiment_name="registry_test",
+        run_name=f"run_{name}_{tag}",
     )
     version = handler.register({"val_accuracy": accuracy, "val_f1_macro": accuracy / 2})
     return handler, version, student
@@ -88,8 +94,17 @@ def test_lower_is_better_and_missing_key_metric(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     ckpt = tmp_path / "m.pt"
     torch.save(tiny_student(0).state_dict(), ckpt)
-    h = MLflowModelRegistryHandler(tiny_student(0), str(ckpt), "lower", key_metric="val_loss", higher_is_better=False,
-                                   input_shape=(3, 8, 8), tracking_uri=uri, experiment_name="e", run_name="r")
+    h = MLflowModelRegistryHandler(
+        tiny_student(0),
+        str(ckpt),
+        "lower",
+        key_metric="val_loss",
+        higher_is_better=False,
+        input_shape=(3, 8, 8),
+        tracking_uri=uri,
+        experiment_name="e",
+        run_name="r",
+    )
     assert h.register({"val_loss": 1.0}) == "1"
     assert h.register({"val_loss": 2.0}) == "2" and h.decision.startswith("kept")
     assert h.register({"val_loss": 0.5}) == "3" and h.decision.startswith("promoted")
@@ -106,8 +121,9 @@ def test_teacher_parts_are_refused():
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    h = MLflowModelRegistryHandler(tiny_student(0), str(tmp_path / "none.pt"), "x",
-                                   tracking_uri=f"sqlite:///{tmp_path}/db.db")
+    h = MLflowModelRegistryHandler(
+        tiny_student(0), str(tmp_path / "none.pt"), "x", tracking_uri=f"sqlite:///{tmp_path}/db.db"
+    )
     with pytest.raises(FileNotFoundError, match="no best checkpoint"):
         h.register({"val_accuracy": 1.0})
 
@@ -119,15 +135,24 @@ def test_unreachable_server_degrades_to_a_list_of_what_was_not_logged(tmp_path, 
     uri = f"http://127.0.0.1:{port}"
     ckpt = tmp_path / "m.pt"
     torch.save(tiny_student(0).state_dict(), ckpt)
-    handler = ResilientMLFlowHandler(tracking_uri=uri, experiment_name="e", run_name="r", experiment_param={"a": 1},
-                                     artifacts=[str(ckpt)], not_logged_file=str(tmp_path / "not_logged.json"))
+    handler = ResilientMLFlowHandler(
+        tracking_uri=uri,
+        experiment_name="e",
+        run_name="r",
+        experiment_param={"a": 1},
+        artifacts=[str(ckpt)],
+        not_logged_file=str(tmp_path / "not_logged.json"),
+    )
     from ignite.engine import Engine
 
     engine = Engine(lambda e, b: {"loss": 1.0})
     handler.attach(engine)
-    registry = MLflowModelRegistryHandler(tiny_student(0), str(ckpt), "never", input_shape=(3, 8, 8), tracking_uri=uri,
-                                          experiment_name="e", run_name="r")
-    engine.add_event_handler(__import__("ignite").engine.Events.COMPLETED, lambda e: registry.register({"val_accuracy": 1.0}))
+    registry = MLflowModelRegistryHandler(
+        tiny_student(0), str(ckpt), "never", input_shape=(3, 8, 8), tracking_uri=uri, experiment_name="e", run_name="r"
+    )
+    engine.add_event_handler(
+        __import__("ignite").engine.Events.COMPLETED, lambda e: registry.register({"val_accuracy": 1.0})
+    )
     handler.output_transform = lambda out: out
     with caplog.at_level(logging.WARNING, logger="monai_rd.mlflow"):
         engine.run([0, 1, 2], max_epochs=2)
@@ -156,27 +181,40 @@ def test_an_engine_that_starts_first_with_no_tracking_params_leaves_them_to_the_
 
     def run(first_params):
         name = f"r{first_params}"
-        first = ResilientMLFlowHandler(tracking_uri=uri, experiment_name="e", run_name=name, iteration_log=False,
-                                       **({} if first_params is None else {"tracking_params": first_params}))
+        first = ResilientMLFlowHandler(
+            tracking_uri=uri,
+            experiment_name="e",
+            run_name=name,
+            iteration_log=False,
+            **({} if first_params is None else {"tracking_params": first_params}),
+        )
         # as in the bundles: the trainer's handler logs the run's settings (max_epochs among them) as parameters
-        trainer_handler = ResilientMLFlowHandler(tracking_uri=uri, experiment_name="e", run_name=name,
-                                                 experiment_param={"max_epochs": 3}, iteration_log=False,
-                                                 epoch_logger=lambda e: None)
+        trainer_handler = ResilientMLFlowHandler(
+            tracking_uri=uri,
+            experiment_name="e",
+            run_name=name,
+            experiment_param={"max_epochs": 3},
+            iteration_log=False,
+            epoch_logger=lambda e: None,
+        )
         evaluator = Engine(lambda e, b: None)
         first.attach(evaluator)
-        evaluator.add_event_handler(Events.COMPLETED,
-                                    lambda e: first._log_metrics({"stage1_val_accuracy": 0.5}, step=1))
+        evaluator.add_event_handler(
+            Events.COMPLETED, lambda e: first._log_metrics({"stage1_val_accuracy": 0.5}, step=1)
+        )
         evaluator.run([0], max_epochs=1)
         trainer = Engine(lambda e, b: None)
         trainer_handler.attach(trainer)
-        trainer.add_event_handler(Events.EPOCH_COMPLETED,
-                                  lambda e: trainer_handler._log_metrics({"val_accuracy": 0.7}, step=e.state.epoch))
+        trainer.add_event_handler(
+            Events.EPOCH_COMPLETED, lambda e: trainer_handler._log_metrics({"val_accuracy": 0.7}, step=e.state.epoch)
+        )
         trainer.run([0, 1], max_epochs=3)
         failure = trainer_handler.link.failure
         trainer_handler.close()
         client = MlflowClient(tracking_uri=uri)
-        found = client.search_runs([client.get_experiment_by_name("e").experiment_id],
-                                   filter_string=f"attributes.run_name = '{name}'")[0]
+        found = client.search_runs(
+            [client.get_experiment_by_name("e").experiment_id], filter_string=f"attributes.run_name = '{name}'"
+        )[0]
         return failure, found.data.params.get("max_epochs"), sorted(found.data.metrics)
 
     failure, max_epochs, metrics = run([])

@@ -33,8 +33,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_app_classifies_a_dicom_series_like_model_pt(tmp_path):
-    python = venv_python_or_skip(VENV, "import monai.deploy.core, highdicom",
-                                 "build it with apps/monai_deploy/install.sh <venv>, set MONAI_RD_DEPLOY_VENV")
+    python = venv_python_or_skip(
+        VENV,
+        "import monai.deploy.core, highdicom",
+        "build it with apps/monai_deploy/install.sh <venv>, set MONAI_RD_DEPLOY_VENV",
+    )
     from monai.bundle import ConfigParser
     from monai.transforms import Compose, LoadImaged
 
@@ -46,9 +49,11 @@ def test_app_classifies_a_dicom_series_like_model_pt(tmp_path):
     torch.manual_seed(0)
     model = StudentClassifier("mobilenet_v3_small", len(CLASSES)).eval()
     torch.save(model.state_dict(), run / "model.pt")
-    write_executed_config(os.path.join(BUNDLES, "rd_clinical", "configs", "train.json"),
-                          {"student": "mobilenet_v3_small", "teacher": "resnet50", "image_size": SIZE},
-                          run / "executed_config.json")
+    write_executed_config(
+        os.path.join(BUNDLES, "rd_clinical", "configs", "train.json"),
+        {"student": "mobilenet_v3_small", "teacher": "resnet50", "image_size": SIZE},
+        run / "executed_config.json",
+    )
     (run / "datalist.json").write_text(json.dumps({"classes": CLASSES}))
     serving = export_run_serving(run, tmp_path / "serving")
 
@@ -57,8 +62,14 @@ def test_app_classifies_a_dicom_series_like_model_pt(tmp_path):
     write_dicom_series(study / "series", n_slices=5, size=48, lesion=True, seed=1)
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the app needs nothing of this checkout
-    proc = subprocess.run([python, os.path.join(APP, "app.py"), "-i", str(study), "-o", str(out), "-m", serving],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [python, os.path.join(APP, "app.py"), "-i", str(study), "-o", str(out), "-m", serving],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
     result = json.loads((out / "result.json").read_text())

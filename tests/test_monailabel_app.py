@@ -48,9 +48,11 @@ def packaged(tmp_path):
     torch.manual_seed(0)
     model = StudentClassifier(STUDENT, len(CLASSES)).eval()
     torch.save(model.state_dict(), out / "model.pt")
-    write_executed_config(os.path.join(BUNDLE, "configs", "train.json"),
-                          {"student": STUDENT, "teacher": "resnet50", "image_size": SIZE, "max_epochs": 1},
-                          out / "executed_config.json")
+    write_executed_config(
+        os.path.join(BUNDLE, "configs", "train.json"),
+        {"student": STUDENT, "teacher": "resnet50", "image_size": SIZE, "max_epochs": 1},
+        out / "executed_config.json",
+    )
     dest = prepare_label_bundle(BUNDLE, out, tmp_path / "app_model" / "rd_busi")
     return dest, out, model
 
@@ -83,10 +85,15 @@ def _post_file(url: str, path: str) -> dict:
     boundary = uuid.uuid4().hex
     with open(path, "rb") as f:
         data = f.read()
-    body = b"".join([
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n{{\"device\": \"cpu\"}}\r\n".encode(),
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{os.path.basename(path)}\"\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n".encode(), data, f"\r\n--{boundary}--\r\n".encode()])
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{{"device": "cpu"}}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{os.path.basename(path)}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode(),
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
     req = urllib.request.Request(url, data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     with urllib.request.urlopen(req, timeout=180) as r:
         return json.loads(r.read())
@@ -99,8 +106,11 @@ def _scores(result: dict) -> np.ndarray:
 
 
 def test_server_in_its_own_venv_serves_png_and_dicom_like_model_pt(packaged, tmp_path):
-    venv_python_or_skip(VENV, "import monailabel.app",
-                        "build it with apps/monailabel/install.sh <venv>, set MONAI_RD_LABEL_VENV (.ci/run does)")
+    venv_python_or_skip(
+        VENV,
+        "import monailabel.app",
+        "build it with apps/monailabel/install.sh <venv>, set MONAI_RD_LABEL_VENV (.ci/run does)",
+    )
     from pydicom.data import get_testdata_file
 
     bundle, run_dir, model = packaged
@@ -116,21 +126,41 @@ def test_server_in_its_own_venv_serves_png_and_dicom_like_model_pt(packaged, tmp
     log_path = tmp_path / "server.log"
     # the venv's own interpreter and nothing of this checkout: PYTHONPATH cleared, started from elsewhere
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update({"MONAILABEL_PYEXE": os.path.join(VENV, "bin", "python"), "MONAI_LABEL_TASKS_TRAIN": "false",
-                "PATH": os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", "")})
-    cmd = [MONAILABEL, "start_server", "--app", APP, "--studies", str(studies), "--conf", "bundle", bundle,
-           "--host", "127.0.0.1", "--port", str(port)]
+    env.update(
+        {
+            "MONAILABEL_PYEXE": os.path.join(VENV, "bin", "python"),
+            "MONAI_LABEL_TASKS_TRAIN": "false",
+            "PATH": os.path.join(VENV, "bin") + os.pathsep + env.get("PATH", ""),
+        }
+    )
+    cmd = [
+        MONAILABEL,
+        "start_server",
+        "--app",
+        APP,
+        "--studies",
+        str(studies),
+        "--conf",
+        "bundle",
+        bundle,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with open(log_path, "w") as log:
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         info = json.loads(wait_until_up(f"{base}/info/", server, log_path, timeout=300))
         model_info = info["models"]["rd_busi"]
         assert model_info["type"] == "classification" and model_info["labels"] == {c: i for i, c in enumerate(CLASSES)}
         probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('monai_rd') is not None)"
-        assert subprocess.run([os.path.join(VENV, "bin", "python"), "-c", probe], env=env, cwd=tmp_path).returncode == 0, \
-            "monai_rd is importable in the MONAI Label venv: the app must serve without it"
+        assert (
+            subprocess.run([os.path.join(VENV, "bin", "python"), "-c", probe], env=env, cwd=tmp_path).returncode == 0
+        ), "monai_rd is importable in the MONAI Label venv: the app must serve without it"
 
         # uploaded PNG and DICOM files
         for path, dicom in ((png, False), (dcm, True)):

@@ -106,7 +106,8 @@ def test_teacher_features_bypass_the_teacher():
 
 
 @pytest.mark.parametrize(
-    "name,width", [("resnet18", 512), ("mobilenet_v2", 1280), ("mobilenet_v3_small", 1024), ("shufflenet_v2_x1_0", 1024)]
+    "name,width",
+    [("resnet18", 512), ("mobilenet_v2", 1280), ("mobilenet_v3_small", 1024), ("shufflenet_v2_x1_0", 1024)],
 )
 def test_students_discover_their_width(name, width):
     backbone = build_student(name)

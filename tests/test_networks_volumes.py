@@ -11,8 +11,13 @@ from monai_rd.networks.blocks.reprogrammer import AttentionPool
 
 
 @pytest.mark.parametrize(
-    "name, width", [("monai:resnet10", 512), ("monai:resnet18", 512), ("monai:DenseNet121", 1024),
-                    ("monai:EfficientNetBN", 1280)]  # fmt: skip
+    "name, width",
+    [
+        ("monai:resnet10", 512),
+        ("monai:resnet18", 512),
+        ("monai:DenseNet121", 1024),
+        ("monai:EfficientNetBN", 1280),
+    ],  # fmt: skip
 )
 def test_3d_students_by_name(name, width):
     torch.manual_seed(0)
@@ -69,7 +74,12 @@ def test_rdnet_on_volumes(teacher_name, options):
     net = RDNet(teacher, student, num_blocks=1)
     x = torch.rand(2, 1, 32, 32, 32)
     out = net(x)
-    assert {k: tuple(v.shape) for k, v in out.items()} == {"f_T": (2, 512), "f_S": (2, 512), "z_T": (2, 2), "z_S": (2, 2)}
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "f_T": (2, 512),
+        "f_S": (2, 512),
+        "z_T": (2, 2),
+        "z_S": (2, 2),
+    }
     (out["z_T"].sum() + out["z_S"].sum()).backward()
     assert not any(p.requires_grad for p in teacher.parameters())
     assert net.reprogrammer.pre[0].score[0].weight.grad is not None if options.get("pool") == "none" else True

@@ -61,8 +61,9 @@ def test_grid_expansion_and_errors(tmp_path):
     with pytest.raises(GridError, match="needs split_protocol: holdout"):
         load_grid(_write(tmp_path / "g7.yaml", "split_protocol: paper_4to1\nfolds: 5\n" + TABLE_GRID))
     with pytest.raises(GridError, match=r"datasets\.busi\.folds must be an integer >= 2"):
-        load_grid(_write(tmp_path / "g8.yaml", TABLE_GRID.replace("dataset_dir: /nowhere", "dataset_dir: /x, folds: 1")
-                         ))
+        load_grid(
+            _write(tmp_path / "g8.yaml", TABLE_GRID.replace("dataset_dir: /nowhere", "dataset_dir: /x, folds: 1"))
+        )
     # k-fold: a cell per fold, fold in the id; the protocol and fold reach the bundle overrides
     two_folds = TABLE_GRID.replace("dataset_dir: /nowhere", "dataset_dir: /x, folds: 2")
     folded = load_grid(_write(tmp_path / "g9.yaml", two_folds))
@@ -82,8 +83,13 @@ def test_tables_match_hand_computed_values(tmp_path):
     for cell in expand_cells(grid):
         state["cells"][cell.id] = {
             "status": "done",
-            "metrics": {"val_accuracy": 0.5, "test_accuracy": values[cell.method][cell.seed], "best_epoch": 3,
-                        "epochs": 5, "run_id": "x"},
+            "metrics": {
+                "val_accuracy": 0.5,
+                "test_accuracy": values[cell.method][cell.seed],
+                "best_epoch": 3,
+                "epochs": 5,
+                "run_id": "x",
+            },
         }
     # one failed cell is reported as unfinished and kept out of the means
     failed_id = expand_cells(grid)[-1].id
@@ -110,12 +116,25 @@ def test_tables_match_hand_computed_values(tmp_path):
     paper = load_grid(_write(tmp_path / "p.yaml", "split_protocol: paper_4to1\n" + TABLE_GRID))
     written = write_reports(paper, state, str(tmp_path / "paper"))
     for stem in ("t2", "t3", "tables"):
-        assert "Split protocol: paper_4to1 (the paper's protocol: 4:1 train/test, no separate validation " \
-            "(selection = reporting set))" in open(written[stem]).read(), stem
+        assert (
+            "Split protocol: paper_4to1 (the paper's protocol: 4:1 train/test, no separate validation "
+            "(selection = reporting set))" in open(written[stem]).read()
+        ), stem
     assert failed_id in open(written["tables"]).read()
-    written = write_reports(grid, {"cells": {**state["cells"], **{
-        c.id: {"status": "done", "metrics": {"test_accuracy": values[c.method][c.seed]}}
-        for c in expand_cells(grid) if c.method == "rd" and c.seed == 1}}}, str(tmp_path))
+    written = write_reports(
+        grid,
+        {
+            "cells": {
+                **state["cells"],
+                **{
+                    c.id: {"status": "done", "metrics": {"test_accuracy": values[c.method][c.seed]}}
+                    for c in expand_cells(grid)
+                    if c.method == "rd" and c.seed == 1
+                },
+            }
+        },
+        str(tmp_path),
+    )
     with open(written["results"]) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 8 and {r["method"] for r in rows} == {"student", "co_kd", "rd"}
@@ -241,10 +260,13 @@ def test_two_fold_grid_reports_the_test_split(tmp_path):
     assert main(["reproduce", "--grid", grid_file, "--output_dir", str(out), "--fabricate", "--no_progress"]) == 0
     state = json.load(open(out / "state.json"))
     ids = sorted(state["cells"])
-    assert ids == sorted(f"busi__{t}__resnet18__{m}__s0__f{f}" for t, m in (("noteacher", "student"), ("r18", "rd"))
-                         for f in (0, 1))
-    datalists = [json.load(open(out / "cells" / f"busi__noteacher__resnet18__student__s0__f{f}" / "datalist.json"))
-                 for f in (0, 1)]
+    assert ids == sorted(
+        f"busi__{t}__resnet18__{m}__s0__f{f}" for t, m in (("noteacher", "student"), ("r18", "rd")) for f in (0, 1)
+    )
+    datalists = [
+        json.load(open(out / "cells" / f"busi__noteacher__resnet18__student__s0__f{f}" / "datalist.json"))
+        for f in (0, 1)
+    ]
     names = [{k: {i["image"] for i in d[k]} for k in ("training", "validation", "test")} for d in datalists]
     assert names[0]["test"] == names[1]["test"] and not names[0]["validation"] & names[1]["validation"]
     assert [(d["folds"], d["fold"]) for d in datalists] == [(2, 0), (2, 1)]
@@ -256,7 +278,9 @@ def test_two_fold_grid_reports_the_test_split(tmp_path):
     with open(out / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     assert {(r["method"], r["metric"], r["split_protocol"], r["n_runs"]) for r in summary} == {
-        ("student", "test_accuracy", "holdout", "2"), ("rd", "test_accuracy", "holdout", "2")}
+        ("student", "test_accuracy", "holdout", "2"),
+        ("rd", "test_accuracy", "holdout", "2"),
+    }
     tables = open(out / "tables.md").read()
     assert "Split protocol: holdout (training / validation (model selection) / test (reported)" in tables
     assert "2-fold cross-validation, test split fixed" in tables

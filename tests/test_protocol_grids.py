@@ -37,7 +37,9 @@ def resolved_cells(path: str, tmp_path, fast_run: bool = False) -> dict[str, dic
                                    f"sqlite:///{tmp_path}/mlruns.db", fast_run)  # fmt: skip
         if not _bundle_has_method(config):  # as run_cell does
             overrides.pop("method")
-        key = json.dumps([config, {k: v for k, v in overrides.items() if k not in PER_RUN}], sort_keys=True, default=str)
+        key = json.dumps(
+            [config, {k: v for k, v in overrides.items() if k not in PER_RUN}], sort_keys=True, default=str
+        )
         if key in seen:
             continue
         seen.add(key)

@@ -4,7 +4,6 @@ Weights are checked per iteration on a real Ignite engine against values written
 CKA against an independent NumPy float64 kernel-form CKA.
 """
 
-import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine

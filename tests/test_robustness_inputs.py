@@ -58,7 +58,9 @@ def test_truncated_png(good, tmp_path):
     path = _png(tmp_path / "trunc.png", size=(64, 64))
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])
-    _expect_error(_with(good, "training", {"image": path, "label": 0}), "training[4]", "trunc.png", "truncated or corrupt")
+    _expect_error(
+        _with(good, "training", {"image": path, "label": 0}), "training[4]", "trunc.png", "truncated or corrupt"
+    )
     with pytest.raises(ImageReadError, match="trunc.png"):
         reader = NaturalImageReader()
         reader.get_data(reader.read(path))
@@ -138,14 +140,19 @@ def test_labels_outside_class_list(good, tmp_path):
 
 def test_multi_hot_labels_checked_against_class_list(tmp_path):
     p = _png(tmp_path / "a.png")
-    ok = {"training": [{"image": p, "label": [1, 0]}, {"image": p, "label": [0, 1]}], "validation": [{"image": p, "label": [1, 1]}]}
+    ok = {
+        "training": [{"image": p, "label": [1, 0]}, {"image": p, "label": [0, 1]}],
+        "validation": [{"image": p, "label": [1, 1]}],
+    }
     assert validate_datalist(ok, class_names=CLASSES)["training"] == ok["training"]
     bad = dict(ok, validation=[{"image": p, "label": [1, 0, 0]}])
     _expect_error(bad, "validation[0]", "3 entries")
 
 
 def test_missing_file(good, tmp_path):
-    _expect_error(_with(good, "training", {"image": str(tmp_path / "gone.png"), "label": 0}), "gone.png", "no such file")
+    _expect_error(
+        _with(good, "training", {"image": str(tmp_path / "gone.png"), "label": 0}), "gone.png", "no such file"
+    )
 
 
 def test_empty_and_one_class_splits(good):

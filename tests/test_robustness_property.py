@@ -10,7 +10,6 @@ import os
 import tempfile
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +22,12 @@ from monai_rd.data.readers.nifti import NiftiReader, NiftiReadError
 import monai_rd.transforms as T
 
 READ_ERRORS = (ImageReadError, DicomReadError, NiftiReadError, UnsupportedFileError)
-SETTINGS = settings(max_examples=int(os.environ.get("RD_HYPOTHESIS_EXAMPLES", 40)), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+SETTINGS = settings(
+    max_examples=int(os.environ.get("RD_HYPOTHESIS_EXAMPLES", 40)),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+)
 
 _TMP = tempfile.mkdtemp(prefix="rd_prop_")
 
@@ -74,7 +78,11 @@ def test_random_bytes(suffix, data):
 
 
 @SETTINGS
-@given(suffix=st.sampled_from(sorted(READERS)), cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8))
+@given(
+    suffix=st.sampled_from(sorted(READERS)),
+    cut=st.floats(0, 1),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
+)
 def test_truncated_or_bit_flipped_valid_files(suffix, cut, flips):
     data = bytearray(VALID[suffix])
     for pos, value in flips:

@@ -63,7 +63,7 @@ def skin_with_hair(size: int = 96):
     shade = 0.85 + 0.1 * np.sin(xx / 30.0) * np.cos(yy / 40.0)
     clean = np.stack([0.85 * shade, 0.62 * shade, 0.5 * shade])
     hair = np.zeros((size, size), dtype=bool)
-    for (a, b, c) in [(1.0, 0.0, -30.0), (0.0, 1.0, -70.0), (1.0, -1.0, 5.0), (0.6, 1.0, -90.0)]:
+    for a, b, c in [(1.0, 0.0, -30.0), (0.0, 1.0, -70.0), (1.0, -1.0, 5.0), (0.6, 1.0, -90.0)]:
         hair |= np.abs(a * xx + b * yy + c) / np.hypot(a, b) <= 1.0  # lines about 3 px wide
     with_hair = clean.copy()
     with_hair[:, hair] = np.array([0.15, 0.1, 0.08])[:, None]

@@ -47,7 +47,9 @@ def _fake_image(modality: str) -> torch.Tensor:
 
 
 def test_every_preset_file_defines_both_stages():
-    assert sorted(os.listdir(os.path.join(REPO, "transforms"))) == sorted(f"{m}.json" for m in MODALITIES + VOLUME_MODALITIES)
+    assert sorted(os.listdir(os.path.join(REPO, "transforms"))) == sorted(
+        f"{m}.json" for m in MODALITIES + VOLUME_MODALITIES
+    )
     for m in MODALITIES:
         with open(os.path.join(REPO, "transforms", f"{m}.json"), encoding="utf-8") as f:
             config = json.load(f)
@@ -101,8 +103,9 @@ def test_preset_bad_arguments():
 @pytest.mark.slow
 def test_presets_from_another_working_directory(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO}
-    proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK_ALL], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["presets_dir"] == os.path.join(REPO, "transforms")
@@ -120,8 +123,9 @@ def test_presets_after_non_editable_install(installed_package, tmp_path):
             assert (shipped / f"{m}.json").read_bytes() == f.read()
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
-    proc = subprocess.run([sys.executable, "-c", CHECK_ALL], cwd=run_dir, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK_ALL], cwd=run_dir, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["file"].startswith(str(target)), f"imported {result['file']}, not the installed copy"

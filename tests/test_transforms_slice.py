@@ -12,8 +12,9 @@ from monai_rd.transforms import ExtractSlice, ExtractSliced
 
 def test_extracts_the_slice_and_keeps_world_coordinates():
     data = torch.arange(2 * 4 * 3 * 5, dtype=torch.float32).reshape(2, 4, 3, 5)
-    affine = torch.tensor([[0.0, 0.0, -0.7, 10.0], [0.0, -0.7, 0.0, 20.0], [2.5, 0.0, 0.0, -30.0], [0, 0, 0, 1]],
-                          dtype=torch.float64)
+    affine = torch.tensor(
+        [[0.0, 0.0, -0.7, 10.0], [0.0, -0.7, 0.0, 20.0], [2.5, 0.0, 0.0, -30.0], [0, 0, 0, 1]], dtype=torch.float64
+    )
     img = MetaTensor(data, affine=affine)
     out = ExtractSlice()(img, 2)
     assert tuple(out.shape) == (2, 3, 5)

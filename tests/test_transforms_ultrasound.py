@@ -150,8 +150,9 @@ def test_ultrasound_preset_crops_before_resizing():
     train.set_random_state(seed=0)
     again = load_preset("ultrasound", "train", image_size=40, speckle_prob=1.0)
     again.set_random_state(seed=0)
-    np.testing.assert_array_equal(np.asarray(train({"image": torch.tensor(u8)})["image"]),
-                                  np.asarray(again({"image": torch.tensor(u8)})["image"]))
+    np.testing.assert_array_equal(
+        np.asarray(train({"image": torch.tensor(u8)})["image"]), np.asarray(again({"image": torch.tensor(u8)})["image"])
+    )
 
 
 def test_convex_fan_keeps_shadowing_at_the_fan_edge():

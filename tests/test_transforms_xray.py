@@ -44,8 +44,10 @@ def test_invert_by_metadata_and_only_once():
     assert out.meta["PhotometricInterpretation"] == "MONOCHROME1"  # the header value is not rewritten
     np.testing.assert_array_equal(InvertMonochrome1()(out).numpy(), out.numpy())  # already MONOCHROME2: unchanged
     # what monai_rd's DICOM reader returns after inverting: header MONOCHROME1, array MONOCHROME2 -> left alone
-    read = MetaTensor(torch.tensor(raw), meta={"PhotometricInterpretation": "MONOCHROME1",
-                                               "rd_photometric_interpretation": "MONOCHROME2"})
+    read = MetaTensor(
+        torch.tensor(raw),
+        meta={"PhotometricInterpretation": "MONOCHROME1", "rd_photometric_interpretation": "MONOCHROME2"},
+    )
     np.testing.assert_allclose(InvertMonochrome1()(read).numpy(), raw, atol=1e-3)
     mono2 = MetaTensor(torch.tensor(raw), meta={"PhotometricInterpretation": "MONOCHROME2"})
     np.testing.assert_allclose(InvertMonochrome1()(mono2).numpy(), raw, atol=1e-3)
@@ -127,8 +129,9 @@ def test_xray_preset_after_monai_rd_dicom_reader_inverts_once(reader_inverts):
         pytest.skip("monai_rd.data.DicomReader is not on this branch (the readers branch provides it)")
     from monai.transforms import LoadImaged
 
-    loader = LoadImaged("image", reader=data.DicomReader(invert_monochrome1=reader_inverts), image_only=True,
-                        ensure_channel_first=True)
+    loader = LoadImaged(
+        "image", reader=data.DicomReader(invert_monochrome1=reader_inverts), image_only=True, ensure_channel_first=True
+    )
     image = loader({"image": CR_MONOCHROME1})["image"]
     out = np.asarray(load_preset("xray", "eval", image_size=16, clahe=[])({"image": image})["image"])
     raw = pydicom.dcmread(CR_MONOCHROME1).pixel_array.astype(np.float64)

@@ -23,8 +23,15 @@ def test_rd_busi_with_pmc_clip_checkpoint(busi_dir, tmp_path):
     out = tmp_path / "out"
     run_bundle(
         "bundles/rd_busi/configs/train.json",
-        dataset_dir=busi_dir, output_dir=out, teacher="pmc_clip_rn50", teacher_weights=ckpt,
-        max_epochs=1, image_size=32, batch_size=8, num_workers=0, progress_bar=False,
+        dataset_dir=busi_dir,
+        output_dir=out,
+        teacher="pmc_clip_rn50",
+        teacher_weights=ckpt,
+        max_epochs=1,
+        image_size=32,
+        batch_size=8,
+        num_workers=0,
+        progress_bar=False,
     )
     executed = json.loads((out / "executed_config.json").read_text())
     assert "pmc_clip_rn50" in json.dumps(executed)

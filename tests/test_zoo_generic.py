@@ -84,8 +84,13 @@ def _export_onnx(model, path, size, dynamic=True):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (torch.rand(1, 3, size, size),), str(path), dynamo=False, input_names=["image"],
-            output_names=["features"], dynamic_axes={"image": {0: "batch"}} if dynamic else None,
+            model,
+            (torch.rand(1, 3, size, size),),
+            str(path),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["features"],
+            dynamic_axes={"image": {0: "batch"}} if dynamic else None,
         )
 
 
@@ -168,7 +173,17 @@ def test_whole_pickled_module_needs_trust(tmp_path):
 def test_every_zoo_name_is_registered():
     from monai_rd.networks import TEACHERS
 
-    for name in ("pmc_clip_rn50", "radimagenet_resnet50", "radimagenet_densenet121", "lvmmed_resnet50",
-                 "lvmmed_vit_b", "biomedclip_vit_b", "torchscript", "onnx", "timm:resnet18", "monai:DenseNet121",
-                 "torchvision:resnet18"):
+    for name in (
+        "pmc_clip_rn50",
+        "radimagenet_resnet50",
+        "radimagenet_densenet121",
+        "lvmmed_resnet50",
+        "lvmmed_vit_b",
+        "biomedclip_vit_b",
+        "torchscript",
+        "onnx",
+        "timm:resnet18",
+        "monai:DenseNet121",
+        "torchvision:resnet18",
+    ):
         assert name in TEACHERS

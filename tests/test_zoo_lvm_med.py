@@ -48,9 +48,19 @@ VIT = dict(img_size=SIZE, depth=4, global_attn_indexes=(1, 3), window_size=2)
 def sam_encoder():
     torch.manual_seed(0)
     enc = sam.ImageEncoderViT(
-        img_size=VIT["img_size"], patch_size=16, embed_dim=768, depth=VIT["depth"], num_heads=12, mlp_ratio=4,
-        out_chans=256, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6), use_abs_pos=False,
-        use_rel_pos=True, rel_pos_zero_init=False, window_size=VIT["window_size"],
+        img_size=VIT["img_size"],
+        patch_size=16,
+        embed_dim=768,
+        depth=VIT["depth"],
+        num_heads=12,
+        mlp_ratio=4,
+        out_chans=256,
+        qkv_bias=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        use_abs_pos=False,
+        use_rel_pos=True,
+        rel_pos_zero_init=False,
+        window_size=VIT["window_size"],
         global_attn_indexes=VIT["global_attn_indexes"],
     )
     with torch.no_grad():
@@ -101,8 +111,15 @@ def test_whole_sam_checkpoint_prefix(sam_encoder, tmp_path):
 
 def test_vit_mismatch(vit_file):
     with pytest.raises(WeightsMismatchError, match=r"lvmmed_vit\.pth") as e:
-        build_teacher("lvmmed_vit_b", weights=vit_file, input_size=SIZE, img_size=SIZE, depth=5,
-                      global_attn_indexes=(1, 3), window_size=2)
+        build_teacher(
+            "lvmmed_vit_b",
+            weights=vit_file,
+            input_size=SIZE,
+            img_size=SIZE,
+            depth=5,
+            global_attn_indexes=(1, 3),
+            window_size=2,
+        )
     assert "blocks.4.attn.qkv.weight" in str(e.value)
 
 
@@ -114,8 +131,16 @@ def test_real_vit_b_layout_matches_timm_after_renaming():
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation time
         enc = sam.ImageEncoderViT(
-            img_size=1024, depth=12, embed_dim=768, num_heads=12, use_abs_pos=False, use_rel_pos=True,
-            window_size=14, global_attn_indexes=(2, 5, 8, 11), out_chans=256, qkv_bias=True,
+            img_size=1024,
+            depth=12,
+            embed_dim=768,
+            num_heads=12,
+            use_abs_pos=False,
+            use_rel_pos=True,
+            window_size=14,
+            global_attn_indexes=(2, 5, 8, 11),
+            out_chans=256,
+            qkv_bias=True,
         )
         ours = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0, use_abs_pos=False)
     theirs = {k: tuple(v.shape) for k, v in sam_to_timm(enc.state_dict()).items()}

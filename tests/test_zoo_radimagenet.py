@@ -46,37 +46,68 @@ def _bn(c):
 
 def keras_resnet50_layers():
     """Keras applications ResNet50(include_top=False) layers in order, weightless ones with ``None``."""
-    layers = [("input_1", None), ("conv1_pad", None), ("conv1_conv", _conv(7, 7, 3, 64)), ("conv1_bn", _bn(64)),
-              ("conv1_relu", None), ("pool1_pad", None), ("pool1_pool", None)]
+    layers = [
+        ("input_1", None),
+        ("conv1_pad", None),
+        ("conv1_conv", _conv(7, 7, 3, 64)),
+        ("conv1_bn", _bn(64)),
+        ("conv1_relu", None),
+        ("pool1_pad", None),
+        ("pool1_pool", None),
+    ]
     cin = 64
     for stage, (blocks, filters) in enumerate([(3, 64), (4, 128), (6, 256), (3, 512)], start=2):
         for b in range(1, blocks + 1):
             n = f"conv{stage}_block{b}"
             if b == 1:
                 layers += [(f"{n}_0_conv", _conv(1, 1, cin, 4 * filters)), (f"{n}_0_bn", _bn(4 * filters))]
-            layers += [(f"{n}_1_conv", _conv(1, 1, cin, filters)), (f"{n}_1_bn", _bn(filters)), (f"{n}_1_relu", None),
-                       (f"{n}_2_conv", _conv(3, 3, filters, filters)), (f"{n}_2_bn", _bn(filters)),
-                       (f"{n}_2_relu", None), (f"{n}_3_conv", _conv(1, 1, filters, 4 * filters)),
-                       (f"{n}_3_bn", _bn(4 * filters)), (f"{n}_add", None), (f"{n}_out", None)]
+            layers += [
+                (f"{n}_1_conv", _conv(1, 1, cin, filters)),
+                (f"{n}_1_bn", _bn(filters)),
+                (f"{n}_1_relu", None),
+                (f"{n}_2_conv", _conv(3, 3, filters, filters)),
+                (f"{n}_2_bn", _bn(filters)),
+                (f"{n}_2_relu", None),
+                (f"{n}_3_conv", _conv(1, 1, filters, 4 * filters)),
+                (f"{n}_3_bn", _bn(4 * filters)),
+                (f"{n}_add", None),
+                (f"{n}_out", None),
+            ]
             cin = 4 * filters
     return layers
 
 
 def keras_densenet121_layers():
-    layers = [("input_1", None), ("zero_padding2d", None), ("conv1/conv", _conv(7, 7, 3, 64, bias=False)),
-              ("conv1/bn", _bn(64)), ("conv1/relu", None), ("zero_padding2d_1", None), ("pool1", None)]
+    layers = [
+        ("input_1", None),
+        ("zero_padding2d", None),
+        ("conv1/conv", _conv(7, 7, 3, 64, bias=False)),
+        ("conv1/bn", _bn(64)),
+        ("conv1/relu", None),
+        ("zero_padding2d_1", None),
+        ("pool1", None),
+    ]
     c = 64
     for stage, blocks in enumerate([6, 12, 24, 16], start=2):
         for b in range(1, blocks + 1):
             n = f"conv{stage}_block{b}"
-            layers += [(f"{n}_0_bn", _bn(c)), (f"{n}_0_relu", None), (f"{n}_1_conv", _conv(1, 1, c, 128, bias=False)),
-                       (f"{n}_1_bn", _bn(128)), (f"{n}_1_relu", None),
-                       (f"{n}_2_conv", _conv(3, 3, 128, 32, bias=False)),
-                       (f"{n}_concat", None)]
+            layers += [
+                (f"{n}_0_bn", _bn(c)),
+                (f"{n}_0_relu", None),
+                (f"{n}_1_conv", _conv(1, 1, c, 128, bias=False)),
+                (f"{n}_1_bn", _bn(128)),
+                (f"{n}_1_relu", None),
+                (f"{n}_2_conv", _conv(3, 3, 128, 32, bias=False)),
+                (f"{n}_concat", None),
+            ]
             c += 32
         if stage < 5:
-            layers += [(f"pool{stage}_bn", _bn(c)), (f"pool{stage}_relu", None),
-                       (f"pool{stage}_conv", _conv(1, 1, c, c // 2, bias=False)), (f"pool{stage}_pool", None)]
+            layers += [
+                (f"pool{stage}_bn", _bn(c)),
+                (f"pool{stage}_relu", None),
+                (f"pool{stage}_conv", _conv(1, 1, c, c // 2, bias=False)),
+                (f"pool{stage}_pool", None),
+            ]
             c //= 2
     layers += [("bn", _bn(c)), ("relu", None)]
     return layers

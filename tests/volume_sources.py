@@ -112,7 +112,9 @@ class TencentResNet3D(nn.Module):
 
 class _ContBN(nn.modules.batchnorm._BatchNorm):
     def forward(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps)
+        return F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, True, self.momentum, self.eps
+        )
 
 
 class _LU(nn.Module):

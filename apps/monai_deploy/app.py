@@ -47,7 +47,10 @@ class RDClassificationApp(Application):
         classifier = RDClassifierOperator(self, model_path=model_path, output_folder=output_path, name="classifier")
         meta = classifier.model.meta
         sr_writer = DICOMTextSRWriterOperator(
-            self, copy_tags=True, output_folder=output_path, name="sr_writer",
+            self,
+            copy_tags=True,
+            output_folder=output_path,
+            name="sr_writer",
             model_info=ModelInfo("monai_rd", f"RD student {meta.get('student', '')}".strip(), "1", ""),
             equipment_info=EquipmentInfo(manufacturer="monai_rd", manufacturer_model="RD classification"),
             custom_tags={"SeriesDescription": "RD classification - not for clinical use"},

@@ -24,8 +24,10 @@ def find_serving_folder(model_path: str | os.PathLike) -> Path:
         return path
     found = sorted(p.parent for p in path.glob("*/serving.json"))
     if len(found) != 1:
-        raise FileNotFoundError(f"No serving folder at {str(path)!r} (serving.json there or in one sub-folder; found "
-                                f"{[str(f) for f in found]}).")
+        raise FileNotFoundError(
+            f"No serving folder at {str(path)!r} (serving.json there or in one sub-folder; found "
+            f"{[str(f) for f in found]})."
+        )
     return found[0]
 
 
@@ -35,7 +37,8 @@ def load_runtime(serving_dir: str | os.PathLike):
     if not os.path.isfile(os.path.join(code, "rd_runtime.py")):
         raise FileNotFoundError(
             f"{code!r} has no rd_runtime.py: the model path {os.fspath(serving_dir)!r} must be a serving folder "
-            "(monai-rd label-bundle writes one to <dest>/serving; monai_rd.deploy.export_run_serving writes one).")
+            "(monai-rd label-bundle writes one to <dest>/serving; monai_rd.deploy.export_run_serving writes one)."
+        )
     if code not in sys.path:
         sys.path.insert(0, code)
     return importlib.import_module("rd_runtime")
@@ -51,8 +54,9 @@ class RDClassifierOperator(Operator):
     writer) states the label and every probability.
     """
 
-    def __init__(self, fragment: Fragment, *args, model_path: str | os.PathLike, output_folder: str | os.PathLike,
-                 **kwargs):
+    def __init__(
+        self, fragment: Fragment, *args, model_path: str | os.PathLike, output_folder: str | os.PathLike, **kwargs
+    ):
         self.model_path = find_serving_folder(model_path)
         self.output_folder = Path(output_folder)
         self.runtime = load_runtime(self.model_path)

@@ -56,16 +56,19 @@ class RDApp(MONAILabelApp):
             return super().init_datastore()
         extensions = list(settings.MONAI_LABEL_DATASTORE_FILE_EXT)
         extensions += [p for p in IMAGE_PATTERNS if p not in extensions]
-        return LocalDatastore(self.studies, extensions=extensions,
-                              auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD)
+        return LocalDatastore(
+            self.studies, extensions=extensions, auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD
+        )
 
     def init_infers(self) -> dict[str, InferTask]:
         return {self.model_name: lib.RDServingInfer(self.serving_dir)}
 
     def init_trainers(self) -> dict[str, TrainTask]:
         if importlib.util.find_spec("monai_rd") is None:
-            logger.info("monai_rd is not installed here: serving only, no RD trainer (training runs in the core "
-                        "environment: python -m monai.bundle run --config_file bundles/<b>/configs/train.json).")
+            logger.info(
+                "monai_rd is not installed here: serving only, no RD trainer (training runs in the core "
+                "environment: python -m monai.bundle run --config_file bundles/<b>/configs/train.json)."
+            )
             return {}
         if not os.path.isfile(os.path.join(self.bundle_path, "models", "model.pt")):
             return {}

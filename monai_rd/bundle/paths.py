@@ -51,8 +51,7 @@ def bundle_root(name: str) -> str:
     root = bundles_dir() / name
     if not (root / "configs").is_dir():
         raise FileNotFoundError(
-            f"Bundle {name!r} not found under {root.parent} (installed: {bundle_names()}); "
-            "pass --bundle_root <path>."
+            f"Bundle {name!r} not found under {root.parent} (installed: {bundle_names()}); pass --bundle_root <path>."
         )
     return str(root)
 

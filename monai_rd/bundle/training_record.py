@@ -74,8 +74,10 @@ def check_matches_training(training: Mapping[str, Any], **values: Any) -> dict[s
     bad = []
     for key, value in values.items():
         if key not in training or (isinstance(training[key], str) and training[key].startswith("$")):
-            raise ConfigError(f"{source!r} does not record the resolved {key!r} of the training run; retrain with "
-                              "this version of monai_rd, or use a run that records it.")
+            raise ConfigError(
+                f"{source!r} does not record the resolved {key!r} of the training run; retrain with "
+                "this version of monai_rd, or use a run that records it."
+            )
         trained = training[key]
         if _norm(value) != _norm(trained):
             bad.append(f"  --{key} {value!r}: the checkpoint was trained with {trained!r}")

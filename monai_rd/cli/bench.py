@@ -34,22 +34,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=_positive, default=2, help="K cached views per training image")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float16", help="cache storage dtype")
     parser.add_argument("--batch_size", type=_positive, default=8, help="training batch")
-    parser.add_argument("--teacher_batch_size", type=_positive, default=32,
-                        help="teacher batch of the cache build and the pure forward (independent of --batch_size)")
+    parser.add_argument(
+        "--teacher_batch_size",
+        type=_positive,
+        default=32,
+        help="teacher batch of the cache build and the pure forward (independent of --batch_size)",
+    )
     parser.add_argument("--epochs", type=_positive, default=1, help="timed epochs per mode (after one warm-up epoch)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (refused clearly without CUDA)")
-    parser.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
-                        help="autocast dtype of training (fp16 also uses a GradScaler)")
+    parser.add_argument(
+        "--amp",
+        choices=("none", "bf16", "fp16"),
+        default="none",
+        help="autocast dtype of training (fp16 also uses a GradScaler)",
+    )
     parser.add_argument("--channels_last", action="store_true", help="networks in channels_last memory format")
     parser.add_argument("--num_workers", type=_workers, default=0, help="training loader workers ('auto': chosen)")
-    parser.add_argument("--build_workers", type=_workers, default=None,
-                        help="cache-build reader workers (default: chosen from the machine)")
+    parser.add_argument(
+        "--build_workers",
+        type=_workers,
+        default=None,
+        help="cache-build reader workers (default: chosen from the machine)",
+    )
     parser.add_argument("--no_memory", action="store_true", help="skip the peak-RSS subprocesses (CPU)")
     parser.add_argument("--threads", type=_positive, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--workdir", default=None, help="folder for data and caches (default: a temporary one)")
     parser.add_argument("--json_out", default=None, help="also write the results as JSON here")
-    parser.add_argument("--nccl_check", action="store_true",
-                        help="under torchrun on GPUs: RD training steps in DDP over NCCL with fp16 + GradScaler")
+    parser.add_argument(
+        "--nccl_check",
+        action="store_true",
+        help="under torchrun on GPUs: RD training steps in DDP over NCCL with fp16 + GradScaler",
+    )
     parser.add_argument("--memory_worker", default=None, choices=("student", "cached_rd"), help=argparse.SUPPRESS)
 
 

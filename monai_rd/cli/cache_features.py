@@ -47,11 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feature_cache", default=None, help="cache folder (default: the config's feature_cache)")
     parser.add_argument("--views", type=int, default=8, help="K augmented views per training image (default 8)")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float16")
-    parser.add_argument("--batch_size", type=int, default=32,
-                        help="images per teacher forward pass (independent of the training batch)")
+    parser.add_argument(
+        "--batch_size", type=int, default=32, help="images per teacher forward pass (independent of the training batch)"
+    )
     parser.add_argument("--chunk_size", type=int, default=64, help="items per chunk file (the unit of resumption)")
-    parser.add_argument("--num_workers", type=int, default=None,
-                        help="DataLoader workers reading images ahead of the teacher (default: chosen from the CPUs)")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=None,
+        help="DataLoader workers reading images ahead of the teacher (default: chosen from the CPUs)",
+    )
     parser.add_argument("--splits", nargs="+", default=["training", "validation"], choices=("training", "validation"))
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     for name in ("dataset_dir", "output_dir", "image_size", "teacher", "teacher_weights", "seed"):

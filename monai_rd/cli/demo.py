@@ -18,22 +18,34 @@ DATASETS = ("btc", "busi", "chestxray", "covid", "isic")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="busi", choices=DATASETS,
-                        help="whose layout and bundle to use (default busi)")
-    parser.add_argument("--workdir", default="rd_demo",
-                        help="folder for teacher/, data/, heldout/, outputs/ (suffixed _<dataset> for other datasets)")
-    parser.add_argument("--images_per_class", type=int, default=40,
-                        help="training+validation images per class (patients for chestxray; default 40)")
+    parser.add_argument(
+        "--dataset", default="busi", choices=DATASETS, help="whose layout and bundle to use (default busi)"
+    )
+    parser.add_argument(
+        "--workdir",
+        default="rd_demo",
+        help="folder for teacher/, data/, heldout/, outputs/ (suffixed _<dataset> for other datasets)",
+    )
+    parser.add_argument(
+        "--images_per_class",
+        type=int,
+        default=40,
+        help="training+validation images per class (patients for chestxray; default 40)",
+    )
     parser.add_argument("--heldout_per_class", type=int, default=30, help="held-out images per class (default 30)")
     parser.add_argument("--image_size", type=int, default=48)
     parser.add_argument("--max_epochs", type=int, default=15)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--student", default="resnet18")
-    parser.add_argument("--teacher_arch", default="resnet18",
-                        help="torchvision architecture of the source-pretrained teacher (default resnet18)")
-    parser.add_argument("--source_images", type=int, default=1200,
-                        help="source-modality images to pretrain on (default 1200)")
+    parser.add_argument(
+        "--teacher_arch",
+        default="resnet18",
+        help="torchvision architecture of the source-pretrained teacher (default resnet18)",
+    )
+    parser.add_argument(
+        "--source_images", type=int, default=1200, help="source-modality images to pretrain on (default 1200)"
+    )
     parser.add_argument("--source_epochs", type=int, default=8, help="source pretraining epochs (default 8)")
     parser.add_argument("--seed", type=int, default=0)
 

@@ -17,9 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image_size", type=int, default=224, help="side of the example/parity inputs")
     parser.add_argument("--formats", nargs="+", default=["torchscript", "onnx"], choices=["torchscript", "onnx"])
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 3], help="parity batch sizes (dynamic batch)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="max allowed |exported - eager| (fp32), times max(1, max |eager logit|)")
-    parser.add_argument("--trust_checkpoint", action="store_true", help="allow pickle in the checkpoint (trusted files only)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="max allowed |exported - eager| (fp32), times max(1, max |eager logit|)",
+    )
+    parser.add_argument(
+        "--trust_checkpoint", action="store_true", help="allow pickle in the checkpoint (trusted files only)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,8 +33,15 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_student(args.ckpt, args.student, args.num_classes, trust_checkpoint=args.trust_checkpoint)
     try:
-        result = export_student(model, args.output_dir, image_size=args.image_size, formats=args.formats,
-                                batch_sizes=args.batch_sizes, tolerance=args.tolerance, basename=args.basename)
+        result = export_student(
+            model,
+            args.output_dir,
+            image_size=args.image_size,
+            formats=args.formats,
+            batch_sizes=args.batch_sizes,
+            tolerance=args.tolerance,
+            basename=args.basename,
+        )
     except ParityError as e:
         print(f"monai-rd export: {e}", file=sys.stderr)
         return 1

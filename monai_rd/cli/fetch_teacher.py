@@ -13,8 +13,12 @@ HELP = "download only the teacher a bundle run needs (its large_files.yml entry)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bundle", help="an installed bundle's name (rd_busi) or a bundle folder (a copy)")
-    parser.add_argument("--teacher", action="append", default=None,
-                        help="teacher id (e.g. lvmmed_resnet50; repeatable); default: the bundle's own teacher")
+    parser.add_argument(
+        "--teacher",
+        action="append",
+        default=None,
+        help="teacher id (e.g. lvmmed_resnet50; repeatable); default: the bundle's own teacher",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 

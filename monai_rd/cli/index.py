@@ -31,8 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test_fraction", type=float, default=0.2, help="share held out as the test split")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split (or of the folds)")
     parser.add_argument("--test_seed", type=int, default=0, help="seed of the held-out test split")
-    parser.add_argument("--split_protocol", default="holdout",
-                        help="holdout: training/validation/test; paper_4to1: the paper's 4:1, validation = test")
+    parser.add_argument(
+        "--split_protocol",
+        default="holdout",
+        help="holdout: training/validation/test; paper_4to1: the paper's 4:1, validation = test",
+    )
     parser.add_argument("--folds", type=int, default=None, help="k-fold cross-validation over the non-test items")
     parser.add_argument("--fold", type=int, default=None, help="the fold (0-based) used as validation")
 
@@ -41,16 +44,30 @@ def run(args: argparse.Namespace) -> int:
     from monai_rd.data.indexers.folders import index_class_folders, index_csv
 
     options = dict(
-        slice_mode=args.slice_mode, slice_axis=args.slice_axis, slice_threshold=args.slice_threshold,
-        slice_min_fraction=args.slice_min_fraction, multi_series=args.multi_series,
-        nifti_volume_index=args.nifti_volume_index, val_fraction=args.val_fraction, seed=args.seed,
-        datalist_file=args.out, test_fraction=args.test_fraction, test_seed=args.test_seed,
-        split_protocol=args.split_protocol, folds=args.folds, fold=args.fold,
+        slice_mode=args.slice_mode,
+        slice_axis=args.slice_axis,
+        slice_threshold=args.slice_threshold,
+        slice_min_fraction=args.slice_min_fraction,
+        multi_series=args.multi_series,
+        nifti_volume_index=args.nifti_volume_index,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        datalist_file=args.out,
+        test_fraction=args.test_fraction,
+        test_seed=args.test_seed,
+        split_protocol=args.split_protocol,
+        folds=args.folds,
+        fold=args.fold,
     )
     try:
         if args.csv:
-            datalist = index_csv(args.source, image_column=args.image_column, label_column=args.label_column,
-                                 group_column=args.group_column, **options)
+            datalist = index_csv(
+                args.source,
+                image_column=args.image_column,
+                label_column=args.label_column,
+                group_column=args.group_column,
+                **options,
+            )
         else:
             datalist = index_class_folders(args.source, **options)
     except (ValueError, FileNotFoundError, KeyError) as e:

@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "to every teacher without its own (default: the bundle's teacher_weights for its own "
                              "teacher, nothing for the others)")  # fmt: skip
     parser.add_argument("--image_size", type=int, default=None, help="override the bundle's image_size")
-    parser.add_argument("--max_items", type=int, default=None,
-                        help="score at most N training images (a seeded random subset)")
+    parser.add_argument(
+        "--max_items", type=int, default=None, help="score at most N training images (a seeded random subset)"
+    )
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probe and k-NN")
     parser.add_argument("--k", type=int, default=5, help="neighbours of the k-NN score")
     parser.add_argument("--n_resamples", type=int, default=200, help="bootstrap resamples of each interval")
@@ -61,8 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking_uri", default=None, help="MLflow store (default sqlite:///<output_dir>/mlruns.db)")
     parser.add_argument("--experiment_name", default="rank_teachers", help="MLflow experiment")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
-    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("ID", "VALUE"),
-                        help="override any bundle config id (VALUE parsed as JSON when possible); repeatable")
+    parser.add_argument(
+        "--set",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("ID", "VALUE"),
+        help="override any bundle config id (VALUE parsed as JSON when possible); repeatable",
+    )
 
 
 def weights_by_teacher(teachers: list[str], specs: list[str]) -> dict[str, str | None]:
@@ -190,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = args.config_file or os.path.join(bundle_root(args.bundle), "configs", "train.json")
     if not os.path.isfile(config):
-        raise SystemExit(f"Bundle config {config!r} does not exist: pass --bundle <name> or --config_file <train.json>.")
+        raise SystemExit(
+            f"Bundle config {config!r} does not exist: pass --bundle <name> or --config_file <train.json>."
+        )
     out_dir = os.path.abspath(args.output_dir)
     os.makedirs(out_dir, exist_ok=True)
     base = {k: _value(v) for k, v in args.set}
@@ -237,10 +246,17 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         scores = transferability_scores(features, labels, folds=args.folds, k=args.k, seed=seed,
                                         n_resamples=args.n_resamples, confidence=args.confidence)  # fmt: skip
-        row = {"teacher": name, "weights": record.spec, "weights_source": record.source,
-               "random_weights": record.source == "random", "num_items": len(items), "feature_dim": features.shape[1],
-               "probe_fold_accuracies": " ".join(f"{a:.4f}" for a in scores["linear_probe"]["per_fold"]),
-               "feature_seconds": round(feature_seconds, 2), "score_seconds": round(time.perf_counter() - started, 2)}
+        row = {
+            "teacher": name,
+            "weights": record.spec,
+            "weights_source": record.source,
+            "random_weights": record.source == "random",
+            "num_items": len(items),
+            "feature_dim": features.shape[1],
+            "probe_fold_accuracies": " ".join(f"{a:.4f}" for a in scores["linear_probe"]["per_fold"]),
+            "feature_seconds": round(feature_seconds, 2),
+            "score_seconds": round(time.perf_counter() - started, 2),
+        }
         for key, column in _SCORES:
             s = scores[key]
             row.update({column: s["value"], f"{column}_ci_low": s["ci_low"], f"{column}_ci_high": s["ci_high"]})
@@ -255,8 +271,11 @@ def run(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    png = plot(rows, os.path.join(out_dir, "rank_teachers.png"),
-               f"{len(items)} training images, {args.folds}-fold CV, {int(100 * args.confidence)}% bootstrap intervals")
+    png = plot(
+        rows,
+        os.path.join(out_dir, "rank_teachers.png"),
+        f"{len(items)} training images, {args.folds}-fold CV, {int(100 * args.confidence)}% bootstrap intervals",
+    )
     print(table(rows))
     if any(r["random_weights"] for r in rows):
         print("RANDOM marks a teacher with random weights (teacher_weights=random): a baseline, not a teacher.")

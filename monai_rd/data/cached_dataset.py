@@ -116,6 +116,7 @@ def preprocessing_dataset(data: Sequence, transform: Callable | None, preprocess
     return PersistentDataset(data=data, transform=transform, cache_dir=mode,
                              hash_transform=functools.partial(_fingerprint_bytes))  # fmt: skip
 
+
 TEACHER_FEATURES = RDKeys.TEACHER_FEATURES  # the batch key RDTrainer / RDEvaluator read
 TEACHER_VIEW = "teacher_view"
 SPLITS = ("training", "validation")
@@ -269,5 +270,3 @@ def cached_feature_shape(feature_cache: str | os.PathLike | None, split: str = "
     if manifest.get("feature_shape") is None:
         raise FeatureCacheError(f"Feature cache {feature_cache}/{split} holds no features yet: build it first.")
     return tuple(manifest["feature_shape"])
-
-

@@ -273,11 +273,15 @@ def assign_splits(
     if (folds is None) != (fold is None):
         raise ValueError(f"give both folds and fold for cross-validation, or neither (got folds={folds}, fold={fold}).")
     if folds is not None and split_protocol != "holdout":
-        raise ValueError("k-fold cross-validation (folds/fold) needs split_protocol='holdout': the paper's 4:1 "
-                         "protocol has no validation split to rotate.")
+        raise ValueError(
+            "k-fold cross-validation (folds/fold) needs split_protocol='holdout': the paper's 4:1 "
+            "protocol has no validation split to rotate."
+        )
     if not 0.0 < test_fraction < 1.0 or not 0.0 < val_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must lie in (0, 1) "
-                         "and sum to less than 1.")
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must lie in (0, 1) "
+            "and sum to less than 1."
+        )
     n = len(items)
     if len(strata) != n:
         raise ValueError(f"{len(strata)} strata for {n} items; give one per item.")
@@ -331,8 +335,9 @@ def assign_splits(
                 f"{[items[i].get('image') for i in b if groups[i] in shared][:2]}: the official split files "
                 "disagree with the grouping; fix them or index without them."
             )
-    out.update(training=_pick(items, sorted(train)), validation=_pick(items, sorted(val)),
-               test=_pick(items, sorted(test)))
+    out.update(
+        training=_pick(items, sorted(train)), validation=_pick(items, sorted(val)), test=_pick(items, sorted(test))
+    )
     return out
 
 

@@ -36,9 +36,7 @@ def hamming_distances(hashes: np.ndarray) -> np.ndarray:
     return out
 
 
-def group_near_duplicates(
-    paths: Sequence[str | os.PathLike], max_distance: int = 20, hash_size: int = 16
-) -> list[int]:
+def group_near_duplicates(paths: Sequence[str | os.PathLike], max_distance: int = 20, hash_size: int = 16) -> list[int]:
     """Cluster images whose difference hashes differ in at most ``max_distance`` bits (transitively).
 
     Args:

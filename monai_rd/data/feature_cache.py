@@ -424,8 +424,21 @@ class FeatureCache:
         atomic_write_json(self.manifest_path, manifest)
         return self.open(verify=False)
 
-    def _compute_chunks(self, module, chunk_bounds, chunk_ids, entries, manifest, views, dtype, batch_size,
-                        num_workers, device, shape, bar):
+    def _compute_chunks(
+        self,
+        module,
+        chunk_bounds,
+        chunk_ids,
+        entries,
+        manifest,
+        views,
+        dtype,
+        batch_size,
+        num_workers,
+        device,
+        shape,
+        bar,
+    ):
         """Run the teacher over every (item, view) of the chunks to compute, in order, with one loader.
 
         Workers read and augment ahead of the teacher across chunk boundaries; the features stay on the

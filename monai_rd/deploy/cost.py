@@ -113,8 +113,9 @@ def teacher_classifier(name: str, num_classes: int, weights: str | os.PathLike |
     teacher = build_teacher(name, weights=weights)
     if getattr(teacher, "spatial_dims", 2) == 3:  # volume teachers: the frozen encoder (own preprocessing) + a head
         return VolumeTeacherClassifier(teacher, num_classes)
-    return StudentClassifier(teacher.backbone, num_classes, mean=teacher.mean.flatten().tolist(),
-                             std=teacher.std.flatten().tolist())
+    return StudentClassifier(
+        teacher.backbone, num_classes, mean=teacher.mean.flatten().tolist(), std=teacher.std.flatten().tolist()
+    )
 
 
 def _eager_runner(model: nn.Module, x: torch.Tensor, workdir: str) -> Callable[[], object]:
@@ -210,9 +211,16 @@ def _ratio(a: float | None, b: float | None) -> str:
 def _records(rows: Sequence[ModelCost], raw: bool = False) -> tuple[list[str], list[list[str]]]:
     teacher = next((r for r in rows if r.role == "teacher"), rows[0])
     backends = list(dict.fromkeys(b for r in rows for b in r.latency_ms))
-    header = ["role", "model", "params" if raw else "params (M)", "FLOPs/batch" if raw else "GFLOPs/batch",
-              *(f"{b} (ms/batch)" for b in backends),
-              "T/S params", "T/S FLOPs", *(f"T/S {b}" for b in backends)]
+    header = [
+        "role",
+        "model",
+        "params" if raw else "params (M)",
+        "FLOPs/batch" if raw else "GFLOPs/batch",
+        *(f"{b} (ms/batch)" for b in backends),
+        "T/S params",
+        "T/S FLOPs",
+        *(f"T/S {b}" for b in backends),
+    ]
     records = []
     for r in rows:
         lat = [r.latency_ms.get(b) for b in backends]

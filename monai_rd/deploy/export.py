@@ -68,8 +68,11 @@ class ExportResult:
 
     def summary(self) -> str:
         bound = f"tolerance {self.tolerance:g}" + (f" x {self.scale:.4g}" if self.scale > 1 else "")
-        lines = [f"{fmt:12s} {self.files[fmt]}  max|diff| vs eager = {self.max_abs_diff[fmt]:.3e} "
-                 f"(batch sizes {list(self.batch_sizes)}, {bound})" for fmt in self.files]
+        lines = [
+            f"{fmt:12s} {self.files[fmt]}  max|diff| vs eager = {self.max_abs_diff[fmt]:.3e} "
+            f"(batch sizes {list(self.batch_sizes)}, {bound})"
+            for fmt in self.files
+        ]
         return "\n".join(lines)
 
 
@@ -110,8 +113,9 @@ def example_input_shape(model: nn.Module, image_size: int) -> tuple[int, ...]:
     return (3, image_size, image_size)
 
 
-def to_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None,
-                   use_trace: bool = False) -> str:
+def to_torchscript(
+    model: nn.Module, path: str | os.PathLike, example: torch.Tensor | None = None, use_trace: bool = False
+) -> str:
     """Write ``model`` as TorchScript (``torch.jit.script``; ``torch.jit.trace`` on ``example`` if ``use_trace``).
 
     Scripting keeps every dimension symbolic, so the batch is dynamic by construction. A copy without forward
@@ -194,8 +198,9 @@ RUNNERS: dict[str, Callable[[str], Callable[[torch.Tensor], np.ndarray]]] = {
 }
 
 
-def parity_difference(model: nn.Module, runner: Callable[[torch.Tensor], np.ndarray],
-                      inputs: Sequence[torch.Tensor]) -> tuple[float, float]:
+def parity_difference(
+    model: nn.Module, runner: Callable[[torch.Tensor], np.ndarray], inputs: Sequence[torch.Tensor]
+) -> tuple[float, float]:
     """``(max |runner(x) - model(x)|, max(1, max |model(x)|))`` over ``inputs``, from one eager pass: the worst
     difference and the scale a parity tolerance is relative to. The output shapes must match exactly."""
     worst, scale = 0.0, 1.0

@@ -27,8 +27,19 @@ __all__ = ["SERVING_DIR", "SERVED_KEYS", "prepare_label_bundle", "read_class_lab
 SERVING_DIR = "serving"  # the serving folder inside a packaged bundle (monai_rd.deploy.serving)
 # ids of the training run copied into the packaged bundle's inference.json and train.json (where they exist),
 # so the served network and its preprocessing are the ones that were trained
-SERVED_KEYS = ("teacher", "teacher_weights", "student", "student_weights", "image_size", "reprogrammer_blocks",
-               "temperature", "loss_weights", "loss_weight_unit", "val_fraction", "seed")
+SERVED_KEYS = (
+    "teacher",
+    "teacher_weights",
+    "student",
+    "student_weights",
+    "image_size",
+    "reprogrammer_blocks",
+    "temperature",
+    "loss_weights",
+    "loss_weight_unit",
+    "val_fraction",
+    "seed",
+)
 
 
 def _read_json(path: str) -> dict:

@@ -68,14 +68,23 @@ class PyfuncServing:
         import mlflow
 
         with tempfile.TemporaryDirectory(prefix="rd_serving_") as tmp:
-            serving = export_serving(model, self.preprocessing, self.class_names, self.image_size,
-                                     os.path.join(tmp, "serving"), activation=self.activation,
-                                     extra_meta={k: str(v) for k, v in self.card_values.items()})
+            serving = export_serving(
+                model,
+                self.preprocessing,
+                self.class_names,
+                self.image_size,
+                os.path.join(tmp, "serving"),
+                activation=self.activation,
+                extra_meta={k: str(v) for k, v in self.card_values.items()},
+            )
             code = os.path.join(serving, runtime.CODE_DIR)
             return mlflow.pyfunc.log_model(
-                name=name, python_model=PYFUNC_SCRIPT, artifacts={"serving": serving},
+                name=name,
+                python_model=PYFUNC_SCRIPT,
+                artifacts={"serving": serving},
                 code_paths=[os.path.join(code, "rd_runtime.py"), os.path.join(code, "monai_rd")],
-                pip_requirements=serving_requirements(), registered_model_name=registered_model_name,
+                pip_requirements=serving_requirements(),
+                registered_model_name=registered_model_name,
             )
 
     def render_card(self, metrics: Mapping[str, float], **values: Any) -> str | None:

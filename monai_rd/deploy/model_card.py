@@ -16,7 +16,16 @@ import os
 import re
 from collections.abc import Mapping
 
-__all__ = ["render_card", "metrics_table", "recipe_table", "read_card", "run_values", "RECIPE_IDS", "CI_SUFFIXES", "MISSING"]
+__all__ = [
+    "render_card",
+    "metrics_table",
+    "recipe_table",
+    "read_card",
+    "run_values",
+    "RECIPE_IDS",
+    "CI_SUFFIXES",
+    "MISSING",
+]
 
 MISSING = "not measured in this run"
 CI_SUFFIXES = (("_ci_low", "_ci_high"), ("_ci_lower", "_ci_upper"), ("_lower", "_upper"))

@@ -36,8 +36,18 @@ PREPROCESSING_FILE = "preprocessing.pkl"
 CODE_DIR = "code"
 IMAGE_KEY = "image"
 
-__all__ = ["ServingModel", "decode_image", "decode_dicom", "decode_dataset", "series_key", "middle_slice",
-           "read_series", "read_image", "images_from_input", "FORMAT_VERSION"]
+__all__ = [
+    "ServingModel",
+    "decode_image",
+    "decode_dicom",
+    "decode_dataset",
+    "series_key",
+    "middle_slice",
+    "read_series",
+    "read_image",
+    "images_from_input",
+    "FORMAT_VERSION",
+]
 
 
 def decode_dicom(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -162,7 +172,8 @@ def _array_images(arr: np.ndarray) -> list[np.ndarray]:
     if arr.ndim != 4 or arr.shape[1] not in (1, 2, 3, 4):
         raise ValueError(
             f"An array input must be a batch [B, C, H, W] (C in 1..4) or [B, H, W] of decoded images; got shape "
-            f"{tuple(arr.shape)}.")
+            f"{tuple(arr.shape)}."
+        )
     return [np.asarray(a, dtype=np.float32) for a in arr]
 
 
@@ -190,15 +201,18 @@ def images_from_input(model_input: Any) -> list[np.ndarray]:
         return _array_images(model_input)
     items = list(model_input)
     if items and all(isinstance(v, (str, bytes)) for v in items):
-        return [_from_base64(v, f"input {i}") if isinstance(v, str) else decode_image(v, f"input {i}")
-                for i, v in enumerate(items)]
+        return [
+            _from_base64(v, f"input {i}") if isinstance(v, str) else decode_image(v, f"input {i}")
+            for i, v in enumerate(items)
+        ]
     if items and all(isinstance(v, np.ndarray) for v in items):  # decoded images, possibly of different sizes
         return [_array_images(v[None])[0] for v in items]
     if items and all(isinstance(v, list) for v in items):
         return _array_images(np.asarray(items, dtype=np.float32))
     raise ValueError(
         "Unsupported input: give an array batch [B, C, H, W] / [B, H, W], or base64 strings (or bytes) of image "
-        f"files, or a table/mapping with an {IMAGE_KEY!r} column; got {type(model_input).__name__}.")
+        f"files, or a table/mapping with an {IMAGE_KEY!r} column; got {type(model_input).__name__}."
+    )
 
 
 class ServingModel:
@@ -215,12 +229,15 @@ class ServingModel:
         if not os.path.isfile(meta_path):
             raise FileNotFoundError(
                 f"{meta_path!r} not found: {self.path!r} is not a serving folder (write one with "
-                "monai_rd.deploy.export_serving / `monai-rd label-bundle`).")
+                "monai_rd.deploy.export_serving / `monai-rd label-bundle`)."
+            )
         with open(meta_path, encoding="utf-8") as f:
             self.meta = json.load(f)
         if self.meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path!r} has format_version {self.meta.get('format_version')!r}; this runtime "
-                             f"reads {FORMAT_VERSION}.")
+            raise ValueError(
+                f"{meta_path!r} has format_version {self.meta.get('format_version')!r}; this runtime "
+                f"reads {FORMAT_VERSION}."
+            )
         self.class_names: list[str] = list(self.meta["class_names"])
         self.image_size = int(self.meta["image_size"])
         self.activation = self.meta["activation"]
@@ -243,8 +260,9 @@ class ServingModel:
             item = t(item)
         out = torch.as_tensor(item[IMAGE_KEY], dtype=torch.float32)
         if tuple(out.shape) != (3, self.image_size, self.image_size):
-            raise ValueError(f"Preprocessing gave shape {tuple(out.shape)}, expected (3, {self.image_size}, "
-                             f"{self.image_size}).")
+            raise ValueError(
+                f"Preprocessing gave shape {tuple(out.shape)}, expected (3, {self.image_size}, {self.image_size})."
+            )
         return out.as_subclass(torch.Tensor) if type(out) is not torch.Tensor else out
 
     @torch.no_grad()

@@ -26,14 +26,25 @@ from monai_rd.deploy.export import ParityError, parity_difference, to_torchscrip
 from monai_rd.transforms import ExtractSlice, ExtractSliced
 from monai_rd.utils import atomic_write_json
 
-__all__ = ["SERVING_REQUIREMENTS", "serving_requirements", "serving_transforms", "export_serving", "export_run_serving",
-           "ACTIVATIONS"]
+__all__ = [
+    "SERVING_REQUIREMENTS",
+    "serving_requirements",
+    "serving_transforms",
+    "export_serving",
+    "export_run_serving",
+    "ACTIVATIONS",
+]
 
 ACTIVATIONS = ("softmax", "sigmoid")
 # distribution name -> import name; what loading a serving folder imports (see runtime.py and the transforms)
 SERVING_REQUIREMENTS = {
-    "torch": "torch", "numpy": "numpy", "pillow": "PIL", "pydicom": "pydicom", "monai": "monai",
-    "opencv-python-headless": "cv2", "scipy": "scipy",
+    "torch": "torch",
+    "numpy": "numpy",
+    "pillow": "PIL",
+    "pydicom": "pydicom",
+    "monai": "monai",
+    "opencv-python-headless": "cv2",
+    "scipy": "scipy",
 }
 # loaders read files; the runtime decodes bytes itself. Slice extraction needs a volume the runtime never makes.
 _DROPPED = (LoadImage, LoadImaged, ExtractSlice, ExtractSliced)
@@ -80,8 +91,10 @@ def serving_transforms(preprocessing: Compose | Sequence, key: str = "image") ->
         if isinstance(t, _DROPPED):
             continue
         if isinstance(t, Randomizable):
-            raise ValueError(f"{type(t).__name__} is random; a served model needs the bundle's deterministic "
-                             "evaluation preprocessing (validate::preprocessing), not the training one.")
+            raise ValueError(
+                f"{type(t).__name__} is random; a served model needs the bundle's deterministic "
+                "evaluation preprocessing (validate::preprocessing), not the training one."
+            )
         if isinstance(t, MapTransform):
             if key not in t.keys:
                 continue
@@ -141,8 +154,9 @@ def export_serving(
     with torch.no_grad():
         n_out = model(x).shape[1]
     if n_out != len(class_names):
-        raise ValueError(f"The model has {n_out} outputs but {len(class_names)} class names were given: "
-                         f"{list(class_names)}.")
+        raise ValueError(
+            f"The model has {n_out} outputs but {len(class_names)} class names were given: {list(class_names)}."
+        )
     transforms = serving_transforms(preprocessing)
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
@@ -152,16 +166,24 @@ def export_serving(
         loaded = torch.jit.load(ts, map_location="cpu").eval()
         diff, scale = parity_difference(model, lambda b: loaded(b).detach().numpy(), [x, x[:1]])
         if not diff < tolerance * scale:
-            raise ParityError(f"TorchScript student differs from eager by {diff:.3e} "
-                              f"(tolerance {tolerance:g} x max(1, max |logit|) = {tolerance * scale:.3g}).")
+            raise ParityError(
+                f"TorchScript student differs from eager by {diff:.3e} "
+                f"(tolerance {tolerance:g} x max(1, max |logit|) = {tolerance * scale:.3g})."
+            )
         with open(os.path.join(tmp, runtime.PREPROCESSING_FILE), "wb") as f:
             pickle.dump(transforms, f)
         _copy_code(tmp)
-        meta = {"format_version": runtime.FORMAT_VERSION, "class_names": [str(c) for c in class_names],
-                "image_size": int(image_size), "activation": activation,
-                "input": "[B, 3, S, S] float32 in [0, 1] after preprocessing; logits [B, C] out",
-                "preprocessing": [type(t).__name__ for t in transforms], "torchscript_max_abs_diff": diff,
-                "requirements": serving_requirements(), **(extra_meta or {})}
+        meta = {
+            "format_version": runtime.FORMAT_VERSION,
+            "class_names": [str(c) for c in class_names],
+            "image_size": int(image_size),
+            "activation": activation,
+            "input": "[B, 3, S, S] float32 in [0, 1] after preprocessing; logits [B, C] out",
+            "preprocessing": [type(t).__name__ for t in transforms],
+            "torchscript_max_abs_diff": diff,
+            "requirements": serving_requirements(),
+            **(extra_meta or {}),
+        }
         atomic_write_json(os.path.join(tmp, runtime.META_FILE), meta)
         if os.path.isdir(dest):
             old = dest + ".old"
@@ -181,15 +203,20 @@ def _registry_handler_index(handlers: Sequence, config_file: str) -> int:
     for i, h in enumerate(handlers):
         if isinstance(h, dict) and str(h.get("_target_", "")).endswith("MLflowModelRegistryHandler"):
             if "serving" not in h:
-                raise KeyError(f"{config_file!r}: the MLflowModelRegistryHandler has no 'serving' entry; this run "
-                               "predates servable models: retrain with the current bundle.")
+                raise KeyError(
+                    f"{config_file!r}: the MLflowModelRegistryHandler has no 'serving' entry; this run "
+                    "predates servable models: retrain with the current bundle."
+                )
             return i
-    raise KeyError(f"{config_file!r} has no MLflowModelRegistryHandler in train::handlers, so no serving spec "
-                   "(preprocessing, class names) to export.")
+    raise KeyError(
+        f"{config_file!r} has no MLflowModelRegistryHandler in train::handlers, so no serving spec "
+        "(preprocessing, class names) to export."
+    )
 
 
-def export_run_serving(output_dir: str | os.PathLike, dest: str | os.PathLike,
-                       checkpoint: str | os.PathLike | None = None) -> str:
+def export_run_serving(
+    output_dir: str | os.PathLike, dest: str | os.PathLike, checkpoint: str | os.PathLike | None = None
+) -> str:
     """The serving folder of a finished training run, from its ``output_dir`` alone.
 
     Reads ``<output_dir>/executed_config.json`` (the run's settings): the ``serving`` entry of its registry
@@ -225,7 +252,11 @@ def export_run_serving(output_dir: str | os.PathLike, dest: str | os.PathLike,
     model = load_student(checkpoint, get("student"), num_classes=len(class_names))
     raw = parser[spec]
     return export_serving(
-        model, get(f"{spec}::preprocessing"), class_names, int(get(f"{spec}::image_size")), dest,
+        model,
+        get(f"{spec}::preprocessing"),
+        class_names,
+        int(get(f"{spec}::image_size")),
+        dest,
         activation=raw.get("activation", "softmax"),
         extra_meta={"student": str(get("student")), "teacher": str(get("teacher")), "run_output_dir": output_dir},
     )

@@ -392,10 +392,13 @@ def run_benchmark(args: argparse.Namespace) -> int:
         built = _build_cache(args, env, teacher_name, teacher)
         result["teachers"][teacher_name] = built
         shape = tuple(built["feature_shape"])
-        print(f"[{teacher_name}] features {shape}: teacher forward {built['teacher_forward_img_s'][0]:.1f} img/s wall, "
-              f"cache build {built['build_img_s'][0]:.1f} img/s wall; (d) build/forward "
-              f"{built['d_build_over_forward'][0]:.2f} wall, {built['d_build_over_forward'][1]:.2f} CPU "
-              f"(goal >= {GOALS['d']}){_met(built['d_build_over_forward'][0], GOALS['d'], False)}", flush=True)
+        print(
+            f"[{teacher_name}] features {shape}: teacher forward {built['teacher_forward_img_s'][0]:.1f} img/s wall, "
+            f"cache build {built['build_img_s'][0]:.1f} img/s wall; (d) build/forward "
+            f"{built['d_build_over_forward'][0]:.2f} wall, {built['d_build_over_forward'][1]:.2f} CPU "
+            f"(goal >= {GOALS['d']}){_met(built['d_build_over_forward'][0], GOALS['d'], False)}",
+            flush=True,
+        )
         for student in args.students:
             flops = rd_flops(teacher.cpu(), student, shape, args.image_size, args.batch_size)
             epochs, gpu_peak = {}, {}
@@ -441,27 +444,35 @@ def run_benchmark(args: argparse.Namespace) -> int:
 def _print_table(result: dict, args) -> None:
     print("\n(a) cached RD epoch / student epoch and (b) teacher-in-loop / cached speed-up; wall (CPU time); "
           "bounds from exact FLOP counts")  # fmt: skip
-    header = (f"{'teacher':<22}{'student':<20}{'g width':>8}{'g/S par':>8} | {'(a) meas':>14}{'FLOP bnd':>9}"
-              f"{'goal':>8} | {'(b) meas':>14}{'FLOP bnd':>9}{'meas/bnd':>14}{'goal':>8}")
+    header = (
+        f"{'teacher':<22}{'student':<20}{'g width':>8}{'g/S par':>8} | {'(a) meas':>14}{'FLOP bnd':>9}"
+        f"{'goal':>8} | {'(b) meas':>14}{'FLOP bnd':>9}{'meas/bnd':>14}{'goal':>8}"
+    )
     print(header)
     print("-" * len(header))
     for p in result["pairs"]:
         f = p["flops"]
         a, b, frac = p["a_cached_over_student"], p["b_speedup"], p["b_fraction_of_bound"]
         goal_a = GOALS["a"].get(p["student"])
-        print(f"{p['teacher']:<22}{p['student']:<20}{str(f['g_width'] or 'full'):>8}"
-              f"{f['g_params'] / f['S_params']:>8.2f} | {a[0]:>6.2f} ({a[1]:.2f}){f['bound_a']:>9.3f}"
-              f"{_fmt_goal_a(p['student']):>8} | {b[0]:>6.2f} ({b[1]:.2f}){f['bound_b']:>9.2f}"
-              f"{frac[0]:>7.2f} ({frac[1]:.2f}){'>= ' + str(GOALS['b']):>8}"
-              f"{_met(a[0], goal_a, True)}{_met(frac[0], GOALS['b'], False)}")
+        print(
+            f"{p['teacher']:<22}{p['student']:<20}{str(f['g_width'] or 'full'):>8}"
+            f"{f['g_params'] / f['S_params']:>8.2f} | {a[0]:>6.2f} ({a[1]:.2f}){f['bound_a']:>9.3f}"
+            f"{_fmt_goal_a(p['student']):>8} | {b[0]:>6.2f} ({b[1]:.2f}){f['bound_b']:>9.2f}"
+            f"{frac[0]:>7.2f} ({frac[1]:.2f}){'>= ' + str(GOALS['b']):>8}"
+            f"{_met(a[0], goal_a, True)}{_met(frac[0], GOALS['b'], False)}"
+        )
     print("\n(d) cache build / pure teacher forward (images/s), teacher batch", args.teacher_batch_size)
     for name, t in result["teachers"].items():
         d = t["d_build_over_forward"]
-        print(f"{name:<22} forward {t['teacher_forward_img_s'][0]:8.1f}  build {t['build_img_s'][0]:8.1f}  ratio "
-              f"{d[0]:.2f} wall ({d[1]:.2f} CPU)  goal >= {GOALS['d']}{_met(d[0], GOALS['d'], False)}")
+        print(
+            f"{name:<22} forward {t['teacher_forward_img_s'][0]:8.1f}  build {t['build_img_s'][0]:8.1f}  ratio "
+            f"{d[0]:.2f} wall ({d[1]:.2f} CPU)  goal >= {GOALS['d']}{_met(d[0], GOALS['d'], False)}"
+        )
     if result["memory"]:
         print(f"\n(c) peak RSS (MiB) of one epoch, each in a fresh process, teacher {args.teachers[0]}")
         for student, m in result["memory"].items():
-            print(f"{student:<20} student {m['student']['peak_mib']:7.0f}  cached RD {m['cached_rd']['peak_mib']:7.0f}"
-                  f"  ratio {m['c_ratio']:.2f}  goal <= {GOALS['c']}{_met(m['c_ratio'], GOALS['c'], True)}"
-                  f"  (after imports: {m['student']['baseline_mib']:.0f} / {m['cached_rd']['baseline_mib']:.0f})")
+            print(
+                f"{student:<20} student {m['student']['peak_mib']:7.0f}  cached RD {m['cached_rd']['peak_mib']:7.0f}"
+                f"  ratio {m['c_ratio']:.2f}  goal <= {GOALS['c']}{_met(m['c_ratio'], GOALS['c'], True)}"
+                f"  (after imports: {m['student']['baseline_mib']:.0f} / {m['cached_rd']['baseline_mib']:.0f})"
+            )

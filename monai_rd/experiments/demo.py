@@ -169,13 +169,17 @@ def run_demo(s: DemoSettings, log: Callable[[str], None] | None = None) -> dict[
     log(f"Synthetic {s.dataset}-layout data written to {data}; held-out images (never trained on) in {heldout}")
 
     teacher_dir = os.path.join(workdir, "teacher")
-    log(f"Source teacher torchvision:{s.teacher_arch}: pretraining on {s.source_images} synthetic source images for "
-        f"{s.source_epochs} epochs unless {teacher_dir} holds it from an earlier run")
+    log(
+        f"Source teacher torchvision:{s.teacher_arch}: pretraining on {s.source_images} synthetic source images for "
+        f"{s.source_epochs} epochs unless {teacher_dir} holds it from an earlier run"
+    )
     teacher = ensure_source_teacher(teacher_dir, s.teacher_arch, s.source_images, s.image_size, s.source_epochs,
                                     seed=s.seed, log=log)  # fmt: skip
     how = f"pretrained now ({teacher['seconds']:.0f} s)" if teacher["pretrained_now"] else "reused from an earlier run"
-    log(f"Source teacher torchvision:{s.teacher_arch} {how}: {teacher['weights']} (synthetic coloured shapes, "
-        f"source-domain accuracy {100 * teacher['source_accuracy']:.1f}%; NOT a medical foundation model)")
+    log(
+        f"Source teacher torchvision:{s.teacher_arch} {how}: {teacher['weights']} (synthetic coloured shapes, "
+        f"source-domain accuracy {100 * teacher['source_accuracy']:.1f}%; NOT a medical foundation model)"
+    )
 
     results: dict[str, Any] = {"settings": s._asdict(), "teacher": teacher, "runs": {}}
     for method, name in (("student", "student_only"), ("rd", "rd")):

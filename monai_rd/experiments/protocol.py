@@ -127,7 +127,7 @@ class Grid:
         if given:
             return given
         metric = self.metric_for(dataset)
-        return "test_" + (metric[len("val_"):] if metric.startswith("val_") else metric)
+        return "test_" + (metric[len("val_") :] if metric.startswith("val_") else metric)
 
     def folds_for(self, dataset: str) -> int | None:
         return self.datasets[dataset].get("folds", self.folds)
@@ -160,8 +160,20 @@ def load_grid(path: str | os.PathLike) -> Grid:
         except yaml.YAMLError as e:
             raise GridError(f"Grid file {path!r} is not valid YAML: {e}") from e
     raw = _require_mapping(raw, f"{path}: the grid")
-    known = {"name", "seeds", "metric", "report_metric", "split_protocol", "folds", "overrides", "datasets",
-             "teachers", "students", "methods", "tables"}
+    known = {
+        "name",
+        "seeds",
+        "metric",
+        "report_metric",
+        "split_protocol",
+        "folds",
+        "overrides",
+        "datasets",
+        "teachers",
+        "students",
+        "methods",
+        "tables",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise GridError(f"{path}: unknown top-level key(s) {unknown}; known keys are {sorted(known)}.")
@@ -222,8 +234,9 @@ def load_grid(path: str | os.PathLike) -> Grid:
         if not isinstance(value, int) or isinstance(value, bool) or value < 2:
             raise GridError(f"{path}: {where} must be an integer >= 2 (k-fold cross-validation), got {value!r}.")
         if protocol != "holdout":
-            raise GridError(f"{path}: {where} needs split_protocol: holdout (the paper's 4:1 has no validation "
-                            "split to rotate).")
+            raise GridError(
+                f"{path}: {where} needs split_protocol: holdout (the paper's 4:1 has no validation split to rotate)."
+            )
     return Grid(
         name=str(raw["name"]),
         seeds=seeds,
@@ -433,7 +446,12 @@ def _tail(path: str, n: int = 40) -> str:
 
 
 def run_cell(
-    grid: Grid, cell: Cell, out_dir: str, dataset_dir: str, tracking_uri: str, timeout: float | None,
+    grid: Grid,
+    cell: Cell,
+    out_dir: str,
+    dataset_dir: str,
+    tracking_uri: str,
+    timeout: float | None,
     fast_run: bool = False,
 ) -> dict:
     """Train one cell through its bundle; returns its state record (``status`` done/failed)."""
@@ -467,9 +485,17 @@ def run_cell(
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri)
-        for key, value in {"dataset": cell.dataset, "teacher": cell.teacher, "student": cell.student,
-                           "method": cell.method, "method_id": method_id, "seed": cell.seed, "fold": cell.fold,
-                           "split_protocol": grid.split_protocol, "grid": grid.name}.items():
+        for key, value in {
+            "dataset": cell.dataset,
+            "teacher": cell.teacher,
+            "student": cell.student,
+            "method": cell.method,
+            "method_id": method_id,
+            "seed": cell.seed,
+            "fold": cell.fold,
+            "split_protocol": grid.split_protocol,
+            "grid": grid.name,
+        }.items():
             client.set_tag(metrics["run_id"], f"monai_rd.{key}", str(value))
     except Exception:
         pass
@@ -567,8 +593,14 @@ def run_grid(
                 new["traceback"] = traceback.format_exc()
             _retire_failed_runs(tracking_uri, grid.name, cell.id, attempt)
             log(f"cell {cell.id} FAILED: {new['error'].splitlines()[0]}")
-        new.update({**cell.__dict__, "attempts": attempt, "seconds": round(time.time() - t0, 1),
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        new.update(
+            {
+                **cell.__dict__,
+                "attempts": attempt,
+                "seconds": round(time.time() - t0, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
         state["cells"][cell.id] = new
         atomic_write_json(state_file, state)
         if bar is not None:
@@ -595,8 +627,14 @@ def _rows(grid: Grid, state: dict) -> list[dict]:
                 "the cell run by a bundle that does not score the test split? Restore the grid or delete the cell "
                 "from state.json to re-run it."
             )
-        row = {"cell_id": cell.id, **cell.__dict__, "method_id": grid.methods[cell.method]["method"],
-               "split_protocol": grid.split_protocol, "metric": metric, "value": record["metrics"][metric]}
+        row = {
+            "cell_id": cell.id,
+            **cell.__dict__,
+            "method_id": grid.methods[cell.method]["method"],
+            "split_protocol": grid.split_protocol,
+            "metric": metric,
+            "value": record["metrics"][metric],
+        }
         row.update({k: v for k, v in record["metrics"].items()})
         rows.append(row)
     return rows
@@ -616,8 +654,12 @@ def summarize(rows: Sequence[dict]) -> dict[tuple[str, str, str, str], dict]:
     out = {}
     for key, values in groups.items():
         a = np.asarray(values, dtype=np.float64)
-        out[key] = {"mean": a.mean(), "std": a.std(ddof=1) if len(a) > 1 else float("nan"), "n": len(a),
-                    "metric": metrics[key]}
+        out[key] = {
+            "mean": a.mean(),
+            "std": a.std(ddof=1) if len(a) > 1 else float("nan"),
+            "n": len(a),
+            "metric": metrics[key],
+        }
     return out
 
 
@@ -717,8 +759,22 @@ def plot_methods(grid: Grid, summary: dict, path: str) -> str:
 def write_reports(grid: Grid, state: dict, out_dir: str) -> dict[str, str]:
     """Write ``results.csv``, ``summary.csv``, a markdown file per table, ``tables.md`` (all) and ``methods.png``."""
     rows = _rows(grid, state)
-    base = ["cell_id", "dataset", "teacher", "student", "method", "method_id", "seed", "fold", "split_protocol",
-            "metric", "value", "best_epoch", "epochs", "run_id"]
+    base = [
+        "cell_id",
+        "dataset",
+        "teacher",
+        "student",
+        "method",
+        "method_id",
+        "seed",
+        "fold",
+        "split_protocol",
+        "metric",
+        "value",
+        "best_epoch",
+        "epochs",
+        "run_id",
+    ]
     extra = sorted({k for r in rows for k in r} - set(base))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=base + extra)
@@ -737,14 +793,18 @@ def write_reports(grid: Grid, state: dict, out_dir: str) -> dict[str, str]:
     failed = sorted(k for k, v in state["cells"].items() if v.get("status") != "done")
     folds = {grid.folds_for(d) for d in grid.datasets} - {None}
     over = f"seeds {grid.seeds}" + (f" x folds ({'/'.join(map(str, sorted(folds)))})" if folds else "")
-    split = ("the test split" if grid.split_protocol == "holdout"
-             else "the paper's reporting set (also used for selection)")
-    parts = [f"# {grid.name}\n", _protocol_line(grid) + "\n",
-             f"Entries: 100 x the report metric on {split}, mean ± std over {over} (std with ddof=1; (n=k): only k "
-             "runs finished; n=1: one run, no std), of each run's checkpoint selected on validation "
-             f"({', '.join(sorted({grid.metric_for(d) for d in grid.datasets}))}). "
-             "95 % bootstrap intervals of each run are in its MLflow run and results.csv. "
-             "— : not run or not finished.\n"]
+    split = (
+        "the test split" if grid.split_protocol == "holdout" else "the paper's reporting set (also used for selection)"
+    )
+    parts = [
+        f"# {grid.name}\n",
+        _protocol_line(grid) + "\n",
+        f"Entries: 100 x the report metric on {split}, mean ± std over {over} (std with ddof=1; (n=k): only k "
+        "runs finished; n=1: one run, no std), of each run's checkpoint selected on validation "
+        f"({', '.join(sorted({grid.metric_for(d) for d in grid.datasets}))}). "
+        "95 % bootstrap intervals of each run are in its MLflow run and results.csv. "
+        "— : not run or not finished.\n",
+    ]
     if failed:
         parts.append(f"Unfinished cells ({len(failed)}): " + ", ".join(failed) + "\n")
     for stem, spec in tables.items():

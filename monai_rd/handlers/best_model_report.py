@@ -36,16 +36,23 @@ def find_run_id(client, experiment_name: str, run_name: str | None) -> str | Non
     if experiment is None or run_name is None:
         return None
     runs = client.search_runs(
-        [experiment.experiment_id], filter_string=f"attributes.run_name = '{run_name}'",
-        order_by=["attributes.start_time DESC"], max_results=1,
+        [experiment.experiment_id],
+        filter_string=f"attributes.run_name = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
     return runs[0].info.run_id if runs else None
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, dataloader, device: str | torch.device = "cpu",
-                  image_key: str = Keys.IMAGE, label_key: str = Keys.LABEL,
-                  multi_label: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_probs(
+    model: nn.Module,
+    dataloader,
+    device: str | torch.device = "cpu",
+    image_key: str = Keys.IMAGE,
+    label_key: str = Keys.LABEL,
+    multi_label: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``[N, C]`` and labels of ``model`` over a labelled dataloader.
 
     Softmax probabilities and class indices ``[N]``; with ``multi_label``, sigmoid scores and the multi-hot
@@ -72,12 +79,21 @@ def load_best(model: nn.Module, checkpoint: str, device: str | torch.device, who
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(
             f"{who}: no best checkpoint at {checkpoint!r}; did validation run at least once "
-            "(val_interval <= max_epochs)?")
+            "(val_interval <= max_epochs)?"
+        )
     return load_weights(copy.deepcopy(model).cpu(), checkpoint).to(device)
 
 
-def log_report_to_mlflow(tracking_uri: str | None, experiment_name: str, run_name: str | None, metrics: dict,
-                         files: Sequence[str], artifact_path: str, what: str, tags: dict | None = None) -> None:
+def log_report_to_mlflow(
+    tracking_uri: str | None,
+    experiment_name: str,
+    run_name: str | None,
+    metrics: dict,
+    files: Sequence[str],
+    artifact_path: str,
+    what: str,
+    tags: dict | None = None,
+) -> None:
     """Log ``metrics`` (NaN left out), ``tags`` and ``files`` to the newest MLflow run ``run_name``.
 
     A tracking failure is recorded (see :class:`MLflowLink`), never raised: the report files are on disk anyway.
@@ -88,20 +104,32 @@ def log_report_to_mlflow(tracking_uri: str | None, experiment_name: str, run_nam
     link = MLflowLink.for_uri(uri)
     names = [os.path.basename(f) for f in files]
     client = mlflow.MlflowClient(tracking_uri=uri)
-    run_id = link.attempt(f"{what} (run lookup)", find_run_id, client, experiment_name, run_name, names=names,
-                          warn=True)
+    run_id = link.attempt(
+        f"{what} (run lookup)", find_run_id, client, experiment_name, run_name, names=names, warn=True
+    )
     if run_id is None:
         if link.failure is None:
             link.drop(f"{what} (no run {run_name!r} in experiment {experiment_name!r})", names, warn=True)
         return
     metrics = {k: float(v) for k, v in metrics.items() if v == v}
-    link.attempt(f"{what} metrics", lambda: [client.log_metric(run_id, k, v) for k, v in metrics.items()],
-                 names=list(metrics), warn=True)
+    link.attempt(
+        f"{what} metrics",
+        lambda: [client.log_metric(run_id, k, v) for k, v in metrics.items()],
+        names=list(metrics),
+        warn=True,
+    )
     for k, v in (tags or {}).items():
         link.attempt(f"{what} tags", client.set_tag, run_id, k, str(v), names=[k], warn=True)
     for f in files:
-        link.attempt("artifacts", client.log_artifact, run_id, f, artifact_path,
-                     names=[f"{artifact_path}/{os.path.basename(f)}"], warn=True)
+        link.attempt(
+            "artifacts",
+            client.log_artifact,
+            run_id,
+            f,
+            artifact_path,
+            names=[f"{artifact_path}/{os.path.basename(f)}"],
+            warn=True,
+        )
 
 
 class BestModelReport:
@@ -188,19 +216,31 @@ class BestModelReport:
         out = lambda name: os.path.join(self.output_dir, name)  # noqa: E731
         aucs = {r["class"]: r["auc"] for r in report["classes"]}
         self.files = [
-            plot_confusion_matrix(report["confusion_matrix"], self.class_names, out("confusion_matrix.png"),
-                                  title="Confusion matrix (best checkpoint, validation)"),
+            plot_confusion_matrix(
+                report["confusion_matrix"],
+                self.class_names,
+                out("confusion_matrix.png"),
+                title="Confusion matrix (best checkpoint, validation)",
+            ),
             plot_roc_curves(report["roc"], aucs, out("roc_curves.png")),
             plot_training_curves(self.iteration_history, self.epoch_history, out("training_curves.png")),
             atomic_write_json(out("classification_report.json"), json.loads(json.dumps(report).replace("NaN", "null"))),
             atomic_write_text(out("classification_report.csv"), report_to_csv(report)),
-            atomic_write_text(out("classification_report.md"), "".join(f"**{w}**\n\n" for w in self.warnings)
-                              + report_to_markdown(report, "Classification report (best checkpoint, validation set)")),
-            atomic_write_json(out("training_history.json"), {"iteration": self.iteration_history, "epoch": self.epoch_history}),
+            atomic_write_text(
+                out("classification_report.md"),
+                "".join(f"**{w}**\n\n" for w in self.warnings)
+                + report_to_markdown(report, "Classification report (best checkpoint, validation set)"),
+            ),
+            atomic_write_json(
+                out("training_history.json"), {"iteration": self.iteration_history, "epoch": self.epoch_history}
+            ),
         ]
         self.report = report
-        self.metrics = {"best_val_accuracy": report["accuracy"], "best_val_f1_macro": report["macro"]["f1"],
-                        "best_val_auc_macro": report["macro"]["auc"]}
+        self.metrics = {
+            "best_val_accuracy": report["accuracy"],
+            "best_val_f1_macro": report["macro"]["f1"],
+            "best_val_auc_macro": report["macro"]["auc"],
+        }
         if self.experiment_name is not None:
             self._log_to_mlflow()
         for line in self.warnings:  # last in the log too, where a user reads first
@@ -208,5 +248,12 @@ class BestModelReport:
         return report
 
     def _log_to_mlflow(self) -> None:
-        log_report_to_mlflow(self.tracking_uri, self.experiment_name, self.run_name, self.metrics, self.files,
-                             self.artifact_path, "best-model report")
+        log_report_to_mlflow(
+            self.tracking_uri,
+            self.experiment_name,
+            self.run_name,
+            self.metrics,
+            self.files,
+            self.artifact_path,
+            "best-model report",
+        )

@@ -121,7 +121,8 @@ class MLflowModelRegistryHandler:
     def _snapshot(self, engine: Engine) -> None:
         if engine.state.best_metric_epoch == engine.state.epoch:
             self.best_metrics = {
-                k: float(v) for k, v in engine.state.metrics.items()
+                k: float(v)
+                for k, v in engine.state.metrics.items()
                 if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1)
             }
             # kept on the evaluator's state too, which the resume checkpoint saves (BestMetricState)
@@ -138,8 +139,12 @@ class MLflowModelRegistryHandler:
 
         import monai_rd
 
-        return [f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={torchvision.__version__.split('+')[0]}",
-                f"monai=={monai.__version__}", f"monai-rd=={monai_rd.__version__}"]
+        return [
+            f"torch=={torch.__version__.split('+')[0]}",
+            f"torchvision=={torchvision.__version__.split('+')[0]}",
+            f"monai=={monai.__version__}",
+            f"monai-rd=={monai_rd.__version__}",
+        ]
 
     def load_best(self) -> nn.Module:
         """A CPU copy of ``model`` holding the best checkpoint's weights, in eval mode."""
@@ -155,8 +160,12 @@ class MLflowModelRegistryHandler:
         if render is None:
             return
         logged = dict(client.get_run(run_id).data.metrics)
-        self.card = render({**logged, **{k: float(v) for k, v in metrics.items()}},
-                           registered_model=self.registered_model_name, run_id=run_id, **self.tags)
+        self.card = render(
+            {**logged, **{k: float(v) for k, v in metrics.items()}},
+            registered_model=self.registered_model_name,
+            run_id=run_id,
+            **self.tags,
+        )
         if self.card is not None:
             mlflow.log_text(self.card, "model_card.md")
 
@@ -172,7 +181,8 @@ class MLflowModelRegistryHandler:
         if self.key_metric not in metrics:
             raise KeyError(
                 f"MLflowModelRegistryHandler: key metric {self.key_metric!r} not among the best checkpoint's metrics "
-                f"{sorted(metrics)}; set the bundle's registry key metric to one of them.")
+                f"{sorted(metrics)}; set the bundle's registry key metric to one of them."
+            )
         model = self.load_best()
         example = np.random.default_rng(0).random((1, *self.input_shape), dtype=np.float32)
         with torch.no_grad():
@@ -191,8 +201,11 @@ class MLflowModelRegistryHandler:
             import mlflow.tracking._model_registry.utils as registry_utils
             import mlflow.tracking._tracking_service.utils as tracking_utils
 
-            previous = (tracking_utils._tracking_uri, registry_utils._registry_uri,
-                        {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
+            previous = (
+                tracking_utils._tracking_uri,
+                registry_utils._registry_uri,
+                {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")},
+            )
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
             try:
@@ -203,7 +216,7 @@ class MLflowModelRegistryHandler:
                     else:  # artifacts next to a SQLite store, as MONAI's MLFlowHandler does
                         location = None
                         if uri.startswith("sqlite:///"):
-                            location = path_to_uri(Path(uri[len("sqlite:///"):]).parent / "mlruns")
+                            location = path_to_uri(Path(uri[len("sqlite:///") :]).parent / "mlruns")
                         experiment_id = client.create_experiment(self.experiment_name, artifact_location=location)
                     run = mlflow.start_run(experiment_id=experiment_id, run_name=self.run_name)
                 else:
@@ -214,9 +227,13 @@ class MLflowModelRegistryHandler:
                         self._log_card(client, run.info.run_id, metrics)
                     else:
                         info = mlflow.pytorch.log_model(
-                            model, name=self.artifact_name, signature=signature, input_example=example,
+                            model,
+                            name=self.artifact_name,
+                            signature=signature,
+                            input_example=example,
                             pip_requirements=list(self.pip_requirements or self._default_requirements()),
-                            registered_model_name=self.registered_model_name, serialization_format="pickle",
+                            registered_model_name=self.registered_model_name,
+                            serialization_format="pickle",
                         )
             finally:
                 mlflow.set_tracking_uri(previous[0])
@@ -233,10 +250,20 @@ class MLflowModelRegistryHandler:
             return None
         self.version = version
         if self.card is not None:
-            link.attempt(f"model card as the description of {self.registered_model_name!r} version {version}",
-                         client.update_model_version, self.registered_model_name, version, self.card, warn=True)
-        tags = {**{k: str(v) for k, v in self.tags.items()}, **{k: repr(float(v)) for k, v in metrics.items()},
-                "checkpoint_sha256": sha256_file(self.checkpoint), "key_metric": self.key_metric}
+            link.attempt(
+                f"model card as the description of {self.registered_model_name!r} version {version}",
+                client.update_model_version,
+                self.registered_model_name,
+                version,
+                self.card,
+                warn=True,
+            )
+        tags = {
+            **{k: str(v) for k, v in self.tags.items()},
+            **{k: repr(float(v)) for k, v in metrics.items()},
+            "checkpoint_sha256": sha256_file(self.checkpoint),
+            "key_metric": self.key_metric,
+        }
 
         def _tag_and_promote() -> str:
             for k, v in tags.items():
@@ -251,21 +278,37 @@ class MLflowModelRegistryHandler:
             if current is None:
                 decision = f"promoted: first version with alias {self.alias!r} ({self.key_metric}={new:.6g})"
             elif self.key_metric not in current.tags:
-                return (f"kept: alias {self.alias!r} stays on version {current.version}, which has no "
-                        f"{self.key_metric!r} tag to compare with")
+                return (
+                    f"kept: alias {self.alias!r} stays on version {current.version}, which has no "
+                    f"{self.key_metric!r} tag to compare with"
+                )
             elif self.is_better(new, float(current.tags[self.key_metric])):
-                decision = (f"promoted: {self.key_metric} {new:.6g} beats {float(current.tags[self.key_metric]):.6g} "
-                            f"of version {current.version}")
+                decision = (
+                    f"promoted: {self.key_metric} {new:.6g} beats {float(current.tags[self.key_metric]):.6g} "
+                    f"of version {current.version}"
+                )
             else:
-                return (f"kept: {self.key_metric} {new:.6g} does not beat {float(current.tags[self.key_metric]):.6g} "
-                        f"of version {current.version}, alias {self.alias!r} stays there")
+                return (
+                    f"kept: {self.key_metric} {new:.6g} does not beat {float(current.tags[self.key_metric]):.6g} "
+                    f"of version {current.version}, alias {self.alias!r} stays there"
+                )
             client.set_registered_model_alias(self.registered_model_name, self.alias, version)
             return decision
 
-        self.decision = link.attempt(f"version tags and alias {self.alias!r} of {self.registered_model_name!r} "
-                                     f"version {version}", _tag_and_promote, names=list(tags), warn=True)
+        self.decision = link.attempt(
+            f"version tags and alias {self.alias!r} of {self.registered_model_name!r} version {version}",
+            _tag_and_promote,
+            names=list(tags),
+            warn=True,
+        )
         if self.decision is not None:
-            link.attempt("version tag alias_decision", client.set_model_version_tag, self.registered_model_name,
-                         version, "alias_decision", self.decision)
+            link.attempt(
+                "version tag alias_decision",
+                client.set_model_version_tag,
+                self.registered_model_name,
+                version,
+                "alias_decision",
+                self.decision,
+            )
             logger.info("MLflow: registered %s version %s; %s", self.registered_model_name, version, self.decision)
         return version

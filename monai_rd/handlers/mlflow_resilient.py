@@ -25,7 +25,11 @@ logger = logging.getLogger("monai_rd.mlflow")
 def effective_tracking_uri(tracking_uri: str | None = None) -> str:
     """The tracking URI MONAI's MLFlowHandler uses: ``MLFLOW_TRACKING_URI`` first, then the argument, then
     ``sqlite:///<cwd>/mlruns.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or tracking_uri or path_to_sqlite_uri(os.path.join(os.getcwd(), "mlruns.db"))
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or tracking_uri
+        or path_to_sqlite_uri(os.path.join(os.getcwd(), "mlruns.db"))
+    )
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -66,10 +70,13 @@ class MLflowLink:
         if step is not None:
             entry["steps"].append(int(step))
         if warn:
-            logger.warning("MLflow (%s): NOT logged: %s%s", self.uri, what, f" ({', '.join(map(str, names))})" if names else "")
+            logger.warning(
+                "MLflow (%s): NOT logged: %s%s", self.uri, what, f" ({', '.join(map(str, names))})" if names else ""
+            )
 
-    def attempt(self, what: str, fn: Callable[..., Any], *args, names=(), step: int | None = None,
-                warn: bool = False, **kwargs) -> Any:
+    def attempt(
+        self, what: str, fn: Callable[..., Any], *args, names=(), step: int | None = None, warn: bool = False, **kwargs
+    ) -> Any:
         """``fn(*args, **kwargs)``, or ``None`` when MLflow is (or goes) unreachable; ``what`` is then recorded."""
         if self.failure is not None:
             self.drop(what, names, step, warn=warn)
@@ -81,7 +88,11 @@ class MLflowLink:
             self.failure = f"{type(e).__name__}: {first}"
             logger.warning(
                 "MLflow tracking at %s failed while logging %s (%s). Training goes on WITHOUT MLflow for the rest "
-                "of this run; what is not logged is listed at the end.", self.uri, what, self.failure)
+                "of this run; what is not logged is listed at the end.",
+                self.uri,
+                what,
+                self.failure,
+            )
             self.drop(what, names, step)
             return None
 
@@ -94,13 +105,20 @@ class MLflowLink:
                 text += ": " + ", ".join(entry["names"])
             steps = sorted(set(entry["steps"]))
             if steps:
-                text += f" at steps {steps[0]}-{steps[-1]} ({len(steps)} steps)" if len(steps) > 1 else f" at step {steps[0]}"
+                text += (
+                    f" at steps {steps[0]}-{steps[-1]} ({len(steps)} steps)"
+                    if len(steps) > 1
+                    else f" at step {steps[0]}"
+                )
             lines.append(text)
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
-        return {"tracking_uri": self.uri, "failure": self.failure,
-                "not_logged": {k: {"names": v["names"], "steps": sorted(set(v["steps"]))} for k, v in self.dropped.items()}}
+        return {
+            "tracking_uri": self.uri,
+            "failure": self.failure,
+            "not_logged": {k: {"names": v["names"], "steps": sorted(set(v["steps"]))} for k, v in self.dropped.items()},
+        }
 
 
 class ResilientMLFlowHandler(MLFlowHandler):
@@ -123,8 +141,14 @@ class ResilientMLFlowHandler(MLFlowHandler):
     handler that closes the run logs the summary warning.
     """
 
-    def __init__(self, *args, not_logged_file: str | None = None, run_tags: dict | None = None,
-                 tracking_params: Sequence[str] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        not_logged_file: str | None = None,
+        run_tags: dict | None = None,
+        tracking_params: Sequence[str] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if tracking_params is not None:
             self.default_tracking_params = list(tracking_params)
@@ -170,7 +194,11 @@ class ResilientMLFlowHandler(MLFlowHandler):
             logger.warning(
                 "MLflow tracking at %s failed (%s); these were NOT logged to MLflow (run %s):\n%s\n"
                 "Local outputs (checkpoint, reports) are kept on disk.",
-                self.link.uri, self.link.failure, run_id, self.link.summary())
+                self.link.uri,
+                self.link.failure,
+                run_id,
+                self.link.summary(),
+            )
             if self.not_logged_file:
                 atomic_write_json(self.not_logged_file, {**self.link.as_dict(), "run_id": run_id})
                 logger.warning("MLflow: the list of what was not logged is in %s", self.not_logged_file)

@@ -113,11 +113,18 @@ class BestModelTestReport:
 
     def __call__(self, engine: Engine | None = None) -> dict[str, float]:
         model = load_best(self.model, self.checkpoint, self.device, "BestModelTestReport")
-        loader = DataLoader(Dataset(self.data, self.transform), batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers)
+        loader = DataLoader(
+            Dataset(self.data, self.transform), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
+        )
         probs, labels = predict_probs(model, loader, self.device, *self.keys, multi_label=self.multi_label)
-        self.metrics = split_metrics(probs.numpy(), labels.numpy(), self.class_names, multi_label=self.multi_label,
-                                     prefix="test", **self.bootstrap)
+        self.metrics = split_metrics(
+            probs.numpy(),
+            labels.numpy(),
+            self.class_names,
+            multi_label=self.multi_label,
+            prefix="test",
+            **self.bootstrap,
+        )
         record = {
             "split": self.split,
             "split_protocol": self.split_protocol,
@@ -130,11 +137,26 @@ class BestModelTestReport:
         os.makedirs(self.output_dir, exist_ok=True)
         self.file = atomic_write_json(os.path.join(self.output_dir, "test_metrics.json"), record)
         main = "test_mean_auc" if self.multi_label else "test_accuracy"
-        logger.info("%s split (%s, %d samples): %s = %.4f [%.4f, %.4f]", self.split, self.split_protocol,
-                    int(self.metrics["test_num_samples"]), main, self.metrics[main], self.metrics[f"{main}_ci_low"],
-                    self.metrics[f"{main}_ci_high"])
+        logger.info(
+            "%s split (%s, %d samples): %s = %.4f [%.4f, %.4f]",
+            self.split,
+            self.split_protocol,
+            int(self.metrics["test_num_samples"]),
+            main,
+            self.metrics[main],
+            self.metrics[f"{main}_ci_low"],
+            self.metrics[f"{main}_ci_high"],
+        )
         if self.experiment_name is not None:
             tags = {"split_protocol": self.split_protocol, "scored_split": self.split, **self.tags}
-            log_report_to_mlflow(self.tracking_uri, self.experiment_name, self.run_name, self.metrics, [self.file],
-                                 self.artifact_path, "test report", tags=tags)
+            log_report_to_mlflow(
+                self.tracking_uri,
+                self.experiment_name,
+                self.run_name,
+                self.metrics,
+                [self.file],
+                self.artifact_path,
+                "test report",
+                tags=tags,
+            )
         return self.metrics

@@ -90,7 +90,10 @@ def _at(
 
 @KD_LOSSES.register("vid")
 def _vid(student_shapes: Shapes, teacher_shapes: Shapes, num_prefix_tokens: int | None = None, **options: Any):
-    cs, ct = _channels(student_shapes, "student", num_prefix_tokens), _channels(teacher_shapes, "teacher", num_prefix_tokens)
+    cs, ct = (
+        _channels(student_shapes, "student", num_prefix_tokens),
+        _channels(teacher_shapes, "teacher", num_prefix_tokens),
+    )
     if len(cs) == 1 and len(ct) == 1:
         return VIDLoss(cs[0], ct[0], num_prefix_tokens=num_prefix_tokens, **options)
     return LayerwiseVIDLoss(cs, ct, num_prefix_tokens=num_prefix_tokens, **options)

@@ -96,7 +96,9 @@ class CRDLoss(nn.Module):
         if labels is not None:
             labels = torch.as_tensor(labels).long().view(-1)
             if labels.numel() != num_data:
-                raise ValueError(f"CRD labels must give one class per training sample ({num_data}), got {labels.numel()}.")
+                raise ValueError(
+                    f"CRD labels must give one class per training sample ({num_data}), got {labels.numel()}."
+                )
             self._others = {int(c): torch.nonzero(labels != c).flatten() for c in labels.unique()}
             if any(o.numel() == 0 for o in self._others.values()):
                 raise ValueError("CRD draws negatives from the other classes, but the training set has one class.")

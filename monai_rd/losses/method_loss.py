@@ -73,7 +73,9 @@ class MethodLoss(nn.Module):
     @logit_standardisation.setter
     def logit_standardisation(self, scale: float | None) -> None:
         if scale is not None and not scale > 0:
-            raise ValueError(f"logit_standardisation scales standardised logits and must be > 0 (or None), got {scale}.")
+            raise ValueError(
+                f"logit_standardisation scales standardised logits and must be > 0 (or None), got {scale}."
+            )
         self._logit_standardisation = None if scale is None else float(scale)
 
     def _logits(self, z: torch.Tensor) -> torch.Tensor:

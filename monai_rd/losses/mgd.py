@@ -87,8 +87,6 @@ class MGDLoss(nn.Module):
         if mask is None:
             mask = self.random_mask(b, h, w)
         if tuple(mask.shape) != self.mask_shape(b, h, w):
-            raise ValueError(
-                f"MGD {self.mask_mode} mask must be {self.mask_shape(b, h, w)}, got {tuple(mask.shape)}."
-            )
+            raise ValueError(f"MGD {self.mask_mode} mask must be {self.mask_shape(b, h, w)}, got {tuple(mask.shape)}.")
         gen = self.generation(self.align(s) * mask.to(s))
         return self.alpha * (gen - t).pow(2).sum() / b

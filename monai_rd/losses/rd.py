@@ -11,7 +11,15 @@ import torch.nn.functional as F
 from monai_rd.losses.cka import gather_across_ranks, linear_cka
 from monai_rd.losses.kd import KDLoss
 
-__all__ = ["RDLoss", "RD_TERMS", "RD_SCHEDULES", "DEFAULT_RD_SCHEDULE", "rd_schedule", "rd_default_weights", "supervised_loss"]
+__all__ = [
+    "RDLoss",
+    "RD_TERMS",
+    "RD_SCHEDULES",
+    "DEFAULT_RD_SCHEDULE",
+    "rd_schedule",
+    "rd_default_weights",
+    "supervised_loss",
+]
 
 RD_TERMS = ("ce_teacher", "ce_student", "kd", "cka")
 

@@ -254,7 +254,9 @@ def method_options(name: str) -> list[str]:
 
     builder = METHODS._builders[name]
     params = inspect.signature(builder).parameters.values()
-    return sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _COMMON)
+    return sorted(
+        p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _COMMON
+    )
 
 
 def _need_teacher(name: str, teacher: nn.Module | None, cache_ok: bool = False, shape=None) -> None:
@@ -344,7 +346,9 @@ def _direct_reprogramming(teacher, student, num_classes, temperature=4.0, multi_
     branch = TeacherClassifier(teacher, num_classes, feature_shape=teacher_feature_shape,
                                reprogrammer_dim=student.feature_dim, reprogrammer_blocks=reprogrammer_blocks,
                                reprogrammer_width=width)  # fmt: skip
-    weights = {k: v for k, v in (loss_weights or {"ce_student": 1.0, "kd": 1.0, "cka": 1.0}).items() if k != "ce_teacher"}
+    weights = {
+        k: v for k, v in (loss_weights or {"ce_student": 1.0, "kd": 1.0, "cka": 1.0}).items() if k != "ce_teacher"
+    }
     loss = MethodLoss({k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label)
     return Method("direct_reprogramming", DistillNet(student, branch=branch), loss, weights,
                   stage1=_reference_stage(branch, multi_label))  # fmt: skip
@@ -356,10 +360,13 @@ def _lora_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, 
              **_: Any) -> Method:  # fmt: skip
     """Stage 1: LoRA adapters (peft) in a copy of the teacher + a linear head, trained with CE; stage 2: KD."""
     _need_teacher("lora_kd", teacher)
-    tuned = lora_teacher(teacher, rank=lora_rank, alpha=lora_alpha, target_modules=lora_target_modules,
-                         image_size=image_size)
+    tuned = lora_teacher(
+        teacher, rank=lora_rank, alpha=lora_alpha, target_modules=lora_target_modules, image_size=image_size
+    )
     branch = TeacherClassifier(tuned, num_classes)
-    return _kd_from_branch("lora_kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight})
+    return _kd_from_branch(
+        "lora_kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight}
+    )
 
 
 @METHODS.register("vpt_kd")
@@ -369,7 +376,9 @@ def _vpt_kd(teacher, student, num_classes, temperature=4.0, multi_label=False, k
     """Stage 1: visual prompts in a copy of a ViT teacher + a linear head, trained with CE; stage 2: KD."""
     _need_teacher("vpt_kd", teacher)
     branch = TeacherClassifier(vpt_teacher(teacher, num_prompts=num_prompts), num_classes)
-    return _kd_from_branch("vpt_kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight})
+    return _kd_from_branch(
+        "vpt_kd", branch, student, multi_label, temperature, {"ce_student": ce_weight, "kd": kd_weight}
+    )
 
 
 # --- Reprogramming Distillation and its ablations ---------------------------------------------------------------
@@ -409,8 +418,14 @@ def _rd(teacher, student, num_classes, temperature=4.0, multi_label=False, detac
         raise ValueError(f"reprogrammer_lr_scale multiplies the learning rate of RD's reprogrammer g and must be > 0, "
                          f"got {reprogrammer_lr_scale}.")  # fmt: skip
     weights = _ablate(loss_weights, use_kd, use_cka)
-    net = RDNet(teacher, student, num_blocks=reprogrammer_blocks, teacher_feature_shape=teacher_feature_shape,
-                teacher_trains_head=teacher_trains_head, reprogrammer_budget=reprogrammer_budget)
+    net = RDNet(
+        teacher,
+        student,
+        num_blocks=reprogrammer_blocks,
+        teacher_feature_shape=teacher_feature_shape,
+        teacher_trains_head=teacher_trains_head,
+        reprogrammer_budget=reprogrammer_budget,
+    )
     loss = RDLoss(**{k: _initial(v) for k, v in weights.items()}, temperature=temperature, multi_label=multi_label,
                   detach_teacher=detach_teacher, cka_memory=cka_memory)  # fmt: skip
     warmup = None
@@ -438,7 +453,14 @@ def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
 #: last four stages of each network (RepDistiller's ``feat[1:-1]`` for AT and VID; SemCKD's every stage), ``middle``,
 #: the second of those (FitNets: RepDistiller's ``--hint_layer 2``, the second stage's output), ``last``, the last
 #: map (MGD's classification code, NORM's). ``feature_layers="last"`` taps the last map for every method.
-REFERENCE_LAYERS = {"semckd": "stages", "at": "stages", "vid": "stages", "hint": "middle", "mgd": "last", "norm": "last"}
+REFERENCE_LAYERS = {
+    "semckd": "stages",
+    "at": "stages",
+    "vid": "stages",
+    "hint": "middle",
+    "mgd": "last",
+    "norm": "last",
+}
 FEATURE_LAYER_CHOICES = ("reference", "last")
 _STAGES = 4
 
@@ -449,7 +471,9 @@ def _default_layers(method: str, choice: str, teacher: nn.Module, student: nn.Mo
         raise ValueError(f"feature_layers is one of {FEATURE_LAYER_CHOICES}, got {choice!r}.")
     rule = REFERENCE_LAYERS.get(method, "last") if choice == "reference" else "last"
     if rule == "last":
-        return [default_feature_layer(teacher, image_size, "teacher")], [default_feature_layer(student, image_size, "student")]
+        return [default_feature_layer(teacher, image_size, "teacher")], [
+            default_feature_layer(student, image_size, "student")
+        ]
     t = default_feature_layers(teacher, image_size, _STAGES, "teacher")
     s = default_feature_layers(student, image_size, _STAGES, "student")
     n = min(len(t), len(s))  # pair the last n stages where one network has fewer
@@ -558,7 +582,9 @@ def _norm_method():
         return method
 
     params = [p for p in inspect.signature(generic).parameters.values() if p.kind != p.VAR_KEYWORD]
-    extra = inspect.Parameter("logit_standardisation", inspect.Parameter.KEYWORD_ONLY, default=NORM_LOGIT_STANDARDISATION)
+    extra = inspect.Parameter(
+        "logit_standardisation", inspect.Parameter.KEYWORD_ONLY, default=NORM_LOGIT_STANDARDISATION
+    )
     build.__signature__ = inspect.Signature(params + [extra])  # what method_options reads
     build.__doc__ = generic.__doc__ + (
         " NORM's feature transform is the authors' ``conv1x1 + BN`` with a residual (``loss_options: "

@@ -125,8 +125,13 @@ def split_metrics(
     out = {f"{prefix}_num_samples": float(probs.shape[0])}
 
     def put(name: str, r: dict) -> None:
-        out.update({f"{prefix}_{name}": r["value"], f"{prefix}_{name}_ci_low": r["ci_low"],
-                    f"{prefix}_{name}_ci_high": r["ci_high"]})
+        out.update(
+            {
+                f"{prefix}_{name}": r["value"],
+                f"{prefix}_{name}_ci_low": r["ci_low"],
+                f"{prefix}_{name}_ci_high": r["ci_high"],
+            }
+        )
 
     if multi_label:
         per = bootstrap_ci(one_vs_rest_aucs, (probs, labels), **kw)

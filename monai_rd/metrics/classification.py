@@ -43,7 +43,9 @@ def _check(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None
     return probs, labels
 
 
-def confusion_matrix(labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+def confusion_matrix(
+    labels: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray, num_classes: int
+) -> np.ndarray:
     """``[C, C]`` counts, row = true class, column = predicted class."""
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     preds = np.asarray(preds, dtype=np.int64).reshape(-1)
@@ -101,9 +103,7 @@ def per_label_auc(scores: np.ndarray, targets: np.ndarray) -> list[float]:
     return [roc_auc(targets[:, c] == 1, scores[:, c]) for c in range(scores.shape[1])]
 
 
-def classification_report(
-    probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
-) -> dict:
+def classification_report(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict:
     """Everything the best-model report needs, from class probabilities and true class indices.
 
     Args:
@@ -142,8 +142,14 @@ def classification_report(
         return float(np.average(v[ok], weights=None if w is None else w[ok]))
 
     classes = [
-        {"class": name, "precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-         "support": int(support[k]), "auc": float(aucs_arr[k])}
+        {
+            "class": name,
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1": float(f1[k]),
+            "support": int(support[k]),
+            "auc": float(aucs_arr[k]),
+        }
         for k, name in enumerate(class_names)
     ]
     return {
@@ -152,10 +158,18 @@ def classification_report(
         "confusion_matrix": cm.tolist(),
         "class_names": list(class_names),
         "classes": classes,
-        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()),
-                  "auc": _nanmean(aucs_arr)},
-        "weighted": {"precision": float(precision @ weights), "recall": float(recall @ weights),
-                     "f1": float(f1 @ weights), "auc": _nanmean(aucs_arr, weights)},
+        "macro": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+            "auc": _nanmean(aucs_arr),
+        },
+        "weighted": {
+            "precision": float(precision @ weights),
+            "recall": float(recall @ weights),
+            "f1": float(f1 @ weights),
+            "auc": _nanmean(aucs_arr, weights),
+        },
         "roc": roc,
     }
 
@@ -170,8 +184,9 @@ def report_to_csv(report: dict) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["class", "precision", "recall", "f1", "support", "auc"])
     for row in report["classes"]:
-        writer.writerow([row["class"], *(repr(row[k]) for k in ("precision", "recall", "f1")), row["support"],
-                         repr(row["auc"])])
+        writer.writerow(
+            [row["class"], *(repr(row[k]) for k in ("precision", "recall", "f1")), row["support"], repr(row["auc"])]
+        )
     total = sum(r["support"] for r in report["classes"])
     for avg in ("macro", "weighted"):
         m = report[avg]
@@ -182,18 +197,34 @@ def report_to_csv(report: dict) -> str:
 def report_to_markdown(report: dict, title: str = "Classification report") -> str:
     """A human-readable Markdown version: accuracy, the per-class table and the confusion matrix."""
     names = report["class_names"]
-    lines = [f"# {title}", "", f"Samples: {report['num_samples']}  ", f"Accuracy: {_fmt(report['accuracy'])}", "",
-             "| class | precision | recall | F1 | support | AUC (one-vs-rest) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        f"Samples: {report['num_samples']}  ",
+        f"Accuracy: {_fmt(report['accuracy'])}",
+        "",
+        "| class | precision | recall | F1 | support | AUC (one-vs-rest) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for r in report["classes"]:
-        lines.append(f"| {r['class']} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {_fmt(r['f1'])} | "
-                     f"{r['support']} | {_fmt(r['auc'])} |")
+        lines.append(
+            f"| {r['class']} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {_fmt(r['f1'])} | "
+            f"{r['support']} | {_fmt(r['auc'])} |"
+        )
     total = sum(r["support"] for r in report["classes"])
     for avg in ("macro", "weighted"):
         m = report[avg]
-        lines.append(f"| **{avg} avg** | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {total} | "
-                     f"{_fmt(m['auc'])} |")
-    lines += ["", "Confusion matrix (rows: true class, columns: predicted class):", "",
-              "| true \\ predicted | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines.append(
+            f"| **{avg} avg** | {_fmt(m['precision'])} | {_fmt(m['recall'])} | {_fmt(m['f1'])} | {total} | "
+            f"{_fmt(m['auc'])} |"
+        )
+    lines += [
+        "",
+        "Confusion matrix (rows: true class, columns: predicted class):",
+        "",
+        "| true \\ predicted | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
     for name, row in zip(names, report["confusion_matrix"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     lines += ["", "AUC is n/a for a class with no positive or no negative sample in the set.", ""]

@@ -155,6 +155,7 @@ def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k
 
     Ties between classes are broken by the summed similarity of their voters.
     """
+
     def unit(x):
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -162,7 +163,7 @@ def knn_predict(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, k
     k = min(int(k), train.shape[0])
     nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
     classes = np.unique(train_labels)
-    votes = (train_labels[nearest][:, :, None] == classes[None, None, :])  # [M, k, C]
+    votes = train_labels[nearest][:, :, None] == classes[None, None, :]  # [M, k, C]
     score = votes.sum(axis=1) + 1e-6 * (votes * np.take_along_axis(sim, nearest, 1)[:, :, None]).sum(axis=1)
     return classes[score.argmax(axis=1)]
 

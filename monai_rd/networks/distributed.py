@@ -87,4 +87,3 @@ def distributed_network(network: nn.Module, *extras: nn.Module, **ddp_kwargs) ->
 def distributed_rdnet(network: nn.Module, **ddp_kwargs) -> DistributedDataParallel:
     """:func:`distributed_network` of ``network`` alone (kept for configurations written for RDNet)."""
     return distributed_network(network, **ddp_kwargs)
-

@@ -78,7 +78,7 @@ def parse_hf_hub(spec: str) -> tuple[str, str, str | None]:
     The file may sit in a folder of the repository (``org/repo/sub/file.bin``); a revision is a branch, tag or
     (for reproducibility) a commit hash.
     """
-    rest = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
+    rest = spec[len(HF_PREFIX) :] if spec.startswith(HF_PREFIX) else spec
     rest, _, revision = rest.partition("@")
     parts = [p for p in rest.split("/") if p]
     if len(parts) < 3:

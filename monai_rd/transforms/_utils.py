@@ -31,5 +31,3 @@ def like(values: np.ndarray | torch.Tensor, img: Any, dtype=torch.float32) -> to
     if isinstance(img, MetaTensor):
         return MetaTensor(out, meta=dict(img.meta), applied_operations=list(img.applied_operations))
     return out
-
-

@@ -29,8 +29,12 @@ def _save(fig, path: str | os.PathLike) -> str:
     return os.fspath(path)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: str | os.PathLike,
-                          title: str = "Confusion matrix") -> str:
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]],
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "Confusion matrix",
+) -> str:
     """Confusion matrix ``[C, C]`` (rows true, columns predicted) with counts in each cell, as a PNG."""
     import numpy as np
 
@@ -48,13 +52,19 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(c):
         for j in range(c):
-            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j, i, str(int(cm[i, j])), ha="center", va="center", color="white" if cm[i, j] > threshold else "black"
+            )
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_roc_curves(roc: Mapping[str, Mapping[str, Sequence[float]]], aucs: Mapping[str, float],
-                    path: str | os.PathLike, title: str = "ROC curves (one-vs-rest)") -> str:
+def plot_roc_curves(
+    roc: Mapping[str, Mapping[str, Sequence[float]]],
+    aucs: Mapping[str, float],
+    path: str | os.PathLike,
+    title: str = "ROC curves (one-vs-rest)",
+) -> str:
     """One ROC curve per class (``roc[class] = {"fpr", "tpr"}``), AUC in the legend, as a PNG."""
     fig = _figure(5.5, 5.0)
     ax = fig.add_subplot()
@@ -89,7 +99,12 @@ def plot_training_curves(
     fig = _figure(15.0, 4.5)
     axes = fig.subplots(1, 3)
     panels = (
-        (axes[0], {k: v for k, v in iteration_history.items() if not k.startswith("weight_")}, "iteration", "loss terms"),
+        (
+            axes[0],
+            {k: v for k, v in iteration_history.items() if not k.startswith("weight_")},
+            "iteration",
+            "loss terms",
+        ),
         (axes[1], {k: v for k, v in iteration_history.items() if k.startswith("weight_")}, "iteration", "loss weights"),
         (axes[2], epoch_history, "epoch", "validation metrics"),
     )

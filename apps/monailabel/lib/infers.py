@@ -21,8 +21,10 @@ def load_runtime(serving_dir: str):
     """``rd_runtime`` from ``<serving_dir>/code`` (the copy the folder was written with)."""
     code = os.path.join(serving_dir, "code")
     if not os.path.isfile(os.path.join(code, "rd_runtime.py")):
-        raise FileNotFoundError(f"{code!r} has no rd_runtime.py: {serving_dir!r} is not a serving folder. Package "
-                                "a trained run with: monai-rd label-bundle --output_dir <run> --dest <bundle folder>")
+        raise FileNotFoundError(
+            f"{code!r} has no rd_runtime.py: {serving_dir!r} is not a serving folder. Package "
+            "a trained run with: monai-rd label-bundle --output_dir <run> --dest <bundle folder>"
+        )
     if code not in sys.path:
         sys.path.insert(0, code)
     return importlib.import_module("rd_runtime")
@@ -42,8 +44,13 @@ class RDServingInfer(InferTask):
         self.stamp = os.path.getmtime(os.path.join(self.serving_dir, "serving.json"))
         self.model = self.runtime.ServingModel(self.serving_dir)
         labels = {c: i for i, c in enumerate(self.model.class_names)}
-        super().__init__(type=InferType.CLASSIFICATION, labels=labels, dimension=2, description=description,
-                         config={"image_size": self.model.image_size, "activation": self.model.activation})
+        super().__init__(
+            type=InferType.CLASSIFICATION,
+            labels=labels,
+            dimension=2,
+            description=description,
+            config={"image_size": self.model.image_size, "activation": self.model.activation},
+        )
 
     def is_valid(self) -> bool:
         return True
@@ -58,6 +65,7 @@ class RDServingInfer(InferTask):
         image = self.read_image(request["image"])
         probs = self.model.predict_proba([image])
         result = self.model.results(probs)[0]
-        prediction = [{"idx": i, "label": c, "score": result["probabilities"][c]}
-                      for i, c in enumerate(self.model.class_names)]
+        prediction = [
+            {"idx": i, "label": c, "score": result["probabilities"][c]} for i, c in enumerate(self.model.class_names)
+        ]
         return None, {"prediction": prediction, "label": result["label"]}

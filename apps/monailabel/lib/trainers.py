@@ -50,16 +50,24 @@ class RDTrainTask(BundleTrainTask):
 
     def _partition_datalist(self, datalist, request, shuffle=False):
         val_split = float(request.get("val_split", 0.2))
-        train_idx, val_idx = stratified_split([d["label"] for d in datalist], val_fraction=val_split,
-                                              seed=int(request.get("seed", 0)))
+        train_idx, val_idx = stratified_split(
+            [d["label"] for d in datalist], val_fraction=val_split, seed=int(request.get("seed", 0))
+        )
         return [datalist[i] for i in train_idx], [datalist[i] for i in val_idx]
 
     def _load_checkpoint(self, model_pytorch, pretrained, train_handlers):
         # models/model.pt is the student (not the RD network): warm-start only the student
         if pretrained and os.path.exists(model_pytorch):
             logger.info(f"Warm-starting the student from {model_pytorch}")
-            train_handlers.insert(0, {"_target_": "CheckpointLoader", "load_path": model_pytorch,
-                                      "load_dict": {"model": "$@network.deployable()"}, "strict": True})
+            train_handlers.insert(
+                0,
+                {
+                    "_target_": "CheckpointLoader",
+                    "load_path": model_pytorch,
+                    "load_dict": {"model": "$@network.deployable()"},
+                    "strict": True,
+                },
+            )
 
     def _update_overrides(self, overrides):
         request = self._request
@@ -67,8 +75,13 @@ class RDTrainTask(BundleTrainTask):
         train, val = overrides.pop("train#dataset#data"), overrides.pop("validate#dataset#data", [])
         # MONAI Label splits its datastore in two: the validation part is also what the run's test report scores,
         # so the run is labelled with the protocol that says so (selection = reporting set)
-        datalist = {"training": train, "validation": val, "test": val, "split_protocol": "paper_4to1",
-                    "test_split": "held-out"}
+        datalist = {
+            "training": train,
+            "validation": val,
+            "test": val,
+            "split_protocol": "paper_4to1",
+            "test_split": "held-out",
+        }
         datalist["split_hash"] = datalist_hash(datalist)
         datalist_file = write_datalist(datalist, os.path.join(output_dir, "datalist.json"))
         overrides.update({

@@ -66,8 +66,9 @@ def index_busi(
     if not os.path.isdir(root):
         raise FileNotFoundError(f"BUSI folder {root!r} does not exist; pass the Dataset_BUSI_with_GT folder.")
     entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
-    reject_unexpected(entries, BUSI_CLASSES, f"BUSI folder {root!r}",
-                      f"it must hold only the class folders {list(BUSI_CLASSES)}")
+    reject_unexpected(
+        entries, BUSI_CLASSES, f"BUSI folder {root!r}", f"it must hold only the class folders {list(BUSI_CLASSES)}"
+    )
     items = []
     for label, class_name in enumerate(BUSI_CLASSES):
         class_dir = os.path.join(root, class_name)
@@ -91,6 +92,7 @@ def index_busi(
     clusters: dict[int, list[str]] = {}
     for item, group in zip(items, groups or []):
         clusters.setdefault(group, []).append(os.path.relpath(item["image"], os.path.abspath(root)))
-    datalist.update(classes=list(BUSI_CLASSES),
-                    duplicate_groups=[names for names in clusters.values() if len(names) > 1])
+    datalist.update(
+        classes=list(BUSI_CLASSES), duplicate_groups=[names for names in clusters.values() if len(names) > 1]
+    )
     return finalize_datalist(datalist, datalist_file)

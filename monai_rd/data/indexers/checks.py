@@ -96,7 +96,7 @@ def read_csv_table(path: str, required: Sequence[str], what: str) -> list[dict[s
         for line, cells in enumerate(reader, start=2):
             if not any(c.strip() for c in cells):
                 continue  # blank line
-            if len(cells) < len(header) and any(h for h in header[len(cells):]):
+            if len(cells) < len(header) and any(h for h in header[len(cells) :]):
                 raise ValueError(
                     f"{what} file {path!r}, line {line}: {len(cells)} cells but the header has {len(header)} columns."
                 )

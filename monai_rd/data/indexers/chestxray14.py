@@ -174,7 +174,10 @@ def index_chestxray14(
     names = sorted(entries)
     items = [entries[n] for n in names]
     datalist = assign_splits(
-        items, [stratum(i) for i in items], [patients[n] for n in names], [official.get(n) for n in names],
+        items,
+        [stratum(i) for i in items],
+        [patients[n] for n in names],
+        [official.get(n) for n in names],
         **split_options,
     )
     datalist["split"] = "official" if official else "patient"

@@ -62,8 +62,13 @@ def _series_folders(folder: str) -> list[str]:
 
 
 def expand_source(
-    path: str, slice_mode: str = "middle", slice_axis="axial", slice_threshold: float | None = None,
-    slice_min_fraction: float = 0.01, multi_series: str = "error", verify: bool = True,
+    path: str,
+    slice_mode: str = "middle",
+    slice_axis="axial",
+    slice_threshold: float | None = None,
+    slice_min_fraction: float = 0.01,
+    multi_series: str = "error",
+    verify: bool = True,
     nifti_volume_index: int | None = None,
 ) -> list[tuple[str, int]]:
     """The ``(image_path, slice)`` items of one source (see the module docstring).
@@ -247,8 +252,10 @@ def index_class_folders(
         missing = [c for c in classes if c not in entries]
         extra = [e for e in entries if e not in classes]
         if missing or extra:
-            raise ValueError(f"{root!r}: class folders {entries} do not match classes={classes} "
-                             f"(missing {missing}, unexpected {extra}).")
+            raise ValueError(
+                f"{root!r}: class folders {entries} do not match classes={classes} "
+                f"(missing {missing}, unexpected {extra})."
+            )
     if len(classes) < 2:
         raise ValueError(f"{root!r} has {len(classes)} class folder(s) {list(classes)}: at least two are needed.")
     items = []
@@ -303,8 +310,9 @@ def index_csv(
         needed = [image_column, label_column] + ([group_column] if group_column else [])
         absent = [c for c in needed if c not in header]
         if absent:
-            raise ValueError(f"{csv_file!r}: columns {absent} not found; the header is {header}, expected at least "
-                             f"{needed}.")
+            raise ValueError(
+                f"{csv_file!r}: columns {absent} not found; the header is {header}, expected at least {needed}."
+            )
         rows = list(reader)
     if not rows:
         raise ValueError(f"{csv_file!r} has a header but no row.")
@@ -335,8 +343,15 @@ def index_csv(
         except (UnsupportedFileError, ValueError) as e:
             raise type(e)(f"{csv_file!r} line {n}: {e}") from e
         for image, k in sources:
-            items.append({"image": os.path.abspath(image), "label": classes.index(class_name),
-                          "class_name": class_name, "slice": k, "group": group})
+            items.append(
+                {
+                    "image": os.path.abspath(image),
+                    "label": classes.index(class_name),
+                    "class_name": class_name,
+                    "slice": k,
+                    "group": group,
+                }
+            )
     return _finish(items, classes, datalist_file, csv_file, **split_options)
 
 

@@ -86,12 +86,16 @@ def _official_sets(root: str, verify_images: bool, notes: list[str], names=("val
     for split in names:
         release = _OFFICIAL[split]
         csv_name = f"ISIC2018_Task3_{release}_GroundTruth.csv"
-        inputs = [os.path.join(root, d) for d in (f"ISIC2018_Task3_{release}_Input",) + (
-            _TEST_IMAGE_DIRS[1:] if split == "test" else ()) if os.path.isdir(os.path.join(root, d))]
+        inputs = [
+            os.path.join(root, d)
+            for d in (f"ISIC2018_Task3_{release}_Input",) + (_TEST_IMAGE_DIRS[1:] if split == "test" else ())
+            if os.path.isdir(os.path.join(root, d))
+        ]
         gt_file = find_file(root, csv_name)
         if inputs and gt_file:
-            found[split] = _read_ground_truth(gt_file, inputs[0], f"ISIC 2018 task 3 {release.lower()} set",
-                                              verify_images)
+            found[split] = _read_ground_truth(
+                gt_file, inputs[0], f"ISIC 2018 task 3 {release.lower()} set", verify_images
+            )
         elif inputs or gt_file:
             have, lack = (inputs[0], csv_name) if inputs else (gt_file, f"ISIC2018_Task3_{release}_Input/")
             notes.append(f"official {release.lower()} set not used: {have!r} is present but {lack} is not")
@@ -99,8 +103,14 @@ def _official_sets(root: str, verify_images: bool, notes: list[str], names=("val
     return found
 
 
-def _split(items: list[dict], lesions: list[str], official_sets: dict[str, list], notes: list[str],
-           datalist_file, **split_options) -> dict:
+def _split(
+    items: list[dict],
+    lesions: list[str],
+    official_sets: dict[str, list],
+    notes: list[str],
+    datalist_file,
+    **split_options,
+) -> dict:
     """The datalist of the training images (grouped by lesion) plus the official validation/test sets."""
     official: list = [None] * len(items)
     groups = list(lesions)

@@ -76,7 +76,9 @@ def index_mosmed(
     studies = _studies_dir(os.path.abspath(os.fspath(dataset_dir)))
     stray = sorted(e for e in os.listdir(studies) if not e.startswith(".") and e not in MOSMED_GRADES)
     if stray:
-        raise ValueError(f"Unexpected entries {stray[:5]} in {studies!r}: only the folders {list(MOSMED_GRADES)} belong.")
+        raise ValueError(
+            f"Unexpected entries {stray[:5]} in {studies!r}: only the folders {list(MOSMED_GRADES)} belong."
+        )
     items = []
     for grade in MOSMED_GRADES:
         folder = require_dir(os.path.join(studies, grade), f"MosMedData {grade}")

@@ -104,9 +104,7 @@ def _dcmread(path: str, stop_before_pixels: bool = False):
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError as e:
-        raise DicomReadError(
-            f"{path!r} is not a DICOM file (no 'DICM' marker after the 128-byte preamble): {e}"
-        ) from e
+        raise DicomReadError(f"{path!r} is not a DICOM file (no 'DICM' marker after the 128-byte preamble): {e}") from e
     except Exception as e:  # pydicom raises many types on damaged headers
         raise DicomReadError(f"{path!r}: the DICOM header cannot be parsed ({type(e).__name__}: {e}).") from e
 
@@ -351,7 +349,9 @@ def read_dicom(
     if colour:
         meta["rd_photometric_interpretation"] = "RGB"
     else:
-        meta["rd_photometric_interpretation"] = "MONOCHROME1" if "invert_monochrome1" not in steps and original_pi == "MONOCHROME1" else "MONOCHROME2"
+        meta["rd_photometric_interpretation"] = (
+            "MONOCHROME1" if "invert_monochrome1" not in steps and original_pi == "MONOCHROME1" else "MONOCHROME2"
+        )
     meta["affine"] = _file_affine(ds, num_frames)
     meta["original_affine"] = meta["affine"].copy()
     meta["spatial_shape"] = np.asarray(image.shape[:-1] if colour else image.shape)
@@ -459,8 +459,13 @@ def find_dicom_series(folder: str | os.PathLike) -> tuple[list[DicomSeriesInfo],
         if not uid:
             raise DicomReadError(f"{path!r} has no SeriesInstanceUID: its series cannot be identified.")
         g = groups.setdefault(
-            uid, {"modality": str(ds.get("Modality", "")), "description": str(ds.get("SeriesDescription", "")),
-                  "files": [], "multi_frame": False},
+            uid,
+            {
+                "modality": str(ds.get("Modality", "")),
+                "description": str(ds.get("SeriesDescription", "")),
+                "files": [],
+                "multi_frame": False,
+            },
         )
         g["files"].append(path)
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -537,9 +542,11 @@ def sort_series_files(files: Sequence[str]) -> tuple[list[str], np.ndarray | Non
     numbers = [h.get("InstanceNumber") for h in headers]
     if any(n is None for n in numbers):
         missing = files[[n is None for n in numbers].index(True)]
-        raise DicomReadError(f"{missing!r} has neither ImagePositionPatient/ImageOrientationPatient nor "
-                             "InstanceNumber: "
-                             "the slice order cannot be known.")
+        raise DicomReadError(
+            f"{missing!r} has neither ImagePositionPatient/ImageOrientationPatient nor "
+            "InstanceNumber: "
+            "the slice order cannot be known."
+        )
     order = np.argsort([int(n) for n in numbers], kind="stable")
     return [files[i] for i in order], None
 
@@ -602,8 +609,14 @@ class DicomReader(FileImageReader):
         return True
 
     def _options(self) -> dict:
-        return dict(voi=self.voi, window=self.window, invert_monochrome1=self.invert_monochrome1,
-                    rescale=self.rescale, sitk_fallback=self.sitk_fallback, allowed_tags=self.allowed_tags)
+        return dict(
+            voi=self.voi,
+            window=self.window,
+            invert_monochrome1=self.invert_monochrome1,
+            rescale=self.rescale,
+            sitk_fallback=self.sitk_fallback,
+            allowed_tags=self.allowed_tags,
+        )
 
     def read_series(self, folder: str) -> tuple[np.ndarray, dict]:
         """Read the chosen series of ``folder`` as ``[S, H, W(, 3)]`` (see the class docstring)."""
@@ -635,8 +648,11 @@ class DicomReader(FileImageReader):
         if positions is not None and direction is not None:
             row_cos, col_cos = direction
             normal = np.cross(row_cos, col_cos)
-            step = float(np.mean(np.diff(positions))) if len(positions) > 1 else float(
-                first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+            step = (
+                float(np.mean(np.diff(positions)))
+                if len(positions) > 1
+                else float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+            )
             dr, dc = _spacing(first)
             origin = np.asarray([float(x) for x in first.ImagePositionPatient])
             meta["affine"] = _affine(origin, row_cos, col_cos, dr, dc, normal * step, True)

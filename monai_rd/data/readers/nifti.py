@@ -140,7 +140,10 @@ class NiftiReader(FileImageReader):
     error = NiftiReadError
 
     def __init__(
-        self, slice_axis: str | int | None = None, volume_index: int | None = None, canonical: bool = True,
+        self,
+        slice_axis: str | int | None = None,
+        volume_index: int | None = None,
+        canonical: bool = True,
         dtype=np.float32,
     ) -> None:
         super().__init__()

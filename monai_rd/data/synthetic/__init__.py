@@ -11,6 +11,15 @@ from monai_rd.data.synthetic.natural import *  # noqa: F401,F403
 from monai_rd.data.synthetic.natural import __all__ as _natural_all
 from monai_rd.data.synthetic.source import SOURCE_CLASSES, make_source_images, source_shape_mask
 
-__all__ = [*_natural_all, "make_dicom_series_dataset", "make_nifti_dataset", "write_dicom_series", "write_nifti_volume",
-           "make_mosmed_like", "write_chest_ct_volume",
-           "SOURCE_CLASSES", "make_source_images", "source_shape_mask"]
+__all__ = [
+    *_natural_all,
+    "make_dicom_series_dataset",
+    "make_nifti_dataset",
+    "write_dicom_series",
+    "write_nifti_volume",
+    "make_mosmed_like",
+    "write_chest_ct_volume",
+    "SOURCE_CLASSES",
+    "make_source_images",
+    "source_shape_mask",
+]

@@ -66,7 +66,10 @@ def write_nifti_volume(path, shape=(20, 24, 6), lesion=False, seed=0, with_empty
 
 
 def make_dicom_series_dataset(
-    folder: str | os.PathLike, n_patients: int = 4, n_slices: int = 4, size: int = 32,
+    folder: str | os.PathLike,
+    n_patients: int = 4,
+    n_slices: int = 4,
+    size: int = 32,
     classes: tuple[str, ...] = ("normal", "lesion"),
 ) -> str:
     """``<folder>/<class>/patient<p>/series1/IM*.dcm``: one CT series per patient; the last class has lesions.
@@ -77,13 +80,20 @@ def make_dicom_series_dataset(
     folder = os.fspath(folder)
     for label, class_name in enumerate(classes):
         for p in range(n_patients):
-            write_dicom_series(os.path.join(folder, class_name, f"patient{p}", "series1"), n_slices=n_slices,
-                               size=size, lesion=label == len(classes) - 1, seed=100 * label + p)
+            write_dicom_series(
+                os.path.join(folder, class_name, f"patient{p}", "series1"),
+                n_slices=n_slices,
+                size=size,
+                lesion=label == len(classes) - 1,
+                seed=100 * label + p,
+            )
     return folder
 
 
 def make_nifti_dataset(
-    folder: str | os.PathLike, n_subjects: int = 4, shape: tuple[int, int, int] = (20, 24, 6),
+    folder: str | os.PathLike,
+    n_subjects: int = 4,
+    shape: tuple[int, int, int] = (20, 24, 6),
     classes: tuple[str, ...] = ("normal", "lesion"),
 ) -> str:
     """``<folder>/<class>/subject<s>.nii.gz``: LAS volumes with empty end slices; the last class has lesions."""
@@ -91,6 +101,10 @@ def make_nifti_dataset(
     for label, class_name in enumerate(classes):
         os.makedirs(os.path.join(folder, class_name), exist_ok=True)
         for s in range(n_subjects):
-            write_nifti_volume(os.path.join(folder, class_name, f"subject{s}.nii.gz"), shape=shape,
-                               lesion=label == len(classes) - 1, seed=100 * label + s)
+            write_nifti_volume(
+                os.path.join(folder, class_name, f"subject{s}.nii.gz"),
+                shape=shape,
+                lesion=label == len(classes) - 1,
+                seed=100 * label + s,
+            )
     return folder

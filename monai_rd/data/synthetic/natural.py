@@ -91,6 +91,7 @@ def make_busi_like(
 
 def _plant_duplicates(class_dir: str, class_name: str, n: int) -> None:
     """Overwrite images ``n`` and ``n - 1`` with an exact and a near duplicate of images 1 and 2."""
+
     def stem(k: int) -> str:
         return os.path.join(class_dir, f"{class_name} ({k})")
 
@@ -102,7 +103,6 @@ def _plant_duplicates(class_dir: str, class_name: str, n: int) -> None:
         Image.fromarray(np.clip(bigger + 10, 0, 255).astype(np.uint8), mode=im.mode).save(f"{stem(n - 1)}.png")
     with Image.open(f"{stem(2)}_mask.png") as m:
         m.resize((w * 5 // 4, h * 5 // 4), Image.Resampling.NEAREST).save(f"{stem(n - 1)}_mask.png")
-
 
 
 def _ellipse(size: int, cy: float, cx: float, ry: float, rx: float) -> np.ndarray:
@@ -144,8 +144,7 @@ def _dermoscopy(rng: np.random.Generator, size: int, class_name: str, centre: np
 _ISIC_FIRST_ID = {"Training": 24306, "Validation": 34321, "Test": 34524}
 
 
-def _dermoscopy_set(rng: np.random.Generator, n_per_class: int, size: int, image_no: int = 24306,
-                    lesion_no: int = 0):
+def _dermoscopy_set(rng: np.random.Generator, n_per_class: int, size: int, image_no: int = 24306, lesion_no: int = 0):
     """``[(image_id, lesion_id, class_name, uint8 RGB)]``: every other image is a second view of a lesion."""
     records = []
     for class_name in ISIC2018_CLASSES:
@@ -186,8 +185,12 @@ def _held_out_count(n_per_class: int, given: int | None, share: int) -> int:
 
 
 def make_isic2018_like(
-    folder: str | os.PathLike, n_per_class: int = 6, size: int = 64, seed: int = 0,
-    n_val_per_class: int | None = None, n_test_per_class: int | None = None,
+    folder: str | os.PathLike,
+    n_per_class: int = 6,
+    size: int = 64,
+    seed: int = 0,
+    n_val_per_class: int | None = None,
+    n_test_per_class: int | None = None,
 ) -> str:
     """Write a small ISIC 2018 task 3 release in its exact layout; returns ``folder``.
 
@@ -221,7 +224,10 @@ def make_isic2018_like(
 
 
 def make_ham10000_like(
-    folder: str | os.PathLike, n_per_class: int = 6, size: int = 64, seed: int = 0,
+    folder: str | os.PathLike,
+    n_per_class: int = 6,
+    size: int = 64,
+    seed: int = 0,
     n_test_per_class: int | None = None,
 ) -> str:
     """Write a small HAM10000 release in its exact layout; returns ``folder``.
@@ -264,6 +270,7 @@ def make_ham10000_like(
 
 # -- COVID-CT -------------------------------------------------------------------------------------------------
 
+
 def _ct_slice(rng: np.random.Generator, size: int, covid: bool) -> np.ndarray:
     """A grey axial chest CT-like slice ``[size, size]`` in [0, 1]; COVID slices carry bright ground-glass patches."""
     image = np.zeros((size, size))
@@ -275,8 +282,9 @@ def _ct_slice(rng: np.random.Generator, size: int, covid: bool) -> np.ndarray:
     if covid:
         for _ in range(rng.integers(2, 5)):
             side = rng.choice([0.30, 0.70])
-            patch = _ellipse(size, rng.uniform(0.35, 0.65) * size, (side + rng.uniform(-0.05, 0.05)) * size,
-                             0.08 * size, 0.06 * size)
+            patch = _ellipse(
+                size, rng.uniform(0.35, 0.65) * size, (side + rng.uniform(-0.05, 0.05)) * size, 0.08 * size, 0.06 * size
+            )
             image[patch & lungs] = 0.45
     return np.clip(image + rng.normal(0, 0.03, (size, size)), 0, 1)
 
@@ -337,6 +345,7 @@ def make_covid_ct_like(
 
 # -- Brain tumour MRI (BTC) -----------------------------------------------------------------------------------
 
+
 def _brain_mri(rng: np.random.Generator, size: int, class_name: str) -> np.ndarray:
     """A grey axial brain MRI-like slice ``[size, size]`` in [0, 1] with a class-typical bright mass."""
     image = np.zeros((size, size))
@@ -349,8 +358,12 @@ def _brain_mri(rng: np.random.Generator, size: int, class_name: str) -> np.ndarr
         image[mass] = 0.9
     elif class_name == "meningioma_tumor":  # round mass at the brain's edge
         angle = rng.uniform(0, 2 * np.pi)
-        image[_ellipse(size, (0.5 + 0.36 * np.sin(angle)) * size, (0.5 + 0.28 * np.cos(angle)) * size,
-                       0.11 * size, 0.11 * size) & brain] = 0.95
+        image[
+            _ellipse(
+                size, (0.5 + 0.36 * np.sin(angle)) * size, (0.5 + 0.28 * np.cos(angle)) * size, 0.11 * size, 0.11 * size
+            )
+            & brain
+        ] = 0.95
     elif class_name == "pituitary_tumor":  # small mass in the sella, centre-bottom
         image[_ellipse(size, 0.62 * size, 0.5 * size, 0.07 * size, 0.07 * size)] = 1.0
     return np.clip(image + rng.normal(0, 0.02, (size, size)), 0, 1)

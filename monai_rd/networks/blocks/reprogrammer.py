@@ -179,7 +179,9 @@ class Reprogrammer(nn.Module):
             p = int(width)
             linear, norm = {1: (nn.Linear, nn.BatchNorm1d), 3: (nn.Conv2d, nn.BatchNorm2d),
                             4: (nn.Conv3d, nn.BatchNorm3d)}[kind]  # fmt: skip
-            project = linear(teacher_shape[0], p, bias=False) if kind == 1 else linear(teacher_shape[0], p, 1, bias=False)
+            project = (
+                linear(teacher_shape[0], p, bias=False) if kind == 1 else linear(teacher_shape[0], p, 1, bias=False)
+            )
             self.projection = nn.Sequential(project, norm(p), nn.ReLU(inplace=True))
             widths = [p] * num_blocks + [out_features]
             layers = [block(a, b, p) for a, b in zip(widths[:-1], widths[1:])]

@@ -122,8 +122,13 @@ def monai_trunk(
     state dict of the network as built (the classifier's entries are dropped), ``None`` keeps the random init."""
     model = monai_network(net)[0](**kwargs)
     removed = remove_classifier(model)
-    return load_weights(model, weights, drop_prefixes=(f"{removed}.",), trust_checkpoint=trust_checkpoint,
-                        expected_file=f"a state dict of monai.networks.nets.{net}")
+    return load_weights(
+        model,
+        weights,
+        drop_prefixes=(f"{removed}.",),
+        trust_checkpoint=trust_checkpoint,
+        expected_file=f"a state dict of monai.networks.nets.{net}",
+    )
 
 
 def monai_backbone(

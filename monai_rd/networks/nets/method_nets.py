@@ -156,7 +156,9 @@ class FrozenBranch(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, teacher_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, teacher_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> ``(z_T [B, C], f_T [B, d])``."""
         f = self.branch.features(x, teacher_features)
         return self.branch.head(f), f
@@ -284,8 +286,10 @@ def tap_layout(root: nn.Module, name: str) -> tuple[str, int]:
         if _sam_vit(module):
             if rest and rest[0] == "neck":
                 return ("nchw", 0)
-            if not rest or rest[0] in ("patch_embed", "norm_pre", "pos_drop", "patch_drop") or (
-                rest[0] == "blocks" and len(rest) <= 2
+            if (
+                not rest
+                or rest[0] in ("patch_embed", "norm_pre", "pos_drop", "patch_drop")
+                or (rest[0] == "blocks" and len(rest) <= 2)
             ):
                 return ("nhwc", 0)
             raise ValueError(

@@ -17,8 +17,9 @@ __all__ = ["RDNet", "RDTeacherBranch", "REPROGRAMMER_BUDGET"]
 REPROGRAMMER_BUDGET = 0.25
 
 
-def _reprogrammed(teacher: nn.Module | None, reprogrammer: nn.Module, x: torch.Tensor,
-                  teacher_features: torch.Tensor | None) -> torch.Tensor:
+def _reprogrammed(
+    teacher: nn.Module | None, reprogrammer: nn.Module, x: torch.Tensor, teacher_features: torch.Tensor | None
+) -> torch.Tensor:
     """``f_T = g(T(x))`` ``[B, d_S]``, RD's teacher branch up to the head; ``T`` is skipped when ``teacher_features``
     (a feature cache) are given."""
     if teacher_features is None:

@@ -84,7 +84,9 @@ class StudentClassifier(nn.Module):
         if isinstance(backbone, str):
             options = {} if spatial_dims == 2 else {"spatial_dims": 3, "in_channels": in_channels or 1}
             if spatial_dims == 3 and not backbone.startswith("monai:"):
-                raise ValueError(f"3D students are MONAI networks (monai:<Net>, e.g. monai:resnet18); got {backbone!r}.")
+                raise ValueError(
+                    f"3D students are MONAI networks (monai:<Net>, e.g. monai:resnet18); got {backbone!r}."
+                )
             self.backbone = build_student(backbone, weights=weights, **options)
         else:
             self.backbone = backbone

@@ -117,7 +117,10 @@ def build_teacher(name: str, weights: str | os.PathLike | None = None, **options
     if weights is None:
         warnings.warn(
             f"build_teacher({name!r}) without weights gives a RANDOM teacher; pass weights='random' to say so, "
-            "or a weights file.", RandomTeacherWarning, stacklevel=2)
+            "or a weights file.",
+            RandomTeacherWarning,
+            stacklevel=2,
+        )
         weights = RANDOM
     record = resolve_weights(name, weights)
     arg = record.path

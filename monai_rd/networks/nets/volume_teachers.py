@@ -7,7 +7,6 @@ autograd, no trainable parameter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -97,7 +96,9 @@ class FrozenVolumeTeacher(nn.Module):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 1 or C, D, H, W]`` in ``[0, 1]`` -> the encoder's own input."""
         if x.ndim != 5:
-            raise ValueError(f"Volume teacher {self.name!r} expects [B, C, D, H, W] volumes, got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"Volume teacher {self.name!r} expects [B, C, D, H, W] volumes, got shape {tuple(x.shape)}."
+            )
         if x.shape[1] == 1 and self.in_channels > 1:
             x = x.expand(-1, self.in_channels, -1, -1, -1)
         elif x.shape[1] != self.in_channels:

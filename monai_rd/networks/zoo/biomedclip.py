@@ -59,6 +59,11 @@ def biomedclip_vit_b(
     import timm
 
     vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, img_size=img_size or input_size)
-    load_weights(vit, weights, trust_checkpoint=trust_checkpoint, remap=_trunk,
-                 expected_file="open_clip_pytorch_model.bin (BiomedCLIP)")
+    load_weights(
+        vit,
+        weights,
+        trust_checkpoint=trust_checkpoint,
+        remap=_trunk,
+        expected_file="open_clip_pytorch_model.bin (BiomedCLIP)",
+    )
     return make_teacher(ViTTokens(vit, pooled), "biomedclip_vit_b", input_size, mean, std)

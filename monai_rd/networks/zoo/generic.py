@@ -69,8 +69,13 @@ def timm_teacher(
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     classifier = cfg.get("classifier") or ()
     classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-    load_weights(model, weights, drop_prefixes=tuple(f"{c}." for c in classifier), trust_checkpoint=trust_checkpoint,
-                 expected_file=f"a state dict of timm {arch}")
+    load_weights(
+        model,
+        weights,
+        drop_prefixes=tuple(f"{c}." for c in classifier),
+        trust_checkpoint=trust_checkpoint,
+        expected_file=f"a state dict of timm {arch}",
+    )
     size = input_size or (cfg.get("input_size") or (3, 224, 224))[-1]
     return make_teacher(
         TimmFeatures(model, pooled),

@@ -38,8 +38,13 @@ def lvmmed_resnet50(
     """LVM-Med ResNet-50 (``lvmmed_resnet.torch``): ``[B, 2048]`` or, with ``pooled=False``, ``[B, 2048, h, w]``."""
     model = torchvision.models.resnet50(weights=None)
     model.fc = nn.Identity()
-    load_weights(model, weights, drop_prefixes=("fc.",), trust_checkpoint=trust_checkpoint,
-                 expected_file="lvmmed_resnet.torch (LVM-Med ResNet-50)")
+    load_weights(
+        model,
+        weights,
+        drop_prefixes=("fc.",),
+        trust_checkpoint=trust_checkpoint,
+        expected_file="lvmmed_resnet.torch (LVM-Med ResNet-50)",
+    )
     return make_teacher(ResNetTrunk(model, pooled), "lvmmed_resnet50", input_size, mean, std)
 
 
@@ -106,6 +111,11 @@ def lvmmed_vit_b(
         window_size=window_size,
         norm_layer=partial(nn.LayerNorm, eps=1e-6),  # as SAM's build_sam_vit_b (timm's default is 1e-5)
     )
-    load_weights(vit, weights, trust_checkpoint=trust_checkpoint, remap=sam_to_timm,
-                 expected_file="lvmmed_vit.pth (LVM-Med ViT-B, a SAM image encoder)")
+    load_weights(
+        vit,
+        weights,
+        trust_checkpoint=trust_checkpoint,
+        remap=sam_to_timm,
+        expected_file="lvmmed_vit.pth (LVM-Med ViT-B, a SAM image encoder)",
+    )
     return make_teacher(SAMViTFeatures(vit, pooled), "lvmmed_vit_b", input_size, mean, std)

@@ -185,15 +185,23 @@ def _teacher_builder(arch: str, loaders: dict[str, Callable], summary: str, file
     return build
 
 
-radimagenet_resnet50 = TEACHERS.register("radimagenet_resnet50", _teacher_builder(
-    "resnet50", _RESNET_LOADERS,
-    summary="RadImageNet ResNet-50: ``[B, 2048]`` (layer4 GAP) or, with ``pooled=False``, ``[B, 2048, h, w]``.",
-    files="``ResNet50.pt`` (official PyTorch), ``RadImageNet-ResNet50_notop.h5`` (Keras) or the Keras conversion "
-    "``.pt``",
-))
-radimagenet_densenet121 = TEACHERS.register("radimagenet_densenet121", _teacher_builder(
-    "densenet121", _DENSENET_LOADERS,
-    summary="RadImageNet DenseNet-121: ``[B, 1024]`` (ReLU + GAP of ``features``) or ``[B, 1024, h, w]``.",
-    files="``DenseNet121.pt`` (official PyTorch) or ``RadImageNet-DenseNet121_notop.h5`` (Keras, BatchNorm epsilon "
-    "1.001e-5)",
-))
+radimagenet_resnet50 = TEACHERS.register(
+    "radimagenet_resnet50",
+    _teacher_builder(
+        "resnet50",
+        _RESNET_LOADERS,
+        summary="RadImageNet ResNet-50: ``[B, 2048]`` (layer4 GAP) or, with ``pooled=False``, ``[B, 2048, h, w]``.",
+        files="``ResNet50.pt`` (official PyTorch), ``RadImageNet-ResNet50_notop.h5`` (Keras) or the Keras conversion "
+        "``.pt``",
+    ),
+)
+radimagenet_densenet121 = TEACHERS.register(
+    "radimagenet_densenet121",
+    _teacher_builder(
+        "densenet121",
+        _DENSENET_LOADERS,
+        summary="RadImageNet DenseNet-121: ``[B, 1024]`` (ReLU + GAP of ``features``) or ``[B, 1024, h, w]``.",
+        files="``DenseNet121.pt`` (official PyTorch) or ``RadImageNet-DenseNet121_notop.h5`` (Keras, BatchNorm epsilon "
+        "1.001e-5)",
+    ),
+)
