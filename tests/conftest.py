@@ -47,13 +47,12 @@ def run_bundle(
     handlers keep training going and write that list): that fails too, unless the test breaks MLflow on purpose
     (``mlflow_may_fail``).
     """
-    if isinstance(config_files, str):
-        config_arg = config_files
-    else:
-        config_arg = "[" + ",".join(f"'{c}'" for c in config_files) + "]"
-    args = ["run", "--config_file", config_arg]
-    for key, value in overrides.items():
-        args += [f"--{key}", str(value)]
+    from monai_rd.bundle import bundle_args
+
+    files = [config_files] if isinstance(config_files, str) else [os.path.abspath(c) for c in config_files]
+    # the package's one bundle command; the bundle is named by its folder (configs/<file> or absolute paths)
+    argv = bundle_args(os.path.dirname(os.path.dirname(os.path.abspath(files[0]))), files, **overrides)
+    args = argv[argv.index("monai.bundle") + 1 :]
     proc = run_module("monai.bundle", args, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=timeout)
     cmd = proc.args
     if proc.returncode != 0:

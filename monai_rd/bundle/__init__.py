@@ -15,6 +15,7 @@ from monai_rd.bundle.config_check import (
 )
 from monai_rd.bundle.errors import install_error_report, report_error_last, root_error
 from monai_rd.bundle.paths import (
+    bundle_args,
     bundle_command,
     bundle_names,
     bundle_root,

@@ -69,22 +69,31 @@ def copy_bundle(name: str, dest: str | os.PathLike) -> str:
     return dest
 
 
-def bundle_command(name: str, configs: list[str] | str, **overrides: Any) -> str:
-    """A ``python -m monai.bundle run`` command line for bundle ``name`` with absolute config paths.
+def bundle_args(name: str | os.PathLike, configs: list[str] | str, **overrides: Any) -> list[str]:
+    """The argv of ``python -m monai.bundle run`` for bundle ``name``: the one place a bundle command is built
+    (the CLI's printed next steps, the demo, the protocol runner and the tests all use it).
 
     ``name`` is an installed bundle's name or a bundle folder's absolute path (a copy: ``monai-rd bundle copy``).
-    ``configs`` names files of the bundle's ``configs/`` folder (several: overlays, merged in order, e.g.
-    ``["train.json", "evaluate.json"]``); ``overrides`` become ``--key value`` pairs.
+    ``configs`` names files of the bundle's ``configs/`` folder, or absolute paths of files elsewhere (a grid cell's
+    overrides file); several are overlays, merged in order (``--config_file "['a','b']"``). ``overrides`` become
+    ``--key value`` pairs, in order.
     """
     names = [configs] if isinstance(configs, str) else list(configs)
-    root = os.fspath(name) if os.path.isabs(os.fspath(name)) else bundle_root(name)
-    paths = [os.path.join(root, "configs", c) for c in names]
+    root = os.fspath(name) if os.path.isabs(os.fspath(name)) else bundle_root(os.fspath(name))
+    paths = [os.path.join(root, "configs", c) for c in names]  # an absolute c stays as it is
     config_file = paths[0] if len(paths) == 1 else "[" + ",".join(repr(p) for p in paths) + "]"
     args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
     for key, value in overrides.items():
         args += [f"--{key}", str(value)]
+    return args
+
+
+def bundle_command(name: str | os.PathLike, configs: list[str] | str, **overrides: Any) -> str:
+    """:func:`bundle_args` as one shell line, to print for a user."""
+    args = bundle_args(name, configs, **overrides)
+    config_file = args[args.index("--config_file") + 1]
     line = shlex.join(args)
-    if len(paths) > 1 and not any(c in config_file for c in '"$`\\'):  # "['a','b']" reads better than '['"'"'a...
+    if config_file.startswith("[") and not any(c in config_file for c in '"$`\\'):  # "['a','b']" reads better
         line = line.replace(shlex.quote(config_file), f'"{config_file}"')
     return line
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -76,27 +75,16 @@ class DemoSettings(NamedTuple):
 
 
 def bundle_command(s: DemoSettings, dataset_dir: str, output_dir: str, method: str, teacher_weights: str) -> list[str]:
-    """The ``python -m monai.bundle run`` command line the demo executes (printed for the user too)."""
-    from monai_rd.bundle import bundle_root
+    """The ``python -m monai.bundle run`` argv the demo executes (printed for the user too): the bundle's train.json
+    with the demo's settings (:func:`monai_rd.bundle.bundle_args`)."""
+    from monai_rd.bundle import bundle_args
 
-    config = os.path.join(bundle_root(DEMO_DATASETS[s.dataset].bundle), "configs", "train.json")
-    return [
-        sys.executable, "-m", "monai.bundle", "run",
-        "--config_file", config,
-        "--dataset_dir", dataset_dir,
-        "--output_dir", output_dir,
-        "--image_size", str(s.image_size),
-        "--max_epochs", str(s.max_epochs),
-        "--batch_size", str(s.batch_size),
-        "--learning_rate", str(s.learning_rate),
-        "--num_workers", "0",
-        "--progress_bar", "False",
-        "--method", method,
-        "--teacher", f"torchvision:{s.teacher_arch}",
-        "--teacher_weights", teacher_weights,
-        "--student", s.student,
-        "--seed", str(s.seed),
-    ]  # fmt: skip
+    return bundle_args(
+        DEMO_DATASETS[s.dataset].bundle, "train.json", dataset_dir=dataset_dir, output_dir=output_dir,
+        image_size=s.image_size, max_epochs=s.max_epochs, batch_size=s.batch_size, learning_rate=s.learning_rate,
+        num_workers=0, progress_bar=False, method=method, teacher=f"torchvision:{s.teacher_arch}",
+        teacher_weights=teacher_weights, student=s.student, seed=s.seed,
+    )  # fmt: skip
 
 
 def _items(datalist: dict) -> list[dict]:

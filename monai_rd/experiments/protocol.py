@@ -44,7 +44,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -53,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_rd.bundle import bundle_root
+from monai_rd.bundle import bundle_args, bundle_command, bundle_root
 from monai_rd.data.datalist import SPLIT_PROTOCOLS
 from monai_rd.utils import atomic_write_json, atomic_write_text
 
@@ -322,11 +321,6 @@ def cell_overrides(
     return values
 
 
-def bundle_command(config: str, overrides_file: str) -> list[str]:
-    """``python -m monai.bundle run`` with the bundle's train.json and the cell's overrides file."""
-    return [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"['{config}','{overrides_file}']"]
-
-
 def _fabricate(grid: Grid, dataset: str, out_dir: str, fast_run: bool = False) -> str:
     """Write (once) the synthetic data of ``datasets.<dataset>.synthetic`` under ``<out>/data/<dataset>``; with
     ``fast_run``, a dataset without that entry gets its bundle's layout at :data:`FAST_RUN_SYNTHETIC`."""
@@ -468,11 +462,12 @@ def run_cell(
             )
         overrides.pop("method")  # nothing to select in a bundle that only does RD
     overrides_file = atomic_write_json(os.path.join(cell_dir, "overrides.json"), overrides)
-    cmd = bundle_command(config, overrides_file)
+    bundle, configs = grid.datasets[cell.dataset]["bundle"], ["train.json", os.path.abspath(overrides_file)]
+    cmd = bundle_args(bundle, configs)
     log_file = os.path.join(cell_dir, "train.log")
     started_ms = int(time.time() * 1000)
     with open(log_file, "w") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
+        log.write("$ " + bundle_command(bundle, configs) + "\n")
         log.flush()
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, env=_child_env())
     if proc.returncode != 0:
