@@ -49,7 +49,10 @@ def run_bundle(
     """
     from monai_rd.bundle import bundle_args
 
-    files = [config_files] if isinstance(config_files, str) else [os.path.abspath(c) for c in config_files]
+    # relative config paths are relative to the run's working directory, as on a user's command line
+    files = [
+        os.path.join(str(cwd or REPO), c) for c in ([config_files] if isinstance(config_files, str) else config_files)
+    ]
     # the package's one bundle command; the bundle is named by its folder (configs/<file> or absolute paths)
     argv = bundle_args(os.path.dirname(os.path.dirname(os.path.abspath(files[0]))), files, **overrides)
     args = argv[argv.index("monai.bundle") + 1 :]
