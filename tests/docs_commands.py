@@ -154,6 +154,12 @@ MANIFEST = [
         "python -m monai.bundle verify_metadata --meta_file bundles/rd_busi/configs/metadata.json --filepath monai_rd/schemas/bundle_metadata_schema.json",
         "busi",
     ),
+    Covered(
+        "README.md",
+        'MLFLOW_TRACKING_URI=sqlite:///bundles/rd_busi/outputs/mlruns.db mlflow models serve -m "models:/rd_busi_student@champion" --env-manager local -h 127.0.0.1 -p 5001',
+        SERVE_TEST,
+        "a server on a fixed port; the named test serves the registered model with this command on a free port",
+    ),
     Run(
         "docs/export.md",
         "monai-rd export --ckpt outputs/model.pt --student resnet18 --output_dir models --image_size 224",
@@ -284,14 +290,14 @@ MANIFEST = [
     ),
     # ---------------------------------------------------------------------------------------- volumes (MosMed)
     Run(
-        "README.md",
+        "docs/results.md",
         f"python -m monai.bundle run --config_file bundles/rd_mosmed/configs/train.json {MOSMED_DATA} --teacher medicalnet_resnet18 --teacher_weights resnet_18_23dataset.pth",
         "mosmed",
         expect=("bundles/rd_mosmed/outputs/model.pt",),
         note="resnet_18_23dataset.pth: a MedicalNet ResNet-18 in its DataParallel release layout, random",
     ),
     Covered(
-        "README.md",
+        "docs/results.md",
         "monai-rd cost --spatial_dims 3 --image_size 96 --batch_size 1 --teacher swin_unetr_ssl --students monai:resnet10",
         "tests/test_deploy_volumes.py::test_cost_table_on_volumes",
         "about 40 s per 96^3 forward on 2 cores; the named test runs the same 3D cost table at a small size",
@@ -313,7 +319,7 @@ MANIFEST = [
         "docs/volumes.md",
         "--teacher medicalnet_resnet18 --teacher_weights resnet_18_23dataset.pth",
         "tests/test_docs_commands.py::test_documented_commands_run_as_written",
-        "a fragment of the command above: the README's MosMed command with these arguments is run (group mosmed)",
+        "a fragment of the command above: docs/results.md's MosMed command with these arguments is run (group mosmed)",
     ),
     Covered(
         "docs/volumes.md",
@@ -376,10 +382,10 @@ MANIFEST = [
         "tests/test_bundle_rd_clinical.py::test_spatial_dims_3_trains_a_3d_student_on_whole_volumes",
         "needs the training above; the named test runs inference.json on a NIfTI file and a DICOM series folder",
     ),
-    # --------------------------------------------------------------------------------- README: benchmarks
+    # -------------------------------------------------------------------------- docs/results.md: benchmarks
     *[
         Covered(
-            "README.md",
+            "docs/results.md",
             c,
             "tests/test_bench.py::test_benchmark_runs_end_to_end_on_cpu",
             "a benchmark (minutes to tens of minutes at these sizes); the named test runs the script end to end at a "
