@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests._forkserver import run_module
+from tests.helpers.forkserver import run_module
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `pytest -n 2` (the README's commands): two workers share 2 cores, so one torch thread each, in the worker and
@@ -18,10 +18,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     if "torch" in sys.modules:  # a plugin loaded it first
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import REPO  # noqa: E402  (re-exported: tests import it from here)
+
 BUNDLES = os.path.join(REPO, "bundles")
 #: what this session collected before -m/-k deselected anything: {"total", "slow", "whole"} (whole: every
-#: tests/test_*.py file was collected, so the counts are the suite's; test_readme_figures compares them)
+#: tests/**/test_*.py file was collected, so the counts are the suite's; test_readme_figures compares them)
 COLLECTION: dict = {}
 
 
@@ -30,7 +31,7 @@ def pytest_collection_modifyitems(session, config, items):
     import glob
 
     files = {os.path.basename(str(item.path)) for item in items}
-    every = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "tests", "test_*.py"))}
+    every = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "tests", "**", "test_*.py"), recursive=True)}
     COLLECTION.update(total=len(items), slow=sum(1 for i in items if i.get_closest_marker("slow")),
                       whole=files == every)  # fmt: skip
 
@@ -40,7 +41,7 @@ def run_bundle(
 ) -> subprocess.CompletedProcess:
     """Run ``python -m monai.bundle run`` as a user would, overrides as ``--key value``; fail with its output.
 
-    The run is a fork of the tests' pre-imported server (tests/_forkserver.py: the same ``runpy`` entry as
+    The run is a fork of the tests' pre-imported server (tests/helpers/forkserver.py: the same ``runpy`` entry as
     ``python -m``, without 9 s of imports), or a real interpreter with ``MONAI_RD_TEST_FORK=0``.
 
     A run that finishes but leaves ``<output_dir>/mlflow_not_logged.json`` lost MLflow logging on the way (the

@@ -1,0 +1,64 @@
+"""CI's own parts: the slow tier's claim -> test list, its budget check, and the README's commands in .ci/run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+from tests.conftest import REPO
+from tests.helpers.slow_tier import GUARDS
+
+sys.path.insert(0, os.path.join(REPO, ".ci"))
+import budget  # noqa: E402  (.ci/budget.py: CI's script, not a package)
+
+
+def test_every_slow_test_names_the_claim_it_guards():
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slow", "-p", "no:cacheprovider",
+                           "tests"], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    slow = {re.sub(r"\[.*$", "", line).split("/")[-1] for line in proc.stdout.splitlines() if "::" in line}
+    assert len(slow) > 50, proc.stdout[-2000:]
+    missing, stale = sorted(slow - set(GUARDS)), sorted(set(GUARDS) - slow)
+    assert not missing, "slow tests without a claim in tests/helpers/slow_tier.py:\n  " + "\n  ".join(missing)
+    assert not stale, "tests/helpers/slow_tier.py lists tests that are no longer slow tests:\n  " + "\n  ".join(stale)
+    assert all(len(claim) > 20 for claim in GUARDS.values())
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="3" time="95.0">
+<testcase classname="tests.test_a" name="test_quick" time="1.5"/>
+<testcase classname="tests.test_b" name="test_slowest[x]" time="80.25"/>
+<testcase classname="tests.test_a" name="test_middle" time="13.0"/>
+</testsuite></testsuites>"""
+
+
+def test_budget_warns_over_budget_naming_the_slowest_tests(tmp_path, capsys):
+    xml = tmp_path / "slow.xml"
+    xml.write_text(JUNIT)
+    limit = tomllib.load(open(os.path.join(REPO, "pyproject.toml"), "rb"))["tool"]["monai_rd"]["ci"][
+        "slow_tier_budget_s"
+    ]
+    assert 600 <= limit <= 2400
+    assert budget.main(["--seconds", str(limit), "--junitxml", str(xml)]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING" not in out and f"within its budget of {limit} s" in out
+    assert budget.main(["--seconds", str(limit + 1), "--junitxml", str(xml)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"WARNING: the slow tier took {limit + 1} s, over its budget of {limit} s")
+    assert [line.split()[-1] for line in lines[1:]] == [
+        "tests/test_b.py::test_slowest[x]", "tests/test_a.py::test_middle", "tests/test_a.py::test_quick"]  # fmt: skip
+    assert "80.2 s" in lines[1] or "80.3 s" in lines[1]
+    assert budget.main(["--seconds", "1", "--junitxml", str(tmp_path / "absent.xml")]) == 1
+
+
+def test_ci_runs_the_readmes_install_and_test_commands():
+    """A green CI proves a newcomer can set up: .ci/run runs the README's set-up commands, as written."""
+    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    block = re.search(r"## Set-up \(a fresh machine\)\n+```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    ci = open(os.path.join(REPO, ".ci", "run"), encoding="utf-8").read()
+    assert commands[0] == 'pip install -e ".[dev]"' and len(commands) == 3, commands
+    for command in commands:
+        assert command in ci, f".ci/run does not run the README's `{command}`"
