@@ -131,6 +131,7 @@ def test_patch_operations():
         ({"op": "remove", "id": "b::c::Z"}, "0 items with _target_ 'Z'"),
         ({"op": "remove", "id": "b::c::5"}, "out of range"),
         ({"op": "move", "id": "a"}, "is not an operation"),
+        ({"op": "add", "id": "y", "value": 1, "afer": "a"}, "is not an operation"),  # a misspelt key is refused
     ]:
         with pytest.raises(SpecError, match=match):
             apply_patch(config, [op])

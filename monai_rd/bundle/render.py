@@ -59,6 +59,7 @@ TEMPLATE_DIR = "_template"
 #: the folders of a bundle that the template owns whole: a file there that the template does not write is stale
 OWNED = ("configs", "docs")
 WIDTH = 120
+_OP_KEYS = {"op", "id", "value", "after"}
 PLACEHOLDER = re.compile(r"<<([A-Za-z_][A-Za-z0-9_]*)>>")
 
 
@@ -149,8 +150,10 @@ def apply_patch(config: Any, ops: Sequence[Mapping[str, Any]], where: str = "con
     config = copy.deepcopy(config)
     for op in ops:
         kind, id_ = op.get("op"), op.get("id")
-        if not isinstance(id_, str) or kind not in ("replace", "add", "remove"):
-            raise SpecError(f"{where}: {dict(op)} is not an operation (op: replace, add or remove; id: a MONAI id)")
+        if not isinstance(id_, str) or kind not in ("replace", "add", "remove") or set(op) - _OP_KEYS:
+            raise SpecError(
+                f"{where}: {dict(op)} is not an operation (op: replace, add or remove; id: a MONAI id; value; after)"
+            )
         try:
             parent, last = _parent(config, id_)
             if kind == "replace":
@@ -217,9 +220,9 @@ def _read_spec(template: Path, name: str) -> dict:
         raise SpecError(f"No spec for bundle {name!r}: expected {path} (specs: {spec_names(template)})")
     with open(path, encoding="utf-8") as f:
         spec = json.load(f)
-    unknown = set(spec) - {"values", "configs", "description"}
+    unknown = set(spec) - {"values", "configs"}
     if unknown:
-        raise SpecError(f"{path}: unknown keys {sorted(unknown)} (a spec has values, configs, description)")
+        raise SpecError(f'{path}: unknown keys {sorted(unknown)} (a spec has "values" and "configs")')
     return spec
 
 
