@@ -16,6 +16,7 @@ __all__ = ["main", "COMMANDS"]
 # sub-command name -> module under monai_rd.cli defining ``add_arguments(parser)`` and ``run(args) -> int``
 COMMANDS = {
     "bundle": "bundle",
+    "render-bundles": "render_bundles",
     "demo": "demo",
     "fetch-teacher": "fetch_teacher",
     "export": "export",

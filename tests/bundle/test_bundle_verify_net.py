@@ -8,7 +8,7 @@ import sys
 import pytest
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
 
-from monai_rd.bundle import report_error_last
+from monai_rd.bundle import bundle_names, report_error_last
 from tests.conftest import BUNDLES, REPO
 
 #: bundle -> (class names of a run, overrides): rd_clinical takes its classes from the folder (3 here, while its
@@ -36,8 +36,9 @@ def _record_run(bundle, out, class_names, **overrides):
     return parser.get_parsed_content("run_metadata")
 
 
-@pytest.mark.parametrize("bundle", sorted(RUNS))
+@pytest.mark.parametrize("bundle", bundle_names())
 def test_verify_net_in_out_passes_with_the_runs_metadata(bundle, tmp_path):
+    assert bundle in RUNS, f"add {bundle!r} to RUNS: the class names of a run of it"
     class_names, overrides = RUNS[bundle]
     meta = _record_run(bundle, tmp_path, class_names, **overrides)
     assert meta == os.path.join(str(tmp_path), "metadata.json")

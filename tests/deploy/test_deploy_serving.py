@@ -274,11 +274,24 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
         log.close()
 
 
+def _served_bundles():
+    """(bundle, its metadata.json's class count) of every bundle whose registry handler has a pyfunc ``serving``
+    (all but the volume bundle rd_mosmed), from the one list of bundles."""
+    from monai_rd.bundle import bundle_names
+    from tests.conftest import BUNDLES
+
+    out = []
+    for name in bundle_names():
+        with open(os.path.join(BUNDLES, name, "configs", "train.json")) as f:
+            handlers = json.load(f)["train"]["handlers"]
+        if any("serving" in h for h in handlers if isinstance(h, dict)):
+            with open(os.path.join(BUNDLES, name, "configs", "metadata.json")) as f:
+                out.append((name, json.load(f)["network_data_format"]["outputs"]["pred"]["num_channels"]))
+    return out
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "bundle,n_classes",
-    [("rd_busi", 3), ("rd_clinical", 2), ("rd_chestxray", 14), ("rd_isic", 7), ("rd_btc", 4), ("rd_covid", 2)],
-)
+@pytest.mark.parametrize("bundle,n_classes", _served_bundles())
 def test_every_bundle_run_exports_a_serving_folder(bundle, n_classes, tmp_path):
     """From a run's output_dir alone (executed config + model.pt): the bundle's own eval transforms, its classes."""
     from monai_rd.bundle import write_executed_config
