@@ -90,13 +90,13 @@ MANIFEST = [
     Covered(
         "docs/bundles.md",
         "monai-rd render-bundles",
-        "tests/test_bundle_render.py::test_check_names_each_differing_file_and_render_fixes_it",
+        "tests/bundle/test_bundle_render.py::test_check_names_each_differing_file_and_render_fixes_it",
         "writes into the repository's bundles/; the named test renders into a copy and checks what it wrote",
     ),
     Covered(
         "docs/bundles.md",
         "monai-rd render-bundles --check",
-        "tests/test_bundle_render.py::test_check_names_each_differing_file_and_render_fixes_it",
+        "tests/bundle/test_bundle_render.py::test_check_names_each_differing_file_and_render_fixes_it",
         "the named test runs it on a copy with one differing, one missing and one stale file, and on a clean copy",
     ),
     # ------------------------------------------------------------------------------------------ README: set-up
