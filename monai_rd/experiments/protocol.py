@@ -55,6 +55,7 @@ import numpy as np
 from monai_rd.bundle import bundle_args, bundle_command, bundle_root
 from monai_rd.data.datalist import SPLIT_PROTOCOLS
 from monai_rd.utils import atomic_write_json, atomic_write_text
+from monai_rd.utils.mlflow_runs import read_run_metrics, retire_failed_runs, set_run_tags
 
 __all__ = [
     "Cell",
@@ -349,68 +350,6 @@ def _fabricate(grid: Grid, dataset: str, out_dir: str, fast_run: bool = False) -
     return root
 
 
-def read_run_metrics(tracking_uri: str, experiment: str, run_name: str, key_metric: str, since_ms: int = 0) -> dict:
-    """Final metrics of the newest FINISHED MLflow run named ``run_name`` started at or after ``since_ms``.
-
-    Returns ``{"run_id", "best_epoch", <every val_* metric at the epoch where key_metric is highest>,
-    "last_<key_metric>", "epochs", <every test_* metric>, "split_protocol"}``: the best epoch is the one whose
-    student the bundle's CheckpointSaver kept (first epoch on ties, as ignite's Checkpoint); the ``test_*``
-    metrics (and their ``_ci_low``/``_ci_high``) are that student's scores on the test split, logged once at the
-    end of the run.
-    """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise RuntimeError(f"MLflow experiment {experiment!r} not found in {tracking_uri}.")
-    runs = [
-        r
-        for r in client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}'")
-        if r.info.status == "FINISHED" and r.info.start_time >= since_ms
-    ]
-    if not runs:
-        raise RuntimeError(f"No finished MLflow run named {run_name!r} in experiment {experiment!r} ({tracking_uri}).")
-    run = max(runs, key=lambda r: r.info.start_time)
-    histories = {}
-    for name in run.data.metrics:
-        if name.startswith("val_") or name == key_metric:
-            hist = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: (m.step, m.timestamp))
-            histories[name] = {m.step: m.value for m in hist}
-    if key_metric not in histories:
-        raise RuntimeError(
-            f"Run {run_name!r} logged no {key_metric!r} (it logged {sorted(run.data.metrics)}); "
-            "set 'metric' in the grid."
-        )
-    key_hist = histories[key_metric]
-    best_epoch = max(sorted(key_hist), key=lambda s: key_hist[s])  # max keeps the first of equal values
-    result: dict[str, Any] = {"run_id": run.info.run_id, "best_epoch": best_epoch, "epochs": max(key_hist)}
-    for name, hist in histories.items():
-        if best_epoch in hist:
-            result[name] = hist[best_epoch]
-    result[f"last_{key_metric}"] = key_hist[max(key_hist)]
-    result.update({k: v for k, v in run.data.metrics.items() if k.startswith("test_")})
-    if "split_protocol" in run.data.tags:
-        result["split_protocol"] = run.data.tags["split_protocol"]
-    return result
-
-
-def _retire_failed_runs(tracking_uri: str, experiment: str, run_name: str, attempt: int) -> None:
-    """Rename unfinished runs of a failed cell so the retry (same run name) does not append to them."""
-    try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            return
-        for r in client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}'"):
-            if r.info.status != "FINISHED":
-                client.update_run(r.info.run_id, status="FAILED", name=f"{run_name} (failed attempt {attempt})")
-    except Exception:  # the cell's failure is already recorded; a tracking hiccup must not hide it
-        pass
-
-
 def _bundle_has_method(config: str) -> bool:
     with open(config) as f:
         return "method" in json.load(f)
@@ -476,24 +415,24 @@ def run_cell(
             f"last lines of {log_file}:\n{_tail(log_file)}"
         )
     metrics = read_run_metrics(tracking_uri, grid.name, cell.id, grid.metric_for(cell.dataset), since_ms=started_ms)
-    try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-        for key, value in {
-            "dataset": cell.dataset,
-            "teacher": cell.teacher,
-            "student": cell.student,
-            "method": cell.method,
-            "method_id": method_id,
-            "seed": cell.seed,
-            "fold": cell.fold,
-            "split_protocol": grid.split_protocol,
-            "grid": grid.name,
-        }.items():
-            client.set_tag(metrics["run_id"], f"monai_rd.{key}", str(value))
-    except Exception:
-        pass
+    set_run_tags(
+        tracking_uri,
+        metrics["run_id"],
+        {
+            f"monai_rd.{key}": value
+            for key, value in {
+                "dataset": cell.dataset,
+                "teacher": cell.teacher,
+                "student": cell.student,
+                "method": cell.method,
+                "method_id": method_id,
+                "seed": cell.seed,
+                "fold": cell.fold,
+                "split_protocol": grid.split_protocol,
+                "grid": grid.name,
+            }.items()
+        },
+    )
     return {"status": "done", "metrics": metrics, "command": cmd}
 
 
@@ -586,7 +525,7 @@ def run_grid(
             new = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
             if not isinstance(e, (RuntimeError, GridError, subprocess.TimeoutExpired)):
                 new["traceback"] = traceback.format_exc()
-            _retire_failed_runs(tracking_uri, grid.name, cell.id, attempt)
+            retire_failed_runs(tracking_uri, grid.name, cell.id, attempt)
             log(f"cell {cell.id} FAILED: {new['error'].splitlines()[0]}")
         new.update(
             {
