@@ -20,15 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from monai_rd.networks.layer_taps import (
-    LayerTaps,
-    default_feature_layer,
-    default_feature_layers,
-    module_device,
-    probe_forward,
-    tap_layout,
-    to_nchw,
-)
+# the layer taps and the teacher classifiers live in modules of their own; their names stay importable from here
+from monai_rd.networks import layer_taps as _taps
+from monai_rd.networks.layer_taps import LayerTaps
 from monai_rd.networks.nets.students import StudentClassifier
 from monai_rd.networks.nets.teacher_classifiers import TeacherClassifier, pool_features
 
@@ -44,14 +38,14 @@ __all__ = [
     "StudentNet",
     "DistillNet",
     "FoldedHeadStudent",
-    "LayerTaps",
-    "default_feature_layer",
-    "default_feature_layers",
-    "tap_layout",
-    "to_nchw",
-    "probe_forward",
-    "module_device",
 ]
+default_feature_layer, default_feature_layers = _taps.default_feature_layer, _taps.default_feature_layers
+probe_forward, module_device, tap_layout, to_nchw = (
+    _taps.probe_forward,
+    _taps.module_device,
+    _taps.tap_layout,
+    _taps.to_nchw,
+)
 
 
 class TunedTeacher(nn.Module):
