@@ -12,42 +12,10 @@ import shlex
 from typing import Any
 
 from monai_rd.bundle.paths import bundle_command
+from monai_rd.utils.mlflow_runs import find_mlflow_run
 
 __all__ = ["find_mlflow_run", "training_done_lines", "inference_done_lines", "report_training_done",
            "report_inference_done"]  # fmt: skip
-
-
-def find_mlflow_run(tracking_uri: str, experiment_name: str, run_name: str | None,
-                    registered_model_name: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """``{"run_id", "model_version"}`` of the newest run ``run_name`` (None: of any name) of ``experiment_name`` in
-    ``tracking_uri`` (None where not found), or ``{"error": "<why>"}`` when the store cannot be read: a finished
-    run never fails on its last lines."""
-    try:
-        from mlflow.tracking import MlflowClient
-
-        from monai_rd.handlers.best_model_report import find_run_id
-
-        client = MlflowClient(tracking_uri)
-        if run_name is None:  # the newest run of the experiment
-            experiment = client.get_experiment_by_name(experiment_name)
-            runs = (
-                []
-                if experiment is None
-                else client.search_runs(
-                    [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
-                )
-            )
-            run_id = runs[0].info.run_id if runs else None
-        else:
-            run_id = find_run_id(client, experiment_name, run_name)
-        version = None
-        if run_id and registered_model_name:
-            versions = client.search_model_versions(f"run_id = '{run_id}'")
-            versions = [v for v in versions if v.name == registered_model_name]
-            version = max((v.version for v in versions), key=int, default=None)
-        return {"run_id": run_id, "model_version": version}
-    except Exception as e:  # noqa: BLE001 - an unreachable store is reported, the run already succeeded
-        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def training_done_lines(bundle: str, output_dir: str, model_file: str, tracking_uri: str, experiment_name: str,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from monai_rd.data.datalist import SplitNotFoundError, read_datalist  # noqa: F401  (the bundles' name)
 from monai_rd.utils import atomic_write_json
 
 __all__ = [
@@ -174,26 +175,3 @@ def plain_values(executed: str | os.PathLike | Mapping[str, Any]) -> dict[str, A
         with open(executed, encoding="utf-8") as f:
             executed = json.load(f)
     return {k: v for k, v in executed.items() if not k.startswith("_") and _is_plain(v)}
-
-
-def read_datalist(path: str | os.PathLike, key: str) -> list[dict]:
-    """The ``key`` list (``"training"``, ``"validation"``, ``"test"``) of a datalist JSON, or SplitNotFoundError."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Datalist {path!r} does not exist; run training first or pass --datalist_file.")
-    with open(path, encoding="utf-8") as f:
-        datalist = json.load(f)
-    if key not in datalist or not isinstance(datalist[key], list):
-        splits = sorted(k for k, v in datalist.items() if isinstance(v, list) and all(isinstance(i, dict) for i in v))
-        raise SplitNotFoundError(
-            f"Datalist {path!r} has no split {key!r} (its splits: {splits}). Choose one with --datalist_key, "
-            "or re-run training so that the datalist is re-indexed with training/validation/test splits."
-        )
-    return datalist[key]
-
-
-class SplitNotFoundError(KeyError):
-    """A datalist without the requested split; the message names the split and the lists it has."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes
-        return str(self.args[0])

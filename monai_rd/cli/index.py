@@ -2,7 +2,9 @@
 
 Sources may be PNG/JPEG/BMP/TIFF images, DICOM files, DICOM series folders and NIfTI volumes; volumes become
 2D slice items. Run it on a PACS export before training to see the classes, the split and any file that cannot
-be read (named, with the reason).
+be read (named, with the reason): the indexer decodes every source and the datalist then goes through
+:func:`~monai_rd.data.validate_datalist`, the check the bundles run, so what it refuses is a
+:class:`~monai_rd.data.BadInputError`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monai_rd.data.checks import validate_datalist
     from monai_rd.data.indexers.folders import index_class_folders, index_csv
 
     options = dict(
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             datalist = index_class_folders(args.source, **options)
+        # the one validator, as the bundles run it (the indexer decoded every source): labels and usable splits
+        validate_datalist(datalist, splits=("training", "validation", "test"), decode=False)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"monai-rd index: {e}", file=sys.stderr)
         return 2

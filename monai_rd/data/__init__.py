@@ -28,6 +28,8 @@ from monai_rd.data.datalist import (
     kfold_split,
     stratified_split,
     write_datalist,
+    read_datalist,
+    SplitNotFoundError,
 )
 from monai_rd.data.duplicates import difference_hash, group_near_duplicates, hamming_distances
 from monai_rd.data.feature_cache import FeatureCache, FeatureCacheError, transform_fingerprint, view_seed

@@ -4,6 +4,8 @@
   every label is in the class list, the splits are usable), run at bundle start around the indexer call, so a
   broken file is reported once, up front, naming the file and the reason -- not as a traceback from a
   data-loader worker epochs later, and never silently trained on;
+- :func:`verify_image` / :func:`verify_volume` (indexing: the same per-file check, one file at a time, raised at
+  once; the indexers call them);
 - :func:`check_readable` / :func:`expand_inputs` (inference: every input goes through the inference pipeline's
   own loading transform before any prediction is made).
 
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from monai_rd.data.datalist import shortfall_message
+from monai_rd.data.errors import BadInputError, SplitTooSmallError
 from monai_rd.data.readers.dicom import DicomReadError
 from monai_rd.data.readers.medical import MedicalImageReader, UnsupportedFileError, source_kind
 from monai_rd.data.readers.natural import ImageReadError
@@ -30,26 +33,12 @@ from monai_rd.utils import atomic_write_json, atomic_write_text
 
 __all__ = [
     "BadInputError", "SplitTooSmallError", "UnreadableInputsError", "ON_BAD_INPUT", "validate_datalist", "check_item",
-    "check_readable", "expand_inputs",
+    "verify_image", "verify_volume", "check_readable", "expand_inputs",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 ON_BAD_INPUT = ("error", "skip")
 READ_ERRORS = (ImageReadError, DicomReadError, NiftiReadError, UnsupportedFileError)
-
-
-class BadInputError(ValueError):
-    """Unusable inputs; the message lists each file/key and the reason, ``errors`` maps each bad file to it."""
-
-    def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.errors = dict(errors or {})
-
-
-class SplitTooSmallError(BadInputError):
-    """A split is empty because the dataset has too few images or groups per class for the split protocol; the
-    message names how many it has and needs, and the options (``split_protocol``, ``val_fraction``,
-    ``test_fraction``) that change it."""
 
 
 #: the name inference used before the two checks shared one vocabulary (the same class).
@@ -149,6 +138,41 @@ def check_item(
         if r is not None:
             reasons.append(f"'{label_key}': {r}")
     return reasons
+
+
+def verify_image(
+    path: str, dataset: str = "", min_size: int = 1, reader: MedicalImageReader | None = None
+) -> None:  # fmt: skip
+    """Raise :class:`BadInputError` naming ``path`` if it is unusable: the check :func:`validate_datalist` runs on
+    each file (exists, not empty, decodes with ``reader``, 1-4 channels, at least ``min_size`` px, finite); the
+    indexers run it on every image they list (``verify_images=True``).
+
+    Args:
+        path: the image (or DICOM/NIfTI) file.
+        dataset: the dataset named in the message (e.g. ``"BUSI"``).
+        min_size: the smallest accepted side in px (default 1: indexing refuses no size; the datalist check's
+            ``min_size`` does).
+        reader: the ``ImageReader`` that decodes (default :class:`~monai_rd.data.MedicalImageReader`).
+    """
+    reader = MedicalImageReader() if reader is None else reader
+    reason = _check_file(os.fspath(path), min_size, True, {}, reader)
+    if reason is not None:
+        where = f" in {dataset}" if dataset else ""
+        raise BadInputError(f"Unreadable image {path!r}{where}: {reason}. Remove or replace the file.", {path: reason})
+
+
+def verify_volume(path: str, dims: Sequence[int] = (3, 4), what: str = "a volume") -> tuple[int, ...]:
+    """Read the NIfTI header of ``path`` (no voxel data); raise :class:`BadInputError` naming ``path`` if it is
+    unreadable or its number of dimensions is not in ``dims``. Returns the shape."""
+    import nibabel as nib
+
+    try:
+        shape = tuple(nib.load(path).shape)
+    except Exception as e:
+        raise BadInputError(f"{path!r} is not a readable NIfTI volume ({type(e).__name__}: {e}).") from e
+    if len(shape) not in dims:
+        raise BadInputError(f"{path!r} has shape {shape}: not {what}.")
+    return shape
 
 
 def validate_datalist(

@@ -1,4 +1,5 @@
-"""Seeded stratified splits (hold-out, three-way, k-fold) and MONAI datalist files.
+"""Seeded stratified splits (hold-out, three-way, k-fold) and MONAI datalist files, written and read here
+(:func:`write_datalist`, :func:`read_datalist`; the bundles call the second as ``monai_rd.bundle.read_datalist``).
 
 Every indexer builds its datalist with :func:`assign_splits`: ``training`` (fitting), ``validation`` (model
 selection: the checkpoint a run keeps) and ``test`` (reported once, at the end, never seen before). The test split
@@ -12,6 +13,7 @@ selection happens on the reporting set; optimistic, kept to compare with the pap
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -29,6 +31,8 @@ __all__ = [
     "check_split_options",
     "check_disjoint_splits",
     "write_datalist",
+    "read_datalist",
+    "SplitNotFoundError",
     "datalist_hash",
     "finalize_datalist",
 ]
@@ -380,6 +384,29 @@ def check_disjoint_splits(datalist: dict, group_key: str | None = "group") -> No
 def write_datalist(datalist: dict, path: str | os.PathLike) -> str:
     """Write a MONAI datalist (``{"training": [...], "validation": [...], ...}``) atomically; returns the path."""
     return atomic_write_json(path, datalist)
+
+
+def read_datalist(path: str | os.PathLike, key: str) -> list[dict]:
+    """The ``key`` list (``"training"``, ``"validation"``, ``"test"``) of a datalist JSON, or SplitNotFoundError."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Datalist {path!r} does not exist; run training first or pass --datalist_file.")
+    with open(path, encoding="utf-8") as f:
+        datalist = json.load(f)
+    if key not in datalist or not isinstance(datalist[key], list):
+        splits = sorted(k for k, v in datalist.items() if isinstance(v, list) and all(isinstance(i, dict) for i in v))
+        raise SplitNotFoundError(
+            f"Datalist {path!r} has no split {key!r} (its splits: {splits}). Choose one with --datalist_key, "
+            "or re-run training so that the datalist is re-indexed with training/validation/test splits."
+        )
+    return datalist[key]
+
+
+class SplitNotFoundError(KeyError):
+    """A datalist without the requested split; the message names the split and the lists it has."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return str(self.args[0])
 
 
 def datalist_hash(datalist: dict) -> str:

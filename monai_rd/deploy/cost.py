@@ -26,7 +26,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from monai_rd.deploy.export import example_input_shape
-from monai_rd.networks import StudentClassifier, build_teacher
+from monai_rd.networks import StudentClassifier, VolumeTeacherClassifier, build_teacher
 from monai_rd.utils import atomic_write_text
 
 __all__ = [
@@ -91,21 +91,6 @@ def median_latency(fn: Callable[[], object], warmup: int = 3, repeats: int = 10)
         fn()
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
-
-
-class VolumeTeacherClassifier(nn.Module):
-    """A volume teacher (3D encoder or slice-wise 2D teacher) with a linear head: ``[B, C_in, D, H, W] -> [B, C]``."""
-
-    spatial_dims = 3
-
-    def __init__(self, teacher: nn.Module, num_classes: int, in_channels: int = 1) -> None:
-        super().__init__()
-        self.teacher = teacher
-        self.head = nn.Linear(int(torch.tensor(teacher.feature_shape).prod()), num_classes)
-        self.register_buffer("mean", torch.zeros(1, in_channels, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.teacher(x).flatten(1))
 
 
 def teacher_classifier(name: str, num_classes: int, weights: str | os.PathLike | None = None) -> StudentClassifier:

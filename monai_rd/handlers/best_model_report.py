@@ -18,7 +18,8 @@ from monai_rd.networks.checkpoint import load_weights
 from monai_rd.metrics import classification_report, report_to_csv, report_to_markdown
 from monai_rd.visualize import plot_confusion_matrix, plot_roc_curves, plot_training_curves
 from monai_rd.utils import atomic_write_json, atomic_write_text
-from monai_rd.handlers.mlflow_resilient import MLflowLink, effective_tracking_uri
+from monai_rd.utils.mlflow_runs import effective_tracking_uri, find_run_id
+from monai_rd.handlers.mlflow_resilient import MLflowLink
 from monai_rd.handlers.utils import probs_and_class_indices, rd_loss_terms
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -28,20 +29,6 @@ else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
 __all__ = ["BestModelReport", "find_run_id", "predict_probs", "load_best", "log_report_to_mlflow"]
-
-
-def find_run_id(client, experiment_name: str, run_name: str | None) -> str | None:
-    """Id of the most recent run called ``run_name`` in ``experiment_name`` (None if there is none)."""
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None or run_name is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"attributes.run_name = '{run_name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
 
 
 @torch.no_grad()

@@ -14,8 +14,9 @@ import torch.nn as nn
 from monai.utils import IgniteInfo, min_version, optional_import, path_to_uri
 
 from monai_rd.utils import sha256_file
-from monai_rd.handlers.best_model_report import find_run_id, load_best
-from monai_rd.handlers.mlflow_resilient import MLflowLink, effective_tracking_uri
+from monai_rd.handlers.best_model_report import load_best
+from monai_rd.handlers.mlflow_resilient import MLflowLink
+from monai_rd.utils.mlflow_runs import effective_tracking_uri, find_run_id
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:

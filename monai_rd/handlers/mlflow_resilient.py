@@ -13,23 +13,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from monai.handlers import MLFlowHandler
-from monai.utils import flatten_dict, path_to_sqlite_uri
+from monai.utils import flatten_dict
 
 from monai_rd.utils import atomic_write_json
+from monai_rd.utils.mlflow_runs import effective_tracking_uri
 
 __all__ = ["MLflowLink", "ResilientMLFlowHandler", "effective_tracking_uri"]
 
 logger = logging.getLogger("monai_rd.mlflow")
-
-
-def effective_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The tracking URI MONAI's MLFlowHandler uses: ``MLFLOW_TRACKING_URI`` first, then the argument, then
-    ``sqlite:///<cwd>/mlruns.db``."""
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI")
-        or tracking_uri
-        or path_to_sqlite_uri(os.path.join(os.getcwd(), "mlruns.db"))
-    )
 
 
 def _errors() -> tuple[type[BaseException], ...]:

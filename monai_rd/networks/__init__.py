@@ -38,17 +38,6 @@ from monai_rd.networks.blocks.adapters import (
     used_layers,
     vpt_teacher,
 )
-from monai_rd.networks.nets.method_nets import (
-    DistillNet,
-    FrozenBranch,
-    LayerTaps,
-    ReferenceNet,
-    StudentNet,
-    TeacherClassifier,
-    TunedTeacher,
-    default_feature_layer,
-    default_feature_layers,
-    pool_features,
-    tap_layout,
-    to_nchw,
-)
+from monai_rd.networks.layer_taps import LayerTaps, default_feature_layer, default_feature_layers, tap_layout, to_nchw
+from monai_rd.networks.nets.method_nets import DistillNet, FrozenBranch, ReferenceNet, StudentNet, TunedTeacher
+from monai_rd.networks.nets.teacher_classifiers import TeacherClassifier, VolumeTeacherClassifier, pool_features

@@ -12,16 +12,15 @@ from torch.utils.data import DataLoader
 from monai_rd.bundle import (
     ConfigError,
     EmptyEpochError,
-    SplitNotFoundError,
     check_epochs_run,
     check_matches_training,
     parse_bool,
-    read_datalist,
     read_training_config,
     remembered_settings,
     report_error_last,
     root_error,
 )
+from monai_rd.data import SplitNotFoundError, read_datalist, write_datalist
 
 
 @pytest.mark.parametrize("text,value", [("true", True), ("TRUE", True), ("True", True), (True, True), (1, True),
@@ -151,8 +150,11 @@ def test_a_missing_split_names_the_split_and_the_lists(tmp_path):
         read_datalist(path, "test")
     assert str(info.value).startswith(f"Datalist {str(path)!r} has no split 'test' (its splits: ['training', "
                                       "'validation'])")  # fmt: skip
-    path.write_text(json.dumps({"training": [], "validation": [], "test": [{"image": "t.png", "label": 1}]}))
-    assert read_datalist(path, "test") == [{"image": "t.png", "label": 1}]
+    write_datalist({"training": [], "validation": [], "test": [{"image": "t.png", "label": 1}]}, path)
+    assert read_datalist(path, "test") == [{"image": "t.png", "label": 1}]  # read and write: one module
+    import monai_rd.bundle
+
+    assert monai_rd.bundle.read_datalist is read_datalist  # the name the bundles' configs call
 
 
 def test_a_2d_teacher_on_rd_mosmed_is_refused_before_training_naming_slicewise(tmp_path, capsys):

@@ -196,3 +196,34 @@ def test_clinical_inference_lists_files_refused_at_both_checks_before_predicting
     assert set(rows) == {"broken.dcm", "nan.nii.gz"}
     assert rows["nan.nii.gz"].startswith("holds NaN/Inf pixel values") and rows["broken.dcm"]
     assert not (out / "predictions.csv").exists()
+
+
+def test_indexers_and_cli_raise_the_one_error_naming_the_file(tmp_path, capsys):
+    """Issue 27 (2): the indexers check images with the one validator (``data.checks.verify_image``) and every bad
+    input -- an indexer's refusal, a layout refusal, a reader's error -- is a ``BadInputError`` (a ``ValueError``)."""
+    from monai_rd.cli import main
+    from monai_rd.data import (
+        DicomReadError, ImageReadError, NiftiReadError, UnsupportedFileError, index_busi, make_busi_like,
+    )  # fmt: skip
+
+    assert all(issubclass(e, BadInputError) for e in (ImageReadError, DicomReadError, NiftiReadError,
+                                                     UnsupportedFileError))  # fmt: skip
+    assert issubclass(BadInputError, ValueError)
+    root = make_busi_like(tmp_path / "busi", n_per_class=3, size=16)
+    bad = os.path.join(root, "malignant", "malignant (1).png")
+    with open(bad, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(BadInputError, match=r"malignant \(1\)\.png.* in BUSI") as info:
+        index_busi(root)
+    assert list(info.value.errors) == [bad]
+    os.makedirs(os.path.join(root, "cancer"))
+    with pytest.raises(BadInputError, match="cancer"):  # a layout refusal: the same type
+        index_busi(root, verify_images=False)
+    folder = tmp_path / "folders"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(np.full((16, 16), 40 * k, np.uint8)).save(folder / name / f"{k}.png")
+    (folder / "b" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    assert main(["index", str(folder), "--out", str(tmp_path / "dl.json")]) == 2
+    assert "2.png" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import torch
 
 from monai_rd.methods import METHODS, dry_run_method
 from monai_rd.networks import LayerTaps, StudentClassifier, build_teacher, default_feature_layer
-from monai_rd.networks.nets.method_nets import default_feature_layers
+from monai_rd.networks.layer_taps import default_feature_layers
 from tests.conftest import BUNDLES
 
 SIZE = 32

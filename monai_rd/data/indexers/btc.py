@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
-from monai_rd.data.indexers.checks import reject_unexpected, require_dir
+from monai_rd.data.indexers.layout import reject_unexpected, require_dir
 from monai_rd.data.indexers.folders import list_class_folders
 
 __all__ = ["BTC_CLASSES", "index_btc"]

@@ -7,7 +7,8 @@ import re
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.duplicates import group_near_duplicates
-from monai_rd.data.indexers.checks import reject_unexpected, verify_image
+from monai_rd.data.checks import verify_image
+from monai_rd.data.indexers.layout import reject_unexpected
 
 __all__ = ["BUSI_CLASSES", "BUSI_MASK_PATTERN", "index_busi"]
 

@@ -6,7 +6,8 @@ import os
 from collections import Counter
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
-from monai_rd.data.indexers.checks import read_csv_table, require_dir, verify_image
+from monai_rd.data.checks import verify_image
+from monai_rd.data.indexers.layout import read_csv_table, require_dir
 
 __all__ = ["CHESTXRAY14_FINDINGS", "index_chestxray14"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
-from monai_rd.data.indexers.checks import require_dir, verify_image
+from monai_rd.data.checks import verify_image
+from monai_rd.data.indexers.layout import require_dir
 
 __all__ = ["COVID_CT_CLASSES", "index_covid_ct"]
 

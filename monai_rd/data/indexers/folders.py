@@ -31,9 +31,9 @@ import numpy as np
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist, stratified_split
 from monai_rd.data.images import IMAGE_EXTENSIONS
-from monai_rd.data.indexers.checks import reject_unexpected, require_dir, verify_image, verify_volume
+from monai_rd.data.checks import verify_image, verify_volume
+from monai_rd.data.indexers.layout import reject_unexpected, require_dir
 from monai_rd.data.readers.dicom import DicomReadError, find_dicom_series, read_dicom, select_series, sort_series_files
-from monai_rd.data.readers.natural import read_natural_image
 from monai_rd.data.readers.medical import UnsupportedFileError, source_kind
 from monai_rd.data.readers.nifti import read_nifti
 from monai_rd.data.slices import SLICE_MODES, select_slices
@@ -93,7 +93,7 @@ def expand_source(
     pick = lambda volume: select_slices(volume, opts["mode"], opts["threshold"], opts["min_fraction"])  # noqa: E731
     if kind == "image":
         if verify:
-            read_natural_image(path)
+            verify_image(path)
         return [(path, -1)]
     if kind == "nifti":
         volume, _ = read_nifti(path, slice_axis=slice_axis, volume_index=nifti_volume_index)

@@ -6,7 +6,8 @@ import logging
 import os
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
-from monai_rd.data.indexers.checks import find_file, read_csv_table, require_dir, verify_image
+from monai_rd.data.checks import verify_image
+from monai_rd.data.indexers.layout import find_file, read_csv_table, require_dir
 
 __all__ = ["ISIC2018_CLASSES", "HAM10000_DX", "index_isic2018", "index_ham10000"]
 

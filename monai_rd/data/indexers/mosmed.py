@@ -12,7 +12,8 @@ import os
 import re
 
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
-from monai_rd.data.indexers.checks import require_dir, verify_volume
+from monai_rd.data.checks import verify_volume
+from monai_rd.data.indexers.layout import require_dir
 
 __all__ = ["MOSMED_GRADES", "MOSMED_LABELINGS", "mosmed_classes", "index_mosmed"]
 

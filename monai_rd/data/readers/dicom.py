@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from monai.utils import ensure_tuple
 
+from monai_rd.data.errors import BadInputError
 from monai_rd.data.readers.base import FileImageReader
 from monai_rd.data.readers.phi import SAFE_DICOM_TAGS, dicom_safe_meta, filter_meta
 
@@ -56,7 +57,7 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 _SKIP_NAMES = {"DICOMDIR"}
 
 
-class DicomReadError(ValueError):
+class DicomReadError(BadInputError):
     """A DICOM file or folder that cannot be read as an image; the message names the path and the reason."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from monai.data.image_reader import ImageReader
 from monai.utils import ensure_tuple
 
+from monai_rd.data.errors import BadInputError
 from monai_rd.data.readers.dicom import DICOM_SUFFIXES, DicomReader, is_dicom_file
 from monai_rd.data.readers.natural import NATURAL_IMAGE_SUFFIXES, NaturalImageReader
 from monai_rd.data.readers.nifti import NIFTI_SUFFIXES, NiftiReader
@@ -31,7 +32,7 @@ _NOT_READ = {
 }
 
 
-class UnsupportedFileError(ValueError):
+class UnsupportedFileError(BadInputError):
     """A path that is neither DICOM, NIfTI nor a PNG/JPEG/BMP/TIFF image."""
 
 

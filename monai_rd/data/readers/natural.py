@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from monai_rd.data.errors import BadInputError
 from monai_rd.data.readers.base import FileImageReader
 
 __all__ = ["NaturalImageReader", "ImageReadError", "read_natural_image", "NATURAL_IMAGE_SUFFIXES"]
@@ -23,7 +24,7 @@ __all__ = ["NaturalImageReader", "ImageReadError", "read_natural_image", "NATURA
 NATURAL_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(BadInputError):
     """An image file that cannot be read; the message names the file and the reason."""
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from monai_rd.data.errors import BadInputError
 from monai_rd.data.readers.base import FileImageReader
 
 __all__ = ["NiftiReader", "NiftiReadError", "SLICE_PLANES", "read_nifti"]
@@ -42,7 +43,7 @@ SLICE_PLANES: dict[str, tuple[int, int, int]] = {
 }
 
 
-class NiftiReadError(ValueError):
+class NiftiReadError(BadInputError):
     """A NIfTI file that cannot be read as asked; the message names the file and the reason."""
 
 

@@ -9,7 +9,8 @@ import torch.nn as nn
 
 import torch.nn.functional as F
 
-from monai_rd.networks.nets.method_nets import TunedTeacher, probe_forward
+from monai_rd.networks.layer_taps import probe_forward
+from monai_rd.networks.nets.method_nets import TunedTeacher
 
 __all__ = [
     "lora_teacher",

@@ -1,4 +1,8 @@
-"""Checks shared by the dataset indexers: readable images, CSV tables with the expected header, folders."""
+"""Layout checks shared by the dataset indexers: CSV tables with the expected header, folders and their entries.
+
+A bad layout raises :class:`~monai_rd.data.BadInputError` (a ``ValueError``); a missing file or folder
+``FileNotFoundError``. Images and volumes are checked by the one validator, :mod:`monai_rd.data.checks`.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,9 @@ import csv
 import os
 from collections.abc import Sequence
 
-from PIL import Image
+from monai_rd.data.errors import BadInputError
 
-__all__ = ["verify_image", "verify_volume", "read_csv_table", "require_dir", "reject_unexpected", "find_file"]
-
-
-def verify_image(path: str, dataset: str = "") -> None:
-    """Open the image header and check the file's integrity; raise ``ValueError`` naming ``path`` if unreadable."""
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception as e:
-        where = f" in {dataset}" if dataset else ""
-        raise ValueError(f"Unreadable image {path!r}{where}: {e}. Remove or replace the file.") from e
-
-
-def verify_volume(path: str, dims: Sequence[int] = (3, 4), what: str = "a volume") -> tuple[int, ...]:
-    """Read the NIfTI header of ``path`` (no voxel data); raise ``ValueError`` naming ``path`` if it is unreadable or
-    its number of dimensions is not in ``dims``. Returns the shape."""
-    import nibabel as nib
-
-    try:
-        shape = tuple(nib.load(path).shape)
-    except Exception as e:
-        raise ValueError(f"{path!r} is not a readable NIfTI volume ({type(e).__name__}: {e}).") from e
-    if len(shape) not in dims:
-        raise ValueError(f"{path!r} has shape {shape}: not {what}.")
-    return shape
+__all__ = ["read_csv_table", "require_dir", "reject_unexpected", "find_file"]
 
 
 def require_dir(path: str, what: str) -> str:
@@ -43,7 +23,7 @@ def require_dir(path: str, what: str) -> str:
 
 
 def reject_unexpected(entries: Sequence[str], allowed: Sequence[str], where: str, expected: str) -> None:
-    """Raise ``ValueError`` naming the ``entries`` of a folder that are not ``allowed``.
+    """Raise :class:`~monai_rd.data.BadInputError` naming the ``entries`` of a folder that are not ``allowed``.
 
     Args:
         entries: what the folder holds (hidden entries already left out), in the order to report them.
@@ -53,7 +33,7 @@ def reject_unexpected(entries: Sequence[str], allowed: Sequence[str], where: str
     """
     unexpected = [e for e in entries if e not in allowed]
     if unexpected:
-        raise ValueError(f"Unexpected entries {unexpected} in {where}: {expected}.")
+        raise BadInputError(f"Unexpected entries {unexpected} in {where}: {expected}.")
 
 
 def find_file(root: str, name: str, max_depth: int = 2) -> str | None:
@@ -75,7 +55,7 @@ def read_csv_table(path: str, required: Sequence[str], what: str) -> list[dict[s
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: an empty file, a missing column (the expected header is named), or a row with fewer cells
+        BadInputError: an empty file, a missing column (the expected header is named), or a row with fewer cells
             than the header (its line number is named).
     """
     if not os.path.isfile(path):
@@ -84,11 +64,11 @@ def read_csv_table(path: str, required: Sequence[str], what: str) -> list[dict[s
         reader = csv.reader(f)
         header = next(reader, None)
         if not header:
-            raise ValueError(f"{what} file {path!r} is empty; expected a header with columns {list(required)}.")
+            raise BadInputError(f"{what} file {path!r} is empty; expected a header with columns {list(required)}.")
         header = [h.strip() for h in header]
         missing = [c for c in required if c not in header]
         if missing:
-            raise ValueError(
+            raise BadInputError(
                 f"{what} file {path!r} lacks the columns {missing}; expected a header with {list(required)}, "
                 f"found {header}."
             )
@@ -97,10 +77,10 @@ def read_csv_table(path: str, required: Sequence[str], what: str) -> list[dict[s
             if not any(c.strip() for c in cells):
                 continue  # blank line
             if len(cells) < len(header) and any(h for h in header[len(cells) :]):
-                raise ValueError(
+                raise BadInputError(
                     f"{what} file {path!r}, line {line}: {len(cells)} cells but the header has {len(header)} columns."
                 )
             rows.append({h: c.strip() for h, c in zip(header, cells) if h})
     if not rows:
-        raise ValueError(f"{what} file {path!r} has a header but no rows.")
+        raise BadInputError(f"{what} file {path!r} has a header but no rows.")
     return rows
