@@ -19,6 +19,7 @@ import sys
 import warnings
 
 import torch
+from collections.abc import Mapping
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "method_fingerprints.json")
 IMAGE, BATCH, CLASSES = 32, 4, 3
@@ -115,7 +116,7 @@ def _groups(groups) -> list:
 
 def _plain(value):
     """JSON-safe form of weights, info and loss attributes (tuples as lists, modules by class name)."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]

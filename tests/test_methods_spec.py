@@ -46,3 +46,76 @@ def test_derived_tables_are_unchanged():
 
     assert mf._plain(FEATURE_KD_WEIGHTS) == GOLDEN["feature_kd_weights"]
     assert mf._plain(REFERENCE_LAYERS) == GOLDEN["reference_layers"]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN["methods"]))
+def test_each_spec_says_what_its_method_builds(name):
+    """The metadata of a registration agrees with what the method built when it was recorded."""
+    spec, built = METHODS[name], GOLDEN["cases"][name]
+    assert spec.name == name and spec.doc
+    assert (built["stage1"] is not None) == (spec.stage1 == "always")  # "optional": none at the defaults
+    assert built["loss_weights"] == mf._plain(spec.default_weights)
+    assert spec.deploys_student == GOLDEN["methods"][name]["deploys_student"]
+    assert (spec.reference_layers == "pooled") == built["sample_indices"]
+
+
+def test_an_unknown_option_is_refused_by_name_listing_what_the_method_takes():
+    from monai_rd.methods import build_method
+    from monai_rd.networks import StudentClassifier
+
+    student = StudentClassifier("resnet18", 3)
+    msg = r"method 'kd' has no option 'kd_wieght' \(did you mean 'kd_weight'\?\); its method_options are \['ce_weight', 'kd_weight'\]"
+    with pytest.raises(TypeError, match=msg):
+        build_method("kd", None, student, 3, teacher_feature_shape=(512,), kd_wieght=2.0)
+    # RD's bundle arguments are listed where RD is asked for an option it lacks
+    with pytest.raises(TypeError, match=r"has no option 'weight'.*cka_memory.*bundle arguments.*teacher_warmup"):
+        build_method("rd", None, student, 3, teacher_feature_shape=(512,), weight=2.0)
+    # another method's option is refused too; RD's bundle arguments, which a bundle passes to every method, are not
+    with pytest.raises(TypeError, match="method 'student' has no option 'co_training'; its method_options are none"):
+        build_method("student", None, student, 3, co_training=False)
+    assert build_method("student", None, student, 3, teacher_warmup=True, reprogrammer_budget=None).stage1 is None
+    with pytest.raises(ValueError, match="method 'hint': feature_layers is one of"):
+        build_method("hint", None, student, 3, feature_layers="all")
+
+
+def test_one_registration_adds_a_method_and_every_view_follows():
+    """Adding a method is one edit: its registration. needs_teacher, deploys_student, the views and the option
+    checks read it; a name is registered once."""
+    from monai_rd.methods import (
+        FEATURE_KD_WEIGHTS,
+        REFERENCE_LAYERS,
+        TEACHERLESS_METHODS,
+        Method,
+        Option,
+        build_method,
+        deploys_student,
+        method_options,
+        needs_teacher,
+    )
+    from monai_rd.methods.registry import _feature, _probe_loss
+    from monai_rd.networks import StudentClassifier
+    from monai_rd.networks.nets.method_nets import StudentNet
+
+    def _toy(spec, ctx, scale):
+        """A toy: the student alone, its CE scaled."""
+        return Method(spec.name, StudentNet(ctx.student), _probe_loss(ctx.multi_label), {"ce_student": scale})
+
+    METHODS.register("toy", _toy, uses_teacher=False, options=(Option("scale", 1.0, check=lambda v: v > 0,
+                                                                      expect="must be > 0"),))  # fmt: skip
+    METHODS.register("toy_at", _feature, reference_layers="last", default_weights={"ce_student": 1.0, "toy_at": 2.0})
+    try:
+        assert "toy" in METHODS.names() and "toy" in TEACHERLESS_METHODS and not needs_teacher("toy")
+        assert deploys_student("toy") and method_options("toy") == ["scale"]
+        assert FEATURE_KD_WEIGHTS["toy_at"] == 2.0 and REFERENCE_LAYERS["toy_at"] == "last"
+        built = build_method("toy", None, StudentClassifier("resnet18", 3), 3, scale=0.5)
+        assert built.loss_weights == {"ce_student": 0.5}
+        with pytest.raises(ValueError, match="method 'toy': scale must be > 0, got 0"):
+            build_method("toy", None, StudentClassifier("resnet18", 3), 3, scale=0)
+        with pytest.raises(KeyError, match="already registered"):
+            METHODS.register("toy", _toy)
+    finally:
+        METHODS._specs.pop("toy", None)
+        METHODS._specs.pop("toy_at", None)
+    assert "toy" not in TEACHERLESS_METHODS and "toy_at" not in FEATURE_KD_WEIGHTS
+    with pytest.raises(KeyError, match="Unknown method 'toy'"):
+        needs_teacher("toy")
