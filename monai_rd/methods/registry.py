@@ -78,17 +78,17 @@ def build_method(name: str, *context: Any, **arguments: Any) -> Method:
         context: the :class:`MethodContext` fields by position (``teacher, student, num_classes, image_size, ...``).
         arguments: the other :class:`MethodContext` fields by name, then the method's options
             (:attr:`MethodSpec.options`: ``method_options`` in the bundle, e.g. ``kd_weight``, ``teacher_layers``,
-            and the bundle arguments the bundle passes to every method: RD's ``loss_weights``,
-            ``reprogrammer_blocks``, ``reprogrammer_budget``, ``reprogrammer_lr_scale``, ``teacher_trains_head``,
-            ``teacher_warmup``, ``detach_teacher``, which the methods that do not declare them ignore). An option
-            the method does not take is refused with a ``TypeError`` that names it and lists those it takes.
+            and the bundle arguments a bundle passes to every method, :meth:`MethodRegistry.bundle_args`: RD's
+            ``reprogrammer_budget``, ``teacher_warmup`` ..., which the methods that do not declare them ignore).
+            An option the method does not take is refused with a ``TypeError`` that names it and lists those it
+            takes.
     """
     spec = METHODS[name]  # an unknown name: KeyError listing the methods
     shared = {k: arguments.pop(k) for k in MethodContext.field_names() if k in arguments}
     ctx = MethodContext(*context, **shared)
     check_teacher_dims(ctx.teacher, getattr(ctx.student, "spatial_dims", 2))  # a 2D teacher on volumes: refused
     options = spec.resolve(arguments, ignorable=METHODS.bundle_args())
-    if spec.uses_teacher and ctx.teacher is None and not (spec.teacher_cache and ctx.teacher_feature_shape):
+    if spec.uses_teacher and ctx.teacher is None and not (spec.teacher_cache and ctx.teacher_feature_shape is not None):
         hint = (
             " or a feature cache (teacher_feature_shape)"
             if spec.teacher_cache
@@ -497,56 +497,20 @@ def _norm(spec: MethodSpec, ctx: MethodContext, logit_standardisation: float | N
     return method
 
 
+def _register_feature(name: str, layers: str, weight: float, doc: str, builder=_feature, options=()) -> None:
+    """Register feature method ``name``: CE (weight 1) plus its term at ``weight``, distilling ``layers``."""
+    METHODS.register(name, builder, reference_layers=layers, default_weights={"ce_student": 1.0, name: weight},
+                     options=FEATURE_OPTIONS + tuple(options), doc=doc)  # fmt: skip
+
+
 # the default weights are RepDistiller's ``-b`` (AT's beta=1000 and MGD's alpha are already inside the losses)
-METHODS.register(
-    "hint",
-    _feature,
-    reference_layers="middle",
-    default_weights={"ce_student": 1.0, "hint": 100.0},
-    options=FEATURE_OPTIONS,
-    doc="FitNets' hint from the frozen teacher at the second stage's output.",
-)
-METHODS.register(
-    "at",
-    _feature,
-    reference_layers="stages",
-    default_weights={"ce_student": 1.0, "at": 1.0},
-    options=FEATURE_OPTIONS,
-    doc="Attention transfer at the ends of the last four stages.",
-)
-METHODS.register(
-    "vid",
-    _feature,
-    reference_layers="stages",
-    default_weights={"ce_student": 1.0, "vid": 1.0},
-    options=FEATURE_OPTIONS,
-    doc="Variational information distillation at the ends of the last four stages.",
-)
-METHODS.register(
-    "crd",
-    _feature,
-    reference_layers="pooled",
-    default_weights={"ce_student": 1.0, "crd": 0.8},
-    options=FEATURE_OPTIONS,
-    doc="Contrastive representation distillation of the pooled vectors, "
-    "negatives from other classes (reads each sample's dataset index).",
-)
-METHODS.register(
-    "semckd",
-    _feature,
-    reference_layers="stages",
-    default_weights={"ce_student": 1.0, "semckd": 400.0},
-    options=FEATURE_OPTIONS,
-    doc="SemCKD's cross-layer attention over every stage.",
-)
-METHODS.register(
-    "mgd",
-    _feature,
-    reference_layers="last",
-    default_weights={"ce_student": 1.0, "mgd": 1.0},
-    options=FEATURE_OPTIONS,
-    doc="Masked generative distillation of the last map.",
-)
-METHODS.register("norm", _norm, reference_layers="last", default_weights={"ce_student": 1.0, "norm": 1.0},
-                 options=FEATURE_OPTIONS + (Option("logit_standardisation", NORM_LOGIT_STANDARDISATION,
-                                                   "scale of the standardised logits CE reads (None: off)"),))  # fmt: skip
+_register_feature("hint", "middle", 100.0, "FitNets' hint from the frozen teacher at the second stage's output.")
+_register_feature("at", "stages", 1.0, "Attention transfer at the ends of the last four stages.")
+_register_feature("vid", "stages", 1.0, "Variational information distillation at the ends of the last four stages.")
+_register_feature("crd", "pooled", 0.8, "Contrastive representation distillation of the pooled vectors, negatives "
+                  "from other classes (reads each sample's dataset index).")  # fmt: skip
+_register_feature("semckd", "stages", 400.0, "SemCKD's cross-layer attention over every stage.")
+_register_feature("mgd", "last", 1.0, "Masked generative distillation of the last map.")
+_register_feature("norm", "last", 1.0, _norm.__doc__, builder=_norm, options=(
+    Option("logit_standardisation", NORM_LOGIT_STANDARDISATION, "scale of the standardised logits CE reads (None: "
+           "off)"),))  # fmt: skip
