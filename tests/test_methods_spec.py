@@ -92,7 +92,7 @@ def test_one_registration_adds_a_method_and_every_view_follows():
         method_options,
         needs_teacher,
     )
-    from monai_rd.methods.registry import _feature, _probe_loss
+    from monai_rd.methods.registry import FEATURE_OPTIONS, _feature, _probe_loss
     from monai_rd.networks import StudentClassifier
     from monai_rd.networks.nets.method_nets import StudentNet
 
@@ -102,7 +102,10 @@ def test_one_registration_adds_a_method_and_every_view_follows():
 
     METHODS.register("toy", _toy, uses_teacher=False, options=(Option("scale", 1.0, check=lambda v: v > 0,
                                                                       expect="must be > 0"),))  # fmt: skip
-    METHODS.register("toy_at", _feature, reference_layers="last", default_weights={"ce_student": 1.0, "toy_at": 2.0})
+    METHODS.register(
+        "toy_at", _feature, reference_layers="last", default_weights={"ce_student": 1.0, "toy_at": 2.0},
+        options=FEATURE_OPTIONS,
+    )  # fmt: skip
     try:
         assert "toy" in METHODS.names() and "toy" in TEACHERLESS_METHODS and not needs_teacher("toy")
         assert deploys_student("toy") and method_options("toy") == ["scale"]
@@ -113,9 +116,12 @@ def test_one_registration_adds_a_method_and_every_view_follows():
             build_method("toy", None, StudentClassifier("resnet18", 3), 3, scale=0)
         with pytest.raises(KeyError, match="already registered"):
             METHODS.register("toy", _toy)
+        with pytest.raises(TypeError, match=r"method 'toy2': its builder takes \['scale'\].*options are \[\]"):
+            METHODS.register("toy2", _toy)  # an option the registration forgot
     finally:
         METHODS._specs.pop("toy", None)
         METHODS._specs.pop("toy_at", None)
+        METHODS._specs.pop("toy2", None)
     assert "toy" not in TEACHERLESS_METHODS and "toy_at" not in FEATURE_KD_WEIGHTS
     with pytest.raises(KeyError, match="Unknown method 'toy'"):
         needs_teacher("toy")

@@ -18,13 +18,24 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch.nn as nn
 
-__all__ = ["Method", "Stage", "Option", "MethodContext", "MethodSpec", "MethodRegistry", "STAGE1"]
+__all__ = [
+    "Method",
+    "Stage",
+    "Option",
+    "MethodContext",
+    "MethodSpec",
+    "MethodRegistry",
+    "RegistryView",
+    "RegistrySetView",
+    "STAGE1",
+]
 
 
 @dataclass
@@ -240,6 +251,13 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: options {clash} are given twice or shadow a MethodContext field.")
         if not self.doc:
             object.__setattr__(self, "doc", " ".join((self.builder.__doc__ or "").split()))
+        params = list(inspect.signature(self.builder).parameters.values())[2:]  # after (spec, ctx)
+        takes = {p.name for p in params if p.kind != p.VAR_KEYWORD}
+        if set(names) - takes and not any(p.kind == p.VAR_KEYWORD for p in params) or takes - set(names):
+            raise TypeError(
+                f"method {self.name!r}: its builder takes {sorted(takes)} after (spec, ctx), its options are "
+                f"{sorted(names)}; they must match."
+            )
 
     @property
     def deploys_student(self) -> bool:
@@ -249,9 +267,6 @@ class MethodSpec:
     def weights(self) -> dict:
         """A fresh copy of :attr:`default_weights` (schedules included), for the builder to change."""
         return copy.deepcopy(dict(self.default_weights))
-
-    def option(self, name: str) -> Option:
-        return next(o for o in self.options if o.name == name)
 
     def method_options(self) -> list[str]:
         """The options a bundle's ``method_options`` may set (those without a bundle id of their own), sorted."""
@@ -286,8 +301,6 @@ class MethodRegistry:
                       options=(Option("kd_weight", 0.9), Option("ce_weight", 0.1)))
     def _kd(spec, ctx, kd_weight, ce_weight) -> Method: ...
     """
-
-    kind = "method"
 
     def __init__(self) -> None:
         self._specs: dict[str, MethodSpec] = {}
