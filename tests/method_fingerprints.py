@@ -95,15 +95,19 @@ VARIANTS = [
 ]
 
 
-def _shapes_digest(state: dict) -> dict:
+def _shapes_digest(state: dict, values: bool = True) -> dict:
+    """Entries, elements and a hash of the keys, shapes and dtypes of ``state``; ``values``: the sum of the absolute
+    values of its floating-point tensors too (initial values: which modules were built, in which RNG order)."""
     lines = [f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in state.items()]
-    tensors = [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
-    return {
+    digest = {
         "entries": len(lines),
         "numel": int(sum(v.numel() for v in state.values() if torch.is_tensor(v))),
         "keys_sha": hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16],
-        "abs_sum": float(sum(float(v.double().abs().sum()) for v in tensors)),
     }
+    if values:
+        tensors = [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
+        digest["abs_sum"] = float(sum(float(torch.linalg.vector_norm(v, 1, dtype=torch.float64)) for v in tensors))
+    return digest
 
 
 def _params(params) -> list:
@@ -239,8 +243,7 @@ def metadata(name: str) -> dict:
         deployable = build_deployable(
             name, "mobilenet_v3_small", "torchvision:mobilenet_v3_small", CLASSES, teacher_weights="random"
         )
-    state = _shapes_digest(deployable.state_dict())
-    state.pop("abs_sum")  # the deployable is loaded from model.pt, its initial values do not matter
+    state = _shapes_digest(deployable.state_dict(), values=False)  # loaded from model.pt: initial values do not matter
     return {
         "needs_teacher": needs_teacher(name),
         "deploys_student": deploys_student(name),
