@@ -336,7 +336,7 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
     where the teacher beats the student alone; it is no better than the default where it does not, so the bundles
     leave it off). ``reprogrammer_lr_scale``: ``g`` trains at this times the learning rate in both stages
     (:meth:`Method.param_groups`)."""
-    weights = _ablate(spec, loss_weights, use_kd, use_cka)
+    weights = _ablate(loss_weights, use_kd, use_cka)
     if not co_training:
         direct = METHODS["direct_reprogramming"]
         options = direct.resolve(dict(loss_weights=weights, reprogrammer_blocks=reprogrammer_blocks,
@@ -367,8 +367,8 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
                         "reprogrammer_budget": reprogrammer_budget})  # fmt: skip
 
 
-def _ablate(spec: MethodSpec, loss_weights, use_kd: bool, use_cka: bool) -> dict:
-    weights = dict(loss_weights) if loss_weights is not None else spec.weights()
+def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:
+    weights = dict(loss_weights) if loss_weights is not None else METHODS["rd"].weights()
     for term, keep in (("kd", use_kd), ("cka", use_cka)):
         if not keep:
             weights[term] = 0.0
