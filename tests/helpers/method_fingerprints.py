@@ -1,11 +1,11 @@
 """What every registered method builds, as a fingerprint: modules, parameters, weights, options, loss values.
 
-``tests/method_fingerprints.json`` holds the fingerprints recorded from the method registry before it became one
-spec per method (issue 27, item 3); ``tests/test_methods_spec.py`` rebuilds every case and compares, so a change to
+``tests/helpers/method_fingerprints.json`` holds the fingerprints recorded from the method registry before it became one
+spec per method (issue 27, item 3); ``tests/methods/test_methods_spec.py`` rebuilds every case and compares, so a change to
 the registry that changes what a method builds, trains, deploys or computes fails by name. Regenerate only for an
 intended change of behaviour::
 
-    PYTHONPATH=. python tests/method_fingerprints.py   # rewrites tests/method_fingerprints.json
+    PYTHONPATH=. python tests/helpers/method_fingerprints.py   # rewrites tests/helpers/method_fingerprints.json
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Every registered method builds what it built before the registry became one spec per method (issue 27, item 3).
 
-``tests/method_fingerprints.json`` was recorded from the five side tables' registry; each case here rebuilds a
+``tests/helpers/method_fingerprints.json`` was recorded from the five side tables' registry; each case here rebuilds a
 method (every method at its defaults, then the variants of ``VARIANTS``) from the same seeded networks and
 compares modules, state-dict keys and shapes, initial values, trainable parameters and their groups, loss weights,
-``info``, loss attributes and the loss terms on a fixed batch (see ``tests/method_fingerprints.py``).
+``info``, loss attributes and the loss terms on a fixed batch (see ``tests/helpers/method_fingerprints.py``).
 """
 
 import json
@@ -11,7 +11,7 @@ import json
 import pytest
 
 from monai_rd.methods import METHODS
-from tests import method_fingerprints as mf
+from tests.helpers import method_fingerprints as mf
 
 with open(mf.GOLDEN) as _f:
     GOLDEN = json.load(_f)
