@@ -1,12 +1,14 @@
 """The registered student as an MLflow pyfunc model that ``mlflow models serve`` can build and serve.
 
 What is logged: the serving folder (:func:`monai_rd.deploy.export_serving`: TorchScript student, the bundle's
-evaluation preprocessing, class names) as the artifact ``serving``; ``pyfunc_model.py`` as a model from code;
-``rd_runtime.py`` and the ``monai_rd.transforms`` source through ``code_paths``; pip requirements that all
+evaluation preprocessing with its loader and reader, class names) as the artifact ``serving``; ``pyfunc_model.py``
+as a model from code; ``rd_runtime.py`` and the ``monai_rd`` source the preprocessing refers to (the training
+readers of ``monai_rd.data.readers``, ``monai_rd.transforms``) through ``code_paths``; pip requirements that all
 come from PyPI (:func:`~monai_rd.deploy.serving.serving_requirements`, never ``monai-rd``). Served with::
 
     mlflow models serve -m "models:/<name>@champion" --env-manager local
-    curl -H 'Content-Type: application/json' -d '{"inputs": ["<base64 PNG or DICOM>"]}' host:port/invocations
+    curl -H 'Content-Type: application/json' -d '{"inputs": ["<base64 of a DICOM, NIfTI, PNG or JPEG file>"]}' \
+        host:port/invocations
     # {"predictions": [{"label": "benign", "probabilities": {"benign": 0.7, ...}}]}
 """
 
