@@ -303,6 +303,16 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
             assert "monai_rd" not in f.read().split("code:")[0]  # the loader module is mlflow's, not ours
 
         pyfunc = mlflow.pyfunc.load_model(model_uri)
+        # issue 28, item 3: the registered version carries a signature (one string column "image": base64 image
+        # files) and an input example, read back through MLflow's own client
+        info = mlflow.models.get_model_info(f"models:/served/{version.version}")
+        assert info.signature.inputs.input_names() == ["image"]
+        assert [t.name for t in info.signature.inputs.input_types()] == ["string"]
+        assert info.saved_input_example_info is not None
+        example = mlflow.models.Model.load(model_uri).load_input_example(local)
+        assert list(example) == ["image"] and len(example["image"]) == 1
+        with open(os.path.join(local, "serving_input_example.json")) as f:
+            serving_example = json.load(f)  # what MLflow says a request looks like
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
@@ -320,8 +330,10 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
     files += [os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "anatomical.nii")]
     encoded = [base64.b64encode(open(f, "rb").read()).decode() for f in files]
     expected = np.stack([reference_probs(model, dicom_preprocessing(), f) for f in files])
-    np.testing.assert_allclose(_probs(pyfunc.predict(encoded)), expected, rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="Decoded pixel arrays are not accepted"):
+    np.testing.assert_allclose(_probs(pyfunc.predict({"image": encoded})), expected, rtol=0, atol=1e-5)
+    assert [p["label"] for p in pyfunc.predict(example)] in ([[c] for c in CLASSES])  # the example predicts
+    # the other input, decoded arrays: refused by the signature (in Python) or by the runtime, saying what to send
+    with pytest.raises((ValueError, mlflow.exceptions.MlflowException), match="Decoded pixel arrays|enforce schema"):
         pyfunc.predict(np.zeros((1, 3, 8, 8), np.float32))
 
     # a real server, as a user starts it
@@ -353,6 +365,7 @@ def test_registered_pyfunc_serves_over_http_like_model_pt(tmp_path, png_file, mo
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping", proc, tmp_path / "serve.log", timeout=240)
         url = f"http://127.0.0.1:{port}/invocations"
+        assert len(_post(url, serving_example)["predictions"]) == 1
         got = _post(url, {"inputs": encoded})["predictions"]
         np.testing.assert_allclose(_probs(got), expected, rtol=0, atol=1e-5)
         assert [p["label"] for p in got] == [CLASSES[i] for i in expected.argmax(1)]

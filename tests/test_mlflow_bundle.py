@@ -95,6 +95,9 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
         mlflow.set_tracking_uri(db)
         mlflow.set_registry_uri(db)
         loaded = mlflow.pyfunc.load_model("models:/rd_busi_student@champion")
+        # issue 28, item 3: the version the bundle registered has a signature and an input example
+        info = mlflow.models.get_model_info(f"models:/rd_busi_student/{version.version}")
+        assert info.signature.inputs.input_names() == ["image"] and info.saved_input_example_info is not None
         serving = mlflow.artifacts.download_artifacts("models:/rd_busi_student@champion", dst_path=str(tmp_path / "m"))
     finally:
         mlflow.set_tracking_uri(None)
@@ -111,7 +114,7 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
         files.append(base64.b64encode(buf.getvalue()).decode())
     with torch.no_grad():
         expected = torch.softmax(reference(x / 255), 1).numpy()
-    got = [[p["probabilities"][c] for c in ("benign", "malignant", "normal")] for p in loaded.predict(files)]
+    got = [[p["probabilities"][c] for c in ("benign", "malignant", "normal")] for p in loaded.predict({"image": files})]
     assert serving and abs(torch.tensor(got).numpy() - expected).max() < 1e-5
 
 

@@ -128,6 +128,10 @@ def file_bytes(model_input: Any) -> list[bytes]:
     if isinstance(model_input, (str, bytes)):
         model_input = [model_input]
     items = list(model_input) if isinstance(model_input, (list, tuple, np.ndarray)) else None
+    if items and all(
+        _strings(v) for v in items
+    ):  # cells holding lists of files (MLflow makes {"image": [...]} one row)
+        items = [f for v in items for f in v]
     if items and all(isinstance(v, (str, bytes)) for v in items):
         return [_from_base64(v, f"input {i}") if isinstance(v, str) else v for i, v in enumerate(items)]
     if (
@@ -143,6 +147,14 @@ def file_bytes(model_input: Any) -> list[bytes]:
     raise ValueError(
         "Unsupported input: give base64 strings (or bytes) of image files, alone, as a list, or as a table/mapping "
         f"with an {IMAGE_KEY!r} column; got {type(model_input).__name__}."
+    )
+
+
+def _strings(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple, np.ndarray))
+        and len(value) > 0
+        and all(isinstance(v, (str, bytes)) for v in value)
     )
 
 
