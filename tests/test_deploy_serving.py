@@ -115,6 +115,11 @@ def test_serving_folder_predicts_png_and_dicom_like_the_bundle(tmp_path, png_fil
     dest = export_serving(model, png_preprocessing(), CLASSES, SIZE, tmp_path / "serving")
     served = ServingModel(dest)
     assert served.class_names == CLASSES and json.loads((tmp_path / "serving" / "serving.json").read_text())
+    # issue 28, item 8: the student is ONNX run by onnxruntime (torch.jit.load is deprecated in torch 2.14)
+    assert sorted(p.name for p in (tmp_path / "serving").glob("student.*")) == ["student.onnx"]
+    assert (
+        served.meta["onnx_max_abs_diff"] < 1e-4 and "torch.jit" not in open(served.path + "/code/rd_runtime.py").read()
+    )
     png = png_file.read_bytes()
     got = served.predict_proba([base64.b64encode(png).decode()])[0]
     np.testing.assert_allclose(got, reference_probs(model, png_preprocessing(), png_file), rtol=0, atol=1e-6)

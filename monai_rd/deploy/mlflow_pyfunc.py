@@ -1,6 +1,6 @@
 """The registered student as an MLflow pyfunc model that ``mlflow models serve`` can build and serve.
 
-What is logged: the serving folder (:func:`monai_rd.deploy.export_serving`: TorchScript student, the
+What is logged: the serving folder (:func:`monai_rd.deploy.export_serving`: ONNX student run by onnxruntime, the
 bundle's evaluation preprocessing with its loader and reader, class names) as the artifact ``serving``;
 ``pyfunc_model.py`` as a model from code; ``rd_runtime.py`` and the ``monai_rd`` source the preprocessing refers to
 (the training readers of ``monai_rd.data.readers``, ``monai_rd.transforms``) through ``code_paths``; pip

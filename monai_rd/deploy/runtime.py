@@ -19,7 +19,7 @@ volume, a DICOM series folder) a 2D model takes the middle slice, as the bundle'
 A serving folder holds::
 
     serving.json        class names, image size, activation, format version, loader_steps
-    student.ts          TorchScript h(S(x)): [B, 3, S, S] in [0, 1] -> logits [B, C]
+    student.onnx        ONNX h(S(x)), run by onnxruntime: input "image" [B, 3, S, S] in [0, 1] -> logits [B, C]
     preprocessing.pkl   the bundle's evaluation transforms, its loader first (loader_steps of them), keyed "image"
     code/               rd_runtime.py and the monai_rd source the pickle refers to
 """
@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 META_FILE = "serving.json"
-MODEL_FILE = "student.ts"
+MODEL_FILE = "student.onnx"
 PREPROCESSING_FILE = "preprocessing.pkl"
 CODE_DIR = "code"
 IMAGE_KEY = "image"
@@ -253,7 +253,7 @@ class ServingModel:
 
     Args:
         path: the serving folder.
-        device: where the student runs.
+        device: where the student runs: ``"cpu"``, or ``"cuda"`` (onnxruntime's CUDA provider where installed).
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
@@ -276,7 +276,13 @@ class ServingModel:
         self.activation = self.meta["activation"]
         self.loader_steps = int(self.meta["loader_steps"])
         self.device = torch.device(device)
-        self.model = torch.jit.load(os.path.join(self.path, MODEL_FILE), map_location=self.device).eval()
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(os.path.join(self.path, MODEL_FILE), providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
         with open(os.path.join(self.path, PREPROCESSING_FILE), "rb") as f:
             blob = f.read()  # written by export_serving from the bundle's own evaluation transforms
         code = os.path.join(self.path, CODE_DIR)
@@ -336,8 +342,8 @@ class ServingModel:
 
     @torch.no_grad()
     def _proba(self, items: Sequence[Mapping]) -> np.ndarray:
-        batch = torch.stack([self.preprocess(item) for item in items]).to(self.device)
-        logits = self.model(batch)
+        batch = torch.stack([self.preprocess(item) for item in items]).numpy()
+        logits = torch.from_numpy(self.session.run(None, {self.input_name: batch})[0])
         probs = torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=1)
         return probs.cpu().numpy()
 

@@ -1,4 +1,4 @@
-"""Write a serving folder: the TorchScript student + the bundle's own evaluation preprocessing, loader included,
+"""Write a serving folder: the ONNX student + the bundle's own evaluation preprocessing, loader included,
 + class names.
 
 The folder is what MLflow (:mod:`monai_rd.deploy.mlflow_pyfunc`), MONAI Label (``apps/monailabel``) and
@@ -24,7 +24,7 @@ from monai.transforms import Compose, LoadImage, LoadImaged, MapTransform
 
 import monai_rd
 from monai_rd.deploy import runtime
-from monai_rd.deploy.export import ParityError, parity_difference, to_torchscript
+from monai_rd.deploy.export import RUNNERS, ParityError, parity_difference, to_onnx
 from monai_rd.utils import atomic_write_json
 
 __all__ = [
@@ -41,6 +41,7 @@ ACTIVATIONS = ("softmax", "sigmoid")
 # distribution name -> import name; what loading a serving folder imports (see runtime.py and the transforms)
 SERVING_REQUIREMENTS = {
     "torch": "torch",
+    "onnxruntime": "onnxruntime",
     "numpy": "numpy",
     "pillow": "PIL",
     "pydicom": "pydicom",
@@ -161,7 +162,7 @@ def export_serving(
             :func:`serving_transforms`.
         class_names: one name per output.
         activation: ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label).
-        tolerance: the largest allowed ``|TorchScript - eager|`` of the logits on load-back (times the largest
+        tolerance: the largest allowed ``|onnxruntime - eager|`` of the logits on load-back (times the largest
             logit where that exceeds 1).
         extra_meta: more JSON-able entries for ``serving.json`` (teacher, student, bundle name...).
 
@@ -170,7 +171,7 @@ def export_serving(
 
     Raises:
         ValueError: bad activation, or ``class_names`` that do not match the model's outputs.
-        ParityError: the written TorchScript differs from the eager model.
+        ParityError: the written ONNX model, run by onnxruntime, differs from the eager model.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
@@ -188,12 +189,11 @@ def export_serving(
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_serving_")
     try:
-        ts = to_torchscript(model, os.path.join(tmp, runtime.MODEL_FILE))
-        loaded = torch.jit.load(ts, map_location="cpu").eval()
-        diff, scale = parity_difference(model, lambda b: loaded(b).detach().numpy(), [x, x[:1]])
+        path = to_onnx(model, os.path.join(tmp, runtime.MODEL_FILE), x)
+        diff, scale = parity_difference(model, RUNNERS["onnx"](path), [x, x[:1]])
         if not diff < tolerance * scale:
             raise ParityError(
-                f"TorchScript student differs from eager by {diff:.3e} "
+                f"The ONNX student (onnxruntime) differs from eager by {diff:.3e} "
                 f"(tolerance {tolerance:g} x max(1, max |logit|) = {tolerance * scale:.3g})."
             )
         with open(os.path.join(tmp, runtime.PREPROCESSING_FILE), "wb") as f:
@@ -207,7 +207,7 @@ def export_serving(
             "input": "[B, 3, S, S] float32 in [0, 1] after preprocessing; logits [B, C] out",
             "preprocessing": [type(t).__name__ for t in transforms],
             "loader_steps": loader_steps(transforms),
-            "torchscript_max_abs_diff": diff,
+            "onnx_max_abs_diff": diff,
             "requirements": serving_requirements(),
             **(extra_meta or {}),
         }
