@@ -3,7 +3,7 @@
     python apps/monai_deploy/app.py -i <dicom folder> -o <output folder> -m <serving folder>
     python -m apps.monai_deploy -i ... -o ... -m ...            (from the repository root)
 
-The model (``-m``) is a serving folder (TorchScript student + the training run's preprocessing + class names;
+The model (``-m``) is a serving folder (ONNX student + the training run's preprocessing + class names;
 ``monai-rd label-bundle`` writes one to ``<dest>/serving``). Operators: ``DICOMDataLoaderOperator`` ->
 ``DICOMSeriesSelectorOperator`` (``SELECTION_RULES``: the first series with pixel data of a CT, MR, CR, DX, US or
 MG modality) -> :class:`RDClassifierOperator` (``result.json``) -> ``DICOMTextSRWriterOperator`` (a DICOM SR with

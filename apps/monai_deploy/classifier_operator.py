@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
@@ -47,9 +48,9 @@ def load_runtime(serving_dir: str | os.PathLike):
 class RDClassifierOperator(Operator):
     """Input ``study_selected_series_list`` (from ``DICOMSeriesSelectorOperator``); output ``result_text``.
 
-    Of the first selected series, the middle slice along the slice normal (``rd_runtime.series_key``) is decoded
-    (rescale slope/intercept, MONOCHROME1 inverted), preprocessed by the training run's own evaluation transforms
-    and classified by the TorchScript student. ``<output_folder>/result.json`` receives the class names, the
+    Of the first selected series, the middle slice along the slice normal (``rd_runtime.series_key``) is read by
+    the training run's own loader and reader (shipped in the serving folder), preprocessed by its evaluation
+    transforms and classified by the student. ``<output_folder>/result.json`` receives the class names, the
     probabilities, the predicted label, the SeriesInstanceUID and the slice used; ``result_text`` (for the DICOM SR
     writer) states the label and every probability.
     """
@@ -76,8 +77,10 @@ class RDClassifierOperator(Operator):
             raise ValueError("No DICOM series was selected from the input study folder; nothing to classify.")
         datasets = [sop.get_native_sop_instance() for sop in series.get_sop_instances()]
         ds = self.runtime.middle_slice([(self.runtime.series_key(d), d) for d in datasets])
-        image = self.runtime.decode_dataset(ds, f"series {series.SeriesInstanceUID}")
-        probs = self.model.predict_proba([image])
+        with tempfile.TemporaryDirectory(prefix="rd_deploy_") as tmp:  # the reader reads files
+            path = os.path.join(tmp, "slice.dcm")
+            ds.save_as(path)
+            probs = self.model.predict_files([path])
         result = self.model.results(probs)[0]
         record = {
             "label": result["label"],

@@ -5,7 +5,7 @@ Install (one command, a venv of its own; see docs/export.md) and start::
     monailabel start_server --app apps/monailabel --studies <images or DICOM folder> --conf bundle <bundle folder>
 
 ``<bundle folder>`` is written by ``monai-rd label-bundle --output_dir <run> --dest <bundle folder>`` in the
-training environment; the app serves its ``serving/`` folder (TorchScript student + the run's preprocessing), so
+training environment; the app serves its ``serving/`` folder (ONNX student + the run's preprocessing), so
 it needs no ``monai_rd``. With ``monai_rd`` importable as well, the bundle's ``train.json`` is offered as an RD
 trainer (``lib/trainers.py``). The model is served under the bundle folder's name. DICOM files (``*.dcm``) are
 listed in a local studies folder next to the usual image types.

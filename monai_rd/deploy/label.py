@@ -117,7 +117,7 @@ def prepare_label_bundle(
     tmp = os.path.join(dest, "models", ".model.pt.tmp")
     shutil.copyfile(checkpoint, tmp)
     os.replace(tmp, os.path.join(dest, "models", "model.pt"))
-    # what apps/monailabel serves: TorchScript + the run's preprocessing, loadable without monai_rd
+    # what apps/monailabel serves: the ONNX student + the run's preprocessing, loadable without monai_rd
     export_run_serving(output_dir, os.path.join(dest, SERVING_DIR), checkpoint)
     return dest
 

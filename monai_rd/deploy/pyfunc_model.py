@@ -9,9 +9,9 @@ from mlflow.pyfunc import PythonModel
 
 
 class RDStudentModel(PythonModel):
-    """``predict`` takes an image batch ``[B, C, H, W]`` / ``[B, H, W]`` (decoded pixel values) or base64
-    strings of image files (PNG, JPEG, DICOM...), as an array, a list or an ``image`` column, and returns one
-    ``{"label", "probabilities": {class: p}}`` per image; the bundle's evaluation preprocessing runs inside."""
+    """``predict`` takes base64 strings of image files (DICOM, NIfTI, PNG, JPEG, BMP, TIFF), as a list or an
+    ``image`` column, and returns one ``{"label", "probabilities": {class: p}}`` per image: each file is read by
+    the training reader and preprocessed by the bundle's evaluation transforms, both shipped in the model."""
 
     def load_context(self, context):
         import rd_runtime

@@ -1,57 +1,175 @@
-"""Serving runtime of an exported student: decode an image, preprocess it as the bundle did, predict.
+"""Serving runtime of an exported student: read an image file with the training reader, preprocess it as the
+bundle did, predict.
 
 This module is shipped verbatim (as ``rd_runtime.py``) inside every serving folder written by
 :func:`monai_rd.deploy.serving.export_serving` and inside the MLflow pyfunc model, so it imports nothing of
-``monai_rd`` and only torch, numpy, Pillow and (for DICOM) pydicom 2.4 or 3.x. The bundle's evaluation
-preprocessing travels as a pickled list of MONAI transforms (``preprocessing.pkl``); unpickling it needs
-``monai`` and the ``monai_rd.transforms`` source, which the folder carries under ``code/``.
+``monai_rd`` itself. The bundle's evaluation preprocessing travels as a pickled list of MONAI transforms
+(``preprocessing.pkl``) *with its loader*: the ``LoadImaged`` and reader the bundle trained and infers with (for
+the clinical bundles :class:`monai_rd.data.MedicalImageReader`: DICOM, NIfTI, PNG/JPEG/BMP/TIFF). Unpickling it
+needs ``monai`` and the ``monai_rd`` source it refers to (``monai_rd.data.readers``, ``monai_rd.transforms``,
+``monai_rd.utils``), which the folder carries under ``code/``: the package's own files, copied when the folder is
+written, so serving decodes with the training reader's code, never a second decoder. (One exception: where
+pydicom 3 is missing, as in the MONAI Label venv that monailabel pins to pydicom 2.4, DICOM is decoded by this
+module's pydicom 2 fallback, :func:`decode_dicom`.)
+
+Input is image *files* (bytes, or base64 strings of them): each is written to a temporary file with the suffix
+its magic numbers call for (:func:`sniff_suffix`) and read by the loader; of a volume (multi-frame DICOM, a NIfTI
+volume, a DICOM series folder) a 2D model takes the middle slice, as the bundle's inference does by default.
 
 A serving folder holds::
 
-    serving.json        class names, image size, activation, format version
-    student.ts          TorchScript h(S(x)): [B, 3, S, S] in [0, 1] -> logits [B, C]
-    preprocessing.pkl   the bundle's evaluation transforms after the loader, keyed "image"
-    code/               rd_runtime.py and the monai_rd.transforms source the pickle refers to
+    serving.json        class names, image size, activation, format version, loader_steps
+    student.onnx        ONNX h(S(x)), run by onnxruntime: input "image" [B, 3, S, S] in [0, 1] -> logits [B, C]
+    preprocessing.pkl   the bundle's evaluation transforms, its loader first (loader_steps of them), keyed "image"
+    code/               rd_runtime.py and the monai_rd source the pickle refers to
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import io
 import json
 import os
 import pickle
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 META_FILE = "serving.json"
-MODEL_FILE = "student.ts"
+MODEL_FILE = "student.onnx"
 PREPROCESSING_FILE = "preprocessing.pkl"
 CODE_DIR = "code"
 IMAGE_KEY = "image"
 
 __all__ = [
     "ServingModel",
-    "decode_image",
+    "sniff_suffix",
+    "file_bytes",
     "decode_dicom",
     "decode_dataset",
     "series_key",
     "middle_slice",
     "read_series",
-    "read_image",
-    "images_from_input",
     "FORMAT_VERSION",
 ]
 
 
+def sniff_suffix(data: bytes, name: str = "<bytes>") -> str:
+    """The file suffix the training reader needs for image file bytes: from the bytes' magic numbers.
+
+    DICOM (``DICM`` at byte 128) ``.dcm``; NIfTI-1/2 ``.nii`` (``.nii.gz`` when gzip-compressed); PNG, JPEG,
+    BMP and TIFF their own. Anything else is refused, naming ``name``.
+    """
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return ".dcm"
+    if data[:2] == b"\x1f\x8b":
+        try:
+            head = gzip.GzipFile(fileobj=io.BytesIO(data)).read(348)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{name}: gzip data that cannot be decompressed ({e}).") from e
+        if _is_nifti(head):
+            return ".nii.gz"
+        raise ValueError(f"{name}: gzip-compressed, but not a NIfTI volume.")
+    if _is_nifti(data[:348]):
+        return ".nii"
+    for magic, suffix in _MAGIC:
+        if data.startswith(magic):
+            return suffix
+    raise ValueError(
+        f"{name}: not an image file the model reads (DICOM with the DICM marker, NIfTI, PNG, JPEG, BMP or TIFF)."
+    )
+
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"BM", ".bmp"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+)
+
+
+def _is_nifti(head: bytes) -> bool:
+    if len(head) < 348:
+        return False
+    return head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00")
+
+
+def _pydicom3() -> bool:
+    try:
+        import pydicom.pixels  # noqa: F401  (pydicom 3: what the training reader decodes with)
+    except ImportError:
+        return False
+    return True
+
+
+def file_bytes(model_input: Any) -> list[bytes]:
+    """Every accepted input form -> the list of image file bytes to predict.
+
+    Accepted: base64 strings (or raw ``bytes``) of image files (DICOM, NIfTI, PNG, JPEG, BMP, TIFF), alone, as a
+    list/array, or as the ``"image"`` column of a pandas DataFrame (MLflow's ``dataframe_split``) or mapping.
+    Decoded pixel arrays are refused: the model decodes the file itself, with the training reader.
+    """
+    if hasattr(model_input, "columns"):  # pandas DataFrame (MLflow's dataframe_split / instances)
+        if IMAGE_KEY not in model_input.columns:
+            raise ValueError(f"A table input needs an {IMAGE_KEY!r} column; got columns {list(model_input.columns)}.")
+        model_input = list(model_input[IMAGE_KEY])
+    elif isinstance(model_input, Mapping):
+        if IMAGE_KEY not in model_input:
+            raise ValueError(f"A mapping input needs an {IMAGE_KEY!r} key; got keys {sorted(map(str, model_input))}.")
+        model_input = model_input[IMAGE_KEY]
+    if isinstance(model_input, (str, bytes)):
+        model_input = [model_input]
+    items = list(model_input) if isinstance(model_input, (list, tuple, np.ndarray)) else None
+    if items and all(
+        _strings(v) for v in items
+    ):  # cells holding lists of files (MLflow makes {"image": [...]} one row)
+        items = [f for v in items for f in v]
+    if items and all(isinstance(v, (str, bytes)) for v in items):
+        return [_from_base64(v, f"input {i}") if isinstance(v, str) else v for i, v in enumerate(items)]
+    if (
+        torch.is_tensor(model_input)
+        or (isinstance(model_input, np.ndarray) and model_input.dtype.kind in "biuf")
+        or (items and all(isinstance(v, (list, np.ndarray)) for v in items))
+    ):
+        raise ValueError(
+            "Decoded pixel arrays are not accepted (serving format 2): send the image files themselves, "
+            "base64-encoded (DICOM, NIfTI, PNG, JPEG, BMP, TIFF), so that the model decodes them with the training "
+            'reader, e.g. {"inputs": ["<base64 of the file>"]}.'
+        )
+    raise ValueError(
+        "Unsupported input: give base64 strings (or bytes) of image files, alone, as a list, or as a table/mapping "
+        f"with an {IMAGE_KEY!r} column; got {type(model_input).__name__}."
+    )
+
+
+def _strings(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple, np.ndarray))
+        and len(value) > 0
+        and all(isinstance(v, (str, bytes)) for v in value)
+    )
+
+
+def _from_base64(value: str, name: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ValueError(f"{name}: a string input must be a base64-encoded image file ({e}).") from e
+
+
 def decode_dicom(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """DICOM bytes -> ``[C, H, W]`` float32 pixel values, as a DICOM reader would load them.
+    """DICOM bytes -> ``[C, H, W]`` float32: the pydicom 2 fallback, used only where pydicom 3 is missing.
+
+    The training reader (shipped in ``code/monai_rd/data/readers``) needs pydicom 3; the MONAI Label venv pins
+    pydicom 2.4 (monailabel's pydicom-seg), and only there does this approximation decode DICOM.
 
     Rescale slope and intercept are applied, MONOCHROME1 is inverted (``min + max - x``) so that bright means
     dense as in MONOCHROME2, and of a multi-frame greyscale file the middle frame is taken. Works with pydicom
@@ -81,25 +199,6 @@ def decode_dataset(ds, name: str = "<dataset>") -> np.ndarray:
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         arr = arr.min() + arr.max() - arr
     arr = arr[None] if samples == 1 else np.moveaxis(arr, -1, 0)
-    return arr.astype(np.float32)
-
-
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Image file bytes (PNG, JPEG, BMP, TIFF or DICOM) -> ``[C, H, W]`` float32, channel first.
-
-    Natural images are read by Pillow exactly as MONAI's ``PILReader`` (no mode conversion); DICOM (``DICM``
-    at byte 128) through :func:`decode_dicom`.
-    """
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return decode_dicom(data, name)
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            arr = np.asarray(img)
-    except Exception as e:
-        raise ValueError(f"{name}: neither DICOM nor an image Pillow can read ({type(e).__name__}: {e}).") from e
-    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
     return arr.astype(np.float32)
 
 
@@ -149,78 +248,12 @@ def middle_slice(items: Sequence[tuple[tuple, Any]]) -> Any:
     return ordered[len(ordered) // 2][1]
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """A file (PNG, JPEG, DICOM...) or a DICOM series folder -> ``[C, H, W]`` float32."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        return read_series(path)
-    with open(path, "rb") as f:
-        return decode_image(f.read(), path)
-
-
-def _from_base64(value: str | bytes, name: str) -> np.ndarray:
-    try:
-        data = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise ValueError(f"{name}: a string input must be a base64-encoded image file ({e}).") from e
-    return decode_image(data, name)
-
-
-def _array_images(arr: np.ndarray) -> list[np.ndarray]:
-    if arr.ndim == 3:  # [B, H, W] greyscale
-        arr = arr[:, None]
-    if arr.ndim != 4 or arr.shape[1] not in (1, 2, 3, 4):
-        raise ValueError(
-            f"An array input must be a batch [B, C, H, W] (C in 1..4) or [B, H, W] of decoded images; got shape "
-            f"{tuple(arr.shape)}."
-        )
-    return [np.asarray(a, dtype=np.float32) for a in arr]
-
-
-def images_from_input(model_input: Any) -> list[np.ndarray]:
-    """Every accepted input form -> a list of ``[C, H, W]`` float32 images (not yet preprocessed).
-
-    Accepted: a numeric array/tensor batch ``[B, C, H, W]`` or ``[B, H, W]`` of decoded images (pixel values as
-    the bundle's loader yields them, e.g. 0-255 for PNG bundles); a sequence/array of base64 strings or raw
-    ``bytes`` of image files (PNG, JPEG, DICOM...); a mapping or pandas DataFrame with an ``"image"`` column of
-    either.
-    """
-    if hasattr(model_input, "columns"):  # pandas DataFrame (MLflow's dataframe_split / instances)
-        if IMAGE_KEY not in model_input.columns:
-            raise ValueError(f"A table input needs an {IMAGE_KEY!r} column; got columns {list(model_input.columns)}.")
-        model_input = list(model_input[IMAGE_KEY])
-    elif isinstance(model_input, Mapping):
-        if IMAGE_KEY not in model_input:
-            raise ValueError(f"A mapping input needs an {IMAGE_KEY!r} key; got keys {sorted(map(str, model_input))}.")
-        model_input = model_input[IMAGE_KEY]
-    if torch.is_tensor(model_input):
-        model_input = model_input.detach().cpu().numpy()
-    if isinstance(model_input, (str, bytes)):
-        model_input = [model_input]
-    if isinstance(model_input, np.ndarray) and model_input.dtype.kind in "biuf":
-        return _array_images(model_input)
-    items = list(model_input)
-    if items and all(isinstance(v, (str, bytes)) for v in items):
-        return [
-            _from_base64(v, f"input {i}") if isinstance(v, str) else decode_image(v, f"input {i}")
-            for i, v in enumerate(items)
-        ]
-    if items and all(isinstance(v, np.ndarray) for v in items):  # decoded images, possibly of different sizes
-        return [_array_images(v[None])[0] for v in items]
-    if items and all(isinstance(v, list) for v in items):
-        return _array_images(np.asarray(items, dtype=np.float32))
-    raise ValueError(
-        "Unsupported input: give an array batch [B, C, H, W] / [B, H, W], or base64 strings (or bytes) of image "
-        f"files, or a table/mapping with an {IMAGE_KEY!r} column; got {type(model_input).__name__}."
-    )
-
-
 class ServingModel:
     """A serving folder loaded for prediction (see the module docstring for its files).
 
     Args:
         path: the serving folder.
-        device: where the TorchScript student runs.
+        device: where the student runs: ``"cpu"``, or ``"cuda"`` (onnxruntime's CUDA provider where installed).
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
@@ -236,27 +269,69 @@ class ServingModel:
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{meta_path!r} has format_version {self.meta.get('format_version')!r}; this runtime "
-                f"reads {FORMAT_VERSION}."
+                f"reads {FORMAT_VERSION}: export the run again (monai_rd.deploy.export_run_serving)."
             )
         self.class_names: list[str] = list(self.meta["class_names"])
         self.image_size = int(self.meta["image_size"])
         self.activation = self.meta["activation"]
+        self.loader_steps = int(self.meta["loader_steps"])
         self.device = torch.device(device)
-        self.model = torch.jit.load(os.path.join(self.path, MODEL_FILE), map_location=self.device).eval()
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(os.path.join(self.path, MODEL_FILE), providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
         with open(os.path.join(self.path, PREPROCESSING_FILE), "rb") as f:
             blob = f.read()  # written by export_serving from the bundle's own evaluation transforms
-        try:
-            self.transforms = pickle.loads(blob)
-        except ModuleNotFoundError:  # no monai_rd here: use the monai_rd.transforms source the folder carries
-            code = os.path.join(self.path, CODE_DIR)
-            if code not in sys.path:
-                sys.path.insert(0, code)
-            self.transforms = pickle.loads(blob)
+        code = os.path.join(self.path, CODE_DIR)
+        if code not in sys.path:  # no monai_rd here: the folder's copy of the reader and transforms is used
+            sys.path.append(code)
+        self.transforms = pickle.loads(blob)
+        self.loader = self.transforms[: self.loader_steps]
+        self.after_loader = self.transforms[self.loader_steps :]
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """``[C, H, W]`` decoded image -> ``[3, S, S]`` float32 in [0, 1], by the bundle's evaluation transforms."""
-        item = {IMAGE_KEY: torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)}
-        for t in self.transforms:
+    def load_file(self, path: str | os.PathLike) -> dict:
+        """A file or DICOM series folder -> ``{"image": [C, H, W] or [C, S, H, W], "slice": k}``: the training
+        reader's output (the bundle's own loader) and the slice a 2D model takes (the middle one, as the bundle's
+        inference does by default; ``-1`` for a 2D image)."""
+        path = os.fspath(path)
+        if not _pydicom3() and self._is_dicom(path):  # the MONAI Label venv (pydicom 2.4) only
+            image = read_series(path) if os.path.isdir(path) else decode_dicom(open(path, "rb").read(), path)
+            return {IMAGE_KEY: torch.as_tensor(image), "slice": -1}
+        item: Any = {IMAGE_KEY: path}
+        for t in self.loader:
+            item = t(item)
+        image = item[IMAGE_KEY]
+        return {IMAGE_KEY: image, "slice": int(image.shape[1]) // 2 if image.ndim == 4 else -1}
+
+    @staticmethod
+    def _is_dicom(path: str) -> bool:
+        if os.path.isdir(path):
+            return True
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+
+    def load_bytes(self, data: bytes, name: str = "<bytes>") -> dict:
+        """Image file bytes -> what :meth:`load_file` returns for the same file (decoded from a temporary copy
+        named by :func:`sniff_suffix`); errors name ``name``, not the temporary file."""
+        suffix = sniff_suffix(data, name)
+        with tempfile.TemporaryDirectory(prefix="rd_serving_") as tmp:
+            path = os.path.join(tmp, "input" + suffix)
+            with open(path, "wb") as f:
+                f.write(data)
+            try:
+                return self.load_file(path)
+            except Exception as e:  # the reader names the temporary file: name the input instead
+                msg = str(e)
+                msg = msg.replace(repr(path), repr(name)).replace(path, name) if path in msg else f"{name}: {msg}"
+                raise ValueError(msg) from e
+
+    def preprocess(self, item: Mapping) -> torch.Tensor:
+        """:meth:`load_file`'s item -> ``[3, S, S]`` float32 in [0, 1], by the bundle's evaluation transforms."""
+        item = dict(item)
+        for t in self.after_loader:
             item = t(item)
         out = torch.as_tensor(item[IMAGE_KEY], dtype=torch.float32)
         if tuple(out.shape) != (3, self.image_size, self.image_size):
@@ -266,13 +341,19 @@ class ServingModel:
         return out.as_subclass(torch.Tensor) if type(out) is not torch.Tensor else out
 
     @torch.no_grad()
-    def predict_proba(self, model_input: Any) -> np.ndarray:
-        """Any accepted input (see :func:`images_from_input`) -> probabilities ``[B, C]`` (float32)."""
-        images = images_from_input(model_input)
-        batch = torch.stack([self.preprocess(im) for im in images]).to(self.device)
-        logits = self.model(batch)
+    def _proba(self, items: Sequence[Mapping]) -> np.ndarray:
+        batch = torch.stack([self.preprocess(item) for item in items]).numpy()
+        logits = torch.from_numpy(self.session.run(None, {self.input_name: batch})[0])
         probs = torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=1)
         return probs.cpu().numpy()
+
+    def predict_proba(self, model_input: Any) -> np.ndarray:
+        """Image files as :func:`file_bytes` accepts them -> probabilities ``[B, C]`` (float32)."""
+        return self._proba([self.load_bytes(d, f"input {i}") for i, d in enumerate(file_bytes(model_input))])
+
+    def predict_files(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+        """Image files or DICOM series folders on disk -> probabilities ``[B, C]`` (float32)."""
+        return self._proba([self.load_file(p) for p in paths])
 
     def results(self, probs: np.ndarray) -> list[dict]:
         """Probabilities ``[B, C]`` -> one ``{"label", "probabilities": {class: p}}`` per image.
@@ -305,7 +386,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("files", nargs="+", help="image files or DICOM series folders")
     args = p.parse_args(argv)
     model = ServingModel(args.model)
-    for path, res in zip(args.files, model.predict([read_image(p) for p in args.files])):
+    for path, res in zip(args.files, model.results(model.predict_files(args.files))):
         print(json.dumps({"file": path, **res}))
     return 0
 

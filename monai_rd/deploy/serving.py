@@ -1,10 +1,12 @@
-"""Write a serving folder: the TorchScript student + the bundle's own evaluation preprocessing + class names.
+"""Write a serving folder: the ONNX student + the bundle's own evaluation preprocessing, loader included,
++ class names.
 
 The folder is what MLflow (:mod:`monai_rd.deploy.mlflow_pyfunc`), MONAI Label (``apps/monailabel``) and
 MONAI Deploy (``apps/monai_deploy``) serve. It needs no ``monai_rd`` installation: its ``code/`` carries
-``rd_runtime.py`` (a copy of :mod:`monai_rd.deploy.runtime`) and the ``monai_rd.transforms`` source that the
-pickled preprocessing refers to, so loading it needs torch, numpy, Pillow, pydicom, MONAI, OpenCV and SciPy
-(:data:`SERVING_REQUIREMENTS`), all public packages.
+``rd_runtime.py`` (a copy of :mod:`monai_rd.deploy.runtime`) and the ``monai_rd`` source that the pickled
+preprocessing refers to (the readers of ``monai_rd.data.readers``, ``monai_rd.transforms``, ``monai_rd.utils``),
+so a served image is decoded by the training reader's own code. Loading it needs the public packages of
+:data:`SERVING_REQUIREMENTS`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from monai.transforms import Compose, LoadImage, LoadImaged, MapTransform
 
 import monai_rd
 from monai_rd.deploy import runtime
-from monai_rd.deploy.export import ParityError, parity_difference, to_torchscript
-from monai_rd.transforms import ExtractSlice, ExtractSliced
+from monai_rd.deploy.export import RUNNERS, ParityError, parity_difference, to_onnx
 from monai_rd.utils import atomic_write_json
 
 __all__ = [
     "SERVING_REQUIREMENTS",
     "serving_requirements",
     "serving_transforms",
+    "loader_steps",
     "export_serving",
     "export_run_serving",
     "ACTIVATIONS",
@@ -39,17 +41,25 @@ ACTIVATIONS = ("softmax", "sigmoid")
 # distribution name -> import name; what loading a serving folder imports (see runtime.py and the transforms)
 SERVING_REQUIREMENTS = {
     "torch": "torch",
+    "onnxruntime": "onnxruntime",
     "numpy": "numpy",
     "pillow": "PIL",
     "pydicom": "pydicom",
     "monai": "monai",
     "opencv-python-headless": "cv2",
     "scipy": "scipy",
+    # what monai_rd.data.readers decodes with: NIfTI, compressed DICOM (pydicom's plugins, GDCM as fallback)
+    "nibabel": "nibabel",
+    "pylibjpeg": "pylibjpeg",
+    "pylibjpeg-libjpeg": "libjpeg",
+    "pylibjpeg-openjpeg": "openjpeg",
+    "pylibjpeg-rle": "rle",
+    "simpleitk": "SimpleITK",
 }
-# loaders read files; the runtime decodes bytes itself. Slice extraction needs a volume the runtime never makes.
-_DROPPED = (LoadImage, LoadImaged, ExtractSlice, ExtractSliced)
-# what the folder's code/ carries of monai_rd (the pickled transforms import only these)
-_SHIPPED = ("__init__.py", "utils", "transforms")
+# what the folder's code/ carries of monai_rd (the pickled loader and transforms import only these), as copied
+_SHIPPED = ("__init__.py", "utils", "transforms", os.path.join("data", "readers"))
+# monai_rd/data/__init__.py imports all of monai_rd.data: the folder's monai_rd.data is the readers only
+_DATA_INIT = '"""monai_rd.data as a serving folder carries it: the readers only (``monai_rd.data.readers``)."""\n'
 
 
 def serving_requirements() -> list[str]:
@@ -75,33 +85,47 @@ def _flatten(transforms) -> list:
 
 
 def serving_transforms(preprocessing: Compose | Sequence, key: str = "image") -> list:
-    """The bundle's evaluation ``preprocessing`` as the runtime applies it to one decoded ``[C, H, W]`` image.
+    """The bundle's evaluation ``preprocessing`` as the runtime applies it to one image file.
 
-    Nested ``Compose`` are flattened; loaders and slice extraction are dropped (the runtime decodes image
-    bytes itself); every dictionary transform is copied and restricted to ``key`` (``EnsureTyped(keys=["image",
-    "label"])`` becomes ``keys=["image"]``); a dictionary transform that does not touch ``key`` is dropped.
+    Nested ``Compose`` are flattened; every dictionary transform is copied and restricted to ``key``
+    (``EnsureTyped(keys=["image", "label"])`` becomes ``keys=["image"]``); a dictionary transform that does not
+    touch ``key`` is dropped. The loader (``LoadImaged``, with the bundle's reader) is kept: the runtime reads
+    files with it.
 
     Raises:
-        ValueError: a random transform is present (evaluation preprocessing must be deterministic).
+        ValueError: a random transform is present (evaluation preprocessing must be deterministic), or no
+            ``LoadImaged`` of ``key`` (the served model reads files with the bundle's own loader).
     """
     from monai.transforms import Randomizable
 
     out = []
     for t in _flatten(preprocessing):
-        if isinstance(t, _DROPPED):
-            continue
         if isinstance(t, Randomizable):
             raise ValueError(
                 f"{type(t).__name__} is random; a served model needs the bundle's deterministic "
                 "evaluation preprocessing (validate::preprocessing), not the training one."
             )
+        if isinstance(t, LoadImage):
+            raise ValueError("The preprocessing loads with LoadImage; a served model needs LoadImaged (keyed).")
         if isinstance(t, MapTransform):
             if key not in t.keys:
                 continue
             t = copy.deepcopy(t)
             t.keys = (key,)
         out.append(t)
+    loader_steps(out)
     return out
+
+
+def loader_steps(transforms: Sequence) -> int:
+    """How many of ``transforms`` (:func:`serving_transforms`) read the file: up to and including the LoadImaged."""
+    for i, t in enumerate(transforms):
+        if isinstance(t, LoadImaged):
+            return i + 1
+    raise ValueError(
+        "The preprocessing has no LoadImaged of 'image': a served model reads image files with the bundle's own "
+        "loader and reader (validate::preprocessing with its loader)."
+    )
 
 
 def _copy_code(dest: str) -> None:
@@ -109,6 +133,9 @@ def _copy_code(dest: str) -> None:
     os.makedirs(os.path.join(code, "monai_rd"))
     shutil.copyfile(runtime.__file__, os.path.join(code, "rd_runtime.py"))
     src = os.path.dirname(monai_rd.__file__)
+    os.makedirs(os.path.join(code, "monai_rd", "data"))
+    with open(os.path.join(code, "monai_rd", "data", "__init__.py"), "w", encoding="utf-8") as f:
+        f.write(_DATA_INIT)
     for name in _SHIPPED:
         path = os.path.join(src, name)
         if os.path.isdir(path):
@@ -135,7 +162,7 @@ def export_serving(
             :func:`serving_transforms`.
         class_names: one name per output.
         activation: ``"softmax"`` (single-label) or ``"sigmoid"`` (multi-label).
-        tolerance: the largest allowed ``|TorchScript - eager|`` of the logits on load-back (times the largest
+        tolerance: the largest allowed ``|onnxruntime - eager|`` of the logits on load-back (times the largest
             logit where that exceeds 1).
         extra_meta: more JSON-able entries for ``serving.json`` (teacher, student, bundle name...).
 
@@ -144,7 +171,7 @@ def export_serving(
 
     Raises:
         ValueError: bad activation, or ``class_names`` that do not match the model's outputs.
-        ParityError: the written TorchScript differs from the eager model.
+        ParityError: the written ONNX model, run by onnxruntime, differs from the eager model.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
@@ -162,12 +189,11 @@ def export_serving(
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp_serving_")
     try:
-        ts = to_torchscript(model, os.path.join(tmp, runtime.MODEL_FILE))
-        loaded = torch.jit.load(ts, map_location="cpu").eval()
-        diff, scale = parity_difference(model, lambda b: loaded(b).detach().numpy(), [x, x[:1]])
+        path = to_onnx(model, os.path.join(tmp, runtime.MODEL_FILE), x)
+        diff, scale = parity_difference(model, RUNNERS["onnx"](path), [x, x[:1]])
         if not diff < tolerance * scale:
             raise ParityError(
-                f"TorchScript student differs from eager by {diff:.3e} "
+                f"The ONNX student (onnxruntime) differs from eager by {diff:.3e} "
                 f"(tolerance {tolerance:g} x max(1, max |logit|) = {tolerance * scale:.3g})."
             )
         with open(os.path.join(tmp, runtime.PREPROCESSING_FILE), "wb") as f:
@@ -180,7 +206,8 @@ def export_serving(
             "activation": activation,
             "input": "[B, 3, S, S] float32 in [0, 1] after preprocessing; logits [B, C] out",
             "preprocessing": [type(t).__name__ for t in transforms],
-            "torchscript_max_abs_diff": diff,
+            "loader_steps": loader_steps(transforms),
+            "onnx_max_abs_diff": diff,
             "requirements": serving_requirements(),
             **(extra_meta or {}),
         }

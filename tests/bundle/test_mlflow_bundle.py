@@ -1,11 +1,15 @@
 """End to end: the rd_busi bundle logs, reports and registers to MLflow (embedded SQLite store and a real server
 that is killed mid-run)."""
 
+import base64
+import io
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import REPO, run_bundle, start_mlflow_server
 
@@ -91,6 +95,9 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
         mlflow.set_tracking_uri(db)
         mlflow.set_registry_uri(db)
         loaded = mlflow.pyfunc.load_model("models:/rd_busi_student@champion")
+        # issue 28, item 3: the version the bundle registered has a signature and an input example
+        info = mlflow.models.get_model_info(f"models:/rd_busi_student/{version.version}")
+        assert info.signature.inputs.input_names() == ["image"] and info.saved_input_example_info is not None
         serving = mlflow.artifacts.download_artifacts("models:/rd_busi_student@champion", dst_path=str(tmp_path / "m"))
     finally:
         mlflow.set_tracking_uri(None)
@@ -99,10 +106,15 @@ def test_bundle_run_logs_reports_and_registers_to_sqlite(busi_dir, tmp_path):
         os.environ.pop("MLFLOW_REGISTRY_URI", None)
     assert "monai-rd" not in (tmp_path / "m" / "requirements.txt").read_text()
     reference = _student_from_checkpoint(out / "model.pt")
-    x = torch.rand(4, 3, 32, 32) * 255  # decoded 8-bit images at the bundle's 32 px: preprocessing is / 255
+    x = (torch.rand(4, 3, 32, 32) * 255).round()  # 8-bit RGB PNG files at the bundle's 32 px: preprocessing is / 255
+    files = []
+    for i, a in enumerate(x.numpy().astype(np.uint8)):
+        buf = io.BytesIO()
+        Image.fromarray(np.moveaxis(a, 0, -1)).save(buf, format="PNG")
+        files.append(base64.b64encode(buf.getvalue()).decode())
     with torch.no_grad():
         expected = torch.softmax(reference(x / 255), 1).numpy()
-    got = [[p["probabilities"][c] for c in ("benign", "malignant", "normal")] for p in loaded.predict(x.numpy())]
+    got = [[p["probabilities"][c] for c in ("benign", "malignant", "normal")] for p in loaded.predict({"image": files})]
     assert serving and abs(torch.tensor(got).numpy() - expected).max() < 1e-5
 
 

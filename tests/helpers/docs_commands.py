@@ -426,12 +426,6 @@ MANIFEST = [
     ),
     Covered(
         "docs/export.md",
-        "curl -s -H 'Content-Type: application/json' -d '{\"inputs\": [[[[0, 12, ...]]]]}' http://127.0.0.1:5001/invocations",
-        SERVE_TEST,
-        "needs the server above (and its body is elided); the named test posts an array batch",
-    ),
-    Covered(
-        "docs/export.md",
         'curl -s -H \'Content-Type: application/json\' -d "{\\"inputs\\": [\\"$(base64 -w0 image.png)\\", \\"$(base64 -w0 slice.dcm)\\"]}" http://127.0.0.1:5001/invocations',
         SERVE_TEST,
         "needs the server above; the named test posts base64 PNG and DICOM files",

@@ -69,7 +69,7 @@ GUARDS: dict[str, str] = {
     "test_mlflow_registry.py::test_alias_moves_only_on_improvement_and_champion_predicts_like_checkpoint": "the champion alias moves only on improvement and predicts like the checkpoint",
     "test_mlflow_registry.py::test_lower_is_better_and_missing_key_metric": "a lower-is-better key metric and a missing one are handled",
     "test_deploy_serving.py::test_every_bundle_run_exports_a_serving_folder": "every bundle run exports a serving folder with its own eval transforms and classes",
-    "test_deploy_serving.py::test_registered_pyfunc_serves_over_http_like_model_pt": "mlflow models serve answers over HTTP like model.pt",
+    "test_deploy_serving.py::test_registered_pyfunc_serves_over_http_like_model_pt": "mlflow models serve answers over HTTP like model.pt on DICOM, NIfTI and PNG files read by the shipped training reader; the registered version has a signature and an input example",
     "test_export.py::test_bundle_ckpt_export_matches_checkpoint": "MONAI's ckpt_export with inference.json equals the checkpoint",
     "test_export.py::test_cli_export": "monai-rd export writes ONNX and TorchScript that match",
     "test_export.py::test_paper_students_export_with_parity_and_dynamic_batch": "the paper's students export with parity and a dynamic batch",

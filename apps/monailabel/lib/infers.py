@@ -1,8 +1,9 @@
 """Inference task: the exported student (a serving folder) as a MONAI Label classification model.
 
-Needs ``monailabel`` and the serving folder only (not ``monai_rd``): the folder's ``code/rd_runtime.py`` decodes
-the image (PNG/JPEG/TIFF through Pillow, a DICOM file or a DICOM series folder through pydicom 2.4 or 3.x),
-applies the training run's own evaluation preprocessing and runs the TorchScript student.
+Needs ``monailabel`` and the serving folder only (not ``monai_rd``): the folder's ``code/rd_runtime.py`` reads
+the image with the training run's own loader and reader (shipped in the folder's ``code/``), applies its
+evaluation preprocessing and runs the student. This venv pins pydicom 2.4 (monailabel's pydicom-seg), which the
+training reader's DICOM decoding does not support: here DICOM goes through ``rd_runtime.decode_dicom``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class RDServingInfer(InferTask):
     def __init__(self, serving_dir: str, description: str = "Student distilled by Reprogramming Distillation"):
         self.serving_dir = os.path.abspath(serving_dir)
         self.runtime = load_runtime(self.serving_dir)
-        self.read_image = self.runtime.read_image
         self.stamp = os.path.getmtime(os.path.join(self.serving_dir, "serving.json"))
         self.model = self.runtime.ServingModel(self.serving_dir)
         labels = {c: i for i, c in enumerate(self.model.class_names)}
@@ -62,8 +62,7 @@ class RDServingInfer(InferTask):
 
     def __call__(self, request):
         self._reload_if_retrained()
-        image = self.read_image(request["image"])
-        probs = self.model.predict_proba([image])
+        probs = self.model.predict_files([request["image"]])
         result = self.model.results(probs)[0]
         prediction = [
             {"idx": i, "label": c, "score": result["probabilities"][c]} for i, c in enumerate(self.model.class_names)
