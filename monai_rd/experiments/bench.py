@@ -286,7 +286,7 @@ def _build_cache(args, env, teacher_name: str, teacher) -> dict:
     pure, build = [], []
     with torch.no_grad():
         teacher(images[:bs].to(device))  # warm-up
-        for _ in range(args.repeats):
+        for _ in range(args.build_repeats):
             _sync(device)
             t0 = _clock()
             for s in range(0, len(images), bs):
@@ -294,7 +294,7 @@ def _build_cache(args, env, teacher_name: str, teacher) -> dict:
             _sync(device)
             pure.append([len(images) / t for t in _since(t0)])
     cache_dir = _cache_dir(args.workdir, teacher_name)
-    for _ in range(args.repeats):  # the teacher is warm: each build is timed from an empty cache folder
+    for _ in range(args.build_repeats):  # the teacher is warm: each build is timed from an empty cache folder
         if os.path.isdir(cache_dir):
             shutil.rmtree(cache_dir)
         cache = FeatureCache(cache_dir, env["train"], env["transform"](), teacher_name)
