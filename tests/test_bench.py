@@ -175,3 +175,21 @@ def test_step_breakdown_sums_to_the_measured_step_on_a_real_engine():
     assert all(out["breakdown_ms_per_step"][p][0] > 0 for p in PARTS)
     assert sum(st["wall"] for st in timer.steps) <= outer
     assert out["img_s_spread"][0][0] <= out["img_s"][0] <= out["img_s_spread"][0][1]
+
+
+def test_gpu_script_asks_for_the_steady_state_table():
+    """benchmarks/gpu.sh's common options parse with monai-rd bench's parser and ask for steady-state windows (the
+    table and breakdown printed on the CPU are printed there too); it cannot run here without CUDA."""
+    import re
+    import shlex
+
+    text = open(os.path.join(REPO, "benchmarks", "gpu.sh")).read()
+    common = re.search(r"COMMON=\((.*?)\)\n", text, re.S).group(1)
+    common = (
+        common.replace('"$WORK"', "/tmp/w")
+        .replace("$TEACHERS", "resnet50 lvmmed_vit_b")
+        .replace("$STUDENTS", "resnet18 mobilenet_v3_small")
+    )
+    args = _parse(*shlex.split(common))
+    assert args.device == "cuda" and args.repeats >= 3 and args.min_steps >= 8 and args.min_time > 0
+    assert args.build_repeats >= 3 and args.teachers == ["resnet50", "lvmmed_vit_b"]
