@@ -17,6 +17,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonnegative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _workers(text: str) -> int | None:
     if text in ("auto", "None", "none"):
         return None
@@ -40,7 +47,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="teacher batch of the cache build and the pure forward (independent of --batch_size)",
     )
-    parser.add_argument("--epochs", type=_positive, default=1, help="timed epochs per mode (after one warm-up epoch)")
+    parser.add_argument(
+        "--epochs",
+        type=_positive,
+        default=1,
+        help="at least this many epochs' steps measured per mode, over all windows (after the warm-up epoch)",
+    )
+    parser.add_argument(
+        "--warmup_steps", type=_nonnegative, default=0, help="steps excluded after the warm-up epoch (default 0)"
+    )
+    parser.add_argument(
+        "--repeats", type=_positive, default=3, help="steady-state windows per mode: median and spread over them"
+    )
+    parser.add_argument(
+        "--build_repeats", type=_positive, default=1, help="(d): timed teacher forwards and cache builds (median)"
+    )
+    parser.add_argument("--min_steps", type=_positive, default=4, help="steps per window at least (default 4)")
+    parser.add_argument(
+        "--min_time", type=float, default=0.0, help="process CPU seconds per window at least (default 0)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (refused clearly without CUDA)")
     parser.add_argument(
         "--amp",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from copy import deepcopy
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -25,6 +26,7 @@ from monai_rd.data.feature_cache import (
     view_seed,
 )
 from monai_rd.data.loading import available_cpus
+from monai_rd.data.transform_split import apply_rest, deterministic_head, deterministic_path
 from monai_rd.utils import sha256_json
 from monai_rd.utils.enums import RDKeys
 
@@ -39,27 +41,78 @@ __all__ = [
 ]
 
 PREPROCESSING_CACHE_MODES = ("auto", "memory", "none")  # or a folder path (on disk)
+VIEW_CACHE_MODES = ("auto", "memory", "none")
 AUTO_CACHE_BYTES = 4 << 30  # "auto" keeps at most this much (or a quarter of the available memory, if less)
 logger = logging.getLogger(__name__)
 
 
 def deterministic_prefix_length(transform: Callable | None) -> int:
     """How many leading transforms of a ``Compose`` are deterministic (MONAI ``CacheDataset``'s own rule: up to the
-    first ``RandomizableTrait`` or non-``Transform`` callable); 0 for anything that is not a ``Compose``."""
+    first ``RandomizableTrait`` or non-``Transform`` callable); 0 for anything that is not a ``Compose``.
+    The datasets here cache deeper, into nested ``Compose`` objects (:mod:`monai_rd.data.transform_split`)."""
     if not isinstance(transform, Compose):
         return 0
     first = transform.get_index_of_first(lambda t: isinstance(t, RandomizableTrait) or not isinstance(t, Transform))
     return len(transform.transforms) if first is None else int(first)
 
 
-def _prefix(transform: Compose, length: int) -> Compose:
-    """The first ``length`` transforms of ``transform`` as a Compose with the same settings."""
-    return Compose(transform.transforms[:length], map_items=transform.map_items, unpack_items=transform.unpack_items,
-                   log_stats=transform.log_stats, lazy=transform.lazy, overrides=transform.overrides)  # fmt: skip
+def _has_head(path: list[int]) -> bool:
+    return bool(path) and (path[0] > 0 or len(path) > 1)
+
+
+class _DeepSplit:
+    """``CacheDataset``/``PersistentDataset`` mixin: cache the deterministic head at any depth of nested plain
+    ``Compose`` objects (:func:`deterministic_path`), then run the rest with the same transform objects (seeded as
+    the whole transform), so an item equals ``transform(item)`` bit for bit for the same random state."""
+
+    def _split(self) -> tuple[list[int], Compose]:
+        split = getattr(self, "_deep", None)
+        if split is None:  # computed once; the cache may be filled from several threads (same values)
+            path = deterministic_path(self.transform)
+            split = self._deep = (path, deterministic_head(self.transform, path))
+        return split
+
+    def _run_head(self, item):
+        return self._split()[1](item, threading=True)
+
+    def _run_rest(self, data):
+        return apply_rest(self.transform, data, self._split()[0])
+
+
+class _DeepCacheDataset(_DeepSplit, CacheDataset):
+    def _load_cache_item(self, idx: int):
+        item = self._run_head(self.data[idx])
+        if self.as_contiguous:
+            from monai.transforms import convert_to_contiguous
+
+            item = convert_to_contiguous(item, memory_format=torch.contiguous_format)
+        return item
+
+    def _transform(self, index: int):
+        if index % len(self) >= self.cache_num:  # not cached: the whole transform, as MONAI does
+            return Dataset._transform(self, index)
+        data = self._cache[index]
+        if data is None:
+            data = self._cache[index] = self._load_cache_item(index)
+        return self._run_rest(deepcopy(data) if self.copy_cache is True else data)
+
+
+class _DeepPersistentDataset(_DeepSplit, PersistentDataset):
+    def _pre_transform(self, item_transformed):
+        from monai.transforms import reset_ops_id
+
+        item_transformed = self._run_head(item_transformed)
+        if self.reset_ops_id:
+            reset_ops_id(item_transformed)
+        return item_transformed
+
+    def _post_transform(self, item_transformed):
+        return self._run_rest(item_transformed)
 
 
 def _fingerprint_bytes(transform: Callable) -> bytes:
-    return sha256_json(transform_fingerprint(transform)).encode()
+    """Key of the on-disk heads: the transform and where its head ends (a cache of a shallower head is not reused)."""
+    return sha256_json({"transform": transform_fingerprint(transform), "head": deterministic_path(transform)}).encode()
 
 
 def _available_memory() -> int | None:
@@ -105,16 +158,16 @@ def preprocessing_dataset(data: Sequence, transform: Callable | None, preprocess
         same random state of ``transform`` (the random rest is applied per access, as without a cache).
     """
     mode = "none" if preprocessing_cache is None else str(preprocessing_cache)
-    if mode == "none" or deterministic_prefix_length(transform) == 0:
+    path = deterministic_path(transform)
+    if mode == "none" or not _has_head(path):
         return Dataset(data=data, transform=transform)
     if mode in ("auto", "memory"):
-        rate = _auto_cache_rate(data, _prefix(transform, deterministic_prefix_length(transform))) if mode == "auto" \
-            else 1.0  # fmt: skip
-        return CacheDataset(data=data, transform=transform, cache_rate=rate, num_workers=available_cpus(),
-                            progress=False)  # fmt: skip
+        rate = _auto_cache_rate(data, deterministic_head(transform, path)) if mode == "auto" else 1.0
+        return _DeepCacheDataset(data=data, transform=transform, cache_rate=rate, num_workers=available_cpus(),
+                                 progress=False)  # fmt: skip
     os.makedirs(mode, exist_ok=True)
-    return PersistentDataset(data=data, transform=transform, cache_dir=mode,
-                             hash_transform=functools.partial(_fingerprint_bytes))  # fmt: skip
+    return _DeepPersistentDataset(data=data, transform=transform, cache_dir=mode,
+                                  hash_transform=functools.partial(_fingerprint_bytes))  # fmt: skip
 
 
 TEACHER_FEATURES = RDKeys.TEACHER_FEATURES  # the batch key RDTrainer / RDEvaluator read
@@ -139,6 +192,11 @@ class SeededViewDataset(Dataset, Randomizable):
         view_key: output key of the view index.
         preprocessing_cache: where the transform's deterministic head is kept (see :func:`preprocessing_dataset`);
             the random rest is seeded exactly as the whole transform would be, so the views are unchanged.
+        view_cache: keep the served views themselves (each ``(item, k)`` is a deterministic image, so from the
+            second time it is drawn no transform runs): ``"none"``, ``"memory"`` (every view) or ``"auto"`` (as
+            many as fit in min(4 GiB, a quarter of the available memory), shared out among loader workers, each of
+            which keeps its own). A kept view is the very tensor computed the first time (same values, same
+            metadata), so training is unchanged bit for bit.
     """
 
     def __init__(
@@ -149,6 +207,7 @@ class SeededViewDataset(Dataset, Randomizable):
         image_key: str = "image",
         view_key: str = TEACHER_VIEW,
         preprocessing_cache: str | None = "none",
+        view_cache: str | None = "none",
     ) -> None:
         super().__init__(data=data, transform=transform)
         if views < 1:
@@ -157,27 +216,59 @@ class SeededViewDataset(Dataset, Randomizable):
         self.image_key = image_key
         self.view_key = view_key
         self._view = 0
-        self._start = deterministic_prefix_length(transform) if preprocessing_cache not in (None, "none") else 0
+        self._path = deterministic_path(transform) if preprocessing_cache not in (None, "none") else []
         self._heads = None  # dataset of the deterministic heads of the items
-        if self._start:
-            self._heads = preprocessing_dataset(data, _prefix(transform, self._start), preprocessing_cache)
+        if _has_head(self._path):
+            self._heads = preprocessing_dataset(data, deterministic_head(transform, self._path), preprocessing_cache)
+        view_cache = "none" if view_cache is None else str(view_cache)
+        if view_cache not in VIEW_CACHE_MODES:
+            raise ValueError(f"view_cache must be one of {VIEW_CACHE_MODES}, got {view_cache!r}.")
+        self.view_cache = view_cache
+        self._kept: dict[tuple[int, int], Mapping] = {}
+        self._kept_bytes = 0
+        self._kept_budget: float | None = None
 
     def randomize(self, data=None) -> None:
         self._view = int(self.R.randint(self.views)) if self.views > 1 else 0
 
     def view_of(self, index: int, view: int):
         """Item ``index`` under view ``view`` (deterministic)."""
+        kept = self._kept.get((index, view))
+        if kept is not None:
+            return dict(kept)
         item = self.data[index]
         seed = view_seed(item_id(item, self.image_key), view)
         if self._heads is None:
             out = apply_view(self.transform, item, seed)
-        else:  # the same seeding of the whole Compose, applied from its first random transform on the cached head
+        else:  # the same seeding of the whole Compose, applied after its deterministic head on the cached head
             self.transform.set_random_state(seed=int(seed))  # type: ignore[union-attr]
-            out = self.transform(self._heads[index], start=self._start)  # type: ignore[call-arg]
+            out = apply_rest(self.transform, deepcopy(self._heads[index]), self._path)  # type: ignore[arg-type]
         if isinstance(out, Mapping):
             out = dict(out)
             out[self.view_key] = int(view)
+            self._keep(index, view, out)
         return out
+
+    def _keep(self, index: int, view: int, out: Mapping) -> None:
+        if self.view_cache == "none":
+            return
+        if self._kept_budget is None:
+            if self.view_cache == "memory":
+                self._kept_budget = float("inf")
+            else:
+                available = _available_memory()
+                budget = min(AUTO_CACHE_BYTES, available // 4) if available else AUTO_CACHE_BYTES
+                info = torch.utils.data.get_worker_info()  # each worker process keeps its own views
+                self._kept_budget = budget / (info.num_workers if info is not None else 1)
+        size = sum(v.element_size() * v.nelement() for v in out.values() if isinstance(v, torch.Tensor))
+        if self._kept_bytes + size <= self._kept_budget:
+            self._kept[(index, view)] = dict(out)
+            self._kept_bytes += size
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_kept"], state["_kept_bytes"], state["_kept_budget"] = {}, 0, None  # workers keep their own
+        return state
 
     def _transform(self, index: int):
         self.randomize()
@@ -201,6 +292,8 @@ class CachedFeatureDataset(SeededViewDataset):
         features_key: output key of the features.
         verify: check every chunk's SHA-256 on opening.
         preprocessing_cache: as :class:`SeededViewDataset`.
+        view_cache: as :class:`SeededViewDataset`; default ``"auto"``: from a feature cache there are only ``K``
+            views per item, so after the first epochs no transform runs at all (the features are read per access).
     """
 
     def __init__(
@@ -216,11 +309,12 @@ class CachedFeatureDataset(SeededViewDataset):
         view_key: str = TEACHER_VIEW,
         verify: bool = True,
         preprocessing_cache: str | None = "none",
+        view_cache: str | None = "auto",
     ) -> None:
         cache = FeatureCache(cache_dir, data, transform, teacher, teacher_weights, teacher_options, image_key)
         cache.open(verify=verify)
         super().__init__(data=data, transform=transform, views=cache.views, image_key=image_key, view_key=view_key,
-                         preprocessing_cache=preprocessing_cache)  # fmt: skip
+                         preprocessing_cache=preprocessing_cache, view_cache=view_cache)  # fmt: skip
         self.cache = cache
         self.features_key = features_key
 

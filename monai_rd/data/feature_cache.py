@@ -25,6 +25,9 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
+from copy import deepcopy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +38,7 @@ from monai.transforms import Compose, Randomizable, apply_transform
 from monai.utils import MAX_SEED
 
 from monai_rd.data.loading import default_num_workers
+from monai_rd.data.transform_split import apply_rest, deterministic_head, deterministic_path
 from monai_rd.utils import atomic_path, atomic_write_json, sha256_file, sha256_json
 
 __all__ = [
@@ -214,10 +218,19 @@ def _atomic_save_npy(path: str, array: np.ndarray) -> str:
 
 
 class _ViewImages(torch.utils.data.Dataset):
-    """``(position, view, image)`` for the (item, view) pairs of one chunk, each view seeded as in training."""
+    """``(position, view, image)`` for the (item, view) pairs of one chunk, each view seeded as in training.
+
+    The deterministic head of the transform (reading, scaling, cropping, resizing: everything before the first
+    random transform, at any depth of nested ``Compose``; :mod:`monai_rd.data.transform_split`) runs once per item
+    and is reused by its ``K`` views (consecutive pairs); each view is bit for bit ``apply_view`` of the whole
+    transform.
+    """
 
     def __init__(self, data, transform, pairs, image_key):
         self.data, self.transform, self.pairs, self.image_key = data, transform, pairs, image_key
+        self.path = deterministic_path(transform) if is_random_transform(transform) else []
+        self.head = deterministic_head(transform, self.path) if self.path else None
+        self._last: tuple[int, Any] | None = None  # (item index, its head): the views of an item are consecutive
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -225,11 +238,61 @@ class _ViewImages(torch.utils.data.Dataset):
     def __getitem__(self, j):
         index, view = self.pairs[j]
         item = self.data[index]
-        out = apply_view(self.transform, item, view_seed(item_id(item, self.image_key), view))
+        seed = view_seed(item_id(item, self.image_key), view)
+        if self.head is None or not isinstance(item, Mapping):
+            out = apply_view(self.transform, item, seed)
+        else:
+            if self._last is None or self._last[0] != index:
+                self._last = (index, self.head(dict(item)))
+            self.transform.set_random_state(seed=int(seed))
+            out = apply_rest(self.transform, deepcopy(self._last[1]), self.path)
         image = out[self.image_key] if isinstance(out, Mapping) else out
         if isinstance(image, torch.Tensor):
             return index, view, image.as_subclass(torch.Tensor)
         return index, view, torch.as_tensor(np.asarray(image))
+
+
+def _prefetched(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead (the teacher's forward releases the GIL,
+    so reading and augmenting the next batch overlap it); an error in the thread is raised here, and leaving the
+    loop early stops the thread."""
+    buffer: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def fill() -> None:
+        try:
+            for value in iterable:
+                while not stop.is_set():
+                    try:
+                        buffer.put((value, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((done, None))
+        except BaseException as e:  # handed to the consumer
+            buffer.put((done, e))
+
+    thread = threading.Thread(target=fill, name="feature_cache_reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value, error = buffer.get()
+            if value is done:
+                if error is not None:
+                    raise error
+                return
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a put waiting on a full buffer
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
 
 
 class FeatureCache:
@@ -456,6 +519,7 @@ class FeatureCache:
             batch_size=batch_size, num_workers=workers, shuffle=False, pin_memory=on_cuda,
             prefetch_factor=4 if workers > 0 else None,
         )  # fmt: skip
+        batches = loader if workers > 0 else _prefetched(loader)  # no workers: read the next batch in a thread
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature_cache_writer")
         pending: list = []  # (chunk id, start, stop, future of (array shape, sha256)) in chunk order
 
@@ -480,7 +544,7 @@ class FeatureCache:
         filled = 0
         try:
             with torch.no_grad():
-                for _, _, images in loader:
+                for _, _, images in batches:
                     feats = module(images.to(device, non_blocking=True).float())
                     if shape is None:
                         shape = tuple(feats.shape[1:])

@@ -17,16 +17,23 @@ pair, measured side by side in one run:
 - (d) cache-build throughput / the teacher's pure forward throughput on the same images already in memory, with
   the same teacher batch (``--teacher_batch_size``, independent of the training batch).
 
-Epoch times are the median of ``--epochs`` timed epochs after one untimed warm-up epoch. Each is taken as wall
-clock and as this process's CPU time (``time.process_time``): on a shared machine the CPU time is the steadier
+Images/s are steady-state figures (:mod:`monai_rd.experiments.bench_timing`): the real engine and loader run until,
+after a warm-up (the whole first epoch plus ``--warmup_steps``), ``--repeats`` consecutive windows of at least
+``--min_steps`` steps and ``--min_time`` CPU seconds (and ``--epochs`` epochs' steps in all) are measured; the
+median over windows is reported with its min and max. Timestamps on the engine's events split every step into
+waiting for the batch, forward, loss, backward, optimizer and engine/handlers (main thread), plus the CPU time of
+the loader thread (reading, augmenting, cache reads); the parts sum to the measured step. Each is taken as wall
+clock and as CPU time (``time.process_time``/``thread_time``): on a shared machine the CPU time is the steadier
 measure of the work done (use ``--threads 1``); it does not count loader worker processes. On CUDA the device is
-synchronised at every epoch end. The goals are printed next to the figures; nothing is asserted.
+synchronised at every timestamp. The goals are printed next to the figures (judged on CPU time on the CPU, wall
+time on a GPU); nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -46,6 +53,7 @@ GOALS = {
     "d": 0.95,  # cache-build throughput / pure teacher forward >= goal
 }
 MODES = ("student", "cached_rd", "teacher_rd")
+MAX_EPOCHS = 100_000  # the steady-state timer terminates the engine long before
 AMP_DTYPES = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -125,7 +133,7 @@ def _engine(mode: str, student_name: str, args, env: dict, teacher=None, teacher
     loader = make_dataloader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
                              num_workers=args.num_workers, device=device,
                              generator=torch.Generator().manual_seed(0))  # fmt: skip
-    common = dict(device=device, max_epochs=1 + args.epochs, train_data_loader=loader, **_amp(args))
+    common = dict(device=device, max_epochs=MAX_EPOCHS, train_data_loader=loader, **_amp(args))
     if mode == "student":
         net = prepare_network(student, device, channels_last=args.channels_last)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -204,25 +212,27 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _epoch_times(engine, device) -> list[tuple[float, float]]:
-    """(wall, cpu) seconds of each epoch but the first (a warm-up)."""
-    from ignite.engine import Events
+def _steady_state(engine, args, steps_per_epoch: int) -> dict:
+    """Steady-state images/s and the per-part breakdown of ``engine``'s steps (:mod:`.bench_timing`)."""
+    from monai_rd.experiments.bench_timing import StepTimer, steady_state
 
-    times: list[tuple[float, float]] = []
-    start = {}
-
-    def started(_):
-        _sync(device)
-        start["t"] = _clock()
-
-    def completed(_):
-        _sync(device)
-        times.append(_since(start["t"]))
-
-    engine.add_event_handler(Events.EPOCH_STARTED, started)
-    engine.add_event_handler(Events.EPOCH_COMPLETED, completed)
+    min_steps = max(args.min_steps, math.ceil(args.epochs * steps_per_epoch / args.repeats))
+    timer = StepTimer(engine, warmup_steps=args.warmup_steps, repeats=args.repeats, min_steps=min_steps,
+                      min_time=args.min_time, sync=lambda: _sync(args.device))  # fmt: skip
     engine.run()
-    return times[1:]
+    return steady_state(timer.measured(), args.batch_size, args.repeats, min_steps, args.min_time)
+
+
+def _cache_read_ms(dataset, batch_size: int) -> float | None:
+    """CPU ms of the feature-cache reads of one batch, timed in isolation (every cached item and view once)."""
+    cache = getattr(dataset, "cache", None)
+    if cache is None:
+        return None
+    pairs = [(i, k) for i in range(len(dataset)) for k in range(cache.views)]
+    t0 = time.process_time()
+    for i, k in pairs:
+        cache.features(i, k)
+    return 1000 * (time.process_time() - t0) / len(pairs) * batch_size
 
 
 def _memory_worker(args) -> int:
@@ -233,14 +243,15 @@ def _memory_worker(args) -> int:
         torch.set_num_threads(args.threads)
     env = _setup(args, args.workdir)
     baseline = _proc_status_mib("VmRSS")  # interpreter + torch + MONAI imported, data indexed
-    args.epochs = 0  # max_epochs = 1
     teacher = args.teachers[0]
     shape = None
     if args.memory_worker == "cached_rd":
         from monai_rd.data import cached_feature_shape
 
         shape = cached_feature_shape(os.path.dirname(_cache_dir(args.workdir, teacher)))
-    _engine(args.memory_worker, args.students[0], args, env, teacher_name=teacher, feature_shape=shape).run()
+    engine = _engine(args.memory_worker, args.students[0], args, env, teacher_name=teacher, feature_shape=shape)
+    engine.state.max_epochs = 1
+    engine.run()
     print(json.dumps({"mode": args.memory_worker, "baseline_mib": baseline, "peak_mib": _proc_status_mib("VmHWM")}))
     return 0
 
@@ -272,25 +283,33 @@ def _build_cache(args, env, teacher_name: str, teacher) -> dict:
         for item in env["train"] for v in range(k)
     ])  # fmt: skip
     teacher = teacher.to(device).eval()
+    pure, build = [], []
     with torch.no_grad():
         teacher(images[:bs].to(device))  # warm-up
-        _sync(device)
-        t0 = _clock()
-        for s in range(0, len(images), bs):
-            teacher(images[s : s + bs].to(device))
-        _sync(device)
-        pure = [len(images) / t for t in _since(t0)]
+        for _ in range(args.build_repeats):
+            _sync(device)
+            t0 = _clock()
+            for s in range(0, len(images), bs):
+                teacher(images[s : s + bs].to(device))
+            _sync(device)
+            pure.append([len(images) / t for t in _since(t0)])
     cache_dir = _cache_dir(args.workdir, teacher_name)
-    if os.path.isdir(cache_dir):
-        shutil.rmtree(cache_dir)
-    cache = FeatureCache(cache_dir, env["train"], env["transform"](), teacher_name)
-    t0 = _clock()
-    cache.build(teacher, views=k, dtype=args.dtype, batch_size=bs, num_workers=args.build_workers, device=device,
-                progress=False)  # fmt: skip
-    _sync(device)
-    build = [len(images) / t for t in _since(t0)]
-    return {"teacher_forward_img_s": pure, "build_img_s": build, "feature_shape": list(cache.feature_shape),
-            "d_build_over_forward": [build[i] / pure[i] for i in (0, 1)]}  # fmt: skip
+    for _ in range(args.build_repeats):  # the teacher is warm: each build is timed from an empty cache folder
+        if os.path.isdir(cache_dir):
+            shutil.rmtree(cache_dir)
+        cache = FeatureCache(cache_dir, env["train"], env["transform"](), teacher_name)
+        t0 = _clock()
+        cache.build(teacher, views=k, dtype=args.dtype, batch_size=bs, num_workers=args.build_workers, device=device,
+                    progress=False)  # fmt: skip
+        _sync(device)
+        build.append([len(images) / t for t in _since(t0)])
+    med = {
+        name: [statistics.median(r[i] for r in runs) for i in (0, 1)]
+        for name, runs in (("pure", pure), ("build", build))
+    }
+    return {"teacher_forward_img_s": med["pure"], "build_img_s": med["build"], "feature_shape": list(cache.feature_shape),
+            "teacher_forward_img_s_runs": pure, "build_img_s_runs": build,
+            "d_build_over_forward": [med["build"][i] / med["pure"][i] for i in (0, 1)]}  # fmt: skip
 
 
 def _fmt_goal_a(student: str) -> str:
@@ -378,6 +397,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
     args.workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="rd_bench_"))
     env = _setup(args, args.workdir)
     n = len(env["train"])
+    steps_per_epoch = n // args.batch_size
+    if steps_per_epoch < 1:
+        raise SystemExit(f"{n} training images make no full batch of {args.batch_size}: raise --images_per_class.")
     cuda = torch.device(args.device).type == "cuda"
     print(f"monai-rd bench: teachers {args.teachers}, students {args.students}, {args.image_size} px, {n} training "
           f"images (x {args.views} cached views), batch {args.batch_size}, teacher batch {args.teacher_batch_size}, "
@@ -401,29 +423,31 @@ def run_benchmark(args: argparse.Namespace) -> int:
         )
         for student in args.students:
             flops = rd_flops(teacher.cpu(), student, shape, args.image_size, args.batch_size)
-            epochs, gpu_peak = {}, {}
+            steady, gpu_peak = {}, {}
             for mode in MODES:
                 if mode == "student" and student in student_epochs:
-                    epochs[mode], gpu_peak[mode] = student_epochs[student]
+                    steady[mode], gpu_peak[mode] = student_epochs[student]
                     continue
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
                 engine = _engine(mode, student, args, env, teacher=teacher, teacher_name=teacher_name,
                                  feature_shape=shape)  # fmt: skip
-                times = _epoch_times(engine, args.device)
-                epochs[mode] = [statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)]
+                steady[mode] = _steady_state(engine, args, steps_per_epoch)
+                if mode == "cached_rd":
+                    steady[mode]["cache_read_ms_per_step_isolated"] = _cache_read_ms(
+                        engine.data_loader.dataset, args.batch_size)  # fmt: skip
                 gpu_peak[mode] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
                 del engine
-            student_epochs[student] = (epochs["student"], gpu_peak["student"])
-            pair = {"teacher": teacher_name, "student": student, "flops": flops, "epoch_s": epochs,
-                    "img_s": {m: [n // args.batch_size * args.batch_size / t for t in epochs[m]] for m in MODES},
+            student_epochs[student] = (steady["student"], gpu_peak["student"])
+            img_s = {m: steady[m]["img_s"] for m in MODES}
+            pair = {"teacher": teacher_name, "student": student, "flops": flops, "steady": steady, "img_s": img_s,
                     "gpu_peak_mib": gpu_peak if cuda else None,
-                    "a_cached_over_student": [epochs["cached_rd"][i] / epochs["student"][i] for i in (0, 1)],
-                    "b_speedup": [epochs["teacher_rd"][i] / epochs["cached_rd"][i] for i in (0, 1)]}  # fmt: skip
+                    "a_cached_over_student": [img_s["student"][i] / img_s["cached_rd"][i] for i in (0, 1)],
+                    "b_speedup": [img_s["cached_rd"][i] / img_s["teacher_rd"][i] for i in (0, 1)]}  # fmt: skip
             pair["b_fraction_of_bound"] = [s / flops["bound_b"] for s in pair["b_speedup"]]
             result["pairs"].append(pair)
-            print(f"[{teacher_name} -> {student}] img/s (wall) student {pair['img_s']['student'][0]:.1f}, cached RD "
-                  f"{pair['img_s']['cached_rd'][0]:.1f}, teacher-in-loop RD {pair['img_s']['teacher_rd'][0]:.1f}"
+            print(f"[{teacher_name} -> {student}] steady-state img/s, wall (CPU): "
+                  + ", ".join(f"{m} {img_s[m][0]:.1f} ({img_s[m][1]:.1f})" for m in MODES)
                   + (f"; peak GPU MiB {', '.join(f'{m} {v:.0f}' for m, v in gpu_peak.items())}" if cuda else ""),
                   flush=True)  # fmt: skip
         teacher.cpu()
@@ -442,8 +466,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
 
 def _print_table(result: dict, args) -> None:
-    print("\n(a) cached RD epoch / student epoch and (b) teacher-in-loop / cached speed-up; wall (CPU time); "
-          "bounds from exact FLOP counts")  # fmt: skip
+    cuda = torch_device_type(args.device) == "cuda"
+    j = 0 if cuda else 1  # goals are judged on CPU time on the CPU (the steadier measure), on wall time on a GPU
+    print(f"\n(a) cached RD / student-only and (b) teacher-in-loop / cached RD speed-up, steady state (median of "
+          f"{args.repeats} windows after the warm-up); wall (CPU time); bounds from exact FLOP counts; goals judged "
+          f"on {'wall' if cuda else 'CPU'} time")  # fmt: skip
     header = (
         f"{'teacher':<22}{'student':<20}{'g width':>8}{'g/S par':>8} | {'(a) meas':>14}{'FLOP bnd':>9}"
         f"{'goal':>8} | {'(b) meas':>14}{'FLOP bnd':>9}{'meas/bnd':>14}{'goal':>8}"
@@ -459,14 +486,16 @@ def _print_table(result: dict, args) -> None:
             f"{f['g_params'] / f['S_params']:>8.2f} | {a[0]:>6.2f} ({a[1]:.2f}){f['bound_a']:>9.3f}"
             f"{_fmt_goal_a(p['student']):>8} | {b[0]:>6.2f} ({b[1]:.2f}){f['bound_b']:>9.2f}"
             f"{frac[0]:>7.2f} ({frac[1]:.2f}){'>= ' + str(GOALS['b']):>8}"
-            f"{_met(a[0], goal_a, True)}{_met(frac[0], GOALS['b'], False)}"
+            f"{_met(a[j], goal_a, True)}{_met(frac[j], GOALS['b'], False)}"
         )
+    for p in result["pairs"]:
+        _print_breakdown(p, result["teachers"][p["teacher"]], args)
     print("\n(d) cache build / pure teacher forward (images/s), teacher batch", args.teacher_batch_size)
     for name, t in result["teachers"].items():
         d = t["d_build_over_forward"]
         print(
             f"{name:<22} forward {t['teacher_forward_img_s'][0]:8.1f}  build {t['build_img_s'][0]:8.1f}  ratio "
-            f"{d[0]:.2f} wall ({d[1]:.2f} CPU)  goal >= {GOALS['d']}{_met(d[0], GOALS['d'], False)}"
+            f"{d[0]:.2f} wall ({d[1]:.2f} CPU)  goal >= {GOALS['d']}{_met(d[j], GOALS['d'], False)}"
         )
     if result["memory"]:
         print(f"\n(c) peak RSS (MiB) of one epoch, each in a fresh process, teacher {args.teachers[0]}")
@@ -476,3 +505,54 @@ def _print_table(result: dict, args) -> None:
                 f"  ratio {m['c_ratio']:.2f}  goal <= {GOALS['c']}{_met(m['c_ratio'], GOALS['c'], True)}"
                 f"  (after imports: {m['student']['baseline_mib']:.0f} / {m['cached_rd']['baseline_mib']:.0f})"
             )
+
+
+def torch_device_type(device: str) -> str:
+    import torch
+
+    return torch.device(device).type
+
+
+_PART_LABELS = {
+    "batch_wait": "wait for the batch (main thread)",
+    "loader_thread": "loading + augmentation + cache reads (loader thread)",
+    "forward": "forward (to device, zero_grad, S+g+h; T in loop)",
+    "loss": "loss (CE / RD: CE, KD, CKA)",
+    "backward": "backward",
+    "optimizer": "optimizer step (+ scalar outputs)",
+    "engine": "engine + handlers (decollate, events, epochs)",
+}
+
+
+def _print_breakdown(pair: dict, teacher: dict, args) -> None:
+    """Where one steady-state step goes, per mode: ms per step, wall (CPU), and the arithmetic rate it reached."""
+    from monai_rd.experiments.bench_timing import PARTS
+
+    steady, flops, b = pair["steady"], pair["flops"], args.batch_size
+    print(f"\nbreakdown of one steady-state step (batch {b}), ms wall (CPU), {pair['teacher']} -> {pair['student']}")
+    print(f"{'part':<56}" + "".join(f"{m:>22}" for m in MODES))
+
+    def cell(v) -> str:
+        wall = "-" if v[0] != v[0] else f"{v[0]:.1f}"  # NaN: the loader thread has no wall time of its own
+        return f"{wall + ' (' + format(v[1], '.1f') + ')':>22}"
+
+    for part in ("batch_wait", "loader_thread", *PARTS[1:]):
+        print(f"{_PART_LABELS[part]:<56}" + "".join(cell(steady[m]["breakdown_ms_per_step"][part]) for m in MODES))
+    print(f"{'sum of parts':<56}" + "".join(cell(steady[m]["sum_of_parts_ms_per_step"]) for m in MODES))
+    print(f"{'measured step':<56}" + "".join(cell(steady[m]["total_ms_per_step"]) for m in MODES))
+    read = steady["cached_rd"].get("cache_read_ms_per_step_isolated")
+    if read is not None:
+        print(f"{'  of the loader thread: feature-cache reads (isolated)':<56}{'':>22}{f'- ({read:.2f})':>22}")
+    print(f"{'img/s: median [min, max] over windows, CPU time':<56}" + "".join(
+        f"{steady[m]['img_s'][1]:>8.1f} [{steady[m]['img_s_spread'][1][0]:.1f}, {steady[m]['img_s_spread'][1][1]:.1f}]"
+        .rjust(22) for m in MODES))  # fmt: skip
+    work = {"student": flops["S_train"], "cached_rd": flops["SG_train"],
+            "teacher_rd": flops["SG_train"] + flops["T_fwd"]}  # fmt: skip
+    rates = []
+    for m in MODES:
+        br = steady[m]["breakdown_ms_per_step"]
+        ms = br["forward"][1] + br["loss"][1] + br["backward"][1] + br["optimizer"][1]
+        rates.append(f"{work[m] * b / ms / 1e6:.1f}" if ms > 0 else "-")
+    print(f"{'GFLOP/s of forward+loss+backward+optimizer, CPU time':<56}" + "".join(f"{r:>22}" for r in rates))
+    print(f"{'GFLOP/s of the pure teacher forward (d), CPU time':<56}"
+          f"{flops['T_fwd'] * teacher['teacher_forward_img_s'][1] / 1e9:>22.1f}")  # fmt: skip

@@ -217,3 +217,46 @@ def test_the_bundles_default_workers_never_exceed_the_cpus():
             assert parser.get_parsed_content("num_workers") == min(4, available_cpus()), path
             checked += 1
     assert checked >= 14  # train.json and inference.json of the seven bundles
+
+
+def test_view_cache_and_deep_preprocessing_cache_train_bit_identically(cached):
+    """RD from the feature cache with the views kept in memory and the deterministic head cached at depth (the
+    defaults) trains exactly like the uncached path: same loss at every iteration, same student, bit for bit."""
+    dl, root, weights = cached["datalist"], cached["root"], cached["weights"]
+
+    def datasets(**opts):
+        return (CachedFeatureDataset(dl["training"], bundle_transform(), os.path.join(root, "training"), TEACHER,
+                                     weights, **opts),
+                CachedFeatureDataset(dl["validation"], bundle_transform("validate"), os.path.join(root, "validation"),
+                                     TEACHER, weights, **opts))  # fmt: skip
+
+    plain = datasets(preprocessing_cache="none", view_cache="none")
+    fast = datasets(preprocessing_cache="memory")
+    assert fast[0].view_cache == "auto" and fast[0]._heads is not None
+    before = train_rd(*plain, None, epochs=3)
+    after = train_rd(*fast, None, epochs=3)
+    assert len(fast[0]._kept) > 0  # views were served from memory in the later epochs
+    np.testing.assert_array_equal(after[0], before[0])
+    assert after[1] == before[1]
+    assert torch.equal(after[2], before[2])
+
+
+def test_kept_views_are_the_computed_views(cached):
+    dl = cached["datalist"]["training"]
+    cache_dir = os.path.join(cached["root"], "training")
+    plain = CachedFeatureDataset(dl, bundle_transform(), cache_dir, TEACHER, cached["weights"], view_cache="none")
+    kept = CachedFeatureDataset(dl, bundle_transform(), cache_dir, TEACHER, cached["weights"], view_cache="memory")
+    for _ in range(2):  # computed, then served from memory
+        for i in range(len(dl)):
+            for k in range(3):
+                _equal_items(kept.view_of(i, k), plain.view_of(i, k))
+    assert len(kept._kept) == 3 * len(dl) and not plain._kept
+    assert not pickle_roundtrip(kept)._kept  # worker processes keep their own
+    with pytest.raises(ValueError, match="view_cache"):
+        SeededViewDataset(dl, bundle_transform(), view_cache="disk")
+
+
+def pickle_roundtrip(obj):
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))

@@ -249,3 +249,34 @@ def test_build_with_workers_is_byte_identical(setup, tmp_path):
     for f in files:
         assert (tmp_path / "w0" / f).read_bytes() == (tmp_path / "w2" / f).read_bytes(), f
     assert [c["sha256"] for c in caches[0].manifest["chunks"]] == [c["sha256"] for c in caches[2].manifest["chunks"]]
+
+
+def test_build_reads_each_item_once_and_gives_the_views_of_the_whole_transform(setup):
+    """The build runs the deterministic head once per item for its K views: each view image is bit for bit
+    ``apply_view`` of the whole transform (what training serves)."""
+    from monai_rd.data.feature_cache import _ViewImages
+
+    pairs = [(i, k) for i in range(len(setup["train"])) for k in range(3)]
+    images = _ViewImages(setup["train"], bundle_transform(), pairs, "image")
+    assert images.path == [1, 4]
+    reference = bundle_transform()
+    for j, (i, k) in enumerate(pairs):
+        index, view, image = images[j]
+        expected = apply_view(reference, setup["train"][i], view_seed(item_id(setup["train"][i]), k))["image"]
+        assert (index, view) == (i, k) and torch.equal(image, expected.as_subclass(torch.Tensor))
+
+
+def test_prefetching_reader_thread_keeps_order_and_raises_errors():
+    from monai_rd.data.feature_cache import _prefetched
+
+    assert list(_prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("unreadable image")
+
+    with pytest.raises(OSError, match="unreadable"):
+        list(_prefetched(failing()))
+    gen = _prefetched(iter(range(1000)), depth=1)
+    assert next(gen) == 0
+    gen.close()  # leaving early stops the thread

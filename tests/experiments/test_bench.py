@@ -83,12 +83,113 @@ def test_benchmark_runs_end_to_end_on_cpu(tmp_path):
            "--workdir", str(tmp_path / "w"), "--json_out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for text in ("(a) cached RD epoch", "(d) cache build", "(c) peak RSS", "FLOP bnd", "meas/bnd"):
+    for text in ("(a) cached RD / student-only", "(d) cache build", "(c) peak RSS", "FLOP bnd", "meas/bnd",
+                 "breakdown of one steady-state step", "sum of parts", "feature-cache reads"):  # fmt: skip
         assert text in proc.stdout, text
     result = json.load(open(out))
     (pair,) = result["pairs"]
-    assert set(pair["epoch_s"]) == {"student", "cached_rd", "teacher_rd"}
+    assert set(pair["steady"]) == {"student", "cached_rd", "teacher_rd"}
+    for steady in pair["steady"].values():  # the breakdown reconciles with the measured steps within 1 %
+        for i in (0, 1):
+            assert steady["sum_of_parts_ms_per_step"][i] == pytest.approx(steady["total_ms_per_step"][i], rel=0.01)
     assert all(v > 0 for mode in pair["img_s"].values() for v in mode)
     assert pair["b_fraction_of_bound"][0] == pytest.approx(pair["b_speedup"][0] / pair["flops"]["bound_b"])
     mem = result["memory"]["mobilenet_v3_small"]
     assert mem["student"]["peak_mib"] >= mem["student"]["baseline_mib"] > 0
+
+
+def _tiny_trainer(n_items: int = 8, batch: int = 2):
+    from monai.engines import SupervisedTrainer
+
+    from monai_rd.experiments.bench import MAX_EPOCHS
+
+    torch.manual_seed(0)
+    data = [{"image": torch.rand(4), "label": torch.tensor(i % 2)} for i in range(n_items)]
+    loader = torch.utils.data.DataLoader(data, batch_size=batch)
+    net = torch.nn.Linear(4, 2)
+    return SupervisedTrainer(device=torch.device("cpu"), max_epochs=MAX_EPOCHS, train_data_loader=loader, network=net,
+                             optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                             loss_function=torch.nn.CrossEntropyLoss())  # fmt: skip
+
+
+class _FakeClock:
+    """Each reading advances 10 s (wall and CPU) while ``slow`` is set, 1 s after; 1/4 of the process CPU is spent
+    by another thread."""
+
+    def __init__(self):
+        self.t, self.slow = 0.0, True
+
+    def __call__(self):
+        self.t += 10.0 if self.slow else 1.0
+        return self.t, 0.75 * self.t, self.t
+
+
+def test_steady_state_excludes_the_warm_up_with_a_fake_clock():
+    """The first epoch (and --warmup_steps more) is 10x slower; the steady-state rate is that of the fast steps
+    only, exactly, and the engine stops once the windows are measured."""
+    from ignite.engine import Events
+
+    from monai_rd.experiments.bench_timing import PARTS, StepTimer, steady_state
+
+    engine, clock = _tiny_trainer(), _FakeClock()
+    timer = StepTimer(engine, warmup_steps=2, repeats=3, min_steps=2, clock=clock)
+    # slow: all of epoch 1 (4 steps) and the first 2 steps of epoch 2 (the extra warm-up); each step reads 8 stamps
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: setattr(clock, "slow", e.state.iteration < 6))
+    engine.run()
+    measured = timer.measured()
+    assert len(measured) == 6 and engine.state.epoch == 4  # 3 windows x 2 steps after 4 + 2 warm-up steps
+    assert all(st["epoch"] >= 2 for st in measured) and len(timer.steps) == 12
+    out = steady_state(measured, batch_size=2, repeats=3, min_steps=2)
+    # a steady step reads the clock 8 times (1 s each): 2 images / 8 s; CPU: 8 s of process time
+    assert out["img_s"] == [pytest.approx(0.25), pytest.approx(0.25)] and out["windows"] == 3
+    assert out["img_s_spread"] == [[pytest.approx(0.25)] * 2] * 2
+    br = out["breakdown_ms_per_step"]
+    for part in ("batch_wait", "forward", "loss", "backward", "optimizer"):
+        assert br[part][0] == pytest.approx(1000.0)
+    assert br["engine"][0] == pytest.approx(3000.0)  # 3 spans: before ITERATION_STARTED, after MODEL_COMPLETED, gap
+    assert br["loader_thread"][1] == pytest.approx(2000.0)  # a quarter of the 8 s of process CPU
+    assert out["sum_of_parts_ms_per_step"] == [pytest.approx(v) for v in out["total_ms_per_step"]]
+    assert set(PARTS) < set(br)
+    # without excluding the warm-up the rate would be different: the test can fail
+    everything = steady_state(timer.steps, batch_size=2, repeats=6, min_steps=2)
+    assert everything["img_s"][0] < 0.25
+
+
+def test_step_breakdown_sums_to_the_measured_step_on_a_real_engine():
+    """On a real MONAI trainer and clock: every part is timed, the parts add up to the steps' own totals within 1 %,
+    and the steps fit within the run's wall time measured outside the engine."""
+    import time
+
+    from monai_rd.experiments.bench_timing import PARTS, StepTimer, steady_state
+
+    engine = _tiny_trainer()
+    timer = StepTimer(engine, warmup_steps=1, repeats=2, min_steps=3)
+    t0 = time.perf_counter()
+    engine.run()
+    outer = time.perf_counter() - t0
+    out = steady_state(timer.measured(), batch_size=2, repeats=2, min_steps=3)
+    assert out["steps"] == 6 and out["windows"] == 2
+    total, parts = out["total_ms_per_step"], out["sum_of_parts_ms_per_step"]
+    for i in (0, 1):
+        assert parts[i] == pytest.approx(total[i], rel=0.01)
+    assert all(out["breakdown_ms_per_step"][p][0] > 0 for p in PARTS)
+    assert sum(st["wall"] for st in timer.steps) <= outer
+    assert out["img_s_spread"][0][0] <= out["img_s"][0] <= out["img_s_spread"][0][1]
+
+
+def test_gpu_script_asks_for_the_steady_state_table():
+    """benchmarks/gpu.sh's common options parse with monai-rd bench's parser and ask for steady-state windows (the
+    table and breakdown printed on the CPU are printed there too); it cannot run here without CUDA."""
+    import re
+    import shlex
+
+    text = open(os.path.join(REPO, "benchmarks", "gpu.sh")).read()
+    common = re.search(r"COMMON=\((.*?)\)\n", text, re.S).group(1)
+    common = (
+        common.replace('"$WORK"', "/tmp/w")
+        .replace("$TEACHERS", "resnet50 lvmmed_vit_b")
+        .replace("$STUDENTS", "resnet18 mobilenet_v3_small")
+    )
+    args = _parse(*shlex.split(common))
+    assert args.device == "cuda" and args.repeats >= 3 and args.min_steps >= 8 and args.min_time > 0
+    assert args.build_repeats >= 3 and args.teachers == ["resnet50", "lvmmed_vit_b"]
