@@ -13,7 +13,7 @@ from monai.transforms import Compose, OneOf, RandFlipd, ScaleIntensityd
 from monai_rd.data import index_busi
 from monai_rd.data.feature_cache import apply_view, item_id, view_seed
 from monai_rd.data.transform_split import apply_rest, deterministic_head, deterministic_path
-from tests.test_feature_cache import bundle_transform
+from tests.data.test_feature_cache import bundle_transform
 
 
 def test_the_bundle_head_reaches_into_the_nested_preset():
