@@ -227,3 +227,24 @@ def test_indexers_and_cli_raise_the_one_error_naming_the_file(tmp_path, capsys):
     (folder / "b" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     assert main(["index", str(folder), "--out", str(tmp_path / "dl.json")]) == 2
     assert "2.png" in capsys.readouterr().err
+
+
+def test_an_indexers_refusal_of_a_layout_is_the_one_error_and_a_bad_argument_is_not(tmp_path):
+    """Issue 27 (2): what an indexer refuses in the data (a stray file, a single class) is a ``BadInputError`` naming
+    the file or folder; a wrong argument value (a programming error, not bad input) stays a plain ``ValueError``."""
+    from monai_rd.data import index_busi, index_class_folders, make_busi_like
+
+    root = make_busi_like(tmp_path / "busi", n_per_class=3, size=16)
+    stray = os.path.join(root, "benign", "notes.txt")
+    open(stray, "w").write("x")
+    with pytest.raises(BadInputError, match="notes.txt"):
+        index_busi(root, verify_images=False)
+    one_class = tmp_path / "one" / "a"
+    one_class.mkdir(parents=True)
+    for k in range(3):
+        Image.fromarray(np.full((16, 16), 40 * k, np.uint8)).save(one_class / f"{k}.png")
+    with pytest.raises(BadInputError, match="at least two are needed"):
+        index_class_folders(tmp_path / "one")
+    with pytest.raises(ValueError, match="slice_mode must be one of") as info:
+        index_class_folders(root, slice_mode="sideways")
+    assert not isinstance(info.value, BadInputError)

@@ -9,6 +9,7 @@ from monai_rd.data.datalist import assign_splits, check_split_options, finalize_
 from monai_rd.data.duplicates import group_near_duplicates
 from monai_rd.data.checks import verify_image
 from monai_rd.data.indexers.layout import reject_unexpected
+from monai_rd.data.errors import BadInputError
 
 __all__ = ["BUSI_CLASSES", "BUSI_MASK_PATTERN", "index_busi"]
 
@@ -80,7 +81,7 @@ def index_busi(
             if name.startswith(".") or _MASK.search(name):
                 continue
             if not name.lower().endswith(".png") or not os.path.isfile(path):
-                raise ValueError(f"Unexpected file {path!r} in BUSI: only PNG images and their masks belong there.")
+                raise BadInputError(f"Unexpected file {path!r} in BUSI: only PNG images and their masks belong there.")
             if verify_images:
                 verify_image(path, "BUSI")
             items.append({"image": os.path.abspath(path), "label": label, "class_name": class_name})

@@ -8,6 +8,7 @@ from collections import Counter
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.checks import verify_image
 from monai_rd.data.indexers.layout import read_csv_table, require_dir
+from monai_rd.data.errors import BadInputError
 
 __all__ = ["CHESTXRAY14_FINDINGS", "index_chestxray14"]
 
@@ -45,9 +46,9 @@ def _find_images(root: str) -> dict[str, str]:
                     continue
                 path = os.path.join(dirpath, name)
                 if not name.lower().endswith(".png"):
-                    raise ValueError(f"Unexpected file {path!r} in ChestX-ray14: image folders hold PNG files.")
+                    raise BadInputError(f"Unexpected file {path!r} in ChestX-ray14: image folders hold PNG files.")
                 if name in found:
-                    raise ValueError(f"Image {name!r} is present twice: {found[name]!r} and {path!r}.")
+                    raise BadInputError(f"Image {name!r} is present twice: {found[name]!r} and {path!r}.")
                 found[name] = os.path.abspath(path)
     return found
 
@@ -111,15 +112,15 @@ def index_chestxray14(
     for line, row in enumerate(rows, start=2):
         name, findings = row["Image Index"], row["Finding Labels"]
         if name in entries or name in patients:
-            raise ValueError(f"{entry_file!r}, line {line}: image {name!r} is listed twice.")
+            raise BadInputError(f"{entry_file!r}, line {line}: image {name!r} is listed twice.")
         if not row["Patient ID"]:
-            raise ValueError(f"{entry_file!r}, line {line}: empty Patient ID for {name!r}.")
+            raise BadInputError(f"{entry_file!r}, line {line}: empty Patient ID for {name!r}.")
         parts = [p.strip() for p in findings.split("|")]
         if parts == [NO_FINDING]:
             parts = []
         unknown = [p for p in parts if p not in CHESTXRAY14_FINDINGS]
         if unknown:
-            raise ValueError(
+            raise BadInputError(
                 f"{entry_file!r}, line {line}: unknown finding(s) {unknown} for {name!r}; expected "
                 f"'|'-separated names of {list(CHESTXRAY14_FINDINGS)} or '{NO_FINDING}' alone."
             )
@@ -139,7 +140,9 @@ def index_chestxray14(
         patients[name] = row["Patient ID"]
     extra = sorted(set(images) - set(patients))
     if extra:
-        raise ValueError(f"{len(extra)} images have no row in {entry_file!r}, e.g. {[images[e] for e in extra[:3]]}.")
+        raise BadInputError(
+            f"{len(extra)} images have no row in {entry_file!r}, e.g. {[images[e] for e in extra[:3]]}."
+        )
 
     # stratify by the rarest finding of each image (``No Finding`` when none)
     frequency = Counter(f for e in entries.values() for f, v in zip(CHESTXRAY14_FINDINGS, e["label"]) if v)
@@ -161,15 +164,15 @@ def index_chestxray14(
         for key, path in lists.items():
             for name in _read_list(path):
                 if name not in patients:
-                    raise ValueError(f"{path!r} lists {name!r}, which has no row in {entry_file!r}.")
+                    raise BadInputError(f"{path!r} lists {name!r}, which has no row in {entry_file!r}.")
                 if name in placed:
-                    raise ValueError(f"{name!r} is listed twice: in {placed[name]!r} and {path!r}.")
+                    raise BadInputError(f"{name!r} is listed twice: in {placed[name]!r} and {path!r}.")
                 placed[name] = path
                 if key == "test":
                     official[name] = "test"
         unlisted = sorted(set(entries) - set(placed))
         if unlisted:
-            raise ValueError(f"{len(unlisted)} images are in neither official list, e.g. {unlisted[:3]}.")
+            raise BadInputError(f"{len(unlisted)} images are in neither official list, e.g. {unlisted[:3]}.")
     if not entries:
         raise FileNotFoundError(f"No ChestX-ray14 image of {entry_file!r} was found under {root!r}.")
     names = sorted(entries)

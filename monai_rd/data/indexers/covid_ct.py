@@ -7,6 +7,7 @@ import os
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.checks import verify_image
 from monai_rd.data.indexers.layout import require_dir
+from monai_rd.data.errors import BadInputError
 
 __all__ = ["COVID_CT_CLASSES", "index_covid_ct"]
 
@@ -85,7 +86,7 @@ def index_covid_ct(
             if name.startswith("."):
                 continue
             if not name.lower().endswith(_EXTENSIONS) or not os.path.isfile(path):
-                raise ValueError(f"Unexpected file {path!r} in COVID-CT: only PNG/JPG images belong in {folder}/.")
+                raise BadInputError(f"Unexpected file {path!r} in COVID-CT: only PNG/JPG images belong in {folder}/.")
             if verify_images:
                 verify_image(path, "COVID-CT")
             names[name] = os.path.abspath(path)
@@ -114,15 +115,15 @@ def index_covid_ct(
                 path = wanted[(class_name, split)]
                 for name in _read_names(path):
                     if name not in files[class_name]:
-                        raise ValueError(f"{path!r} lists {name!r}, which is not in {_FOLDERS[class_name]}/.")
+                        raise BadInputError(f"{path!r} lists {name!r}, which is not in {_FOLDERS[class_name]}/.")
                     if name in placed:
-                        raise ValueError(f"{name!r} is listed twice: in {placed[name]!r} and {path!r}.")
+                        raise BadInputError(f"{name!r} is listed twice: in {placed[name]!r} and {path!r}.")
                     placed[name] = path
                     items.append(item(class_name, name))
                     official.append(key)
             unlisted = sorted(set(files[class_name]) - set(placed))
             if unlisted:
-                raise ValueError(
+                raise BadInputError(
                     f"{len(unlisted)} images of {_FOLDERS[class_name]}/ are in no split file under {split_dir!r}, "
                     f"e.g. {unlisted[:3]}; fix the split files or pass use_official_split=False."
                 )

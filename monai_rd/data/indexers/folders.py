@@ -37,6 +37,7 @@ from monai_rd.data.readers.dicom import DicomReadError, find_dicom_series, read_
 from monai_rd.data.readers.medical import UnsupportedFileError, source_kind
 from monai_rd.data.readers.nifti import read_nifti
 from monai_rd.data.slices import SLICE_MODES, select_slices
+from monai_rd.data.errors import BadInputError
 
 __all__ = ["index_class_folders", "index_csv", "expand_source", "grouped_stratified_split", "list_class_folders"]
 
@@ -134,7 +135,7 @@ def expand_source(
 def _volume_items(path: str, kind: str, multi_series: str, verify: bool) -> list[tuple[str, int]]:
     """``slice_mode="volume"``: the whole volumes of one source, each read by the reader as ``[X, Y, Z]``."""
     if kind == "image":
-        raise ValueError(f"{path!r} is a 2D image: a 3D student (spatial_dims 3, slice_mode 'volume') needs NIfTI "
+        raise BadInputError(f"{path!r} is a 2D image: a 3D student (spatial_dims 3, slice_mode 'volume') needs NIfTI "
                          "volumes or DICOM series; train on 2D images with spatial_dims 2.")  # fmt: skip
     if kind == "nifti":
         if verify:  # the header says it all: no voxel data read at indexing
@@ -143,7 +144,7 @@ def _volume_items(path: str, kind: str, multi_series: str, verify: bool) -> list
     if os.path.isfile(path):  # one DICOM file: a volume only when it is multi-frame
         array, meta = read_dicom(path)
         if int(meta.get("NumberOfFrames", 1) or 1) < 2:
-            raise ValueError(f"{path!r} is a single-frame DICOM file (a 2D image): put the series' files in one "
+            raise BadInputError(f"{path!r} is a single-frame DICOM file (a 2D image): put the series' files in one "
                              "folder per series to index it as a volume.")  # fmt: skip
         return [(path, -1)]
     folders = _series_folders(path)
@@ -153,7 +154,7 @@ def _volume_items(path: str, kind: str, multi_series: str, verify: bool) -> list
     for folder in folders:
         series, non_image = find_dicom_series(folder)
         if len(series) > 1 and multi_series == "all":
-            raise ValueError(f"{folder!r} holds {len(series)} series: as volumes, each series needs its own folder "
+            raise BadInputError(f"{folder!r} holds {len(series)} series: as volumes, each series needs its own folder "
                              "(the reader reads one folder as one series).")  # fmt: skip
         select_series(folder, series, non_image, None, None)  # one image series, or an error that lists them
         items.append((folder, -1))
@@ -164,7 +165,7 @@ def _picked(pick, volume, path) -> list[int]:
     try:
         return pick(volume)
     except ValueError as e:
-        raise ValueError(f"{path!r}: {e}") from e
+        raise BadInputError(f"{path!r}: {e}") from e
 
 
 def grouped_stratified_split(
@@ -183,7 +184,7 @@ def _check_one_label_per_group(labels: Sequence[int], groups: Sequence[str]) -> 
     group_label: dict[str, int] = {}
     for label, group in zip(labels, groups):
         if group_label.setdefault(group, label) != label:
-            raise ValueError(
+            raise BadInputError(
                 f"Group {group!r} holds items of several classes ({group_label[group]} and {label}); a group (one "
                 "volume, series or patient) must have one label."
             )
@@ -241,7 +242,7 @@ def index_class_folders(
     entries = sorted(e for e in os.listdir(root) if not e.startswith("."))
     stray = [e for e in entries if not os.path.isdir(os.path.join(root, e))]
     if stray:
-        raise ValueError(
+        raise BadInputError(
             f"{root!r} must hold only one folder per class; unexpected file(s) {stray[:5]}. Expected "
             "<dataset_dir>/<class_name>/<image, DICOM file, DICOM series folder or NIfTI volume>."
         )
@@ -252,12 +253,12 @@ def index_class_folders(
         missing = [c for c in classes if c not in entries]
         extra = [e for e in entries if e not in classes]
         if missing or extra:
-            raise ValueError(
+            raise BadInputError(
                 f"{root!r}: class folders {entries} do not match classes={classes} "
                 f"(missing {missing}, unexpected {extra})."
             )
     if len(classes) < 2:
-        raise ValueError(f"{root!r} has {len(classes)} class folder(s) {list(classes)}: at least two are needed.")
+        raise BadInputError(f"{root!r} has {len(classes)} class folder(s) {list(classes)}: at least two are needed.")
     items = []
     for label, class_name in enumerate(classes):
         class_dir = os.path.join(root, class_name)
@@ -310,16 +311,16 @@ def index_csv(
         needed = [image_column, label_column] + ([group_column] if group_column else [])
         absent = [c for c in needed if c not in header]
         if absent:
-            raise ValueError(
+            raise BadInputError(
                 f"{csv_file!r}: columns {absent} not found; the header is {header}, expected at least {needed}."
             )
         rows = list(reader)
     if not rows:
-        raise ValueError(f"{csv_file!r} has a header but no row.")
+        raise BadInputError(f"{csv_file!r} has a header but no row.")
     for n, row in enumerate(rows, start=2):
         for c in needed:
             if not (row.get(c) or "").strip():
-                raise ValueError(f"{csv_file!r} line {n}: empty {c!r}.")
+                raise BadInputError(f"{csv_file!r} line {n}: empty {c!r}.")
     names = sorted({row[label_column].strip() for row in rows})
     if classes is None:
         classes = names
@@ -327,9 +328,9 @@ def index_csv(
         classes = list(classes)
         unknown = [c for c in names if c not in classes]
         if unknown:
-            raise ValueError(f"{csv_file!r}: labels {unknown} are not in classes={classes}.")
+            raise BadInputError(f"{csv_file!r}: labels {unknown} are not in classes={classes}.")
     if len(classes) < 2:
-        raise ValueError(f"{csv_file!r}: {len(classes)} class(es) {list(classes)}; at least two are needed.")
+        raise BadInputError(f"{csv_file!r}: {len(classes)} class(es) {list(classes)}; at least two are needed.")
     items = []
     for n, row in enumerate(rows, start=2):
         rel = row[image_column].strip()
@@ -394,7 +395,9 @@ def list_class_folders(
                 continue
             path = os.path.join(class_dir, name)
             if not os.path.isfile(path) or not name.lower().endswith(exts):
-                raise ValueError(f"Unexpected entry {path!r} in {what}: class folders hold only {list(exts)} images.")
+                raise BadInputError(
+                    f"Unexpected entry {path!r} in {what}: class folders hold only {list(exts)} images."
+                )
             if verify_images:
                 verify_image(path, what)
             items.append({"image": os.path.abspath(path), "label": label, "class_name": class_name})

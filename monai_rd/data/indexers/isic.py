@@ -8,6 +8,7 @@ import os
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.checks import verify_image
 from monai_rd.data.indexers.layout import find_file, read_csv_table, require_dir
+from monai_rd.data.errors import BadInputError
 
 __all__ = ["ISIC2018_CLASSES", "HAM10000_DX", "index_isic2018", "index_ham10000"]
 
@@ -45,22 +46,24 @@ def _read_ground_truth(gt_file: str, input_dir: str, what: str, verify_images: b
     for line, row in enumerate(rows, start=2):
         image = row["image"] if one_hot else row["image_id"]
         if image in seen:
-            raise ValueError(f"{gt_file!r}, line {line}: image {image!r} is listed twice.")
+            raise BadInputError(f"{gt_file!r}, line {line}: image {image!r} is listed twice.")
         seen.add(image)
         if one_hot:
             try:
                 values = [float(row[c]) for c in ISIC2018_CLASSES]
             except ValueError as e:
-                raise ValueError(f"{gt_file!r}, line {line}: non-numeric ground truth ({e}); expected 0.0/1.0.") from e
+                raise BadInputError(
+                    f"{gt_file!r}, line {line}: non-numeric ground truth ({e}); expected 0.0/1.0."
+                ) from e
             if sorted(values) != [0.0] * (len(values) - 1) + [1.0]:
-                raise ValueError(
+                raise BadInputError(
                     f"{gt_file!r}, line {line}: {image!r} is not one-hot over {list(ISIC2018_CLASSES)} (got {values})."
                 )
             label = values.index(1.0)
         else:
             dx = row["dx"].lower()
             if dx not in HAM10000_DX:
-                raise ValueError(
+                raise BadInputError(
                     f"{gt_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}."
                 )
             label = ISIC2018_CLASSES.index(HAM10000_DX[dx])
@@ -75,9 +78,11 @@ def _read_ground_truth(gt_file: str, input_dir: str, what: str, verify_images: b
             continue
         stem, ext = os.path.splitext(name)
         if ext.lower() != ".jpg":
-            raise ValueError(f"Unexpected file {os.path.join(input_dir, name)!r}: the folder holds ISIC_*.jpg images.")
+            raise BadInputError(
+                f"Unexpected file {os.path.join(input_dir, name)!r}: the folder holds ISIC_*.jpg images."
+            )
         if stem not in seen:
-            raise ValueError(f"Image {os.path.join(input_dir, name)!r} has no row in the ground truth {gt_file!r}.")
+            raise BadInputError(f"Image {os.path.join(input_dir, name)!r} has no row in the ground truth {gt_file!r}.")
     return items
 
 
@@ -207,7 +212,7 @@ def index_isic2018(
         stems = [os.path.splitext(os.path.basename(i["image"]))[0] for i in items]
         missing = [s for s in stems if s not in lesion_of]
         if missing:
-            raise ValueError(f"{len(missing)} images have no lesion id in {table_file!r}, e.g. {missing[:3]}.")
+            raise BadInputError(f"{len(missing)} images have no lesion id in {table_file!r}, e.g. {missing[:3]}.")
         lesions = [lesion_of[s] for s in stems]
     notes: list[str] = []
     official = _official_sets(root, verify_images, notes) if use_official_sets else {}
@@ -260,22 +265,22 @@ def index_ham10000(
             stem, ext = os.path.splitext(name)
             full = os.path.join(folder, name)
             if ext.lower() != ".jpg":
-                raise ValueError(f"Unexpected file {full!r}: HAM10000 image folders hold ISIC_*.jpg images.")
+                raise BadInputError(f"Unexpected file {full!r}: HAM10000 image folders hold ISIC_*.jpg images.")
             if stem in paths:
-                raise ValueError(f"Image {stem!r} is in two folders: {paths[stem]!r} and {full!r}.")
+                raise BadInputError(f"Image {stem!r} is in two folders: {paths[stem]!r} and {full!r}.")
             paths[stem] = full
     items, lesions, seen = [], [], set()
     for line, row in enumerate(rows, start=2):
         image, dx = row["image_id"], row["dx"].lower()
         if image in seen:
-            raise ValueError(f"{meta_file!r}, line {line}: image {image!r} is listed twice.")
+            raise BadInputError(f"{meta_file!r}, line {line}: image {image!r} is listed twice.")
         seen.add(image)
         if dx not in HAM10000_DX:
-            raise ValueError(
+            raise BadInputError(
                 f"{meta_file!r}, line {line}: unknown dx {row['dx']!r}; expected one of {list(HAM10000_DX)}."
             )
         if not row["lesion_id"]:
-            raise ValueError(f"{meta_file!r}, line {line}: empty lesion_id for {image!r}.")
+            raise BadInputError(f"{meta_file!r}, line {line}: empty lesion_id for {image!r}.")
         if image not in paths:
             raise FileNotFoundError(f"Image {image}.jpg listed in {meta_file!r} (line {line}) is in no image folder.")
         if verify_images:
@@ -286,7 +291,7 @@ def index_ham10000(
         lesions.append(row["lesion_id"])
     extra = sorted(set(paths) - seen)
     if extra:
-        raise ValueError(f"{len(extra)} images have no row in {meta_file!r}, e.g. {[paths[e] for e in extra[:3]]}.")
+        raise BadInputError(f"{len(extra)} images have no row in {meta_file!r}, e.g. {[paths[e] for e in extra[:3]]}.")
     notes: list[str] = []
     official = _official_sets(root, verify_images, notes, names=("test",)) if use_official_sets else {}
     return _split(items, lesions, official, notes, datalist_file, **split_options)

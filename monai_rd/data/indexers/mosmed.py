@@ -14,6 +14,7 @@ import re
 from monai_rd.data.datalist import assign_splits, check_split_options, finalize_datalist
 from monai_rd.data.checks import verify_volume
 from monai_rd.data.indexers.layout import require_dir
+from monai_rd.data.errors import BadInputError
 
 __all__ = ["MOSMED_GRADES", "MOSMED_LABELINGS", "mosmed_classes", "index_mosmed"]
 
@@ -77,7 +78,7 @@ def index_mosmed(
     studies = _studies_dir(os.path.abspath(os.fspath(dataset_dir)))
     stray = sorted(e for e in os.listdir(studies) if not e.startswith(".") and e not in MOSMED_GRADES)
     if stray:
-        raise ValueError(
+        raise BadInputError(
             f"Unexpected entries {stray[:5]} in {studies!r}: only the folders {list(MOSMED_GRADES)} belong."
         )
     items = []
@@ -89,7 +90,7 @@ def index_mosmed(
         for name in names:
             path = os.path.join(folder, name)
             if not _STUDY.match(name) or not os.path.isfile(path):
-                raise ValueError(f"Unexpected entry {path!r}: MosMedData studies are files named study_NNNN.nii.gz.")
+                raise BadInputError(f"Unexpected entry {path!r}: MosMedData studies are files named study_NNNN.nii.gz.")
             if verify_images:
                 verify_volume(path, dims=(3,), what="a MosMedData study (one 3D CT volume)")
             label = grade_to_label[grade]
