@@ -77,7 +77,7 @@ def test_nccl_check_needs_torchrun(monkeypatch):
 @pytest.mark.slow
 def test_benchmark_runs_end_to_end_on_cpu(tmp_path):
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, os.path.join(REPO, "benchmarks", "cache_benchmark.py"), "--teachers",
+    cmd = [sys.executable, "-m", "monai_rd.cli", "bench", "--teachers",
            "torchvision:resnet18", "--students", "mobilenet_v3_small", "--image_size", "32", "--images_per_class", "4",
            "--batch_size", "4", "--teacher_batch_size", "8", "--views", "2", "--epochs", "1", "--threads", "1",
            "--workdir", str(tmp_path / "w"), "--json_out", str(out)]  # fmt: skip

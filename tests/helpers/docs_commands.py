@@ -405,9 +405,9 @@ MANIFEST = [
             "tiny size and the parse test checks these exact arguments",
         )
         for c in (
-            "OMP_NUM_THREADS=1 nice -n 19 python benchmarks/cache_benchmark.py --teachers resnet50 --students resnet18 mobilenet_v3_small --image_size 112 --images_per_class 4 --batch_size 4 --teacher_batch_size 8 --views 2 --epochs 1 --threads 1 --build_workers 1",
-            "OMP_NUM_THREADS=1 nice -n 19 python benchmarks/cache_benchmark.py --teachers resnet50 --students mobilenet_v3_small resnet18 --image_size 112 --images_per_class 16 --batch_size 4 --teacher_batch_size 16 --views 2 --epochs 2 --threads 1 --build_workers 1 --no_memory",
-            "OMP_NUM_THREADS=1 nice -n 19 python benchmarks/cache_benchmark.py --teachers torchvision:resnet18 lvmmed_vit_b --students resnet18 mobilenet_v3_small --image_size 32 --images_per_class 4 --batch_size 4 --teacher_batch_size 8 --threads 1",
+            "OMP_NUM_THREADS=1 nice -n 19 monai-rd bench --teachers resnet50 --students resnet18 mobilenet_v3_small --image_size 112 --images_per_class 4 --batch_size 4 --teacher_batch_size 8 --views 2 --epochs 1 --threads 1 --build_workers 1",
+            "OMP_NUM_THREADS=1 nice -n 19 monai-rd bench --teachers resnet50 --students mobilenet_v3_small resnet18 --image_size 112 --images_per_class 16 --batch_size 4 --teacher_batch_size 16 --views 2 --epochs 2 --threads 1 --build_workers 1 --no_memory",
+            "OMP_NUM_THREADS=1 nice -n 19 monai-rd bench --teachers torchvision:resnet18 lvmmed_vit_b --students resnet18 mobilenet_v3_small --image_size 32 --images_per_class 4 --batch_size 4 --teacher_batch_size 8 --threads 1",
             "OMP_NUM_THREADS=1 monai-rd bench --teachers resnet50 --student mobilenet_v3_small --image_size 96 --images_per_class 12 --views 2 --epochs 1 --threads 1",
             "OMP_NUM_THREADS=1 monai-rd bench --teachers lvmmed_vit_b --student mobilenet_v3_small --image_size 96 --images_per_class 12 --views 2 --epochs 1 --threads 1",
         )

@@ -110,8 +110,6 @@ def _parse_documented(command):
         argv.pop(0)
     if argv[0] == "monai-rd":
         module, args = importlib.import_module(f"monai_rd.cli.{argv[1].replace('-', '_')}"), argv[2:]
-    elif argv[:2] == ["python", "benchmarks/cache_benchmark.py"]:
-        module, args = importlib.import_module("monai_rd.cli.bench"), argv[2:]
     elif argv[0] == "python" and argv[1] in ("benchmarks/modality_gap.py", "benchmarks/rd_dynamics.py"):
         return _parse_benchmark(argv[1], argv[2:])
     else:
@@ -145,7 +143,7 @@ def _parse_benchmark(script, args):
 
 def test_documented_benchmark_and_protocol_arguments_parse():
     parsed = [c for _, c in DOCUMENTED if _parse_documented(c) is not None]
-    assert len(parsed) >= 15  # cost x3, cache_benchmark x3, reproduce x4, modality_gap x4, rd_dynamics x3, export ...
+    assert len(parsed) >= 15  # cost x3, bench x3, reproduce x4, modality_gap x4, rd_dynamics x3, export ...
 
 
 # --------------------------------------------------------------------- the harness: run them as written
