@@ -340,20 +340,32 @@ class ServingModel:
             )
         return out.as_subclass(torch.Tensor) if type(out) is not torch.Tensor else out
 
+    def _finite(self, image: torch.Tensor, name: str) -> torch.Tensor:
+        """``image`` unchanged, or a ``ValueError`` naming ``name`` when it holds NaN/Inf: never a label on NaN (the
+        bundles' inference refuses such a file with the same words)."""
+        bad = int(image.numel() - torch.isfinite(image).sum())
+        if bad:
+            raise ValueError(f"{name}: holds NaN/Inf pixel values ({bad} of {image.numel()} after loading and "
+                             "preprocessing): a prediction on them would be NaN; fix or remove the file.")  # fmt: skip
+        return image
+
     @torch.no_grad()
-    def _proba(self, items: Sequence[Mapping]) -> np.ndarray:
-        batch = torch.stack([self.preprocess(item) for item in items]).numpy()
+    def _proba(self, items: Sequence[Mapping], names: Sequence[str] | None = None) -> np.ndarray:
+        names = names or [f"input {i}" for i in range(len(items))]
+        batch = torch.stack([self._finite(self.preprocess(item), n) for item, n in zip(items, names)]).numpy()
         logits = torch.from_numpy(self.session.run(None, {self.input_name: batch})[0])
         probs = torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=1)
         return probs.cpu().numpy()
 
     def predict_proba(self, model_input: Any) -> np.ndarray:
         """Image files as :func:`file_bytes` accepts them -> probabilities ``[B, C]`` (float32)."""
-        return self._proba([self.load_bytes(d, f"input {i}") for i, d in enumerate(file_bytes(model_input))])
+        data = file_bytes(model_input)
+        names = [f"input {i}" for i in range(len(data))]
+        return self._proba([self.load_bytes(d, n) for d, n in zip(data, names)], names)
 
     def predict_files(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
         """Image files or DICOM series folders on disk -> probabilities ``[B, C]`` (float32)."""
-        return self._proba([self.load_file(p) for p in paths])
+        return self._proba([self.load_file(p) for p in paths], [os.fspath(p) for p in paths])
 
     def results(self, probs: np.ndarray) -> list[dict]:
         """Probabilities ``[B, C]`` -> one ``{"label", "probabilities": {class: p}}`` per image.

@@ -4,6 +4,7 @@ import base64
 import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -196,7 +197,7 @@ def test_served_model_reads_every_real_file_like_inference_json(clinical, tmp_pa
     assert type(loader).__name__ == "LoadImaged" and served.meta["preprocessing"] == [
         type(t).__name__ for t in inference.transforms
     ]
-    read = refused = 0
+    read = refused = nonfinite = 0
     for path in real_files(tmp_path):
         data = open(path, "rb").read()
         name = os.path.basename(path)
@@ -219,10 +220,16 @@ def test_served_model_reads_every_real_file_like_inference_json(clinical, tmp_pa
             with pytest.raises(Exception):
                 served._proba([got])
             continue
+        if not torch.isfinite(torch.as_tensor(x)).all():  # inference.json refuses it by name: so does serving
+            nonfinite += 1
+            with pytest.raises(ValueError, match=re.escape(name) + ": holds NaN/Inf pixel values"):
+                served._proba([got], [name])
+            continue
         with torch.no_grad():
             probs = torch.softmax(model(torch.as_tensor(x)[None].float()), 1).numpy()
         np.testing.assert_allclose(served._proba([got]), probs, rtol=0, atol=1e-5, err_msg=path)
     assert read >= 160 and refused >= 80, (read, refused)  # 261 DICOM files here, 8 NIfTI, 5 images
+    assert nonfinite >= 1, "nibabel's resampled_anat_moved.nii holds NaN: it should have been refused"
 
 
 def test_bad_inputs_are_named(tmp_path):
