@@ -282,9 +282,12 @@ def record() -> dict:
 
 
 def close(a, b, path: str = "") -> list[str]:
-    """Where ``a`` and ``b`` differ (floats to a relative 1e-5), as readable paths."""
+    """Where ``a`` and ``b`` differ (floats to a relative 1e-4), as readable paths.
+
+    1e-4, not less: the loss terms run float32 convolutions whose CPU kernels differ between machines (1.3e-5 apart
+    between two 2-core machines of this project); a method built differently moves them by far more."""
     if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
-        ok = math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6) or (math.isnan(a) and math.isnan(b))
+        ok = math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) or (math.isnan(a) and math.isnan(b))
         return [] if ok else [f"{path}: {a!r} != {b!r}"]
     if isinstance(a, dict) and isinstance(b, dict):
         diffs = [f"{path}.{k}: only in one" for k in sorted(set(a) ^ set(b))]
