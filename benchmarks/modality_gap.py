@@ -37,50 +37,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from monai_rd.data.synthetic.target import TARGET_CLASSES, make_target_images
 from monai_rd.experiments.source_teacher import pretrain_source_teacher, source_accuracy
 from monai_rd.losses import KDLoss, RDLoss
 from monai_rd.networks import RDNet, StudentClassifier, build_teacher
 from monai_rd.networks.blocks.reprogrammer import Reprogrammer
 
-TARGET_CLASSES = ("normal", "benign", "malignant")
-
 
 # ----------------------------------------------------------------------------------------------- data
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    return yy, xx
-
-
-def make_target(
-    n_per_class: int, size: int, seed: int, contrast: tuple[float, float] = (0.35, 0.6)
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ultrasound-like target domain: grey speckle, depth attenuation, a low-contrast lesion (none/oval/spiculated).
-
-    ``contrast``: range of the lesion's intensity factor (closer to 1 = subtler lesions, a harder task).
-    """
-    rng = np.random.default_rng(seed)
-    n = n_per_class * len(TARGET_CLASSES)
-    images, labels = np.empty((n, 3, size, size), np.float32), np.empty(n, np.int64)
-    yy, xx = _grid(size)
-    for i in range(n):
-        label = i % len(TARGET_CLASSES)
-        image = rng.rayleigh(0.25, (size, size)) * np.linspace(1.0, 0.6, size)[:, None]
-        if label > 0:
-            r = rng.uniform(0.15, 0.28) * size
-            cy, cx = rng.uniform(r, size - r, 2)
-            aspect = rng.uniform(0.6, 1.0)
-            rho = np.hypot((yy - cy) / aspect, xx - cx)
-            theta = np.arctan2(yy - cy, xx - cx)
-            if label == 2:  # spiculated: a radius modulated by several random harmonics
-                k = rng.integers(5, 9)
-                boundary = r * (0.75 + 0.25 * np.cos(k * theta + rng.uniform(0, 2 * np.pi)))
-            else:
-                boundary = np.full_like(rho, r)
-            image = np.where(rho <= boundary, image * rng.uniform(*contrast), image)  # low, varying contrast
-        image = np.clip(image, 0, 1)
-        images[i], labels[i] = np.repeat(image[None], 3, 0), label
-    order = rng.permutation(n)
-    return torch.from_numpy(images[order]), torch.from_numpy(labels[order])
+# the target images live in the package (the task families use them too); the old names stay for the scripts
+make_target = make_target_images
 
 
 # ------------------------------------------------------------------------------------------- methods

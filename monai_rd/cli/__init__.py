@@ -25,6 +25,7 @@ COMMANDS = {
     "index": "index",
     "cache-features": "cache_features",
     "rank-teachers": "rank_teachers",
+    "task-families": "task_families",
     "bench": "bench",
     "reproduce": "reproduce",
 }

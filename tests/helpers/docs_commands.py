@@ -254,6 +254,19 @@ MANIFEST = [
         "layout against a NumPy forward, and the `teacher_def::` override is run by the PMC-CLIP entry below",
     ),
     Covered(
+        "docs/methods.md",
+        "monai-rd task-families --split held_out --tasks_per_family 2 --seeds 0 1 2 --workdir runs/families",
+        "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
+        "432 bundle trainings, hours of CPU; the named test runs the same command on one held-out family for one "
+        "epoch (two settings), scores the held-out images, reports and resumes",
+    ),
+    Covered(
+        "docs/methods.md",
+        "monai-rd task-families --workdir runs/families --report_only",
+        "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
+        "needs recorded runs; the named test's command writes and prints the same report from its state.json",
+    ),
+    Covered(
         "docs/teachers.md",
         "monai-rd rank-teachers --bundle rd_busi --dataset_dir /data/Dataset_BUSI_with_GT --teachers pmc_clip_rn50 radimagenet_resnet50 lvmmed_resnet50 torchvision:resnet50 --teacher_weights radimagenet_resnet50=/models/ResNet50.pt lvmmed_resnet50=/models/lvmmed_resnet.torch torchvision:resnet50=imagenet --output_dir runs/rank_busi",
         "tests/cli/test_cli_rank_teachers.py::test_rank_teachers_writes_table_plot_and_mlflow",

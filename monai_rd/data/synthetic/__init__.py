@@ -10,6 +10,7 @@ from monai_rd.data.synthetic.mosmed import make_mosmed_like, write_chest_ct_volu
 from monai_rd.data.synthetic.natural import *  # noqa: F401,F403
 from monai_rd.data.synthetic.natural import __all__ as _natural_all
 from monai_rd.data.synthetic.source import SOURCE_CLASSES, make_source_images, source_shape_mask
+from monai_rd.data.synthetic.target import TARGET_CLASSES, make_target_images
 
 __all__ = [
     *_natural_all,
@@ -22,4 +23,6 @@ __all__ = [
     "SOURCE_CLASSES",
     "make_source_images",
     "source_shape_mask",
+    "TARGET_CLASSES",
+    "make_target_images",
 ]

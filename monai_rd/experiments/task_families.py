@@ -1,0 +1,396 @@
+"""RD on tasks nobody tuned it for: generated, seeded families of classification tasks, each trained by a bundle.
+
+A *family* fixes the four things that decide whether distilling helps (issue 29): how separable the target is
+(:data:`SEPARABILITY`, the lesion contrast of :func:`monai_rd.data.synthetic.make_target_images`), the images per
+class (:data:`IMAGES_PER_CLASS`), how much the teacher knows (:data:`TEACHER_KNOWLEDGE`: the epochs its source
+pretraining ran, :func:`monai_rd.experiments.source_teacher.ensure_source_teacher`) and the step budget
+(:data:`EPOCHS`). A *task* is a family and an index, which seeds its images. The families split in two on a
+checkerboard over the four axes: ``tune`` (where settings may be chosen) and ``held_out`` (only reported); each axis
+value appears in both halves.
+
+Every run is the ``rd_clinical`` bundle's own ``train.json`` (its indexer and split, preprocessing, optimiser, loss
+schedule, method registry and best-validation checkpoint), parsed and run in this process so that a run costs its
+training rather than a new interpreter; ``is_not_rank0`` is set, which turns off what only rank 0 writes (MLflow,
+reports, registry), not what trains or selects. The selected ``model.pt`` is scored on held-out images of the same
+task (another seed) with the bundle's evaluation preprocessing (:func:`monai_rd.experiments.demo.score_heldout`).
+
+Settings (:data:`SETTINGS`): the student alone, KD, RD at the bundle defaults and RD at the paper's settings (the
+``rd`` row of ``grids/paper_table3.yaml`` and its full-width ``g``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SEPARABILITY",
+    "IMAGES_PER_CLASS",
+    "TEACHER_KNOWLEDGE",
+    "EPOCHS",
+    "SETTINGS",
+    "Family",
+    "Task",
+    "families",
+    "tasks",
+    "write_task",
+    "run_one",
+    "run_benchmark",
+    "read_states",
+    "summarise",
+    "write_report",
+]
+
+#: lesion contrast range of each separability level (closer to 1: subtler lesions)
+SEPARABILITY: dict[str, tuple[float, float]] = {"clear": (0.35, 0.6), "mid": (0.55, 0.75), "subtle": (0.7, 0.85)}
+#: images per class in the dataset the bundle splits (it keeps 20 % for validation and 20 % as its own test split)
+IMAGES_PER_CLASS: tuple[int, ...] = (8, 20, 60)
+#: teacher knowledge level -> epochs of source pretraining (colour shapes; the target's modality is never seen)
+TEACHER_KNOWLEDGE: dict[str, int] = {"weak": 2, "strong": 8}
+#: the step budget: the bundle's max_epochs
+EPOCHS: tuple[int, ...] = (10, 20)
+
+#: what each setting sets over the bundle's defaults
+SETTINGS: dict[str, dict[str, Any]] = {
+    "student": {"method": "student"},
+    "kd": {"method": "kd"},
+    "rd": {"method": "rd"},
+    "rd_paper": {
+        "method": "rd",
+        "loss_schedule": "paper",
+        "teacher_trains_head": True,
+        "teacher_warmup": False,
+        "reprogrammer_budget": None,
+    },
+}
+BUNDLE = "rd_clinical"
+TEACHER_ARCH = "resnet18"
+STUDENT = "resnet18"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One point of the four axes; ``split`` is ``tune`` or ``held_out`` (a checkerboard over the axes)."""
+
+    separability: str
+    images_per_class: int
+    teacher: str
+    epochs: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.separability}-n{self.images_per_class}-{self.teacher}-e{self.epochs}"
+
+    @property
+    def split(self) -> str:
+        parity = (
+            list(SEPARABILITY).index(self.separability)
+            + IMAGES_PER_CLASS.index(self.images_per_class)
+            + list(TEACHER_KNOWLEDGE).index(self.teacher)
+            + EPOCHS.index(self.epochs)
+        )
+        return "held_out" if parity % 2 else "tune"
+
+
+@dataclass(frozen=True)
+class Task:
+    """Task ``index`` of ``family``; its images are fixed by :attr:`seed` (training) and ``seed + 1`` (held-out)."""
+
+    family: Family
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.family.name}-t{self.index}"
+
+    @property
+    def seed(self) -> int:
+        return zlib.crc32(self.name.encode()) % 1_000_000 * 2
+
+
+def families(split: str | None = None) -> list[Family]:
+    """Every family (``split`` None) or those of one split (``"tune"`` or ``"held_out"``)."""
+    if split not in (None, "tune", "held_out"):
+        raise ValueError(f"split must be 'tune', 'held_out' or None, got {split!r}.")
+    out = [Family(*axes) for axes in itertools.product(SEPARABILITY, IMAGES_PER_CLASS, TEACHER_KNOWLEDGE, EPOCHS)]
+    return [f for f in out if split is None or f.split == split]
+
+
+def tasks(split: str | None, tasks_per_family: int) -> list[Task]:
+    """``tasks_per_family`` tasks of every family of ``split``."""
+    if tasks_per_family < 1:
+        raise ValueError(f"tasks_per_family must be >= 1, got {tasks_per_family}.")
+    return [Task(f, i) for f in families(split) for i in range(tasks_per_family)]
+
+
+def write_task(task: Task, folder: str, image_size: int, test_per_class: int) -> tuple[str, str]:
+    """Write ``task``'s images as PNG files, a folder per class (``rd_clinical``'s layout): ``<folder>/train`` with
+    ``images_per_class`` per class and ``<folder>/heldout`` with ``test_per_class`` per class. Written once (a
+    marker file records completion); returns both folders."""
+    from PIL import Image
+
+    from monai_rd.data.synthetic import TARGET_CLASSES, make_target_images
+    from monai_rd.utils import atomic_write_text
+
+    train, heldout = os.path.join(folder, "train"), os.path.join(folder, "heldout")
+    marker = os.path.join(folder, ".written")
+    if os.path.isfile(marker):
+        return train, heldout
+    contrast = SEPARABILITY[task.family.separability]
+    for root, n, seed in ((train, task.family.images_per_class, task.seed), (heldout, test_per_class, task.seed + 1)):
+        shutil.rmtree(root, ignore_errors=True)
+        x, y = make_target_images(n, image_size, seed, contrast=contrast)
+        for i, (image, label) in enumerate(zip(x, y)):
+            cls = os.path.join(root, TARGET_CLASSES[int(label)])
+            os.makedirs(cls, exist_ok=True)
+            Image.fromarray(np.round(image[0].numpy() * 255).astype(np.uint8)).save(os.path.join(cls, f"{i:04d}.png"))
+    atomic_write_text(marker, task.name + "\n")
+    return train, heldout
+
+
+def run_one(
+    task: Task,
+    setting: str,
+    seed: int,
+    data: tuple[str, str],
+    teacher_weights: str,
+    output_dir: str,
+    image_size: int = 32,
+    batch_size: int = 8,
+    max_epochs: int | None = None,
+) -> float:
+    """Train ``setting`` on ``task`` with the ``rd_clinical`` bundle in this process; returns the held-out accuracy
+    (in ``[0, 1]``) of the checkpoint the bundle selected on its validation split. ``output_dir`` is removed after."""
+    from monai.bundle import ConfigParser
+
+    from monai_rd.bundle import bundle_root
+    from monai_rd.experiments.demo import score_heldout
+
+    if setting not in SETTINGS:
+        raise ValueError(f"Unknown setting {setting!r}; choose from {list(SETTINGS)}.")
+    train, heldout = data
+    configs = os.path.join(bundle_root(BUNDLE), "configs")
+    parser = ConfigParser()
+    parser.read_config(os.path.join(configs, "train.json"))
+    parser.read_meta(os.path.join(configs, "metadata.json"))
+    values = {
+        "dataset_dir": train,
+        "output_dir": output_dir,
+        "image_size": image_size,
+        "max_epochs": max_epochs or task.family.epochs,
+        "batch_size": batch_size,
+        "num_workers": 0,
+        "progress_bar": False,
+        "teacher": f"torchvision:{TEACHER_ARCH}",
+        "teacher_weights": teacher_weights,
+        "student": STUDENT,
+        "seed": seed,
+        "is_not_rank0": True,  # no MLflow, reports or registry per run; training and selection are unchanged
+        **SETTINGS[setting],
+    }
+    for key, value in values.items():
+        parser[key] = value
+    os.makedirs(output_dir, exist_ok=True)
+    try:
+        parser.get_parsed_content("initialize", lazy=True)
+        parser.get_parsed_content("run", lazy=True)
+        model = os.path.join(output_dir, "model.pt")
+        return score_heldout(BUNDLE, heldout, model, STUDENT, image_size, os.path.join(output_dir, "heldout.json"))[
+            "accuracy"
+        ]
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def _key(task: Task, setting: str, seed: int) -> str:
+    return f"{task.name}/{setting}/seed{seed}"
+
+
+def read_states(workdir: str) -> dict[str, dict]:
+    import glob
+    import json
+
+    records: dict[str, dict] = {}
+    for path in sorted(glob.glob(os.path.join(workdir, "state*.json"))):
+        with open(path) as f:
+            records.update(json.load(f))
+    return records
+
+
+def run_benchmark(
+    workdir: str,
+    split: str = "held_out",
+    tasks_per_family: int = 2,
+    seeds: Sequence[int] = (0, 1, 2),
+    settings: Sequence[str] = tuple(SETTINGS),
+    image_size: int = 32,
+    batch_size: int = 8,
+    test_per_class: int = 80,
+    source_images: int = 600,
+    max_epochs: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+    family_names: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """Run every (task, setting, seed) of ``split`` not recorded yet; returns all records read back.
+
+    Each finished run is recorded at once (atomically) in ``<workdir>/state[_<k>].json``, so a stopped run resumes
+    where it stopped. ``shard=(k, n)`` runs every ``n``-th run from the ``k``-th, so ``n`` processes can share the
+    work (each keeps its own state file). ``family_names``: only these families of ``split``. ``max_epochs``
+    replaces every family's budget (for smoke runs only).
+    """
+    from monai_rd.experiments.source_teacher import ensure_source_teacher
+    from monai_rd.utils import atomic_write_json
+
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"Unknown settings {unknown}; choose from {list(SETTINGS)}.")
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{n}.")
+    state_file = os.path.join(workdir, "state.json" if n == 1 else f"state_{k}.json")
+    os.makedirs(workdir, exist_ok=True)
+    done = read_states(workdir)
+    mine = _read_states_file(state_file)  # what this process's state file holds; ``done``: every process's
+    chosen = tasks(split, tasks_per_family)
+    if family_names is not None:
+        known = {t.family.name for t in chosen}
+        missing = sorted(set(family_names) - known)
+        if missing:
+            raise ValueError(f"families {missing} are not in the {split!r} split; it has {sorted(known)}.")
+        chosen = [t for t in chosen if t.family.name in set(family_names)]
+    runs = [(t, s, seed) for t in chosen for seed in seeds for s in settings]
+    todo = [r for i, r in enumerate(runs) if i % n == k and _key(*r) not in done]
+    log(f"task families ({split}): {len(runs)} runs, {len(done)} recorded, {len(todo)} to run in this process")
+    teachers: dict[str, dict] = {}
+    start = time.time()
+    for i, (task, setting, seed) in enumerate(todo, 1):
+        level = task.family.teacher
+        if level not in teachers:
+            teachers[level] = ensure_source_teacher(
+                os.path.join(workdir, "teachers", level), TEACHER_ARCH, source_images, image_size,
+                TEACHER_KNOWLEDGE[level], log=log,
+            )  # fmt: skip
+        data = write_task(task, os.path.join(workdir, "data", task.name), image_size, test_per_class)
+        t0 = time.time()
+        acc = run_one(task, setting, seed, data, teachers[level]["weights"], os.path.join(workdir, "run", str(k)),
+                      image_size=image_size, batch_size=batch_size, max_epochs=max_epochs)  # fmt: skip
+        mine[_key(task, setting, seed)] = {
+            "task": task.name, "family": task.family.name, "split": task.family.split, "setting": setting,
+            "seed": seed, "accuracy": acc, "seconds": round(time.time() - t0, 1),
+            "teacher_source_accuracy": teachers[level]["source_accuracy"],
+        }  # fmt: skip
+        atomic_write_json(state_file, mine)
+        left = (time.time() - start) / i * (len(todo) - i)
+        log(f"[{i}/{len(todo)}] {_key(task, setting, seed)}: {100 * acc:.1f} % ({time.time() - t0:.0f} s; "
+            f"about {left / 60:.0f} min left)")  # fmt: skip
+    return read_states(workdir)
+
+
+def _read_states_file(path: str) -> dict:
+    import json
+
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _pairs(records: dict[str, dict], setting: str, baseline: str) -> tuple[list[str], np.ndarray]:
+    """Paired differences ``setting - baseline`` in points, per (task, seed) where both ran."""
+    acc = {(r["task"], r["seed"], r["setting"]): r["accuracy"] for r in records.values()}
+    keys = sorted({(t, s) for t, s, m in acc if m == setting and (t, s, baseline) in acc})
+    diffs = np.array([100.0 * (acc[(t, s, setting)] - acc[(t, s, baseline)]) for t, s in keys], dtype=np.float64)
+    return [t for t, _ in keys], diffs
+
+
+def summarise(records: dict[str, dict], seed: int = 0) -> list[dict]:
+    """For each RD setting against the student alone and against KD: the paired differences in points over every
+    (task, seed) where both ran: their ``n``, mean with a 95 % bootstrap interval, worst case, the share of runs RD
+    loses by more than 2 points, and the counts of losses and wins by more than 5 points."""
+    from monai_rd.metrics.bootstrap import bootstrap_ci
+
+    rows = []
+    ran = {r["setting"] for r in records.values()}
+    for setting in [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]:
+        for baseline in ("student", "kd"):
+            if baseline not in ran:
+                continue
+            _, d = _pairs(records, setting, baseline)
+            if d.size == 0:
+                continue
+            ci = bootstrap_ci(np.mean, [d], seed=seed) if d.size > 1 else {"ci_low": np.nan, "ci_high": np.nan}
+            rows.append({
+                "setting": setting, "baseline": baseline, "n": int(d.size), "mean": float(d.mean()),
+                "ci_low": float(ci["ci_low"]), "ci_high": float(ci["ci_high"]), "worst": float(d.min()),
+                "share_losing_over_2": float((d < -2).mean()), "losses_over_5": int((d < -5).sum()),
+                "wins_over_5": int((d > 5).sum()),
+            })  # fmt: skip
+    return rows
+
+
+def write_report(records: dict[str, dict], workdir: str) -> dict[str, str]:
+    """``runs.csv`` (one row per run), ``summary.md`` (the :func:`summarise` table and the mean difference per
+    family) and ``families.png`` (RD minus the student alone per family, each setting); returns their paths."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from monai_rd.utils import atomic_path, atomic_write_text
+
+    paths = {
+        k: os.path.join(workdir, v) for k, v in (("csv", "runs.csv"), ("md", "summary.md"), ("png", "families.png"))
+    }
+    fields = ["task", "family", "split", "setting", "seed", "accuracy", "seconds", "teacher_source_accuracy"]
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(sorted(records.values(), key=lambda r: (r["task"], r["setting"], r["seed"])))
+    lines = ["# RD on task families", "", "Differences in accuracy points, paired per (task, seed).", "",
+             "| setting | vs | n | mean [95 % CI] | worst | loses by > 2 | losses > 5 | wins > 5 |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in summarise(records):
+        lines.append(
+            f"| {r['setting']} | {r['baseline']} | {r['n']} | {r['mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] "
+            f"| {r['worst']:+.1f} | {100 * r['share_losing_over_2']:.0f} % | {r['losses_over_5']} | {r['wins_over_5']} |"
+        )
+    per_family: dict[str, dict[str, float]] = {}
+    for setting in ("rd", "rd_paper"):
+        names, d = _pairs(records, setting, "student")
+        fam = {}
+        for name, v in zip(names, d):
+            fam.setdefault(name.rsplit("-t", 1)[0], []).append(v)
+        per_family[setting] = {k: float(np.mean(v)) for k, v in sorted(fam.items())}
+    names = sorted(set().union(*per_family.values())) if per_family else []
+    if names:
+        lines += ["", "| family | " + " | ".join(f"{s} - student" for s in per_family) + " |",
+                  "|---|" + "---|" * len(per_family)]  # fmt: skip
+        for name in names:
+            lines.append(
+                f"| {name} | " + " | ".join(f"{per_family[s].get(name, np.nan):+.1f}" for s in per_family) + " |"
+            )
+    atomic_write_text(paths["md"], "\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4))
+    width = 0.8 / max(1, len(per_family))
+    for j, (setting, fam) in enumerate(per_family.items()):
+        ax.bar(np.arange(len(names)) + j * width, [fam.get(n, np.nan) for n in names], width, label=setting)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(np.arange(len(names)) + width * (len(per_family) - 1) / 2, names, rotation=90, fontsize=7)
+    ax.set_ylabel("accuracy points, RD minus student alone")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(paths["png"], suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return paths

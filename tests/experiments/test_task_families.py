@@ -1,0 +1,119 @@
+"""The task families of issue 29: families split on a checkerboard, seeded task images, the summary against NumPy
+by hand, the paper setting equal to the paper grid's RD row, and (slow) the command end to end, resumed."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_rd.data.synthetic import TARGET_CLASSES, make_target_images
+from monai_rd.experiments import task_families as tf
+from tests.helpers import REPO
+
+
+def test_families_split_on_a_checkerboard_with_every_axis_value_in_both_halves():
+    tune, held = tf.families("tune"), tf.families("held_out")
+    assert len(tune) == len(held) == len(tf.families()) // 2 == 18
+    assert not {f.name for f in tune} & {f.name for f in held}
+    assert len({f.name for f in tf.families()}) == 36
+    for axis in ("separability", "images_per_class", "teacher", "epochs"):
+        assert {getattr(f, axis) for f in tune} == {getattr(f, axis) for f in held}
+    assert len(tf.tasks("held_out", 2)) >= 30  # the issue's 30 held-out tasks at the default
+    with pytest.raises(ValueError, match="split"):
+        tf.families("test")
+
+
+def test_task_images_are_seeded_written_in_the_class_folder_layout_and_held_out_images_differ(tmp_path):
+    task = tf.tasks("held_out", 1)[0]
+    a = tf.write_task(task, str(tmp_path / "a"), 32, 5)
+    b = tf.write_task(task, str(tmp_path / "b"), 32, 5)
+    for split, n in ((0, task.family.images_per_class), (1, 5)):
+        assert sorted(os.listdir(a[split])) == sorted(TARGET_CLASSES)
+        for cls in TARGET_CLASSES:
+            files = sorted(os.listdir(os.path.join(a[split], cls)))
+            assert len(files) == n
+            for name in files:
+                assert open(os.path.join(a[split], cls, name), "rb").read() == open(
+                    os.path.join(b[split], cls, name), "rb").read()  # fmt: skip
+    # the PNGs hold the generator's images (rounded to 8 bits), in the generator's order and labels
+    x, y = make_target_images(5, 32, task.seed + 1, contrast=tf.SEPARABILITY[task.family.separability])
+    first = os.path.join(a[1], TARGET_CLASSES[int(y[0])], "0000.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(first)), np.round(x[0, 0].numpy() * 255).astype(np.uint8))
+    train0 = np.asarray(
+        Image.open(os.path.join(a[0], TARGET_CLASSES[0], sorted(os.listdir(os.path.join(a[0], TARGET_CLASSES[0])))[0]))
+    )
+    assert not any(np.array_equal(train0, np.asarray(Image.open(os.path.join(a[1], TARGET_CLASSES[0], f))))
+                   for f in os.listdir(os.path.join(a[1], TARGET_CLASSES[0])))  # fmt: skip
+    assert {t.seed for t in tf.tasks(None, 2)}.__len__() == 72  # every task its own images
+
+
+def _records(acc: dict) -> dict:
+    return {f"{t}/{m}/seed{s}": {"task": t, "family": t.rsplit("-t", 1)[0], "split": "held_out", "setting": m,
+                                 "seed": s, "accuracy": a, "seconds": 1.0, "teacher_source_accuracy": 0.5}
+            for (t, m, s), a in acc.items()}  # fmt: skip
+
+
+def test_summary_equals_numpy_by_hand(tmp_path):
+    rng = np.random.default_rng(0)
+    acc = {}
+    for t in ("clear-n8-weak-e20-t0", "mid-n20-weak-e20-t1"):
+        for s in (0, 1, 2):
+            for m in ("student", "kd", "rd", "rd_paper"):
+                acc[(t, m, s)] = float(rng.integers(0, 121)) / 120
+    del acc[("mid-n20-weak-e20-t1", "kd", 2)]  # an unpaired run is left out of the KD comparisons only
+    rows = {(r["setting"], r["baseline"]): r for r in tf.summarise(_records(acc))}
+    assert set(rows) == {(s, b) for s in ("rd", "rd_paper") for b in ("student", "kd")}
+    for (setting, baseline), r in rows.items():
+        d = np.array([100 * (acc[(t, setting, s)] - acc[(t, baseline, s)]) for (t, m, s) in acc
+                      if m == setting and (t, baseline, s) in acc], dtype=np.float64)  # fmt: skip
+        assert r["n"] == d.size == (5 if baseline == "kd" else 6)
+        assert r["mean"] == pytest.approx(d.mean(), abs=1e-9)
+        assert r["worst"] == pytest.approx(d.min(), abs=1e-9)
+        assert r["share_losing_over_2"] == pytest.approx(np.mean(d < -2))
+        assert (r["losses_over_5"], r["wins_over_5"]) == (int((d < -5).sum()), int((d > 5).sum()))
+        assert r["ci_low"] <= r["mean"] <= r["ci_high"]
+    paths = tf.write_report(_records(acc), str(tmp_path))
+    with open(paths["csv"]) as f:
+        assert len(f.read().strip().splitlines()) == 1 + len(acc)
+    with open(paths["md"]) as f:
+        text = f.read()
+    assert "| rd | student | 6 |" in text and "clear-n8-weak-e20" in text
+    assert os.path.getsize(paths["png"]) > 1000
+
+
+def test_the_paper_setting_is_the_paper_grids_rd_row():
+    from monai_rd.experiments.protocol import load_grid
+
+    grid = load_grid(os.path.join(REPO, "grids", "paper_table3.yaml"))
+    paper = dict(tf.SETTINGS["rd_paper"])
+    assert paper.pop("method") == grid.methods["rd"]["method"]
+    expected = dict(grid.methods["rd"]["overrides"], reprogrammer_budget=grid.overrides["reprogrammer_budget"])
+    assert paper == expected
+
+
+@pytest.mark.slow
+def test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes(tmp_path, capsys):
+    from monai_rd.cli import main
+
+    family = tf.families("held_out")[0].name
+    argv = ["task-families", "--workdir", str(tmp_path), "--families", family, "--tasks_per_family", "1",
+            "--seeds", "0", "--settings", "student", "rd", "--max_epochs", "1", "--source_images", "60",
+            "--test_per_class", "4", "--batch_size", "4"]  # fmt: skip
+    assert main(argv) == 0
+    with open(tmp_path / "state.json") as f:
+        state = json.load(f)
+    assert sorted(r["setting"] for r in state.values()) == ["rd", "student"]
+    for r in state.values():
+        assert r["family"] == family and 0.0 <= r["accuracy"] <= 1.0
+        assert r["accuracy"] * 12 == pytest.approx(round(r["accuracy"] * 12))  # scored on the 12 held-out images
+    assert not os.path.exists(tmp_path / "run" / "0")  # each run's outputs removed after scoring
+    out = capsys.readouterr().out
+    assert "| rd | student | 1 |" in out and "summary.md" in out
+    assert main(argv) == 0  # resumed: nothing left to run
+    assert "2 recorded, 0 to run" in capsys.readouterr().out
+    assert main(["task-families", "--workdir", str(tmp_path), "--report_only"]) == 0
+    assert "| rd | student | 1 |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="not in the 'held_out' split"):
+        main([*argv[:4], "clear-n8-weak-e10", *argv[5:]])
