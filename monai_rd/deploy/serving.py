@@ -57,9 +57,12 @@ SERVING_REQUIREMENTS = {
     "simpleitk": "SimpleITK",
 }
 # what the folder's code/ carries of monai_rd (the pickled loader and transforms import only these), as copied
-_SHIPPED = ("__init__.py", "utils", "transforms", os.path.join("data", "readers"))
-# monai_rd/data/__init__.py imports all of monai_rd.data: the folder's monai_rd.data is the readers only
-_DATA_INIT = '"""monai_rd.data as a serving folder carries it: the readers only (``monai_rd.data.readers``)."""\n'
+_SHIPPED = ("__init__.py", "utils", "transforms", os.path.join("data", "readers"), os.path.join("data", "errors.py"))
+# monai_rd/data/__init__.py imports all of monai_rd.data: the folder's monai_rd.data is the readers and their errors
+_DATA_INIT = (
+    '"""monai_rd.data as a serving folder carries it: the readers (``monai_rd.data.readers``) and the error type they '
+    'raise (``monai_rd.data.errors``)."""\n'
+)
 
 
 def serving_requirements() -> list[str]:

@@ -136,6 +136,26 @@ def test_serving_folder_predicts_png_and_dicom_like_the_bundle(tmp_path, png_fil
     np.testing.assert_allclose(got, reference_probs(model, dicom_preprocessing(), dcm), rtol=0, atol=1e-6)
 
 
+def test_serving_folder_code_imports_without_the_installed_package(tmp_path):
+    """Every module the folder's ``code/monai_rd`` carries imports from that copy alone (CI of stop 34: the readers
+    imported ``monai_rd.data.errors``, which the folder did not carry, and ``mlflow models serve`` died at start-up)."""
+    dest = export_serving(tiny_student(), dicom_preprocessing(), CLASSES, SIZE, tmp_path / "serving")
+    code = os.path.join(dest, "code")
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import monai_rd\n"
+        "assert monai_rd.__file__.startswith(sys.argv[1]), monai_rd.__file__\n"
+        "names = [m.name for m in pkgutil.walk_packages(monai_rd.__path__, 'monai_rd.', onerror=lambda n: None)]\n"
+        "for name in names:\n"
+        "    assert importlib.import_module(name).__file__.startswith(sys.argv[1]), name\n"
+        "print(len(names))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.split()[-1]) > 10  # the readers, the transforms and utils, not an empty package
+
+
 @pytest.fixture(scope="module")
 def clinical(tmp_path_factory):
     """rd_clinical: a run's serving folder (export_run_serving, from its executed config), the bundle's own
