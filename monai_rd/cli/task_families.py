@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds per task")
     parser.add_argument("--settings", nargs="+", default=None, help="settings to run (default: all of SETTINGS)")
     parser.add_argument("--image_size", type=int, default=32, help="image side (px)")
-    parser.add_argument("--batch_size", type=int, default=8, help="the bundle's batch_size")
+    parser.add_argument("--batch_size", type=int, default=4, help="the bundle's batch_size")
     parser.add_argument("--test_per_class", type=int, default=80, help="held-out images per class of each task")
     parser.add_argument("--source_images", type=int, default=600, help="source images the teachers pretrain on")
     parser.add_argument("--max_epochs", type=int, default=None, help="replace every family's budget (smoke runs)")

@@ -41,6 +41,7 @@ __all__ = [
     "Task",
     "families",
     "tasks",
+    "dataset_images_per_class",
     "write_task",
     "run_one",
     "run_benchmark",
@@ -51,12 +52,13 @@ __all__ = [
 
 #: lesion contrast range of each separability level (closer to 1: subtler lesions)
 SEPARABILITY: dict[str, tuple[float, float]] = {"clear": (0.35, 0.6), "mid": (0.55, 0.75), "subtle": (0.7, 0.85)}
-#: images per class in the dataset the bundle splits (it keeps 20 % for validation and 20 % as its own test split)
+#: training images per class; a task's folder holds :func:`dataset_images_per_class` per class, since the bundle keeps
+#: its ``val_fraction`` and ``test_fraction`` of each class for validation and its own test split
 IMAGES_PER_CLASS: tuple[int, ...] = (8, 20, 60)
 #: teacher knowledge level -> epochs of source pretraining (colour shapes; the target's modality is never seen)
 TEACHER_KNOWLEDGE: dict[str, int] = {"weak": 2, "strong": 8}
-#: the step budget: the bundle's max_epochs
-EPOCHS: tuple[int, ...] = (10, 20)
+#: the step budget: the bundle's max_epochs (at the benchmark's batch of 4: 6, 15 or 45 steps an epoch)
+EPOCHS: tuple[int, ...] = (15, 30)
 
 #: what each setting sets over the bundle's defaults
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -131,10 +133,23 @@ def tasks(split: str | None, tasks_per_family: int) -> list[Task]:
     return [Task(f, i) for f in families(split) for i in range(tasks_per_family)]
 
 
+def dataset_images_per_class(train_per_class: int) -> int:
+    """Images per class to write so that the bundle's three-way split leaves ``train_per_class`` for training (its
+    ``val_fraction`` and ``test_fraction`` read from its ``train.json``)."""
+    import json
+
+    from monai_rd.bundle import bundle_root
+
+    with open(os.path.join(bundle_root(BUNDLE), "configs", "train.json")) as f:
+        config = json.load(f)
+    held = float(config["val_fraction"]) + float(config["test_fraction"])
+    return int(np.ceil(train_per_class / (1.0 - held) - 1e-9))
+
+
 def write_task(task: Task, folder: str, image_size: int, test_per_class: int) -> tuple[str, str]:
     """Write ``task``'s images as PNG files, a folder per class (``rd_clinical``'s layout): ``<folder>/train`` with
-    ``images_per_class`` per class and ``<folder>/heldout`` with ``test_per_class`` per class. Written once (a
-    marker file records completion); returns both folders."""
+    :func:`dataset_images_per_class` per class and ``<folder>/heldout`` with ``test_per_class`` per class. Written
+    once (a marker file records completion); returns both folders."""
     from PIL import Image
 
     from monai_rd.data.synthetic import TARGET_CLASSES, make_target_images
@@ -145,7 +160,10 @@ def write_task(task: Task, folder: str, image_size: int, test_per_class: int) ->
     if os.path.isfile(marker):
         return train, heldout
     contrast = SEPARABILITY[task.family.separability]
-    for root, n, seed in ((train, task.family.images_per_class, task.seed), (heldout, test_per_class, task.seed + 1)):
+    for root, n, seed in (
+        (train, dataset_images_per_class(task.family.images_per_class), task.seed),
+        (heldout, test_per_class, task.seed + 1),
+    ):
         shutil.rmtree(root, ignore_errors=True)
         x, y = make_target_images(n, image_size, seed, contrast=contrast)
         for i, (image, label) in enumerate(zip(x, y)):
@@ -164,7 +182,7 @@ def run_one(
     teacher_weights: str,
     output_dir: str,
     image_size: int = 32,
-    batch_size: int = 8,
+    batch_size: int = 4,
     max_epochs: int | None = None,
 ) -> float:
     """Train ``setting`` on ``task`` with the ``rd_clinical`` bundle in this process; returns the held-out accuracy
@@ -232,7 +250,7 @@ def run_benchmark(
     seeds: Sequence[int] = (0, 1, 2),
     settings: Sequence[str] = tuple(SETTINGS),
     image_size: int = 32,
-    batch_size: int = 8,
+    batch_size: int = 4,
     test_per_class: int = 80,
     source_images: int = 600,
     max_epochs: int | None = None,

@@ -29,7 +29,7 @@ def test_task_images_are_seeded_written_in_the_class_folder_layout_and_held_out_
     task = tf.tasks("held_out", 1)[0]
     a = tf.write_task(task, str(tmp_path / "a"), 32, 5)
     b = tf.write_task(task, str(tmp_path / "b"), 32, 5)
-    for split, n in ((0, task.family.images_per_class), (1, 5)):
+    for split, n in ((0, tf.dataset_images_per_class(task.family.images_per_class)), (1, 5)):
         assert sorted(os.listdir(a[split])) == sorted(TARGET_CLASSES)
         for cls in TARGET_CLASSES:
             files = sorted(os.listdir(os.path.join(a[split], cls)))
@@ -47,6 +47,27 @@ def test_task_images_are_seeded_written_in_the_class_folder_layout_and_held_out_
     assert not any(np.array_equal(train0, np.asarray(Image.open(os.path.join(a[1], TARGET_CLASSES[0], f))))
                    for f in os.listdir(os.path.join(a[1], TARGET_CLASSES[0])))  # fmt: skip
     assert {t.seed for t in tf.tasks(None, 2)}.__len__() == 72  # every task its own images
+
+
+@pytest.mark.parametrize("train_per_class", tf.IMAGES_PER_CLASS)
+def test_the_bundles_split_leaves_the_familys_training_images_per_class(tmp_path, train_per_class):
+    from monai.bundle import ConfigParser
+
+    from monai_rd.bundle import bundle_root
+    from monai_rd.data import index_class_folders
+
+    n = tf.dataset_images_per_class(train_per_class)
+    for cls in TARGET_CLASSES:
+        os.makedirs(tmp_path / cls)
+        for i in range(n):
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / cls / f"{i:04d}.png")
+    config = ConfigParser.load_config_file(os.path.join(bundle_root(tf.BUNDLE), "configs", "train.json"))
+    split = index_class_folders(tmp_path, val_fraction=config["val_fraction"], test_fraction=config["test_fraction"],
+                                seed=0, verify=False)  # fmt: skip
+    counts = {
+        c: sum(os.path.basename(os.path.dirname(d["image"])) == c for d in split["training"]) for c in TARGET_CLASSES
+    }
+    assert set(counts.values()) == {train_per_class}, counts
 
 
 def _records(acc: dict) -> dict:
@@ -116,4 +137,4 @@ def test_task_families_command_runs_the_bundle_scores_held_out_images_and_resume
     assert main(["task-families", "--workdir", str(tmp_path), "--report_only"]) == 0
     assert "| rd | student | 1 |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="not in the 'held_out' split"):
-        main([*argv[:4], "clear-n8-weak-e10", *argv[5:]])
+        main([*argv[:4], "clear-n8-weak-e15", *argv[5:]])
