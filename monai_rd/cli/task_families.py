@@ -3,14 +3,17 @@
 Example (the held-out families, three seeds; resumable, and two processes can share it with ``--shard``)::
 
     monai-rd task-families --split held_out --tasks_per_family 2 --seeds 0 1 2 --workdir runs/families
-    monai-rd task-families --workdir runs/families --report_only
+    monai-rd task-families --workdir runs/families --report_only --score_teachers
 
-See :mod:`monai_rd.experiments.task_families` for what a family, a task and a setting are.
+``--score_teachers`` scores each recorded task's teacher on the task's training split with ``monai-rd rank-teachers``
+(kept under ``<workdir>/scores/<task>``, one MLflow store ``<workdir>/scores/mlruns.db``) and adds the rank
+correlation between each score and RD's gain to the report. See :mod:`monai_rd.experiments.task_families` for what a family, a task and a setting are.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 HELP = "RD vs KD vs the student alone on generated task families (tune / held-out), resumable"
 
@@ -29,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_epochs", type=int, default=None, help="replace every family's budget (smoke runs)")
     parser.add_argument("--shard", default="0/1", metavar="K/N", help="run every N-th run from the K-th")
     parser.add_argument("--report_only", action="store_true", help="only write the report of what is recorded")
+    parser.add_argument("--score_teachers", action="store_true",
+                        help="score each task's teacher with rank-teachers and correlate the scores with RD's gain")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +56,46 @@ def run(args: argparse.Namespace) -> int:
     records = tf.read_states(args.workdir)
     if not records:
         raise SystemExit(f"nothing recorded under {args.workdir}: run without --report_only first.")
-    paths = tf.write_report(records, args.workdir)
+    scores = score_teachers(args, records) if args.score_teachers else None
+    paths = tf.write_report(records, args.workdir, scores=scores)
     with open(paths["md"]) as f:
         print(f.read())
-    print(f"Wrote {paths['csv']}, {paths['md']} and {paths['png']}.")
+    print(f"Wrote {', '.join(paths.values())}.")
     return 0
+
+
+def score_teachers(args: argparse.Namespace, records: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """``{task: {score: value}}``: ``monai-rd rank-teachers`` on each recorded task's training split with its
+    teacher (the task's images and teacher are rewritten from their seeds if missing); a task scored before is read
+    back from its ``rank_teachers.csv``."""
+    import csv
+
+    from monai_rd.bundle import bundle_root
+    from monai_rd.cli import rank_teachers
+    from monai_rd.experiments import task_families as tf
+
+    names = sorted({r["task"] for r in records.values()})
+    tracking = "sqlite:///" + os.path.join(os.path.abspath(args.workdir), "scores", "mlruns.db")
+    out: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(names, 1):
+        task = tf.task_by_name(name)
+        out_dir = os.path.join(args.workdir, "scores", name)
+        table = os.path.join(out_dir, "rank_teachers.csv")
+        if not os.path.isfile(table):
+            train, _ = tf.write_task(task, os.path.join(args.workdir, "data", name), args.image_size,
+                                     args.test_per_class)  # fmt: skip
+            weights = tf.task_teacher(args.workdir, task.family.teacher, args.source_images, args.image_size)["weights"]
+            teacher = f"torchvision:{tf.TEACHER_ARCH}"
+            parser = argparse.ArgumentParser()
+            rank_teachers.add_arguments(parser)
+            rank_teachers.run(parser.parse_args([
+                "--config_file", os.path.join(bundle_root(tf.BUNDLE), "configs", "train.json"),
+                "--dataset_dir", train, "--teachers", teacher, "--teacher_weights", f"{teacher}={weights}",
+                "--image_size", str(args.image_size), "--output_dir", out_dir, "--tracking_uri", tracking,
+                "--experiment_name", "task_families_scores", "--no_progress", "--num_workers", "0",
+            ]))  # fmt: skip
+        with open(table, newline="") as f:
+            row = next(csv.DictReader(f))
+        out[name] = {score: float(row[score]) for score in tf.SCORES}
+        print(f"[{i}/{len(names)}] {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in out[name].items()), flush=True)
+    return out

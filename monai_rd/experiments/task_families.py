@@ -43,10 +43,14 @@ __all__ = [
     "tasks",
     "dataset_images_per_class",
     "write_task",
+    "task_teacher",
     "run_one",
     "run_benchmark",
     "read_states",
     "summarise",
+    "task_by_name",
+    "SCORES",
+    "score_correlations",
     "write_report",
 ]
 
@@ -174,6 +178,17 @@ def write_task(task: Task, folder: str, image_size: int, test_per_class: int) ->
     return train, heldout
 
 
+def task_teacher(
+    workdir: str, level: str, source_images: int, image_size: int, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The source teacher of knowledge ``level`` under ``<workdir>/teachers/<level>``: pretrained on first use
+    (:func:`monai_rd.experiments.source_teacher.ensure_source_teacher`), reused after; ``["weights"]`` is its file."""
+    from monai_rd.experiments.source_teacher import ensure_source_teacher
+
+    return ensure_source_teacher(os.path.join(workdir, "teachers", level), TEACHER_ARCH, source_images, image_size,
+                                 TEACHER_KNOWLEDGE[level], log=log)  # fmt: skip
+
+
 def run_one(
     task: Task,
     setting: str,
@@ -265,7 +280,6 @@ def run_benchmark(
     work (each keeps its own state file). ``family_names``: only these families of ``split``. ``max_epochs``
     replaces every family's budget (for smoke runs only).
     """
-    from monai_rd.experiments.source_teacher import ensure_source_teacher
     from monai_rd.utils import atomic_write_json
 
     unknown = sorted(set(settings) - set(SETTINGS))
@@ -293,10 +307,7 @@ def run_benchmark(
     for i, (task, setting, seed) in enumerate(todo, 1):
         level = task.family.teacher
         if level not in teachers:
-            teachers[level] = ensure_source_teacher(
-                os.path.join(workdir, "teachers", level), TEACHER_ARCH, source_images, image_size,
-                TEACHER_KNOWLEDGE[level], log=log,
-            )  # fmt: skip
+            teachers[level] = task_teacher(workdir, level, source_images, image_size, log=log)
         data = write_task(task, os.path.join(workdir, "data", task.name), image_size, test_per_class)
         t0 = time.time()
         acc = run_one(task, setting, seed, data, teachers[level]["weights"], os.path.join(workdir, "run", str(k)),
@@ -355,9 +366,65 @@ def summarise(records: dict[str, dict], seed: int = 0) -> list[dict]:
     return rows
 
 
-def write_report(records: dict[str, dict], workdir: str) -> dict[str, str]:
-    """``runs.csv`` (one row per run), ``summary.md`` (the :func:`summarise` table and the mean difference per
-    family) and ``families.png`` (RD minus the student alone per family, each setting); returns their paths."""
+def task_by_name(name: str) -> Task:
+    """The task called ``name`` (``<family>-t<index>``), as :attr:`Task.name` spells it."""
+    family, sep, index = name.rpartition("-t")
+    known = {f.name: f for f in families()}
+    if not sep or family not in known or not index.isdigit():
+        raise ValueError(f"{name!r} is not a task name (<family>-t<index>, family one of {sorted(known)}).")
+    return Task(known[family], int(index))
+
+
+#: the transferability scores ``monai-rd rank-teachers`` writes (``rank_teachers.csv`` columns) that are correlated
+#: with RD's gain
+SCORES: tuple[str, ...] = ("logme", "probe_accuracy", "knn_accuracy")
+
+
+def score_correlations(
+    records: dict[str, dict], scores: dict[str, dict[str, float]], n_resamples: int = 1000, seed: int = 0
+) -> list[dict]:
+    """Spearman rank correlation, over tasks, between each teacher score and RD's gain.
+
+    ``scores``: ``{task name: {score name: value}}`` (the task's teacher on its training split, from
+    ``monai-rd rank-teachers``). A task's gain is the mean over seeds of its paired differences (points). Returns one
+    row per (RD setting, baseline, score): ``n`` tasks, ``rho`` and its two-sided ``p`` (``scipy.stats.spearmanr``)
+    and a 95 % percentile-bootstrap interval of ``rho`` over tasks.
+    """
+    from scipy.stats import spearmanr
+
+    from monai_rd.metrics.bootstrap import bootstrap_ci
+
+    def rho(a, b):
+        return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan
+
+    rows = []
+    ran = {r["setting"] for r in records.values()}
+    for setting in [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]:
+        for baseline in ("student", "kd"):
+            names, d = _pairs(records, setting, baseline)
+            gains: dict[str, list[float]] = {}
+            for name, v in zip(names, d):
+                gains.setdefault(name, []).append(v)
+            common = sorted(t for t in gains if t in scores)
+            if len(common) < 3:
+                continue
+            gain = np.array([np.mean(gains[t]) for t in common], dtype=np.float64)
+            for score in SCORES:
+                x = np.array([scores[t][score] for t in common], dtype=np.float64)
+                test = spearmanr(x, gain)
+                ci = bootstrap_ci(rho, [x, gain], n_resamples=n_resamples, seed=seed)
+                rows.append({"setting": setting, "baseline": baseline, "score": score, "n": len(common),
+                             "rho": float(test.statistic), "p": float(test.pvalue),
+                             "ci_low": float(ci["ci_low"]), "ci_high": float(ci["ci_high"])})  # fmt: skip
+    return rows
+
+
+def write_report(
+    records: dict[str, dict], workdir: str, scores: dict[str, dict[str, float]] | None = None
+) -> dict[str, str]:
+    """``runs.csv`` (one row per run), ``summary.md`` (the :func:`summarise` table, the mean difference per family
+    and, with ``scores``, the :func:`score_correlations` table) and ``families.png`` (RD minus the student alone per
+    family, each setting); returns their paths."""
     import csv
 
     import matplotlib
@@ -398,6 +465,13 @@ def write_report(records: dict[str, dict], workdir: str) -> dict[str, str]:
             lines.append(
                 f"| {name} | " + " | ".join(f"{per_family[s].get(name, np.nan):+.1f}" for s in per_family) + " |"
             )
+    if scores:
+        lines += ["", "Spearman rank correlation over tasks between the task's teacher score (`monai-rd rank-teachers` "
+                  "on its training split) and RD's gain (mean over seeds).", "",
+                  "| setting | gain over | score | tasks | rho [95 % CI] | p |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in score_correlations(records, scores):
+            lines.append(f"| {r['setting']} | {r['baseline']} | {r['score']} | {r['n']} | {r['rho']:+.2f} "
+                         f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {r['p']:.3f} |")  # fmt: skip
     atomic_write_text(paths["md"], "\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4))
     width = 0.8 / max(1, len(per_family))
@@ -411,4 +485,37 @@ def write_report(records: dict[str, dict], workdir: str) -> dict[str, str]:
     with atomic_path(paths["png"], suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    if scores:
+        paths["scores_png"] = _plot_scores(records, scores, os.path.join(workdir, "scores.png"))
     return paths
+
+
+def _plot_scores(records: dict[str, dict], scores: dict[str, dict[str, float]], path: str) -> str:
+    """Each teacher score against RD's gain over the student alone, one point per task, one panel per score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from monai_rd.utils import atomic_path
+
+    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), squeeze=False)
+    for setting, marker in (("rd", "o"), ("rd_paper", "^")):
+        names, d = _pairs(records, setting, "student")
+        gains: dict[str, list[float]] = {}
+        for name, v in zip(names, d):
+            gains.setdefault(name, []).append(v)
+        common = sorted(t for t in gains if t in scores)
+        for ax, score in zip(axes[0], SCORES):
+            ax.scatter([scores[t][score] for t in common], [np.mean(gains[t]) for t in common], marker=marker,
+                       s=18, alpha=0.75, label=setting)  # fmt: skip
+    for ax, score in zip(axes[0], SCORES):
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel(f"teacher {score} on the task")
+        ax.set_ylabel("RD minus student alone (points)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,6 +1,7 @@
 """The task families of issue 29: families split on a checkerboard, seeded task images, the summary against NumPy
 by hand, the paper setting equal to the paper grid's RD row, and (slow) the command end to end, resumed."""
 
+import csv
 import json
 import os
 
@@ -104,6 +105,47 @@ def test_summary_equals_numpy_by_hand(tmp_path):
     assert os.path.getsize(paths["png"]) > 1000
 
 
+def _spearman_by_hand(x, y):
+    def ranks(v):  # average ranks of ties, 1-based
+        v = np.asarray(v, dtype=np.float64)
+        order = np.argsort(v, kind="stable")
+        r = np.empty_like(v)
+        r[order] = np.arange(1, v.size + 1)
+        for value in np.unique(v):
+            r[v == value] = r[v == value].mean()
+        return r
+
+    a, b = ranks(x) - ranks(x).mean(), ranks(y) - ranks(y).mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_score_correlations_equal_spearman_by_hand_over_per_task_mean_gains(tmp_path):
+    rng = np.random.default_rng(1)
+    names = [t.name for t in tf.tasks("held_out", 1)[:8]]
+    acc = {(t, m, s): float(rng.integers(0, 121)) / 120 for t in names for s in (0, 1) for m in tf.SETTINGS}
+    scores = {t: {"logme": float(rng.normal()), "probe_accuracy": float(rng.integers(0, 10)) / 10,
+                  "knn_accuracy": float(rng.uniform())} for t in names[:7]}  # fmt: skip
+    scores[names[1]]["probe_accuracy"] = scores[names[2]]["probe_accuracy"]  # a tie
+    rows = tf.score_correlations(_records(acc), scores, n_resamples=200)
+    assert len(rows) == 2 * 2 * len(tf.SCORES)
+    for r in rows:
+        common = names[:7]  # the task without a score is left out
+        gain = [
+            np.mean([100 * (acc[(t, r["setting"], s)] - acc[(t, r["baseline"], s)]) for s in (0, 1)]) for t in common
+        ]
+        x = [scores[t][r["score"]] for t in common]
+        assert r["n"] == 7
+        assert r["rho"] == pytest.approx(_spearman_by_hand(x, gain), abs=1e-12)
+        assert 0.0 <= r["p"] <= 1.0 and r["ci_low"] <= r["ci_high"]
+    paths = tf.write_report(_records(acc), str(tmp_path), scores=scores)
+    with open(paths["md"]) as f:
+        assert "| rd | student | logme | 7 |" in f.read()
+    assert os.path.getsize(paths["scores_png"]) > 1000
+    assert tf.task_by_name(names[3]) == tf.tasks("held_out", 1)[3]
+    with pytest.raises(ValueError, match="not a task name"):
+        tf.task_by_name("clear-n8-weak-e15")
+
+
 def test_the_paper_setting_is_the_paper_grids_rd_row():
     from monai_rd.experiments.protocol import load_grid
 
@@ -134,7 +176,14 @@ def test_task_families_command_runs_the_bundle_scores_held_out_images_and_resume
     assert "| rd | student | 1 |" in out and "summary.md" in out
     assert main(argv) == 0  # resumed: nothing left to run
     assert "2 recorded, 0 to run" in capsys.readouterr().out
-    assert main(["task-families", "--workdir", str(tmp_path), "--report_only"]) == 0
-    assert "| rd | student | 1 |" in capsys.readouterr().out
+    assert main(["task-families", "--workdir", str(tmp_path), "--report_only", "--score_teachers",
+                 "--test_per_class", "4", "--source_images", "60"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| rd | student | 1 |" in out
+    with open(tmp_path / "scores" / f"{family}-t0" / "rank_teachers.csv") as f:
+        row = next(csv.DictReader(f))  # rank-teachers' own table for the task's teacher on its training split
+    assert row["teacher"] == f"torchvision:{tf.TEACHER_ARCH}" and row["random_weights"] == "False"
+    assert int(row["num_items"]) == 3 * tf.families("held_out")[0].images_per_class
+    assert float(row["logme"]) == pytest.approx(float(out.split(f"{family}-t0: logme ")[1].split(",")[0]), abs=1e-3)
     with pytest.raises(ValueError, match="not in the 'held_out' split"):
         main([*argv[:4], "clear-n8-weak-e15", *argv[5:]])

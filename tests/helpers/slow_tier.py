@@ -49,7 +49,7 @@ GUARDS: dict[str, str] = {
     "test_methods_paper_grids.py::test_every_cell_of_the_paper_grids_passes_a_dry_run": "every cell of the paper grids builds and trains (dry run)",
     "test_protocol.py::test_two_fold_grid_reports_the_test_split": "monai-rd reproduce runs a grid per fold and reports the test split",
     "test_protocol.py::test_grid_runs_records_failure_and_resumes": "a grid records a failed cell and resumes",
-    "test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes": "monai-rd task-families trains each setting through rd_clinical's train.json in-process, scores the selected model.pt on the task's held-out images, reports and resumes",
+    "test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes": "monai-rd task-families trains each setting through rd_clinical's train.json in-process, scores the selected model.pt on the task's held-out images, reports and resumes; --score_teachers runs monai-rd rank-teachers on the task's training split with its teacher",
     "test_protocol.py::test_fast_run_starts_each_table2_row_through_the_bundle": "monai-rd reproduce --fast_run starts one cell per Table-2 row through the runner and the bundle, each running the recipe its label names; a grid's method id reaches the bundle (was test_method_id_reaches_the_bundle)",
     # --- distributed, resume, caches, performance
     "test_bundle_multi_gpu.py::test_torchrun_two_processes_train_the_bundle": "multi_gpu_train.json under torchrun (2 gloo processes): rank-0-only checkpoint and MLflow",
