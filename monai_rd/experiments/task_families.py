@@ -341,6 +341,15 @@ def _pairs(records: dict[str, dict], setting: str, baseline: str) -> tuple[list[
     return [t for t, _ in keys], diffs
 
 
+def _task_gains(records: dict[str, dict], setting: str, baseline: str) -> dict[str, float]:
+    """``{task: mean over seeds of setting - baseline}`` in points (paired runs only)."""
+    names, d = _pairs(records, setting, baseline)
+    per_task: dict[str, list[float]] = {}
+    for name, v in zip(names, d):
+        per_task.setdefault(name, []).append(float(v))
+    return {t: float(np.mean(v)) for t, v in per_task.items()}
+
+
 def summarise(records: dict[str, dict], seed: int = 0) -> list[dict]:
     """For each RD setting against the student alone and against KD: the paired differences in points over every
     (task, seed) where both ran: their ``n``, mean with a 95 % bootstrap interval, worst case, the share of runs RD
@@ -401,14 +410,11 @@ def score_correlations(
     ran = {r["setting"] for r in records.values()}
     for setting in [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]:
         for baseline in ("student", "kd"):
-            names, d = _pairs(records, setting, baseline)
-            gains: dict[str, list[float]] = {}
-            for name, v in zip(names, d):
-                gains.setdefault(name, []).append(v)
+            gains = _task_gains(records, setting, baseline)
             common = sorted(t for t in gains if t in scores)
             if len(common) < 3:
                 continue
-            gain = np.array([np.mean(gains[t]) for t in common], dtype=np.float64)
+            gain = np.array([gains[t] for t in common], dtype=np.float64)
             for score in SCORES:
                 x = np.array([scores[t][score] for t in common], dtype=np.float64)
                 test = spearmanr(x, gain)
@@ -501,13 +507,10 @@ def _plot_scores(records: dict[str, dict], scores: dict[str, dict[str, float]], 
 
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), squeeze=False)
     for setting, marker in (("rd", "o"), ("rd_paper", "^")):
-        names, d = _pairs(records, setting, "student")
-        gains: dict[str, list[float]] = {}
-        for name, v in zip(names, d):
-            gains.setdefault(name, []).append(v)
+        gains = _task_gains(records, setting, "student")
         common = sorted(t for t in gains if t in scores)
         for ax, score in zip(axes[0], SCORES):
-            ax.scatter([scores[t][score] for t in common], [np.mean(gains[t]) for t in common], marker=marker,
+            ax.scatter([scores[t][score] for t in common], [gains[t] for t in common], marker=marker,
                        s=18, alpha=0.75, label=setting)  # fmt: skip
     for ax, score in zip(axes[0], SCORES):
         ax.axhline(0, color="k", lw=0.8)
