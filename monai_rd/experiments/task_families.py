@@ -469,8 +469,23 @@ def write_report(
                   "|---|" + "---|" * len(per_family)]  # fmt: skip
         for name in names:
             lines.append(
-                f"| {name} | " + " | ".join(f"{per_family[s].get(name, np.nan):+.1f}" for s in per_family) + " |"
+                f"| {name} | "
+                + " | ".join(f"{per_family[s][name]:+.1f}" if name in per_family[s] else "not run" for s in per_family)
+                + " |"
             )
+    columns = [(st, b) for st in ("rd", "rd_paper") for b in ("student", "kd")]
+    gains = {c: _task_gains(records, *c) for c in columns}
+    if any(gains.values()):
+        lines += ["", "Mean per-task gain (points) by the value of each axis:", "",
+                  "| axis | value | " + " | ".join(f"{st} - {b}" for st, b in columns) + " |",
+                  "|---|---|" + "---|" * len(columns)]  # fmt: skip
+        for axis in ("separability", "images_per_class", "teacher", "epochs"):
+            for value in dict.fromkeys(getattr(f, axis) for f in families()):
+                cells = []
+                for c in columns:
+                    v = [g for t, g in gains[c].items() if getattr(task_by_name(t).family, axis) == value]
+                    cells.append(f"{np.mean(v):+.1f} ({len(v)})" if v else "not run")
+                lines.append(f"| {axis} | {value} | " + " | ".join(cells) + " |")
     if scores:
         lines += ["", "Spearman rank correlation over tasks between the task's teacher score (`monai-rd rank-teachers` "
                   "on its training split) and RD's gain (mean over seeds).", "",

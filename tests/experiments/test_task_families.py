@@ -80,11 +80,11 @@ def _records(acc: dict) -> dict:
 def test_summary_equals_numpy_by_hand(tmp_path):
     rng = np.random.default_rng(0)
     acc = {}
-    for t in ("clear-n8-weak-e20-t0", "mid-n20-weak-e20-t1"):
+    for t in ("clear-n8-weak-e15-t0", "mid-n20-weak-e30-t1"):
         for s in (0, 1, 2):
             for m in ("student", "kd", "rd", "rd_paper"):
                 acc[(t, m, s)] = float(rng.integers(0, 121)) / 120
-    del acc[("mid-n20-weak-e20-t1", "kd", 2)]  # an unpaired run is left out of the KD comparisons only
+    del acc[("mid-n20-weak-e30-t1", "kd", 2)]  # an unpaired run is left out of the KD comparisons only
     rows = {(r["setting"], r["baseline"]): r for r in tf.summarise(_records(acc))}
     assert set(rows) == {(s, b) for s in ("rd", "rd_paper") for b in ("student", "kd")}
     for (setting, baseline), r in rows.items():
@@ -101,7 +101,10 @@ def test_summary_equals_numpy_by_hand(tmp_path):
         assert len(f.read().strip().splitlines()) == 1 + len(acc)
     with open(paths["md"]) as f:
         text = f.read()
-    assert "| rd | student | 6 |" in text and "clear-n8-weak-e20" in text
+    assert "| rd | student | 6 |" in text and "clear-n8-weak-e15" in text
+    clear = np.mean([100 * (acc[("clear-n8-weak-e15-t0", "rd", s)] - acc[("clear-n8-weak-e15-t0", "student", s)])
+                     for s in (0, 1, 2)])  # fmt: skip
+    assert f"| separability | clear | {clear:+.1f} (1) |" in text  # the axis table: per-task means over seeds
     assert os.path.getsize(paths["png"]) > 1000
 
 
