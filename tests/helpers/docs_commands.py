@@ -266,6 +266,24 @@ MANIFEST = [
         "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
         "needs recorded runs; the named test's command writes and prints the same report from its state.json",
     ),
+    *(
+        Covered(
+            "docs/methods.md",
+            f"OMP_NUM_THREADS=1 monai-rd task-families --split held_out --tasks_per_family 2 --seeds 0 "
+            f"--workdir runs/families --shard {k}/2",
+            "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
+            "one shard of the 144 measured trainings (about 50 min each on 2 cores); the named test runs the same "
+            "command on one held-out family for one epoch, scores the held-out images, reports and resumes",
+        )
+        for k in (0, 1)
+    ),
+    Covered(
+        "docs/methods.md",
+        "monai-rd task-families --workdir runs/families --report_only --score_teachers",
+        "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
+        "needs recorded runs; the named test runs the same command on its state.json and reads back the task's "
+        "rank-teachers table",
+    ),
     Covered(
         "docs/teachers.md",
         "monai-rd rank-teachers --bundle rd_busi --dataset_dir /data/Dataset_BUSI_with_GT --teachers pmc_clip_rn50 radimagenet_resnet50 lvmmed_resnet50 torchvision:resnet50 --teacher_weights radimagenet_resnet50=/models/ResNet50.pt lvmmed_resnet50=/models/lvmmed_resnet.torch torchvision:resnet50=imagenet --output_dir runs/rank_busi",
