@@ -7,7 +7,8 @@ Example (the held-out families, three seeds; resumable, and two processes can sh
 
 ``--score_teachers`` scores each recorded task's teacher on the task's training split with ``monai-rd rank-teachers``
 (kept under ``<workdir>/scores/<task>``, one MLflow store ``<workdir>/scores/mlruns.db``) and adds the rank
-correlation between each score and RD's gain to the report. See :mod:`monai_rd.experiments.task_families` for what a family, a task and a setting are.
+correlation between each score and RD's gain to the report. See :mod:`monai_rd.experiments.task_families` for what a
+family, a task and a setting are.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ def score_teachers(args: argparse.Namespace, records: dict[str, dict]) -> dict[s
     back from its ``rank_teachers.csv``."""
     import csv
 
-    from monai_rd.bundle import bundle_root
     from monai_rd.cli import rank_teachers
     from monai_rd.experiments import task_families as tf
 
@@ -85,12 +85,11 @@ def score_teachers(args: argparse.Namespace, records: dict[str, dict]) -> dict[s
             train, _ = tf.write_task(task, os.path.join(args.workdir, "data", name), args.image_size,
                                      args.test_per_class)  # fmt: skip
             weights = tf.task_teacher(args.workdir, task.family.teacher, args.source_images, args.image_size)["weights"]
-            teacher = f"torchvision:{tf.TEACHER_ARCH}"
             parser = argparse.ArgumentParser()
             rank_teachers.add_arguments(parser)
             rank_teachers.run(parser.parse_args([
-                "--config_file", os.path.join(bundle_root(tf.BUNDLE), "configs", "train.json"),
-                "--dataset_dir", train, "--teachers", teacher, "--teacher_weights", f"{teacher}={weights}",
+                "--config_file", tf.train_config(),
+                "--dataset_dir", train, "--teachers", tf.TEACHER, "--teacher_weights", f"{tf.TEACHER}={weights}",
                 "--image_size", str(args.image_size), "--output_dir", out_dir, "--tracking_uri", tracking,
                 "--experiment_name", "task_families_scores", "--no_progress", "--num_workers", "0",
             ]))  # fmt: skip

@@ -41,6 +41,7 @@ __all__ = [
     "Task",
     "families",
     "tasks",
+    "train_config",
     "dataset_images_per_class",
     "write_task",
     "task_teacher",
@@ -79,6 +80,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 BUNDLE = "rd_clinical"
 TEACHER_ARCH = "resnet18"
+#: the teacher as the bundle's ``teacher`` id (and ``monai-rd rank-teachers --teachers``) names it
+TEACHER = f"torchvision:{TEACHER_ARCH}"
 STUDENT = "resnet18"
 
 
@@ -137,14 +140,19 @@ def tasks(split: str | None, tasks_per_family: int) -> list[Task]:
     return [Task(f, i) for f in families(split) for i in range(tasks_per_family)]
 
 
+def train_config() -> str:
+    """Path of the ``train.json`` every run of the benchmark parses (:data:`BUNDLE`'s)."""
+    from monai_rd.bundle import bundle_root
+
+    return os.path.join(bundle_root(BUNDLE), "configs", "train.json")
+
+
 def dataset_images_per_class(train_per_class: int) -> int:
     """Images per class to write so that the bundle's three-way split leaves ``train_per_class`` for training (its
     ``val_fraction`` and ``test_fraction`` read from its ``train.json``)."""
     import json
 
-    from monai_rd.bundle import bundle_root
-
-    with open(os.path.join(bundle_root(BUNDLE), "configs", "train.json")) as f:
+    with open(train_config()) as f:
         config = json.load(f)
     held = float(config["val_fraction"]) + float(config["test_fraction"])
     return int(np.ceil(train_per_class / (1.0 - held) - 1e-9))
@@ -204,16 +212,15 @@ def run_one(
     (in ``[0, 1]``) of the checkpoint the bundle selected on its validation split. ``output_dir`` is removed after."""
     from monai.bundle import ConfigParser
 
-    from monai_rd.bundle import bundle_root
     from monai_rd.experiments.demo import score_heldout
 
     if setting not in SETTINGS:
         raise ValueError(f"Unknown setting {setting!r}; choose from {list(SETTINGS)}.")
     train, heldout = data
-    configs = os.path.join(bundle_root(BUNDLE), "configs")
+    config = train_config()
     parser = ConfigParser()
-    parser.read_config(os.path.join(configs, "train.json"))
-    parser.read_meta(os.path.join(configs, "metadata.json"))
+    parser.read_config(config)
+    parser.read_meta(os.path.join(os.path.dirname(config), "metadata.json"))
     values = {
         "dataset_dir": train,
         "output_dir": output_dir,
@@ -222,7 +229,7 @@ def run_one(
         "batch_size": batch_size,
         "num_workers": 0,
         "progress_bar": False,
-        "teacher": f"torchvision:{TEACHER_ARCH}",
+        "teacher": TEACHER,
         "teacher_weights": teacher_weights,
         "student": STUDENT,
         "seed": seed,
@@ -479,11 +486,12 @@ def write_report(
         lines += ["", "Mean per-task gain (points) by the value of each axis:", "",
                   "| axis | value | " + " | ".join(f"{st} - {b}" for st, b in columns) + " |",
                   "|---|---|" + "---|" * len(columns)]  # fmt: skip
+        family_of = {t: task_by_name(t).family for t in set().union(*gains.values())}
         for axis in ("separability", "images_per_class", "teacher", "epochs"):
             for value in dict.fromkeys(getattr(f, axis) for f in families()):
                 cells = []
                 for c in columns:
-                    v = [g for t, g in gains[c].items() if getattr(task_by_name(t).family, axis) == value]
+                    v = [g for t, g in gains[c].items() if getattr(family_of[t], axis) == value]
                     cells.append(f"{np.mean(v):+.1f} ({len(v)})" if v else "not run")
                 lines.append(f"| {axis} | {value} | " + " | ".join(cells) + " |")
     if scores:

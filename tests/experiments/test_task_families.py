@@ -62,7 +62,7 @@ def test_the_bundles_split_leaves_the_familys_training_images_per_class(tmp_path
         os.makedirs(tmp_path / cls)
         for i in range(n):
             Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / cls / f"{i:04d}.png")
-    config = ConfigParser.load_config_file(os.path.join(bundle_root(tf.BUNDLE), "configs", "train.json"))
+    config = ConfigParser.load_config_file(os.path.join(bundle_root("rd_clinical"), "configs", "train.json"))
     split = index_class_folders(tmp_path, val_fraction=config["val_fraction"], test_fraction=config["test_fraction"],
                                 seed=0, verify=False)  # fmt: skip
     counts = {
