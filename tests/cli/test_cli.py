@@ -39,6 +39,17 @@ def test_help_imports_nothing_heavy(command, tmp_path):
     assert seconds < 20, seconds  # generous: the bound that matters is the import check above (< 2 s measured)
 
 
+@pytest.mark.parametrize("args", [["bundle", "list"], ["bundle", "path", "rd_busi"]])
+def test_bundle_list_and_path_import_nothing_heavy(args, tmp_path):
+    """They answer at once: the bundles' datalist helpers must not pull torch/MONAI in (they did, 9.5 s a call)."""
+    heavy = [module for module in HEAVY if module != "numpy"]  # the datalist helpers use numpy (0.1 s)
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(heavy=heavy), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "rd_busi" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [], f"{args} imported {proc.stdout.splitlines()[-1]}"
+
+
 def test_bundle_path_copy_and_list_from_any_folder(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "monai_rd.cli", "bundle", *args], cwd=tmp_path,

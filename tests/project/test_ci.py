@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
 
 from tests.conftest import REPO
@@ -13,6 +14,7 @@ from tests.helpers.slow_tier import GUARDS
 
 sys.path.insert(0, os.path.join(REPO, ".ci"))
 import budget  # noqa: E402  (.ci/budget.py: CI's script, not a package)
+import disk  # noqa: E402  (.ci/disk.py)
 
 
 def test_every_slow_test_names_the_claim_it_guards():
@@ -62,3 +64,37 @@ def test_ci_runs_the_readmes_install_and_test_commands():
     assert commands[0] == 'pip install -e ".[dev]"' and len(commands) == 3, commands
     for command in commands:
         assert command in ci, f".ci/run does not run the README's `{command}`"
+
+
+def test_disk_check_refuses_to_start_without_room_naming_the_folder_and_the_fix(tmp_path, capsys):
+    need = disk.required_gb()
+    assert 2 <= need <= 60
+    assert disk.check(str(tmp_path), 0.001) == 0
+    assert "the tests need 0.001 GB" in capsys.readouterr().out
+    assert disk.check(str(tmp_path), 1e9) == 1
+    err = capsys.readouterr().err
+    assert f"under {tmp_path}" in err and "min_free_disk_gb" in err and "TMPDIR" in err
+
+
+def test_disk_watch_records_the_peak_growth_of_used_space(tmp_path):
+    peak_file = tmp_path / "peak"
+    watcher = subprocess.Popen([sys.executable, os.path.join(REPO, ".ci", "disk.py"), "watch", str(peak_file),
+                                "--interval_s", "0.2"],
+                               env={**os.environ, "TMPDIR": str(tmp_path)})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not peak_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert peak_file.read_text().strip() == "0.0"
+        with open(tmp_path / "blob", "wb") as f:  # 512 MiB, really written (not sparse), removed before the next read
+            for _ in range(64):
+                f.write(b"\x01" * 8 * 1024**2)
+            f.flush()
+            os.fsync(f.fileno())
+        time.sleep(1)
+        (tmp_path / "blob").unlink()
+        time.sleep(1)
+        assert float(peak_file.read_text()) >= 0.3  # the peak stays after the file is gone
+    finally:
+        watcher.kill()
+        watcher.wait()
