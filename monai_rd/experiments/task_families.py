@@ -14,8 +14,8 @@ training rather than a new interpreter; ``is_not_rank0`` is set, which turns off
 reports, registry), not what trains or selects. The selected ``model.pt`` is scored on held-out images of the same
 task (another seed) with the bundle's evaluation preprocessing (:func:`monai_rd.experiments.demo.score_heldout`).
 
-Settings (:data:`SETTINGS`): the student alone, KD, RD at the bundle defaults and RD at the paper's settings (the
-``rd`` row of ``grids/paper_table3.yaml`` and its full-width ``g``).
+Settings (:data:`SETTINGS`): the student alone, KD, RD at the bundle defaults, RD at the paper's settings (the
+``rd`` row of ``grids/paper_table3.yaml`` and its full-width ``g``) and RD with the distillation gate.
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "teacher_trains_head": True,
         "teacher_warmup": False,
         "reprogrammer_budget": None,
-    },
+    },  # issue 29's candidate remedy: KD and CKA only while the teacher branch is at least as good as the student on the
+    # validation split (monai_rd.handlers.DistillationGate)
+    "rd_gate": {"method": "rd", "method_options": {"teacher_gate": True}},
 }
 BUNDLE = "rd_clinical"
 TEACHER_ARCH = "resnet18"
@@ -463,12 +465,13 @@ def write_report(
             f"| {r['setting']} | {r['baseline']} | {r['n']} | {r['mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] "
             f"| {r['worst']:+.1f} | {100 * r['share_losing_over_2']:.0f} % | {r['losses_over_5']} | {r['wins_over_5']} |"
         )
+    ran = {r["setting"] for r in records.values()}
+    rd_settings = [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]
     per_family: dict[str, dict[str, float]] = {}
-    for setting in ("rd", "rd_paper"):
-        names, d = _pairs(records, setting, "student")
+    for setting in rd_settings:  # the mean over a family's tasks of each task's gain (itself the mean over seeds)
         fam = {}
-        for name, v in zip(names, d):
-            fam.setdefault(name.rsplit("-t", 1)[0], []).append(v)
+        for name, gain in _task_gains(records, setting, "student").items():
+            fam.setdefault(name.rsplit("-t", 1)[0], []).append(gain)
         per_family[setting] = {k: float(np.mean(v)) for k, v in sorted(fam.items())}
     names = sorted(set().union(*per_family.values())) if per_family else []
     if names:
@@ -480,7 +483,7 @@ def write_report(
                 + " | ".join(f"{per_family[s][name]:+.1f}" if name in per_family[s] else "not run" for s in per_family)
                 + " |"
             )
-    columns = [(st, b) for st in ("rd", "rd_paper") for b in ("student", "kd")]
+    columns = [(st, b) for st in rd_settings for b in ("student", "kd") if b in ran]
     gains = {c: _task_gains(records, *c) for c in columns}
     if any(gains.values()):
         lines += ["", "Mean per-task gain (points) by the value of each axis:", "",
@@ -529,7 +532,8 @@ def _plot_scores(records: dict[str, dict], scores: dict[str, dict[str, float]], 
     from monai_rd.utils import atomic_path
 
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), squeeze=False)
-    for setting, marker in (("rd", "o"), ("rd_paper", "^")):
+    ran = {r["setting"] for r in records.values()}
+    for setting, marker in zip([s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran], "o^sDv"):
         gains = _task_gains(records, setting, "student")
         common = sorted(t for t in gains if t in scores)
         for ax, score in zip(axes[0], SCORES):

@@ -1,8 +1,9 @@
-"""Handlers: loss-weight schedules, the validation CKA monitor and output transforms for loggers."""
+"""Handlers: loss-weight schedules and the distillation gate, the validation CKA monitor and output transforms for loggers."""
 
 from monai_rd.handlers.cka_monitor import CKAMonitor
 from monai_rd.handlers.epoch_progress import EpochProgressLog
 from monai_rd.handlers.loss_weight_schedule import LossWeightSchedule, WeightSchedule
+from monai_rd.handlers.distillation_gate import DistillationGate
 from monai_rd.handlers.utils import probs_and_class_indices, rd_loss_terms
 from monai_rd.handlers.prediction_writer import PredictionCSVWriter
 from monai_rd.handlers.multilabel_auc import MultiLabelAUC, multilabel_auc

@@ -274,13 +274,15 @@ def resume_objects(
     evaluator: Engine | None = None,
     lr_scheduler: Any = None,
     loss: torch.nn.Module | None = None,
+    gate: Any = None,
 ) -> dict[str, Any]:
     """Everything a resume checkpoint holds, as a ``save_dict`` / ``load_dict`` for MONAI's checkpoint handlers.
 
     Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (the method's network, also under DDP:
     the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the
     regressors, projectors, memory banks of feature-distillation losses train with the network), ``cka_memory``
-    (:class:`CKAMemoryState`, when RD's loss keeps recent features for CKA), ``scaler`` (the
+    (:class:`CKAMemoryState`, when RD's loss keeps recent features for CKA), ``distillation_gate`` (an active
+    :class:`monai_rd.handlers.DistillationGate`: open or closed, and its history), ``scaler`` (the
     trainer's AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
     """
     objects: dict[str, Any] = {"trainer": trainer, "network": _method_network(network), "optimizer": optimizer}
@@ -288,6 +290,8 @@ def resume_objects(
         objects["loss"] = loss
     if getattr(loss, "cka_memory", 0):
         objects["cka_memory"] = CKAMemoryState(loss)
+    if gate is not None and gate.active:
+        objects["distillation_gate"] = gate
     if lr_scheduler is not None:
         objects["lr_scheduler"] = lr_scheduler
     scaler = getattr(trainer, "scaler", None)

@@ -321,12 +321,14 @@ def _direct_reprogramming(spec: MethodSpec, ctx: MethodContext, loss_weights, re
         Option("use_kd", True, "False: the KD weight is fixed at 0"),
         Option("use_cka", True, "False: the CKA weight is fixed at 0"),
         Option("cka_memory", 0, "samples of recent features joining the batch in the CKA term (RDLoss)"),
+        Option("teacher_gate", False, "KD and CKA act only while the teacher branch's validation accuracy is at "
+               "least the student's (monai_rd.handlers.DistillationGate)"),
     ),
 )  # fmt: skip
 def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks: int,
         reprogrammer_budget: float | None, reprogrammer_lr_scale: float, teacher_trains_head: bool,
         teacher_warmup: bool, detach_teacher: bool, co_training: bool, use_kd: bool, use_cka: bool,
-        cka_memory: int) -> Method:  # fmt: skip
+        cka_memory: int, teacher_gate: bool) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
@@ -335,8 +337,14 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
     (docs/methods.md, five seeds: a 240-epoch warm-up makes the branch learn and brings the student to or above KD
     where the teacher beats the student alone; it is no better than the default where it does not, so the bundles
     leave it off). ``reprogrammer_lr_scale``: ``g`` trains at this times the learning rate in both stages
-    (:meth:`Method.param_groups`)."""
+    (:meth:`Method.param_groups`). ``teacher_gate``: after each validation, KD and CKA are switched off while the
+    teacher branch classifies the validation split worse than the student (``info["gated_terms"]``, read by the
+    bundles' :class:`monai_rd.handlers.DistillationGate`)."""
     weights = _ablate(loss_weights, use_kd, use_cka)
+    if teacher_gate and ctx.multi_label:
+        raise ValueError("teacher_gate compares single-label accuracies; leave it off for multi-label bundles.")
+    if teacher_gate and not co_training:
+        raise ValueError("teacher_gate gates the co-trained teacher branch; it has no meaning with co_training=False.")
     if not co_training:
         direct = METHODS["direct_reprogramming"]
         options = direct.resolve(dict(loss_weights=weights, reprogrammer_blocks=reprogrammer_blocks,
@@ -364,7 +372,8 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
                   info={"co_training": True, "teacher_trains_head": teacher_trains_head,
                         "teacher_warmup": bool(teacher_warmup),
                         "reprogrammer_lr_scale": float(reprogrammer_lr_scale),
-                        "reprogrammer_budget": reprogrammer_budget})  # fmt: skip
+                        "reprogrammer_budget": reprogrammer_budget,
+                        "gated_terms": ("kd", "cka") if teacher_gate else ()})  # fmt: skip
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:

@@ -72,7 +72,8 @@ def test_same_structure_and_override_ids_as_rd_busi():
             busi[section]["trainer" if section == "train" else "evaluator"]
             == clinical[section]["trainer" if section == "train" else "evaluator"]
         )
-    registry = [i for i, h in enumerate(busi["train"]["handlers"]) if h["_target_"].endswith("RegistryHandler")]
+    registry = [i for i, h in enumerate(busi["train"]["handlers"])
+                if isinstance(h, dict) and h["_target_"].endswith("RegistryHandler")]  # fmt: skip
     for i, (b, c) in enumerate(zip(busi["train"]["handlers"], clinical["train"]["handlers"], strict=True)):
         if i in registry:  # the input shape follows spatial_dims; volumes get no 2D-image pyfunc server
             assert c["input_shape"] == "$[@in_channels] + [@image_size] * @spatial_dims"

@@ -3,6 +3,7 @@ by hand, the paper setting equal to the paper grid's RD row, and (slow) the comm
 
 import csv
 import json
+import logging
 import os
 
 import numpy as np
@@ -130,7 +131,8 @@ def test_score_correlations_equal_spearman_by_hand_over_per_task_mean_gains(tmp_
                   "knn_accuracy": float(rng.uniform())} for t in names[:7]}  # fmt: skip
     scores[names[1]]["probe_accuracy"] = scores[names[2]]["probe_accuracy"]  # a tie
     rows = tf.score_correlations(_records(acc), scores, n_resamples=200)
-    assert len(rows) == 2 * 2 * len(tf.SCORES)
+    rd_settings = [m for m in tf.SETTINGS if tf.SETTINGS[m]["method"] == "rd"]
+    assert len(rd_settings) == 3 and len(rows) == len(rd_settings) * 2 * len(tf.SCORES)
     for r in rows:
         common = names[:7]  # the task without a score is left out
         gain = [
@@ -160,29 +162,33 @@ def test_the_paper_setting_is_the_paper_grids_rd_row():
 
 
 @pytest.mark.slow
-def test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes(tmp_path, capsys):
+def test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes(tmp_path, capsys, caplog):
+    """Through the bundle: the student alone and RD with its distillation gate (which the bundle's own validation
+    drives; the default RD runs in every other bundle test)."""
     from monai_rd.cli import main
 
     family = tf.families("held_out")[0].name
     argv = ["task-families", "--workdir", str(tmp_path), "--families", family, "--tasks_per_family", "1",
-            "--seeds", "0", "--settings", "student", "rd", "--max_epochs", "1", "--source_images", "60",
+            "--seeds", "0", "--settings", "student", "rd_gate", "--max_epochs", "1", "--source_images", "60",
             "--test_per_class", "4", "--batch_size", "4"]  # fmt: skip
-    assert main(argv) == 0
+    with caplog.at_level(logging.INFO, logger="monai_rd.handlers.distillation_gate"):
+        assert main(argv) == 0
+    assert "distillation gate (epoch 1): teacher branch" in caplog.text  # the gate read the bundle's validation
     with open(tmp_path / "state.json") as f:
         state = json.load(f)
-    assert sorted(r["setting"] for r in state.values()) == ["rd", "student"]
+    assert sorted(r["setting"] for r in state.values()) == ["rd_gate", "student"]
     for r in state.values():
         assert r["family"] == family and 0.0 <= r["accuracy"] <= 1.0
         assert r["accuracy"] * 12 == pytest.approx(round(r["accuracy"] * 12))  # scored on the 12 held-out images
     assert not os.path.exists(tmp_path / "run" / "0")  # each run's outputs removed after scoring
     out = capsys.readouterr().out
-    assert "| rd | student | 1 |" in out and "summary.md" in out
+    assert "| rd_gate | student | 1 |" in out and "summary.md" in out
     assert main(argv) == 0  # resumed: nothing left to run
     assert "2 recorded, 0 to run" in capsys.readouterr().out
     assert main(["task-families", "--workdir", str(tmp_path), "--report_only", "--score_teachers",
                  "--test_per_class", "4", "--source_images", "60"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "| rd | student | 1 |" in out
+    assert "| rd_gate | student | 1 |" in out
     with open(tmp_path / "scores" / f"{family}-t0" / "rank_teachers.csv") as f:
         row = next(csv.DictReader(f))  # rank-teachers' own table for the task's teacher on its training split
     assert row["teacher"] == f"torchvision:{tf.TEACHER_ARCH}" and row["random_weights"] == "False"

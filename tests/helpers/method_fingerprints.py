@@ -53,6 +53,7 @@ VARIANTS = [
     ("rd_blocks", "rd", {"reprogrammer_blocks": 1, "reprogrammer_budget": 0.05}),
     ("rd_ablate", "rd", {"use_kd": False, "use_cka": False}),
     ("rd_detach", "rd", {"detach_teacher": True, "cka_memory": 8}),
+    ("rd_gate", "rd", {"teacher_gate": True}),
     ("rd_multi_label", "rd", {"multi_label": True, "temperature": 2.0}),
     (
         "rd_schedule",
