@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -95,6 +96,22 @@ def nifti_dir(tmp_path_factory) -> str:
     from monai_rd.data import make_nifti_dataset
 
     return make_nifti_dataset(tmp_path_factory.mktemp("nifti"), n_subjects=4, shape=(20, 24, 6))
+
+
+_TMP_PATHS = itertools.count()
+
+
+@pytest.fixture()
+def tmp_path(tmp_path):
+    """pytest's ``tmp_path``, one folder deeper, under a name no earlier test of this process had.
+
+    pyproject.toml removes a passed test's folder at its end (``tmp_path_retention_policy``), and pytest then numbers
+    the next test of the same name into the same path. MLflow keeps one store per tracking URI for the life of the
+    process (an ``lru_cache``), whose open SQLite connection still reads the removed file: a reused
+    ``sqlite:///<tmp_path>/mlruns.db`` showed the previous test's runs (three slow-tier failures at b47d78a)."""
+    path = tmp_path / f"{tmp_path.name}-{next(_TMP_PATHS)}"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture()

@@ -277,6 +277,19 @@ MANIFEST = [
         )
         for k in (0, 1)
     ),
+    *(
+        Covered(
+            "docs/methods.md",
+            f"OMP_NUM_THREADS=1 monai-rd task-families --split {split} --tasks_per_family 2 --seeds 0 --settings "
+            f"{settings} --workdir runs/{workdir} --shard {k}/2",
+            "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
+            "one shard of the measured distillation-gate trainings (tens of minutes on 2 cores); the named test runs "
+            "the same command with --settings student rd_gate on one family for one epoch, scores the held-out "
+            "images, reports and resumes",
+        )
+        for split, settings, workdir in (("tune", "student rd rd_gate", "families_tune"),)
+        for k in (0, 1)
+    ),  # fmt: skip
     Covered(
         "docs/methods.md",
         "monai-rd task-families --workdir runs/families --report_only --score_teachers",

@@ -9,6 +9,8 @@ import sys
 import time
 import tomllib
 
+import pytest
+
 from tests.conftest import REPO
 from tests.helpers.slow_tier import GUARDS
 
@@ -98,3 +100,13 @@ def test_disk_watch_records_the_peak_growth_of_used_space(tmp_path):
     finally:
         watcher.kill()
         watcher.wait()
+
+
+_TMP_PATHS_SEEN: list[str] = []
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_a_tmp_path_is_never_handed_out_twice_after_a_passed_test_removed_its_folder(case, tmp_path):
+    """pytest would number the second case into the first's removed folder (tests/conftest.py's ``tmp_path``)."""
+    assert str(tmp_path) not in _TMP_PATHS_SEEN and not any(tmp_path.iterdir())
+    _TMP_PATHS_SEEN.append(str(tmp_path))
