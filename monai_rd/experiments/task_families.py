@@ -76,7 +76,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "teacher_trains_head": True,
         "teacher_warmup": False,
         "reprogrammer_budget": None,
-    },  # issue 29's candidate remedy: KD and CKA only while the teacher branch is at least as good as the student on the
+    },
+    # issue 29's candidate remedy: KD and CKA only while the teacher branch is at least as good as the student on the
     # validation split (monai_rd.handlers.DistillationGate)
     "rd_gate": {"method": "rd", "method_options": {"teacher_gate": True}},
 }
@@ -350,6 +351,12 @@ def _pairs(records: dict[str, dict], setting: str, baseline: str) -> tuple[list[
     return [t for t, _ in keys], diffs
 
 
+def _rd_settings(records: dict[str, dict]) -> list[str]:
+    """The RD settings (method ``rd``) that have recorded runs, in :data:`SETTINGS` order."""
+    ran = {r["setting"] for r in records.values()}
+    return [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]
+
+
 def _task_gains(records: dict[str, dict], setting: str, baseline: str) -> dict[str, float]:
     """``{task: mean over seeds of setting - baseline}`` in points (paired runs only)."""
     names, d = _pairs(records, setting, baseline)
@@ -367,7 +374,7 @@ def summarise(records: dict[str, dict], seed: int = 0) -> list[dict]:
 
     rows = []
     ran = {r["setting"] for r in records.values()}
-    for setting in [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]:
+    for setting in _rd_settings(records):
         for baseline in ("student", "kd"):
             if baseline not in ran:
                 continue
@@ -416,8 +423,7 @@ def score_correlations(
         return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan
 
     rows = []
-    ran = {r["setting"] for r in records.values()}
-    for setting in [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]:
+    for setting in _rd_settings(records):
         for baseline in ("student", "kd"):
             gains = _task_gains(records, setting, baseline)
             common = sorted(t for t in gains if t in scores)
@@ -466,7 +472,7 @@ def write_report(
             f"| {r['worst']:+.1f} | {100 * r['share_losing_over_2']:.0f} % | {r['losses_over_5']} | {r['wins_over_5']} |"
         )
     ran = {r["setting"] for r in records.values()}
-    rd_settings = [s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran]
+    rd_settings = _rd_settings(records)
     per_family: dict[str, dict[str, float]] = {}
     for setting in rd_settings:  # the mean over a family's tasks of each task's gain (itself the mean over seeds)
         fam = {}
@@ -532,8 +538,7 @@ def _plot_scores(records: dict[str, dict], scores: dict[str, dict[str, float]], 
     from monai_rd.utils import atomic_path
 
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6), squeeze=False)
-    ran = {r["setting"] for r in records.values()}
-    for setting, marker in zip([s for s in SETTINGS if SETTINGS[s]["method"] == "rd" and s in ran], "o^sDv"):
+    for setting, marker in zip(_rd_settings(records), "o^sDv"):
         gains = _task_gains(records, setting, "student")
         common = sorted(t for t in gains if t in scores)
         for ax, score in zip(axes[0], SCORES):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_rd.handlers.utils import probs_and_class_indices
 from monai_rd.utils.enums import RDKeys
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -19,11 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["DistillationGate"]
 
 logger = logging.getLogger(__name__)
-
-
-def _class_indices(values: torch.Tensor) -> torch.Tensor:
-    """Class indices ``[B]`` from logits/probabilities/one-hot ``[B, C]`` (``C > 1``) or indices ``[B]``/``[B, 1]``."""
-    return values.argmax(dim=1) if values.ndim == 2 and values.shape[1] > 1 else values.reshape(-1).long()
 
 
 class DistillationGate:
@@ -94,15 +90,15 @@ class DistillationGate:
                 f"DistillationGate needs the teacher branch's logits ({RDKeys.Z_T!r}) in the validation output; "
                 "validate with monai_rd.engines.RDEvaluator on a network that has a teacher branch (RD)."
             )
-        if isinstance(output, Mapping):
-            z_t, pred, label = output[RDKeys.Z_T], output["pred"], output["label"]
-        else:
-            z_t = torch.stack([torch.as_tensor(i[RDKeys.Z_T]) for i in items])
-            pred = torch.stack([torch.as_tensor(i["pred"]) for i in items])
-            label = torch.stack([torch.as_tensor(i["label"]).reshape(-1) for i in items])
-        label = _class_indices(label.reshape(pred.shape[0], -1)).cpu()
-        self._counts[0] += float((_class_indices(z_t.detach()).cpu() == label).sum())
-        self._counts[1] += float((_class_indices(pred.detach()).cpu() == label).sum())
+        pred, label = probs_and_class_indices(output)  # the student's [B, C] and the labels as indices [B]
+        z_t = (
+            output[RDKeys.Z_T]
+            if isinstance(output, Mapping)
+            else torch.stack([torch.as_tensor(i[RDKeys.Z_T]) for i in items])
+        )
+        label = label.cpu()
+        self._counts[0] += float((z_t.detach().argmax(dim=1).cpu() == label).sum())
+        self._counts[1] += float((pred.detach().argmax(dim=1).cpu() == label).sum())
         self._counts[2] += label.numel()
 
     def _decide(self, _evaluator: Engine, trainer: Engine) -> None:
