@@ -287,7 +287,10 @@ MANIFEST = [
             "the same command with --settings student rd_gate on one family for one epoch, scores the held-out "
             "images, reports and resumes",
         )
-        for split, settings, workdir in (("tune", "student rd rd_gate", "families_tune"),)
+        for split, settings, workdir in (
+            ("tune", "student rd rd_gate", "families_tune"),
+            ("held_out", "rd_gate", "families"),
+        )
         for k in (0, 1)
     ),  # fmt: skip
     Covered(
