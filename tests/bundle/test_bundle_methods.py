@@ -81,6 +81,21 @@ def test_student_method_never_builds_a_teacher(busi_dir, tmp_path):
     assert not any(isinstance(m, FrozenTeacher) for m in network.modules())
 
 
+def test_rd_with_its_distillation_terms_at_zero_trains_the_student_alones_student(busi_dir, tmp_path):
+    """Methods compared at one seed start from one student (``student_def``'s ``init_seed``) and see one data order
+    (``EpochSeed``), so what RD adds to the student is its distillation alone: with KD and CKA at 0 (a closed
+    distillation gate) RD's student is the student alone's, weight for weight."""
+    trained = {}
+    for method, overrides in (("student", {}), ("rd", {"loss_weights": {"kd": 0.0, "cka": 0.0}})):
+        parser = _parser(busi_dir, tmp_path / method, method, max_epochs=2, **overrides)
+        _run(parser)
+        trained[method] = torch.load(tmp_path / method / "model.pt", weights_only=True)
+    student, rd = trained["student"], trained["rd"]
+    assert student.keys() == rd.keys()
+    for key in student:
+        torch.testing.assert_close(rd[key], student[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 def test_stage1_trains_the_probe_before_kd_and_kd_keeps_it_frozen(busi_dir, tmp_path):
     parser = _parser(busi_dir, tmp_path, "kd", stage1_epochs=2)
     method = parser.get_parsed_content("method_def")

@@ -40,6 +40,7 @@ GUARDS: dict[str, str] = {
     "test_bundle_methods.py::test_other_bundles_take_the_method": "the multi-label bundle trains every method with BCE terms",
     "test_bundle_methods.py::test_evaluate_a_teacher_reference_with_build_deployable": "teacher_linear's deployable is scored by evaluate.json",
     "test_bundle_methods.py::test_rd_co_training_off_is_direct_reprogramming": "RD without co-training is direct reprogramming",
+    "test_bundle_methods.py::test_rd_with_its_distillation_terms_at_zero_trains_the_student_alones_student": "methods at one seed start from one student and one data order: RD without KD and CKA is the student alone",
     "test_bundle_methods.py::test_rd_reprogrammer_lr_scale_reaches_both_optimizers_of_the_bundle": "reprogrammer_lr_scale reaches both optimisers",
     "test_bundle_methods.py::test_rd_teacher_warmup_trains_g_and_h_first_then_co_training_trains_them_on": "the teacher warm-up trains g and h first, co-training goes on",
     "test_bundle_methods.py::test_stage1_is_validated_stopped_early_restored_and_logged": "stage 1 is validated, stopped early, restored and logged",

@@ -199,3 +199,18 @@ def test_reprogrammer_on_vectors_and_maps(shape):
     assert all(p.grad is not None for p in g.parameters())
     with pytest.raises(ValueError, match="num_blocks"):
         Reprogrammer(shape, 16, num_blocks=0)
+
+
+def test_student_init_seed_is_independent_of_what_was_drawn_before():
+    """``init_seed`` gives the weights an unseeded build draws right after ``torch.manual_seed(seed)``, whatever the
+    run drew before (a teacher, ``g``), and leaves the global generator where it was."""
+    torch.manual_seed(3)
+    plain = StudentClassifier("resnet18", 3).state_dict()
+    torch.manual_seed(11)
+    torch.randn(1000)  # another network's initialisation
+    before = torch.get_rng_state()
+    seeded = StudentClassifier("resnet18", 3, init_seed=3).state_dict()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert plain.keys() == seeded.keys() and all(torch.equal(plain[k], seeded[k]) for k in plain)
+    other = StudentClassifier("resnet18", 3, init_seed=4).state_dict()
+    assert not torch.equal(other["head.weight"], seeded["head.weight"])

@@ -62,6 +62,11 @@ class StudentClassifier(nn.Module):
             (``spatial_dims=3``) none (0 and 1: the CT volume preset already windows intensities to ``[0, 1]``).
         spatial_dims: 2 (images) or 3 (volumes; the backbone is built with ``spatial_dims=3``, e.g. ``monai:resnet18``).
         in_channels: input channels when built by name for volumes (1 for CT/MRI).
+        init_seed: when set, the backbone and head are initialised from torch's generator seeded with it, and the
+            global generator is left as it was. The student then starts from the same weights whatever the run
+            built before it (a teacher, ``g``), so methods compared at one seed start from one student (the bundles
+            pass their ``seed``). With ``init_seed=seed`` right after ``set_determinism(seed)`` the weights are the
+            ones an unseeded build would draw.
 
     Shapes:
         ``forward``: ``[B, C_in, H, W]`` (or ``[B, C_in, D, H, W]``) in ``[0, 1]`` -> logits ``[B, C]``;
@@ -77,10 +82,25 @@ class StudentClassifier(nn.Module):
         std: Sequence[float] | None = None,
         spatial_dims: int = 2,
         in_channels: int | None = None,
+        init_seed: int | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if init_seed is None:
+            self._build(backbone, num_classes, weights, spatial_dims, in_channels)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(init_seed))
+                self._build(backbone, num_classes, weights, spatial_dims, in_channels)
+        if mean is None or std is None:
+            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spatial_dims == 2 else ((0.0,), (1.0,))
+        self.spatial_dims = spatial_dims
+        shape = (1, -1) + (1,) * spatial_dims
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+
+    def _build(self, backbone, num_classes: int, weights, spatial_dims: int, in_channels: int | None) -> None:
         if isinstance(backbone, str):
             options = {} if spatial_dims == 2 else {"spatial_dims": 3, "in_channels": in_channels or 1}
             if spatial_dims == 3 and not backbone.startswith("monai:"):
@@ -92,15 +112,9 @@ class StudentClassifier(nn.Module):
             self.backbone = backbone
         if len(self.backbone.feature_shape) != 1:
             raise ValueError(f"A student must return pooled features [B, d]; got {self.backbone.feature_shape}.")
-        if mean is None or std is None:
-            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spatial_dims == 2 else ((0.0,), (1.0,))
-        self.spatial_dims = spatial_dims
         self.feature_dim = self.backbone.feature_dim
         self.num_classes = num_classes
         self.head = nn.Linear(self.feature_dim, num_classes)
-        shape = (1, -1) + (1,) * spatial_dims
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``f_S``: ``[B, C_in, H, W]`` (or ``[B, C_in, D, H, W]``) -> ``[B, d_S]``."""
