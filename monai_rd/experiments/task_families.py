@@ -15,7 +15,8 @@ reports, registry), not what trains or selects. The selected ``model.pt`` is sco
 task (another seed) with the bundle's evaluation preprocessing (:func:`monai_rd.experiments.demo.score_heldout`).
 
 Settings (:data:`SETTINGS`): the student alone, KD, RD at the bundle defaults, RD at the paper's settings (the
-``rd`` row of ``grids/paper_table3.yaml`` and its full-width ``g``) and RD with the distillation gate.
+``rd`` row of ``grids/paper_table3.yaml`` and its full-width ``g``) and RD with the distillation gate, open on ties
+(``rd_gate``) or closed on them (``rd_gate_strict``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # issue 29's candidate remedy: KD and CKA only while the teacher branch is at least as good as the student on the
     # validation split (monai_rd.handlers.DistillationGate)
     "rd_gate": {"method": "rd", "method_options": {"teacher_gate": True}},
+    # the gate closed on ties: the teacher branch must classify more validation images correctly than the student
+    # (a margin below one image of the largest validation split, 36 images)
+    "rd_gate_strict": {"method": "rd", "method_options": {"teacher_gate": True, "teacher_gate_margin": -0.01}},
 }
 BUNDLE = "rd_clinical"
 TEACHER_ARCH = "resnet18"

@@ -323,12 +323,15 @@ def _direct_reprogramming(spec: MethodSpec, ctx: MethodContext, loss_weights, re
         Option("cka_memory", 0, "samples of recent features joining the batch in the CKA term (RDLoss)"),
         Option("teacher_gate", False, "KD and CKA act only while the teacher branch's validation accuracy is at "
                "least the student's (monai_rd.handlers.DistillationGate)"),
+        Option("teacher_gate_margin", 0.0, "the gate stays open while teacher accuracy >= student accuracy - margin "
+               "(a fraction; negative: the teacher branch must be ahead by that much, so ties close it)",
+               check=lambda v: -1.0 < v < 1.0, expect="is a difference of accuracies, in (-1, 1)"),
     ),
 )  # fmt: skip
 def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks: int,
         reprogrammer_budget: float | None, reprogrammer_lr_scale: float, teacher_trains_head: bool,
         teacher_warmup: bool, detach_teacher: bool, co_training: bool, use_kd: bool, use_cka: bool,
-        cka_memory: int, teacher_gate: bool) -> Method:  # fmt: skip
+        cka_memory: int, teacher_gate: bool, teacher_gate_margin: float) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
@@ -339,10 +342,13 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
     leave it off). ``reprogrammer_lr_scale``: ``g`` trains at this times the learning rate in both stages
     (:meth:`Method.param_groups`). ``teacher_gate``: after each validation, KD and CKA are switched off while the
     teacher branch classifies the validation split worse than the student (``info["gated_terms"]``, read by the
-    bundles' :class:`monai_rd.handlers.DistillationGate`)."""
+    bundles' :class:`monai_rd.handlers.DistillationGate`); ``teacher_gate_margin`` is its ``margin``
+    (``info["gate_margin"]``)."""
     weights = _ablate(loss_weights, use_kd, use_cka)
     if teacher_gate and ctx.multi_label:
         raise ValueError("teacher_gate compares single-label accuracies; leave it off for multi-label bundles.")
+    if teacher_gate_margin != 0.0 and not teacher_gate:
+        raise ValueError("teacher_gate_margin sets the distillation gate's margin; it needs teacher_gate=True.")
     if teacher_gate and not co_training:
         raise ValueError("teacher_gate gates the co-trained teacher branch; it has no meaning with co_training=False.")
     if not co_training:
@@ -373,7 +379,8 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
                         "teacher_warmup": bool(teacher_warmup),
                         "reprogrammer_lr_scale": float(reprogrammer_lr_scale),
                         "reprogrammer_budget": reprogrammer_budget,
-                        "gated_terms": ("kd", "cka") if teacher_gate else ()})  # fmt: skip
+                        "gated_terms": ("kd", "cka") if teacher_gate else (),
+                        "gate_margin": float(teacher_gate_margin)})  # fmt: skip
 
 
 def _ablate(loss_weights, use_kd: bool, use_cka: bool) -> dict:

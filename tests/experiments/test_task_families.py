@@ -132,7 +132,7 @@ def test_score_correlations_equal_spearman_by_hand_over_per_task_mean_gains(tmp_
     scores[names[1]]["probe_accuracy"] = scores[names[2]]["probe_accuracy"]  # a tie
     rows = tf.score_correlations(_records(acc), scores, n_resamples=200)
     rd_settings = [m for m in tf.SETTINGS if tf.SETTINGS[m]["method"] == "rd"]
-    assert len(rd_settings) == 3 and len(rows) == len(rd_settings) * 2 * len(tf.SCORES)
+    assert len(rd_settings) == 4 and len(rows) == len(rd_settings) * 2 * len(tf.SCORES)
     for r in rows:
         common = names[:7]  # the task without a score is left out
         gain = [

@@ -2,6 +2,7 @@
 split at least as well as the student; accuracies checked against counts by hand, on real ignite engines."""
 
 import io
+import os
 
 import pytest
 import torch
@@ -140,3 +141,31 @@ def test_the_rd_method_gates_kd_and_cka_only_when_asked_and_refuses_what_it_cann
         build(teacher_gate=True, multi_label=True)
     with pytest.raises(ValueError, match="co_training=False"):
         build(teacher_gate=True, co_training=False)
+    assert build(teacher_gate=True).info["gate_margin"] == 0.0
+    assert build(teacher_gate=True, teacher_gate_margin=-0.01).info["gate_margin"] == -0.01
+    with pytest.raises(ValueError, match="needs teacher_gate=True"):
+        build(teacher_gate_margin=-0.01)
+    with pytest.raises(ValueError, match=r"teacher_gate_margin is a difference of accuracies, in \(-1, 1\), got 2"):
+        build(teacher_gate=True, teacher_gate_margin=2)
+
+
+def test_the_bundle_builds_the_gate_with_the_methods_terms_and_margin(busi_dir, tmp_path):
+    """The bundles' ``distillation_gate`` reads the gated terms and the margin from the method (no second place to
+    set them): off by default, on with ``teacher_gate``, ties closing it with a negative ``teacher_gate_margin``."""
+    from monai.bundle import ConfigParser
+
+    from monai_rd.bundle import bundle_root
+
+    def gate(**options):
+        parser = ConfigParser()
+        parser.read_config(os.path.join(bundle_root("rd_busi"), "configs", "train.json"))
+        for key, value in dict(dataset_dir=busi_dir, output_dir=str(tmp_path / "out"), teacher="torchvision:resnet18",
+                               teacher_weights="random", student="resnet18", image_size=32,
+                               method_options=options).items():  # fmt: skip
+            parser[key] = value
+        return parser.get_parsed_content("distillation_gate")
+
+    assert not gate().active
+    default = gate(teacher_gate=True)
+    assert default.terms == ("kd", "cka") and default.margin == 0.0
+    assert gate(teacher_gate=True, teacher_gate_margin=-0.01).margin == -0.01
