@@ -22,6 +22,7 @@ from monai_rd.handlers.resume import (
     BestMetricState,
     CKAMemoryState,
     EpochSeed,
+    NetworkState,
     RNGState,
     latest_checkpoint,
     resume_checkpoint,

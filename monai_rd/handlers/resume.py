@@ -10,7 +10,8 @@ What makes that hold:
   the same folder and renamed over the target (MONAI's own saver writes in place, ``atomic=False``), so a kill
   during a write leaves at worst a stray ``tmp*`` file, which :func:`latest_checkpoint` never returns.
 - :func:`resume_objects` collects what the checkpoint holds: the trainer's engine state (epoch, iteration),
-  the networks, the optimizer, an LR scheduler and AMP grad scaler when present, the RNG states
+  the networks (:class:`NetworkState`: without a frozen teacher's weights, which training never changes; their
+  SHA-256 instead, checked on resume), the optimizer, an LR scheduler and AMP grad scaler when present, the RNG states
   (:class:`RNGState`) and the validation's best metric (:class:`BestMetricState`). The RD loss weights need no
   entry: :class:`~monai_rd.handlers.LossWeightSchedule` derives them from the engine's iteration alone.
 - :class:`EpochSeed` reseeds the global RNGs and the training transforms right before the first batch of each
@@ -20,6 +21,7 @@ What makes that hold:
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import random
@@ -43,6 +45,7 @@ __all__ = [
     "BestMetricState",
     "CKAMemoryState",
     "EpochSeed",
+    "NetworkState",
     "RNGState",
     "latest_checkpoint",
     "resume_objects",
@@ -267,6 +270,81 @@ def _method_network(network: torch.nn.Module) -> torch.nn.Module:
     return inner.network if isinstance(inner, TrainableParts) else network
 
 
+class NetworkState:
+    """The method's network as a resume checkpoint holds it: every entry but a frozen teacher's, and their SHA-256.
+
+    A frozen teacher (a :class:`monai_rd.networks.FrozenTeacher` none of whose parameters train; it stays in eval
+    mode, so its BatchNorm statistics never move either) is the same at every epoch, and it is most of an RD
+    checkpoint (a ResNet-50 teacher is 94 MB of fp32 weights), written once an epoch. The checkpoint keeps the
+    digest of those entries instead, and loading checks it against the network being resumed: a resume under
+    another teacher (other weights, another architecture) is refused with what to do, never trained on silently.
+    Checkpoints that hold the whole network (written before this class) load as they are.
+
+    State: ``{"state": {name: tensor} without the frozen entries, "frozen_sha256": hex digest, "frozen_entries":
+    count}``.
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network = network
+        self._digest: str | None = None  # frozen entries never change: hashed once per process
+
+    def _frozen_prefixes(self) -> tuple[str, ...]:
+        from monai_rd.networks import FrozenTeacher
+
+        prefixes: list[str] = []
+        for name, module in self.network.named_modules():
+            if not isinstance(module, FrozenTeacher) or any(p.requires_grad for p in module.parameters()):
+                continue
+            if name and not any(name.startswith(p) for p in prefixes):
+                prefixes.append(name + ".")
+        return tuple(prefixes)
+
+    def _split(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        prefixes = self._frozen_prefixes()
+        full = self.network.state_dict()
+        frozen = {k: v for k, v in full.items() if k.startswith(prefixes)} if prefixes else {}
+        return {k: v for k, v in full.items() if k not in frozen}, frozen
+
+    @staticmethod
+    def _sha256(frozen: dict[str, torch.Tensor]) -> str:
+        h = hashlib.sha256()
+        for key in sorted(frozen):
+            t = frozen[key].detach().cpu().contiguous()
+            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def state_dict(self) -> dict[str, Any]:
+        trained, frozen = self._split()
+        if self._digest is None:
+            self._digest = self._sha256(frozen)
+        return {"state": trained, "frozen_sha256": self._digest, "frozen_entries": len(frozen)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "frozen_sha256" not in state:  # a checkpoint with the whole network
+            self.network.load_state_dict(state, strict=True)
+            return
+        trained, frozen = self._split()
+        digest = self._sha256(frozen)
+        if digest != state["frozen_sha256"] or len(frozen) != state["frozen_entries"]:
+            raise RuntimeError(
+                f"The resume checkpoint was written with another frozen teacher ({state['frozen_entries']} entries, "
+                f"sha256 {state['frozen_sha256'][:12]}...) than this run builds ({len(frozen)} entries, sha256 "
+                f"{digest[:12]}...). Resume with the teacher and teacher_weights of the interrupted run, or start "
+                "again without --resume in a new output_dir."
+            )
+        missing = sorted(set(trained) - set(state["state"]))
+        unexpected = sorted(set(state["state"]) - set(trained))
+        if missing or unexpected:
+            raise RuntimeError(
+                f"The resume checkpoint does not fit this network: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]} ({len(missing)} and {len(unexpected)} in all). Resume with the settings of the "
+                "interrupted run (method, student, method_options), or start again in a new output_dir."
+            )
+        self.network.load_state_dict({**frozen, **state["state"]}, strict=True)
+        self._digest = digest
+
+
 def resume_objects(
     trainer: Engine,
     network: torch.nn.Module,
@@ -278,14 +356,15 @@ def resume_objects(
 ) -> dict[str, Any]:
     """Everything a resume checkpoint holds, as a ``save_dict`` / ``load_dict`` for MONAI's checkpoint handlers.
 
-    Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (the method's network, also under DDP:
-    the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the
+    Keys: ``trainer`` (ignite engine state: epoch, iteration), ``network`` (:class:`NetworkState` of the method's
+    network, also under DDP: the same keys in both modes), ``optimizer``, ``lr_scheduler`` (when given), ``loss`` (when it has state: the
     regressors, projectors, memory banks of feature-distillation losses train with the network), ``cka_memory``
     (:class:`CKAMemoryState`, when RD's loss keeps recent features for CKA), ``distillation_gate`` (an active
     :class:`monai_rd.handlers.DistillationGate`: open or closed, and its history), ``scaler`` (the
     trainer's AMP ``GradScaler``, when it has one), ``rng`` (:class:`RNGState`) and ``best`` (:class:`BestMetricState`).
     """
-    objects: dict[str, Any] = {"trainer": trainer, "network": _method_network(network), "optimizer": optimizer}
+    objects: dict[str, Any] = {"trainer": trainer, "network": NetworkState(_method_network(network)),
+                               "optimizer": optimizer}  # fmt: skip
     if loss is not None and loss.state_dict():
         objects["loss"] = loss
     if getattr(loss, "cka_memory", 0):

@@ -14,6 +14,7 @@ from monai_rd.handlers import (
     AtomicCheckpointSaver,
     BestMetricState,
     EpochSeed,
+    NetworkState,
     RNGState,
     latest_checkpoint,
     resume_checkpoint,
@@ -190,9 +191,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(busi_dir, tmp_p
     )
     assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == 3 * per_epoch
     assert b["trainer"]["epoch_length"] == per_epoch
-    assert a["network"].keys() == b["network"].keys()
-    for k in a["network"]:
-        assert torch.equal(a["network"][k], b["network"][k]), k
+    assert a["network"]["frozen_sha256"] == b["network"]["frozen_sha256"]
+    assert a["network"]["frozen_entries"] > 0  # rd, hint and kd each hold a frozen ResNet-18 teacher
+    assert a["network"]["state"].keys() == b["network"]["state"].keys()
+    for k in a["network"]["state"]:
+        assert torch.equal(a["network"]["state"][k], b["network"]["state"][k]), k
     assert ("loss" in a) == (method == "hint") and a.get("loss", {}).keys() == b.get("loss", {}).keys()
     for k in a.get("loss", {}):
         assert torch.equal(a["loss"][k], b["loss"][k]), k
@@ -257,8 +260,8 @@ def test_resume_checkpoint_has_the_same_keys_under_ddp_and_alone(tmp_path):
         under_ddp = resume_objects(Engine(lambda e, b: None), ddp, opt, loss=method.loss)
     finally:
         dist.destroy_process_group()
-    assert under_ddp["network"] is method.network and under_ddp["loss"] is method.loss
-    assert under_ddp["network"].state_dict().keys() == alone["network"].state_dict().keys()
+    assert under_ddp["network"].network is method.network and under_ddp["loss"] is method.loss
+    assert under_ddp["network"].state_dict()["state"].keys() == alone["network"].state_dict()["state"].keys()
 
 
 def test_cka_memory_resumes_through_a_weights_only_checkpoint(tmp_path):
@@ -296,3 +299,54 @@ def test_cka_memory_resumes_through_a_weights_only_checkpoint(tmp_path):
     expected = step(running, batches[2])
     assert step(resumed, batches[2]) == pytest.approx(expected, abs=1e-7)
     assert step(fresh, batches[2]) != pytest.approx(expected, abs=1e-3)
+
+
+def _rd(teacher_seed: int = 0):
+    from monai_rd.methods import build_method
+    from monai_rd.networks import StudentClassifier, build_teacher
+
+    torch.manual_seed(teacher_seed)
+    teacher = build_teacher("torchvision:resnet18", "random")
+    return build_method("rd", teacher, StudentClassifier("resnet18", 3, init_seed=0), 3, image_size=32, num_data=8,
+                        batch_size=2).network  # fmt: skip
+
+
+def test_network_state_leaves_the_frozen_teacher_out_and_checks_it_on_resume(tmp_path):
+    """The resume checkpoint holds every trained entry and the frozen teacher's digest, not its weights; it loads
+    (``weights_only=True``) into a network built with the same teacher, and is refused, with what to do, under
+    another one."""
+    network = _rd()
+    with torch.no_grad():
+        for p in network.student.parameters():
+            p.add_(0.5)  # "trained" weights, unlike a fresh build's
+    full = network.state_dict()
+    teacher_keys = {k for k in full if k.startswith("teacher.")}
+    assert teacher_keys and all(not p.requires_grad for p in network.teacher.parameters())
+    path = tmp_path / "resume.pt"
+    torch.save({"network": NetworkState(network).state_dict()}, path)
+    saved = torch.load(path, weights_only=True)["network"]
+    assert set(saved["state"]) == set(full) - teacher_keys and saved["frozen_entries"] == len(teacher_keys)
+    all_bytes = sum(v.numel() * v.element_size() for v in full.values())
+    kept_bytes = sum(v.numel() * v.element_size() for v in saved["state"].values())
+    assert kept_bytes < 0.6 * all_bytes  # the ResNet-18 teacher is about half of this RD network
+
+    fresh = _rd()  # the same teacher, a student not yet trained
+    NetworkState(fresh).load_state_dict(saved)
+    assert all(torch.equal(fresh.state_dict()[k], full[k]) for k in full)
+    with pytest.raises(RuntimeError, match="another frozen teacher.*teacher_weights of the interrupted run"):
+        NetworkState(_rd(teacher_seed=1)).load_state_dict(saved)
+    saved_without = dict(saved, state={k: v for k, v in saved["state"].items() if not k.startswith("student.head")})
+    with pytest.raises(RuntimeError, match=r"missing \['student.head.bias', 'student.head.weight'\]"):
+        NetworkState(_rd()).load_state_dict(saved_without)
+    # a checkpoint written with the whole network (before NetworkState) still resumes
+    old = _rd()
+    NetworkState(old).load_state_dict(full)
+    assert all(torch.equal(old.state_dict()[k], full[k]) for k in full)
+
+
+def test_network_state_keeps_a_teacher_with_any_trainable_parameter():
+    """A teacher that trains anything (LoRA adapters, a fine-tuned layer) is not frozen: all of it is kept."""
+    network = _rd()
+    next(network.teacher.parameters()).requires_grad_(True)
+    state = NetworkState(network).state_dict()
+    assert state["frozen_entries"] == 0 and set(state["state"]) == set(network.state_dict())
