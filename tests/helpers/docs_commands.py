@@ -290,6 +290,7 @@ MANIFEST = [
         for split, settings, workdir in (
             ("tune", "student rd rd_gate", "families_tune"),
             ("held_out", "rd_gate", "families"),
+            ("held_out", "student rd rd_gate", "families_paired"),
         )
         for k in (0, 1)
     ),  # fmt: skip
