@@ -291,6 +291,7 @@ MANIFEST = [
             ("tune", "student rd rd_gate", "families_tune"),
             ("held_out", "rd_gate", "families"),
             ("held_out", "student rd rd_gate", "families_paired"),
+            ("tune", "student rd_gate_strict", "families_tune_paired"),
         )
         for k in (0, 1)
     ),  # fmt: skip
