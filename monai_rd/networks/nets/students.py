@@ -87,12 +87,10 @@ class StudentClassifier(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        if init_seed is None:
-            self._build(backbone, num_classes, weights, spatial_dims, in_channels)
-        else:
-            with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[], enabled=init_seed is not None):
+            if init_seed is not None:
                 torch.manual_seed(int(init_seed))
-                self._build(backbone, num_classes, weights, spatial_dims, in_channels)
+            self._build(backbone, num_classes, weights, spatial_dims, in_channels)
         if mean is None or std is None:
             mean, std = (IMAGENET_MEAN, IMAGENET_STD) if spatial_dims == 2 else ((0.0,), (1.0,))
         self.spatial_dims = spatial_dims
