@@ -214,9 +214,11 @@ def run_one(
     image_size: int = 32,
     batch_size: int = 4,
     max_epochs: int | None = None,
-) -> float:
-    """Train ``setting`` on ``task`` with the ``rd_clinical`` bundle in this process; returns the held-out accuracy
-    (in ``[0, 1]``) of the checkpoint the bundle selected on its validation split. ``output_dir`` is removed after."""
+) -> dict[str, Any]:
+    """Train ``setting`` on ``task`` with the ``rd_clinical`` bundle in this process. Returns ``"accuracy"``, the
+    held-out accuracy (in ``[0, 1]``) of the checkpoint the bundle selected on its validation split, and ``"gate"``,
+    the distillation gate's decision after each validation (``[epoch, teacher branch accuracy, student accuracy,
+    open]``; ``None`` for a setting without the gate). ``output_dir`` is removed after."""
     from monai.bundle import ConfigParser
 
     from monai_rd.experiments.demo import score_heldout
@@ -250,9 +252,11 @@ def run_one(
         parser.get_parsed_content("initialize", lazy=True)
         parser.get_parsed_content("run", lazy=True)
         model = os.path.join(output_dir, "model.pt")
-        return score_heldout(BUNDLE, heldout, model, STUDENT, image_size, os.path.join(output_dir, "heldout.json"))[
-            "accuracy"
-        ]
+        scored = score_heldout(BUNDLE, heldout, model, STUDENT, image_size, os.path.join(output_dir, "heldout.json"))
+        gate = parser.get_parsed_content("distillation_gate")
+        history = [[h["epoch"], round(h["teacher_accuracy"], 4), round(h["student_accuracy"], 4), h["open"]]
+                   for h in gate.history]  # fmt: skip
+        return {"accuracy": scored["accuracy"], "gate": history if gate.active else None}
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
 
@@ -324,12 +328,14 @@ def run_benchmark(
             teachers[level] = task_teacher(workdir, level, source_images, image_size, log=log)
         data = write_task(task, os.path.join(workdir, "data", task.name), image_size, test_per_class)
         t0 = time.time()
-        acc = run_one(task, setting, seed, data, teachers[level]["weights"], os.path.join(workdir, "run", str(k)),
-                      image_size=image_size, batch_size=batch_size, max_epochs=max_epochs)  # fmt: skip
+        result = run_one(task, setting, seed, data, teachers[level]["weights"], os.path.join(workdir, "run", str(k)),
+                         image_size=image_size, batch_size=batch_size, max_epochs=max_epochs)  # fmt: skip
+        acc = result["accuracy"]
         mine[_key(task, setting, seed)] = {
             "task": task.name, "family": task.family.name, "split": task.family.split, "setting": setting,
             "seed": seed, "accuracy": acc, "seconds": round(time.time() - t0, 1),
             "teacher_source_accuracy": teachers[level]["source_accuracy"],
+            **({"gate": result["gate"]} if result["gate"] is not None else {}),
         }  # fmt: skip
         atomic_write_json(state_file, mine)
         left = (time.time() - start) / i * (len(todo) - i)

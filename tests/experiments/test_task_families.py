@@ -177,6 +177,10 @@ def test_task_families_command_runs_the_bundle_scores_held_out_images_and_resume
     with open(tmp_path / "state.json") as f:
         state = json.load(f)
     assert sorted(r["setting"] for r in state.values()) == ["rd_gate", "student"]
+    gated = next(r for r in state.values() if r["setting"] == "rd_gate")
+    ((epoch, teacher_acc, student_acc, is_open),) = gated["gate"]  # one validation, recorded with the run
+    assert epoch == 1 and is_open == (teacher_acc >= student_acc)
+    assert "gate" not in next(r for r in state.values() if r["setting"] == "student")
     for r in state.values():
         assert r["family"] == family and 0.0 <= r["accuracy"] <= 1.0
         assert r["accuracy"] * 12 == pytest.approx(round(r["accuracy"] * 12))  # scored on the 12 held-out images
