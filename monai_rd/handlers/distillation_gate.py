@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_rd.handlers.utils import probs_and_class_indices
+from monai_rd.handlers.utils import check_loss_terms, probs_and_class_indices, weighted_loss
 from monai_rd.utils.enums import RDKeys
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -65,15 +65,10 @@ class DistillationGate:
         self.evaluator.add_event_handler(Events.ITERATION_COMPLETED, self._count)
         self.evaluator.add_event_handler(Events.EPOCH_COMPLETED, self._decide, engine)
 
-    def _loss(self, engine: Engine):
-        return self.loss_function if self.loss_function is not None else engine.loss_function
-
     def _check_terms(self, engine: Engine) -> None:
-        weights = self._loss(engine).weights
-        unknown = sorted(set(self.terms) - set(weights))
-        if unknown:
-            raise KeyError(f"DistillationGate: unknown loss terms {unknown}; the loss has {sorted(weights)}.")
-        if getattr(self._loss(engine), "multi_label", False):
+        loss = weighted_loss(engine, self.loss_function)
+        check_loss_terms("DistillationGate", loss, self.terms)
+        if getattr(loss, "multi_label", False):
             raise ValueError(
                 "DistillationGate compares single-label accuracies; this loss is multi-label. Leave the gate off "
                 "(method_options teacher_gate=False) for multi-label bundles."
@@ -119,7 +114,7 @@ class DistillationGate:
 
     def _apply(self, engine: Engine) -> None:
         if not self.is_open:
-            weights = self._loss(engine).weights
+            weights = weighted_loss(engine, self.loss_function).weights
             for term in self.terms:
                 weights[term] = 0.0
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_rd.handlers.utils import check_loss_terms, weighted_loss
 from monai_rd.losses.rd import DEFAULT_RD_SCHEDULE, rd_schedule
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -109,14 +110,8 @@ class LossWeightSchedule:
         engine.add_event_handler(Events.STARTED, self._check_terms)
         engine.add_event_handler(Events.ITERATION_STARTED, self)
 
-    def _loss(self, engine: Engine):
-        return self.loss_function if self.loss_function is not None else engine.loss_function
-
     def _check_terms(self, engine: Engine) -> None:
-        weights = self._loss(engine).weights
-        unknown = sorted(set(self.schedules) - set(weights))
-        if unknown:
-            raise KeyError(f"LossWeightSchedule: unknown loss terms {unknown}; the loss has {sorted(weights)}.")
+        check_loss_terms("LossWeightSchedule", weighted_loss(engine, self.loss_function), self.schedules)
 
     def progress(self, engine: Engine) -> float:
         """Training progress in ``[0, 1]`` of the current step."""
@@ -128,6 +123,6 @@ class LossWeightSchedule:
 
     def __call__(self, engine: Engine) -> None:
         p = self.progress(engine)
-        weights = self._loss(engine).weights
+        weights = weighted_loss(engine, self.loss_function).weights
         for name, schedule in self.schedules.items():
             weights[name] = schedule(p)

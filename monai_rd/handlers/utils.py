@@ -9,7 +9,19 @@ from monai.utils import CommonKeys as Keys
 
 from monai_rd.utils import RDKeys
 
-__all__ = ["rd_loss_terms", "probs_and_class_indices"]
+__all__ = ["rd_loss_terms", "probs_and_class_indices", "weighted_loss", "check_loss_terms"]
+
+
+def weighted_loss(engine, loss_function=None):
+    """The loss whose ``weights`` a handler sets: ``loss_function``, or the engine's own when it is None."""
+    return loss_function if loss_function is not None else engine.loss_function
+
+
+def check_loss_terms(owner: str, loss, terms) -> None:
+    """Raise a ``KeyError`` naming ``owner`` when ``terms`` holds a name that ``loss.weights`` does not have."""
+    unknown = sorted(set(terms) - set(loss.weights))
+    if unknown:
+        raise KeyError(f"{owner}: unknown loss terms {unknown}; the loss has {sorted(loss.weights)}.")
 
 
 def _first(output: Mapping | Sequence[Mapping]) -> Mapping:

@@ -45,7 +45,7 @@ def test_schedule_errors():
     engine = Engine(lambda e, b: None)
     engine.loss_function = RDLoss()
     LossWeightSchedule({"typo": 1.0}).attach(engine)
-    with pytest.raises(KeyError, match="typo"):
+    with pytest.raises(KeyError, match=r"LossWeightSchedule: unknown loss terms \['typo'\]"):
         engine.run([0], max_epochs=1)
 
 
