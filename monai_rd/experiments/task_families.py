@@ -47,6 +47,8 @@ __all__ = [
     "write_task",
     "task_teacher",
     "run_one",
+    "gate_pattern",
+    "gate_summary",
     "run_benchmark",
     "read_states",
     "summarise",
@@ -401,6 +403,43 @@ def summarise(records: dict[str, dict], seed: int = 0) -> list[dict]:
     return rows
 
 
+#: how a gated run's gate behaved over its validations (:func:`gate_summary`)
+GATE_PATTERNS: tuple[str, ...] = ("always open", "open and closed", "never open")
+
+
+def gate_pattern(history: Sequence[Sequence]) -> str:
+    """``"always open"``, ``"never open"`` or ``"open and closed"``: the gate's decision after every validation of one
+    run (``[epoch, teacher accuracy, student accuracy, open]`` each, as :func:`run_one` records them)."""
+    opened = [bool(h[3]) for h in history]
+    if not opened:
+        raise ValueError("a gated run with no validation recorded has no gate pattern.")
+    return "always open" if all(opened) else "never open" if not any(opened) else "open and closed"
+
+
+def gate_summary(records: dict[str, dict]) -> list[dict]:
+    """For each setting whose runs recorded the distillation gate, and each :data:`GATE_PATTERNS`: the runs whose gate
+    behaved so, with their paired differences against the student alone (points): ``n``, mean, losses and wins by
+    more than 5 points, and the mean share of validations at which the gate was open."""
+    student = {(r["task"], r["seed"]): r["accuracy"] for r in records.values() if r["setting"] == "student"}
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in records.values():
+        if "gate" not in r or (r["task"], r["seed"]) not in student:
+            continue
+        d = 100.0 * (r["accuracy"] - student[(r["task"], r["seed"])])
+        share = float(np.mean([bool(h[3]) for h in r["gate"]]))
+        groups.setdefault((r["setting"], gate_pattern(r["gate"])), []).append((d, share))
+    rows = []
+    for setting in [s for s in SETTINGS if any(k[0] == s for k in groups)]:
+        for pattern in GATE_PATTERNS:
+            if (setting, pattern) not in groups:
+                continue
+            d, share = (np.array(v, dtype=np.float64) for v in zip(*groups[(setting, pattern)]))
+            rows.append({"setting": setting, "pattern": pattern, "n": int(d.size), "mean": float(d.mean()),
+                         "losses_over_5": int((d < -5).sum()), "wins_over_5": int((d > 5).sum()),
+                         "open_share": float(share.mean())})  # fmt: skip
+    return rows
+
+
 def task_by_name(name: str) -> Task:
     """The task called ``name`` (``<family>-t<index>``), as :attr:`Task.name` spells it."""
     family, sep, index = name.rpartition("-t")
@@ -454,7 +493,8 @@ def write_report(
     records: dict[str, dict], workdir: str, scores: dict[str, dict[str, float]] | None = None
 ) -> dict[str, str]:
     """``runs.csv`` (one row per run), ``summary.md`` (the :func:`summarise` table, the mean difference per family
-    and, with ``scores``, the :func:`score_correlations` table) and ``families.png`` (RD minus the student alone per
+    the :func:`gate_summary` table when gated runs recorded their gate, and, with ``scores``, the
+    :func:`score_correlations` table) and ``families.png`` (RD minus the student alone per
     family, each setting); returns their paths."""
     import csv
 
@@ -513,6 +553,14 @@ def write_report(
                     v = [g for t, g in gains[c].items() if getattr(family_of[t], axis) == value]
                     cells.append(f"{np.mean(v):+.1f} ({len(v)})" if v else "not run")
                 lines.append(f"| {axis} | {value} | " + " | ".join(cells) + " |")
+    gate_rows = gate_summary(records)
+    if gate_rows:
+        lines += ["", "The distillation gate over each gated run's validations, against the student alone (points):", "",
+                  "| setting | gate | runs | mean | losses > 5 | wins > 5 | validations open |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in gate_rows:
+            lines.append(f"| {r['setting']} | {r['pattern']} | {r['n']} | {r['mean']:+.1f} | {r['losses_over_5']} "
+                         f"| {r['wins_over_5']} | {100 * r['open_share']:.0f} % |")  # fmt: skip
     if scores:
         lines += ["", "Spearman rank correlation over tasks between the task's teacher score (`monai-rd rank-teachers` "
                   "on its training split) and RD's gain (mean over seeds).", "",

@@ -109,6 +109,30 @@ def test_summary_equals_numpy_by_hand(tmp_path):
     assert os.path.getsize(paths["png"]) > 1000
 
 
+def test_gate_summary_groups_gated_runs_by_what_their_gate_did(tmp_path):
+    acc = {("clear-n8-weak-e15-t0", "student", 0): 0.50, ("clear-n8-weak-e15-t0", "rd_gate", 0): 0.40, ("clear-n8-weak-e15-t1", "student", 0): 0.50,
+           ("clear-n8-weak-e15-t1", "rd_gate", 0): 0.60, ("clear-n8-weak-e15-t2", "student", 0): 0.50, ("clear-n8-weak-e15-t2", "rd_gate", 0): 0.52,
+           ("clear-n8-weak-e15-t3", "rd_gate", 0): 0.9}  # fmt: skip
+    records = _records(acc)
+    opened = {
+        "clear-n8-weak-e15-t0": [True, True],
+        "clear-n8-weak-e15-t1": [False, False, False],
+        "clear-n8-weak-e15-t2": [True, False, True, True],
+        "clear-n8-weak-e15-t3": [True],
+    }
+    for t, flags in opened.items():
+        records[f"{t}/rd_gate/seed0"]["gate"] = [[e + 1, 0.5, 0.5, f] for e, f in enumerate(flags)]
+    rows = {r["pattern"]: r for r in tf.gate_summary(records)}  # t3 has no student run: left out
+    assert rows["always open"] == {"setting": "rd_gate", "pattern": "always open", "n": 1, "mean": pytest.approx(-10),
+                                   "losses_over_5": 1, "wins_over_5": 0, "open_share": 1.0}  # fmt: skip
+    assert (rows["never open"]["mean"], rows["never open"]["wins_over_5"]) == (pytest.approx(10), 1)
+    assert rows["open and closed"]["open_share"] == 0.75 and rows["open and closed"]["mean"] == pytest.approx(2)
+    with open(tf.write_report(records, str(tmp_path))["md"]) as f:
+        assert "| rd_gate | open and closed | 1 | +2.0 | 0 | 0 | 75 % |" in f.read()
+    with pytest.raises(ValueError, match="no validation"):
+        tf.gate_pattern([])
+
+
 def _spearman_by_hand(x, y):
     def ranks(v):  # average ranks of ties, 1-based
         v = np.asarray(v, dtype=np.float64)
