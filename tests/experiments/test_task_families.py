@@ -110,18 +110,14 @@ def test_summary_equals_numpy_by_hand(tmp_path):
 
 
 def test_gate_summary_groups_gated_runs_by_what_their_gate_did(tmp_path):
-    acc = {("clear-n8-weak-e15-t0", "student", 0): 0.50, ("clear-n8-weak-e15-t0", "rd_gate", 0): 0.40, ("clear-n8-weak-e15-t1", "student", 0): 0.50,
-           ("clear-n8-weak-e15-t1", "rd_gate", 0): 0.60, ("clear-n8-weak-e15-t2", "student", 0): 0.50, ("clear-n8-weak-e15-t2", "rd_gate", 0): 0.52,
-           ("clear-n8-weak-e15-t3", "rd_gate", 0): 0.9}  # fmt: skip
+    t = [f"clear-n8-weak-e15-t{i}" for i in range(4)]
+    acc = {(t[0], "student", 0): 0.50, (t[0], "rd_gate", 0): 0.40, (t[1], "student", 0): 0.50,
+           (t[1], "rd_gate", 0): 0.60, (t[2], "student", 0): 0.50, (t[2], "rd_gate", 0): 0.52,
+           (t[3], "rd_gate", 0): 0.9}  # fmt: skip
     records = _records(acc)
-    opened = {
-        "clear-n8-weak-e15-t0": [True, True],
-        "clear-n8-weak-e15-t1": [False, False, False],
-        "clear-n8-weak-e15-t2": [True, False, True, True],
-        "clear-n8-weak-e15-t3": [True],
-    }
-    for t, flags in opened.items():
-        records[f"{t}/rd_gate/seed0"]["gate"] = [[e + 1, 0.5, 0.5, f] for e, f in enumerate(flags)]
+    opened = {t[0]: [True, True], t[1]: [False, False, False], t[2]: [True, False, True, True], t[3]: [True]}
+    for task, flags in opened.items():
+        records[f"{task}/rd_gate/seed0"]["gate"] = [[e + 1, 0.5, 0.5, f] for e, f in enumerate(flags)]
     rows = {r["pattern"]: r for r in tf.gate_summary(records)}  # t3 has no student run: left out
     assert rows["always open"] == {"setting": "rd_gate", "pattern": "always open", "n": 1, "mean": pytest.approx(-10),
                                    "losses_over_5": 1, "wins_over_5": 0, "open_share": 1.0}  # fmt: skip
