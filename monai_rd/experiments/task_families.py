@@ -521,6 +521,14 @@ def write_report(
             f"| {r['setting']} | {r['baseline']} | {r['n']} | {r['mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] "
             f"| {r['worst']:+.1f} | {100 * r['share_losing_over_2']:.0f} % | {r['losses_over_5']} | {r['wins_over_5']} |"
         )
+    seeds = sorted({r["seed"] for r in records.values()})
+    if len(seeds) > 1:  # the pooled rows above, seed by seed: one seed's start is common to all its tasks
+        lines += ["", "Per seed:", "", "| setting | vs | seed | n | mean [95 % CI] | losses > 5 | wins > 5 |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for seed in seeds:
+            for r in summarise({k: v for k, v in records.items() if v["seed"] == seed}):
+                lines.append(f"| {r['setting']} | {r['baseline']} | {seed} | {r['n']} | {r['mean']:+.1f} "
+                             f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}] | {r['losses_over_5']} | {r['wins_over_5']} |")  # fmt: skip
     ran = {r["setting"] for r in records.values()}
     rd_settings = _rd_settings(records)
     per_family: dict[str, dict[str, float]] = {}

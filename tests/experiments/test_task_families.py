@@ -106,6 +106,10 @@ def test_summary_equals_numpy_by_hand(tmp_path):
     clear = np.mean([100 * (acc[("clear-n8-weak-e15-t0", "rd", s)] - acc[("clear-n8-weak-e15-t0", "student", s)])
                      for s in (0, 1, 2)])  # fmt: skip
     assert f"| separability | clear | {clear:+.1f} (1) |" in text  # the axis table: per-task means over seeds
+    seed1 = [
+        100 * (acc[(t, "rd", 1)] - acc[(t, "student", 1)]) for t in ("clear-n8-weak-e15-t0", "mid-n20-weak-e30-t1")
+    ]
+    assert f"| rd | student | 1 | 2 | {np.mean(seed1):+.1f} [" in text  # the per-seed table
     assert os.path.getsize(paths["png"]) > 1000
 
 
