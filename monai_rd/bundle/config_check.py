@@ -54,6 +54,7 @@ def _real(lo: float, hi: float | None = None, lo_open: bool = False) -> tuple[Ca
 
 
 _BOOL = (lambda v: isinstance(v, bool), "true or false")
+_BOOL_OR_AUTO = (lambda v: isinstance(v, bool) or v == "auto", "true, false or 'auto'")
 _STR = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 #: parameter -> (predicate, what is expected); only the keys present in a bundle's ``run_params`` are checked
@@ -71,6 +72,7 @@ PARAM_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detach_teacher": _BOOL,
     "teacher_trains_head": _BOOL,
     "teacher_warmup": _BOOL,
+    "teacher_gate": _BOOL_OR_AUTO,
     "reprogrammer_lr_scale": _real(0.0, lo_open=True),
     "resume": _BOOL,
     "amp": _BOOL,
@@ -94,6 +96,14 @@ def check_run_params(params: Mapping[str, Any], checks: Mapping | None = None) -
         for k in params
         if k in checks and not checks[k][0](params[k])
     ]
+    options = params.get("method_options")
+    if isinstance(options, Mapping):
+        from monai_rd.methods import METHODS
+
+        own = sorted(set(options) & METHODS.bundle_args())
+        if own:
+            bad.append(f"  'method_options' = {options!r}: {own} are bundle ids of their own, not method options; "
+                       f"set them as {' '.join(f'--{k} VALUE' for k in own)}")  # fmt: skip
     if bad:
         raise ConfigError(
             "invalid bundle parameter(s):\n" + "\n".join(bad) + "\nFix the value in the config or on the command line."
@@ -222,9 +232,9 @@ def parse_bool(value: Any) -> Any:
 
 
 def bool_ids(checks: Mapping | None = None) -> list[str]:
-    """The ids whose value must be a boolean, from :data:`PARAM_CHECKS`."""
+    """The ids whose value must be a boolean (or ``"auto"``), from :data:`PARAM_CHECKS`."""
     checks = PARAM_CHECKS if checks is None else checks
-    return [k for k, (pred, _) in checks.items() if pred is _BOOL[0]]
+    return [k for k, (pred, _) in checks.items() if pred in (_BOOL[0], _BOOL_OR_AUTO[0])]
 
 
 def _active_parser() -> Any:

@@ -34,7 +34,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 #: the ids of a train config that say how a model was trained, in the order the card lists them
 RECIPE_IDS = (
     "method", "method_options", "teacher", "teacher_weights", "teacher_weights_source", "teacher_weights_sha256",
-    "student", "image_size", "loss_schedule", "loss_weights", "teacher_trains_head", "teacher_warmup",
+    "student", "image_size", "loss_schedule", "loss_weights", "teacher_trains_head", "teacher_warmup", "teacher_gate",
     "reprogrammer_budget", "reprogrammer_blocks", "detach_teacher", "temperature", "learning_rate", "weight_decay",
     "batch_size", "max_epochs", "split_protocol", "val_fraction", "test_fraction", "folds", "fold", "seed",
 )  # fmt: skip

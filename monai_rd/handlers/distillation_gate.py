@@ -17,7 +17,12 @@ idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version,
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["DistillationGate"]
+__all__ = ["DistillationGate", "TEACHER_BRANCH_METRIC", "GATE_OPEN_METRIC"]
+
+#: the trainer metrics the gate sets after each validation: the teacher branch's validation accuracy, and 1.0 / 0.0
+#: for the gate open / closed over the epochs that follow
+TEACHER_BRANCH_METRIC = "val_teacher_branch_accuracy"
+GATE_OPEN_METRIC = "distillation_gate_open"
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +35,9 @@ class DistillationGate:
     validation the gate compares the accuracy of the teacher branch (``z_T``) with the student's (``pred``) on the
     validation split: the gated terms keep their scheduled weight while ``teacher >= student - margin`` and are 0
     otherwise, until the next validation. The gate starts open. It multiplies what
-    :class:`monai_rd.handlers.LossWeightSchedule` set, so attach it to the trainer after that handler.
+    :class:`monai_rd.handlers.LossWeightSchedule` set, so attach it to the trainer after that handler. After each
+    validation it sets the trainer's metrics :data:`TEACHER_BRANCH_METRIC` and :data:`GATE_OPEN_METRIC`, which the
+    trainer's MLflow handler logs with the epoch.
 
     With no ``terms`` (a method that is not gated) it attaches nothing.
 
@@ -71,7 +78,7 @@ class DistillationGate:
         if getattr(loss, "multi_label", False):
             raise ValueError(
                 "DistillationGate compares single-label accuracies; this loss is multi-label. Leave the gate off "
-                "(method_options teacher_gate=False) for multi-label bundles."
+                "(--teacher_gate false, or the default auto) for multi-label bundles."
             )
 
     def _reset(self, _evaluator: Engine) -> None:
@@ -106,6 +113,10 @@ class DistillationGate:
             {"epoch": trainer.state.epoch, "teacher_accuracy": teacher, "student_accuracy": student,
              "open": self.is_open}
         )  # fmt: skip
+        # the trainer's epoch metrics, which its MLflow and Stats handlers log after validation: the run records what
+        # the gate saw and did
+        trainer.state.metrics[TEACHER_BRANCH_METRIC] = teacher
+        trainer.state.metrics[GATE_OPEN_METRIC] = float(self.is_open)
         if self.is_open != was_open or len(self.history) == 1:
             logger.info(
                 f"distillation gate (epoch {trainer.state.epoch}): teacher branch {100 * teacher:.1f} % vs student "

@@ -322,7 +322,9 @@ def _direct_reprogramming(spec: MethodSpec, ctx: MethodContext, loss_weights, re
         Option("use_cka", True, "False: the CKA weight is fixed at 0"),
         Option("cka_memory", 0, "samples of recent features joining the batch in the CKA term (RDLoss)"),
         Option("teacher_gate", False, "KD and CKA act only while the teacher branch's validation accuracy is at "
-               "least the student's (monai_rd.handlers.DistillationGate)"),
+               "least the student's (monai_rd.handlers.DistillationGate); 'auto' (the bundles' default): on where the "
+               "gate can act (single-label, co-training), off elsewhere", choices=(False, True, "auto"),
+               bundle_arg=True),
         Option("teacher_gate_margin", 0.0, "the gate stays open while teacher accuracy >= student accuracy - margin "
                "(a fraction; negative: the teacher branch must be ahead by that much, so ties close it)",
                check=lambda v: -1.0 < v < 1.0, expect="is a difference of accuracies, in (-1, 1)"),
@@ -331,7 +333,7 @@ def _direct_reprogramming(spec: MethodSpec, ctx: MethodContext, loss_weights, re
 def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks: int,
         reprogrammer_budget: float | None, reprogrammer_lr_scale: float, teacher_trains_head: bool,
         teacher_warmup: bool, detach_teacher: bool, co_training: bool, use_kd: bool, use_cka: bool,
-        cka_memory: int, teacher_gate: bool, teacher_gate_margin: float) -> Method:  # fmt: skip
+        cka_memory: int, teacher_gate: bool | str, teacher_gate_margin: float) -> Method:  # fmt: skip
     """RD (co-training of ``g, h`` and the student). Ablation switches: ``co_training=False`` is
     ``direct_reprogramming``; ``use_kd=False`` / ``use_cka=False`` fix that weight at 0; ``detach_teacher``;
     ``teacher_trains_head`` (:class:`RDNet`); ``cka_memory``: samples of recent features joining the batch in the
@@ -343,14 +345,23 @@ def _rd(spec: MethodSpec, ctx: MethodContext, loss_weights, reprogrammer_blocks:
     (:meth:`Method.param_groups`). ``teacher_gate``: after each validation, KD and CKA are switched off while the
     teacher branch classifies the validation split worse than the student (``info["gated_terms"]``, read by the
     bundles' :class:`monai_rd.handlers.DistillationGate`); ``teacher_gate_margin`` is its ``margin``
-    (``info["gate_margin"]``)."""
+    (``info["gate_margin"]``); ``teacher_gate="auto"`` turns it on for single-label co-training and leaves it off
+    where it cannot act (multi-label, ``co_training=False``)."""
     weights = _ablate(loss_weights, use_kd, use_cka)
+    if teacher_gate == "auto":
+        teacher_gate = co_training and not ctx.multi_label
     if teacher_gate and ctx.multi_label:
-        raise ValueError("teacher_gate compares single-label accuracies; leave it off for multi-label bundles.")
+        raise ValueError(
+            "teacher_gate compares single-label accuracies; leave it off for multi-label bundles (--teacher_gate "
+            "false, or the bundles' default auto)."
+        )
     if teacher_gate_margin != 0.0 and not teacher_gate:
         raise ValueError("teacher_gate_margin sets the distillation gate's margin; it needs teacher_gate=True.")
     if teacher_gate and not co_training:
-        raise ValueError("teacher_gate gates the co-trained teacher branch; it has no meaning with co_training=False.")
+        raise ValueError(
+            "teacher_gate gates the co-trained teacher branch; it has no meaning with co_training=False "
+            "(--teacher_gate false, or the bundles' default auto)."
+        )
     if not co_training:
         direct = METHODS["direct_reprogramming"]
         options = direct.resolve(dict(loss_weights=weights, reprogrammer_blocks=reprogrammer_blocks,

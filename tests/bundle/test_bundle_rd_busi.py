@@ -96,7 +96,14 @@ def test_mlflow_store_holds_the_run(trained):
     assert params["loss_schedule"] == "warmup"
     assert params["teacher_trains_head"] == "False"  # h learns from the student's terms (docs/methods.md)
     assert params["teacher_warmup"] == "False"  # opt-in: it loses where the teacher is weaker (docs/methods.md)
-    expected = [0.0 if i / (total - 1) < 0.2 else 1 - (i / (total - 1) - 0.2) / 0.8 for i in range(total)]
+    assert params["teacher_gate"] == "auto"  # on here (single-label co-training): KD and CKA follow the gate
+    schedule = [0.0 if i / (total - 1) < 0.2 else 1 - (i / (total - 1) - 0.2) / 0.8 for i in range(total)]
+    gate = sorted(client.get_metric_history(run.info.run_id, "distillation_gate_open"), key=lambda m: m.step)
+    assert [m.step for m in gate] == list(range(1, MAX_EPOCHS + 1))  # a decision after each epoch's validation
+    branch = client.get_metric_history(run.info.run_id, "val_teacher_branch_accuracy")
+    assert len(branch) == MAX_EPOCHS and all(0.0 <= m.value <= 1.0 for m in branch)
+    open_in_epoch = [1.0] + [m.value for m in gate]  # it starts open; epoch e follows the decision after e - 1
+    expected = [w * open_in_epoch[i // iters_per_epoch] for i, w in enumerate(schedule)]
     for key in ("weight_kd", "weight_cka"):
         history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
         assert [m.step for m in history] == list(range(1, total + 1))

@@ -59,6 +59,14 @@ def test_start_run_turns_text_booleans_into_booleans_before_they_are_used(monkey
     assert sys.excepthook is report_error_last
 
 
+def test_start_run_reads_the_gate_as_a_boolean_or_auto(monkeypatch):
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    for text, value in (("true", True), ("False", False), ("auto", "auto")):
+        parser = _parser(teacher_gate=text)
+        parser.get_parsed_content("initialize::0")
+        assert parser.get_parsed_content("teacher_gate") == value
+
+
 def test_a_non_boolean_is_still_refused_naming_the_key(monkeypatch):
     from monai_rd.bundle import check_run_params
 

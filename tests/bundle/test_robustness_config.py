@@ -57,12 +57,23 @@ def test_config_file_list_form():
         ("num_workers", True, "an integer >= 0"),
         ("on_bad_input", "ignore", "'error' or 'skip'"),
         ("amp_dtype", "int8", "'bfloat16' or 'float16'"),
+        ("teacher_gate", "sometimes", "true, false or 'auto'"),
+        (
+            "method_options",
+            {"teacher_gate": True},
+            "['teacher_gate'] are bundle ids of their own, not method options; set them as --teacher_gate VALUE",
+        ),
     ],
 )
 def test_wrong_types_are_refused_naming_the_key(key, value, expected):
     with pytest.raises(ConfigError) as err:
         check_run_params({"batch_size": 8, key: value})
     assert f"'{key}' = {value!r}" in str(err.value) and expected in str(err.value)
+
+
+@pytest.mark.parametrize("value", [True, False, "auto"])
+def test_the_gate_takes_a_boolean_or_auto(value):
+    assert check_run_params({"teacher_gate": value, "method_options": {"teacher_gate_margin": -0.01}})
 
 
 def _bundle(out, dataset_dir, *extra):

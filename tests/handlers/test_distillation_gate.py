@@ -9,6 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_rd.handlers import DistillationGate, LossWeightSchedule, resume_objects
+from monai_rd.handlers.distillation_gate import GATE_OPEN_METRIC, TEACHER_BRANCH_METRIC
 
 
 class _Loss(torch.nn.Module):
@@ -66,7 +67,14 @@ def test_the_gate_closes_kd_and_cka_while_the_teacher_branch_is_worse_and_reopen
         ([f, f, f, f, t], [t, t, t, t, t]),
     ]
     trainer, gate, seen = _engines(validations)
+    logged = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: logged.append(dict(e.state.metrics)))  # as MLflow
     trainer.run([0, 1], max_epochs=3)
+    assert [(m[TEACHER_BRANCH_METRIC], m[GATE_OPEN_METRIC]) for m in logged] == [
+        (2 / 5, 0.0),
+        (3 / 5, 1.0),
+        (1 / 5, 0.0),
+    ]
     assert [(h["epoch"], h["teacher_accuracy"], h["student_accuracy"], h["open"]) for h in gate.history] == [
         (1, 2 / 5, 3 / 5, False), (2, 3 / 5, 3 / 5, True), (3, 1 / 5, 1.0, False)]  # fmt: skip
     by_epoch = {}
@@ -151,21 +159,27 @@ def test_the_rd_method_gates_kd_and_cka_only_when_asked_and_refuses_what_it_cann
 
 def test_the_bundle_builds_the_gate_with_the_methods_terms_and_margin(busi_dir, tmp_path):
     """The bundles' ``distillation_gate`` reads the gated terms and the margin from the method (no second place to
-    set them): off by default, on with ``teacher_gate``, ties closing it with a negative ``teacher_gate_margin``."""
+    set them): on by default (``teacher_gate`` 'auto') for single-label co-training, off with ``--teacher_gate false``,
+    without co-training and on multi-label data, ties closing it with a negative ``teacher_gate_margin``."""
     from monai.bundle import ConfigParser
 
     from monai_rd.bundle import bundle_root
+    from monai_rd.data import synthetic
 
-    def gate(**options):
+    def gate(bundle="rd_busi", dataset_dir=busi_dir, **ids):
         parser = ConfigParser()
-        parser.read_config(os.path.join(bundle_root("rd_busi"), "configs", "train.json"))
-        for key, value in dict(dataset_dir=busi_dir, output_dir=str(tmp_path / "out"), teacher="torchvision:resnet18",
-                               teacher_weights="random", student="resnet18", image_size=32,
-                               method_options=options).items():  # fmt: skip
+        parser.read_config(os.path.join(bundle_root(bundle), "configs", "train.json"))
+        values = dict(dataset_dir=dataset_dir, output_dir=str(tmp_path / "out"), teacher="torchvision:resnet18",
+                      teacher_weights="random", student="resnet18", image_size=32, **ids)  # fmt: skip
+        for key, value in values.items():
             parser[key] = value
         return parser.get_parsed_content("distillation_gate")
 
-    assert not gate().active
-    default = gate(teacher_gate=True)
+    default = gate()
     assert default.terms == ("kd", "cka") and default.margin == 0.0
-    assert gate(teacher_gate=True, teacher_gate_margin=-0.01).margin == -0.01
+    assert not gate(teacher_gate=False).active
+    assert gate(teacher_gate=True).terms == ("kd", "cka")
+    assert not gate(method_options={"co_training": False}).active  # no co-trained branch to compare
+    assert gate(method_options={"teacher_gate_margin": -0.01}).margin == -0.01
+    synthetic.make_chestxray14_like(str(tmp_path / "cxr"), n_patients=12, size=32)
+    assert not gate("rd_chestxray", str(tmp_path / "cxr")).active  # multi-label: 'auto' leaves it off

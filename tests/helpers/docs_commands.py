@@ -280,27 +280,31 @@ MANIFEST = [
     *(
         Covered(
             "docs/methods.md",
-            f"OMP_NUM_THREADS=1 monai-rd task-families --split {split} --tasks_per_family 2 --seeds 0 --settings "
+            f"OMP_NUM_THREADS=1 monai-rd task-families --split {split} --tasks_per_family 2 --seeds {seeds} --settings "
             f"{settings} --workdir runs/{workdir} --shard {k}/2",
             "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
             "one shard of the measured distillation-gate trainings (tens of minutes on 2 cores); the named test runs "
             "the same command with --settings student rd_gate on one family for one epoch, scores the held-out "
             "images, reports and resumes",
         )
-        for split, settings, workdir in (
-            ("tune", "student rd rd_gate", "families_tune"),
-            ("held_out", "rd_gate", "families"),
-            ("held_out", "student rd rd_gate", "families_paired"),
-            ("tune", "student rd_gate_strict", "families_tune_paired"),
+        for split, seeds, settings, workdir in (
+            ("tune", "0", "student rd rd_gate", "families_tune"),
+            ("held_out", "0", "rd_gate", "families"),
+            ("held_out", "0", "student rd rd_gate", "families_paired"),
+            ("tune", "0", "student rd_gate_strict", "families_tune_paired"),
+            ("held_out", "1 2", "student rd_gate", "families_paired"),
         )
         for k in (0, 1)
     ),  # fmt: skip
-    Covered(
-        "docs/methods.md",
-        "monai-rd task-families --workdir runs/families --report_only --score_teachers",
-        "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
-        "needs recorded runs; the named test runs the same command on its state.json and reads back the task's "
-        "rank-teachers table",
+    *(
+        Covered(
+            "docs/methods.md",
+            f"monai-rd task-families --workdir runs/{workdir} --report_only --score_teachers",
+            "tests/experiments/test_task_families.py::test_task_families_command_runs_the_bundle_scores_held_out_images_and_resumes",
+            "needs recorded runs; the named test runs the same command on its state.json and reads back the task's "
+            "rank-teachers table",
+        )
+        for workdir in ("families", "families_paired")
     ),
     Covered(
         "docs/teachers.md",

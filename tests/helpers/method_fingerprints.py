@@ -54,6 +54,9 @@ VARIANTS = [
     ("rd_ablate", "rd", {"use_kd": False, "use_cka": False}),
     ("rd_detach", "rd", {"detach_teacher": True, "cka_memory": 8}),
     ("rd_gate", "rd", {"teacher_gate": True}),
+    ("rd_gate_auto", "rd", {"teacher_gate": "auto"}),
+    ("rd_gate_auto_multi_label", "rd", {"teacher_gate": "auto", "multi_label": True}),
+    ("rd_gate_auto_direct", "rd", {"teacher_gate": "auto", "co_training": False}),
     ("rd_multi_label", "rd", {"multi_label": True, "temperature": 2.0}),
     (
         "rd_schedule",
