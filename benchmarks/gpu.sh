@@ -32,7 +32,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 START=$SECONDS
 # shellcheck disable=SC2086  # word splitting of the name lists is intended
 COMMON=(--device cuda --image_size 224 --images_per_class 64 --views 2 --batch_size 64 --teacher_batch_size 256
-        --epochs 2 --repeats 3 --min_steps 8 --min_time 2 --build_repeats 3 --num_workers auto --workdir "$WORK"
+        --epochs 2 --repeats 3 --min_steps 8 --min_time 2 --build_repeats 3 --build_min_time 0.5 --num_workers auto --workdir "$WORK"
         --teachers $TEACHERS --students $STUDENTS)
 
 for amp in none bf16; do

@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--build_repeats", type=_positive, default=1, help="(d): timed teacher forwards and cache builds (median)"
     )
+    parser.add_argument(
+        "--build_min_time",
+        type=float,
+        default=3.0,
+        help="(d): seconds of steady teacher forward at least (more views per item are built for it; default 3)",
+    )
     parser.add_argument("--min_steps", type=_positive, default=4, help="steps per window at least (default 4)")
     parser.add_argument(
         "--min_time", type=float, default=0.0, help="process CPU seconds per window at least (default 0)"

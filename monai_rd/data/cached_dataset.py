@@ -265,6 +265,25 @@ class SeededViewDataset(Dataset, Randomizable):
             self._kept[(index, view)] = dict(out)
             self._kept_bytes += size
 
+    @property
+    def views_kept(self) -> int:
+        """How many ``(item, view)`` images this process keeps in memory (out of ``len(self) * views``)."""
+        return len(self._kept)
+
+    def fill_view_cache(self) -> int:
+        """Compute and keep every ``(item, view)`` now, as the first epochs of a run would (``view_cache``
+        ``"memory"`` or ``"auto"``, up to its budget); returns :attr:`views_kept`.
+
+        Loader worker processes keep their own views (none are sent to them), so this warms only a loader that
+        reads in this process (``num_workers=0``).
+        """
+        if self.view_cache == "none":
+            raise ValueError("fill_view_cache needs view_cache 'memory' or 'auto'; this dataset keeps no views.")
+        for index in range(len(self.data)):
+            for view in range(self.views):
+                self.view_of(index, view)
+        return self.views_kept
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_kept"], state["_kept_bytes"], state["_kept_budget"] = {}, 0, None  # workers keep their own

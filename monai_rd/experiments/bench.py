@@ -15,7 +15,9 @@ pair, measured side by side in one run:
 - (c) peak RSS of cached RD / peak RSS of student-only, each in its own fresh subprocess (``VmHWM`` after one
   epoch), on the CPU; on a GPU the peak GPU memory of every mode instead;
 - (d) cache-build throughput / the teacher's pure forward throughput on the same images already in memory, with
-  the same teacher batch (``--teacher_batch_size``, independent of the training batch).
+  the same teacher batch (``--teacher_batch_size``, independent of the training batch), at steady state (batch by
+  batch after the first, on at least ``--build_min_time`` seconds of teacher work: :func:`steady_rate`,
+  :func:`_build_views`), the whole-run ratio next to it.
 
 Images/s are steady-state figures (:mod:`monai_rd.experiments.bench_timing`): the real engine and loader run until,
 after a warm-up (the whole first epoch plus ``--warmup_steps``), ``--repeats`` consecutive windows of at least
@@ -25,8 +27,9 @@ waiting for the batch, forward, loss, backward, optimizer and engine/handlers (m
 the loader thread (reading, augmenting, cache reads); the parts sum to the measured step. Each is taken as wall
 clock and as CPU time (``time.process_time``/``thread_time``): on a shared machine the CPU time is the steadier
 measure of the work done (use ``--threads 1``); it does not count loader worker processes. On CUDA the device is
-synchronised at every timestamp. The goals are printed next to the figures (judged on CPU time on the CPU, wall
-time on a GPU); nothing is asserted.
+synchronised at every timestamp. The cached mode is timed with its served views all kept (as after a run's first
+epochs). The goals are printed next to the figures (judged on CPU time on the CPU, wall time on a GPU; (d) always
+on wall time, since the build's reading overlaps the teacher on another core); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -235,6 +238,18 @@ def _cache_read_ms(dataset, batch_size: int) -> float | None:
     return 1000 * (time.process_time() - t0) / len(pairs) * batch_size
 
 
+def _fill_view_cache(dataset, args) -> dict:
+    """Keep every served view before timing the cached mode: the steady state of a run, where after the first
+    epochs (about ``K ln K``) every ``(item, view)`` has been drawn and no transform runs. Loader workers keep their
+    own views, so with ``--num_workers`` > 0 they fill during the warm-up only."""
+    total = len(dataset) * dataset.views
+    if args.num_workers != 0:
+        return {"kept": None, "views": total, "fill_s": None}
+    t0 = _clock()
+    kept = dataset.fill_view_cache()
+    return {"kept": kept, "views": total, "fill_s": list(_since(t0))}
+
+
 def _memory_worker(args) -> int:
     """Child process: one training epoch of ``args.memory_worker``; prints JSON with peak RSS."""
     import torch
@@ -269,47 +284,116 @@ def _peak_rss(mode: str, student: str, args) -> dict:
     return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
+def _timed_forward(module, device):
+    """``module`` wrapped so that every forward appends ``((wall, process CPU), batch size)`` to ``.stamps`` as it
+    finishes (device synced): a module itself, so :meth:`FeatureCache.build` runs it as the teacher."""
+    import torch
+
+    class TimedForward(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module, self.stamps = module, []
+
+        def forward(self, images):
+            out = self.module(images)
+            _sync(device)
+            self.stamps.append((_clock(), len(images)))
+            return out
+
+    return TimedForward()
+
+
+def steady_rate(stamps: list, start: tuple[float, float] | None = None) -> list[float]:
+    """Images/s (wall, CPU) of a run of teacher batches: ``stamps`` are ``((wall, cpu), images)`` taken as each
+    batch finished. Steady state: from the end of the first batch to the end of the last, so the images of every
+    batch but the first over that span (the first batch carries the pipeline's fill: reading it before the teacher
+    can start). With ``start`` (the run's ``(wall, cpu)`` start), the whole run instead: every image over
+    ``last - start``."""
+    if start is None:
+        if len(stamps) < 2:
+            raise ValueError("a steady rate needs at least 2 batches; lower --teacher_batch_size or raise --views.")
+        (first, _), (last, _) = stamps[0], stamps[-1]
+        images = sum(n for _, n in stamps[1:])
+    else:
+        first, last = start, stamps[-1][0]
+        images = sum(n for _, n in stamps)
+    return [images / (last[i] - first[i]) for i in (0, 1)]
+
+
+def _build_views(args, per_image_s: float, items: int) -> int:
+    """Views per item for (d): at least ``--views``, and enough images for a teacher batch and ``--build_min_time``
+    seconds of steady forward after the first batch (for scale: ``monai-rd cache-features`` builds 8 views)."""
+    bs = args.teacher_batch_size
+    steady = max(bs, math.ceil(args.build_min_time / max(per_image_s, 1e-9)))
+    return max(args.views, math.ceil((bs + steady) / items))
+
+
 def _build_cache(args, env, teacher_name: str, teacher) -> dict:
-    """(d): the teacher's pure forward on the view images in memory, then the cache build of the same views."""
+    """(d): the teacher's pure forward on the view images in memory, then the cache build of the same views.
+
+    Both are timed batch by batch (:func:`steady_rate`): the steady-state ratio is judged, the whole-run ratio (the
+    build's start-up, pipeline fill, last chunk's write and opening included) is reported next to it. Enough views
+    per item are built for a steady figure (:func:`_build_views`); the cache the training modes read is then
+    rebuilt with ``--views``.
+    """
     import torch
 
     from monai_rd.data import FeatureCache
     from monai_rd.data.feature_cache import apply_view, item_id, view_seed
 
-    device, bs, k = torch.device(args.device), args.teacher_batch_size, args.views
+    device, bs = torch.device(args.device), args.teacher_batch_size
     transform = env["transform"]()
+    teacher = teacher.to(device).eval()
+    items = env["train"]
+    with torch.no_grad():  # warm-up, and the teacher's cost per image to size the measurement
+        probe = torch.stack([apply_view(transform, items[i % len(items)], view_seed(item_id(items[i % len(items)]), 0))
+                             ["image"].as_subclass(torch.Tensor) for i in range(bs)]).to(device)  # fmt: skip
+        teacher(probe)
+        _sync(device)
+        t0 = _clock()
+        teacher(probe)
+        _sync(device)
+        per_image = _since(t0)[0] / bs
+    k = _build_views(args, per_image, len(items))
     images = torch.stack([
         apply_view(transform, item, view_seed(item_id(item), v))["image"].as_subclass(torch.Tensor)
-        for item in env["train"] for v in range(k)
+        for item in items for v in range(k)
     ])  # fmt: skip
-    teacher = teacher.to(device).eval()
-    pure, build = [], []
+    runs: dict[str, list] = {"pure": [], "build": [], "pure_whole": [], "build_whole": []}
     with torch.no_grad():
-        teacher(images[:bs].to(device))  # warm-up
         for _ in range(args.build_repeats):
+            timed = _timed_forward(teacher, device)
             _sync(device)
             t0 = _clock()
             for s in range(0, len(images), bs):
-                teacher(images[s : s + bs].to(device))
-            _sync(device)
-            pure.append([len(images) / t for t in _since(t0)])
+                timed(images[s : s + bs].to(device))
+            runs["pure"].append(steady_rate(timed.stamps))
+            runs["pure_whole"].append(steady_rate(timed.stamps, start=t0))
     cache_dir = _cache_dir(args.workdir, teacher_name)
     for _ in range(args.build_repeats):  # the teacher is warm: each build is timed from an empty cache folder
         if os.path.isdir(cache_dir):
             shutil.rmtree(cache_dir)
-        cache = FeatureCache(cache_dir, env["train"], env["transform"](), teacher_name)
+        cache = FeatureCache(cache_dir, items, env["transform"](), teacher_name)
+        timed = _timed_forward(teacher, device)
         t0 = _clock()
-        cache.build(teacher, views=k, dtype=args.dtype, batch_size=bs, num_workers=args.build_workers, device=device,
+        cache.build(timed, views=k, dtype=args.dtype, batch_size=bs, num_workers=args.build_workers, device=device,
                     progress=False)  # fmt: skip
         _sync(device)
-        build.append([len(images) / t for t in _since(t0)])
-    med = {
-        name: [statistics.median(r[i] for r in runs) for i in (0, 1)]
-        for name, runs in (("pure", pure), ("build", build))
-    }
-    return {"teacher_forward_img_s": med["pure"], "build_img_s": med["build"], "feature_shape": list(cache.feature_shape),
-            "teacher_forward_img_s_runs": pure, "build_img_s_runs": build,
-            "d_build_over_forward": [med["build"][i] / med["pure"][i] for i in (0, 1)]}  # fmt: skip
+        whole = [len(images) / t for t in _since(t0)]
+        runs["build"].append(steady_rate(timed.stamps))
+        runs["build_whole"].append(whole)
+    if k != args.views:  # the training modes read the cache they would be given: --views views
+        shutil.rmtree(cache_dir)
+        cache = FeatureCache(cache_dir, items, env["transform"](), teacher_name)
+        cache.build(teacher, views=args.views, dtype=args.dtype, batch_size=bs, num_workers=args.build_workers,
+                    device=device, progress=False)  # fmt: skip
+    med = {name: [statistics.median(r[i] for r in rs) for i in (0, 1)] for name, rs in runs.items()}
+    return {"build_views": k, "build_images": len(images), "feature_shape": list(cache.feature_shape),
+            "teacher_forward_img_s": med["pure"], "build_img_s": med["build"],
+            "teacher_forward_whole_img_s": med["pure_whole"], "build_whole_img_s": med["build_whole"],
+            "runs": runs, "load_average": list(os.getloadavg()),
+            "d_build_over_forward": [med["build"][i] / med["pure"][i] for i in (0, 1)],
+            "d_whole_build_over_forward": [med["build_whole"][i] / med["pure_whole"][i] for i in (0, 1)]}  # fmt: skip
 
 
 def _fmt_goal_a(student: str) -> str:
@@ -414,11 +498,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
         built = _build_cache(args, env, teacher_name, teacher)
         result["teachers"][teacher_name] = built
         shape = tuple(built["feature_shape"])
+        d, whole = built["d_build_over_forward"], built["d_whole_build_over_forward"]
         print(
-            f"[{teacher_name}] features {shape}: teacher forward {built['teacher_forward_img_s'][0]:.1f} img/s wall, "
-            f"cache build {built['build_img_s'][0]:.1f} img/s wall; (d) build/forward "
-            f"{built['d_build_over_forward'][0]:.2f} wall, {built['d_build_over_forward'][1]:.2f} CPU "
-            f"(goal >= {GOALS['d']}){_met(built['d_build_over_forward'][0], GOALS['d'], False)}",
+            f"[{teacher_name}] features {shape}, {built['build_images']} images ({built['build_views']} views): "
+            f"steady teacher forward {built['teacher_forward_img_s'][0]:.1f} img/s wall, cache build "
+            f"{built['build_img_s'][0]:.1f}; (d) build/forward {d[0]:.2f} wall, {d[1]:.2f} CPU (whole runs: "
+            f"{whole[0]:.2f} wall, {whole[1]:.2f} CPU; goal >= {GOALS['d']} wall){_met(d[0], GOALS['d'], False)}",
             flush=True,
         )
         for student in args.students:
@@ -432,8 +517,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     torch.cuda.reset_peak_memory_stats()
                 engine = _engine(mode, student, args, env, teacher=teacher, teacher_name=teacher_name,
                                  feature_shape=shape)  # fmt: skip
+                if mode == "cached_rd":
+                    kept = _fill_view_cache(engine.data_loader.dataset, args)
                 steady[mode] = _steady_state(engine, args, steps_per_epoch)
                 if mode == "cached_rd":
+                    steady[mode]["view_cache"] = kept
                     steady[mode]["cache_read_ms_per_step_isolated"] = _cache_read_ms(
                         engine.data_loader.dataset, args.batch_size)  # fmt: skip
                 gpu_peak[mode] = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
@@ -490,12 +578,16 @@ def _print_table(result: dict, args) -> None:
         )
     for p in result["pairs"]:
         _print_breakdown(p, result["teachers"][p["teacher"]], args)
-    print("\n(d) cache build / pure teacher forward (images/s), teacher batch", args.teacher_batch_size)
+    print(f"\n(d) cache build / pure teacher forward (images/s), teacher batch {args.teacher_batch_size}, steady state "
+          f"(after the first batch); judged on wall time: reading overlaps the teacher on another core, which CPU time "
+          f"cannot show (it counts the reading too); whole runs (start-up, fill, last write) in brackets")  # fmt: skip
     for name, t in result["teachers"].items():
-        d = t["d_build_over_forward"]
+        d, whole = t["d_build_over_forward"], t["d_whole_build_over_forward"]
         print(
-            f"{name:<22} forward {t['teacher_forward_img_s'][0]:8.1f}  build {t['build_img_s'][0]:8.1f}  ratio "
-            f"{d[0]:.2f} wall ({d[1]:.2f} CPU)  goal >= {GOALS['d']}{_met(d[j], GOALS['d'], False)}"
+            f"{name:<22} {t['build_images']:>4} images  forward {t['teacher_forward_img_s'][0]:8.1f}  build "
+            f"{t['build_img_s'][0]:8.1f}  ratio {d[0]:.2f} wall ({d[1]:.2f} CPU)  [whole {whole[0]:.2f} wall, "
+            f"{whole[1]:.2f} CPU]  goal >= {GOALS['d']}{_met(d[0], GOALS['d'], False)}  load average "
+            f"{t['load_average'][0]:.1f}"
         )
     if result["memory"]:
         print(f"\n(c) peak RSS (MiB) of one epoch, each in a fresh process, teacher {args.teachers[0]}")

@@ -252,6 +252,12 @@ def test_kept_views_are_the_computed_views(cached):
                 _equal_items(kept.view_of(i, k), plain.view_of(i, k))
     assert len(kept._kept) == 3 * len(dl) and not plain._kept
     assert not pickle_roundtrip(kept)._kept  # worker processes keep their own
+    warm = CachedFeatureDataset(dl, bundle_transform(), cache_dir, TEACHER, cached["weights"], view_cache="memory")
+    assert warm.views_kept == 0 and warm.fill_view_cache() == 3 * len(dl) == warm.views_kept
+    for i, k in warm._kept:  # filled ahead: training is served the very views it would compute
+        _equal_items(warm.view_of(i, k), plain.view_of(i, k))
+    with pytest.raises(ValueError, match="keeps no views"):
+        plain.fill_view_cache()
     with pytest.raises(ValueError, match="view_cache"):
         SeededViewDataset(dl, bundle_transform(), view_cache="disk")
 

@@ -94,6 +94,11 @@ def test_benchmark_runs_end_to_end_on_cpu(tmp_path):
             assert steady["sum_of_parts_ms_per_step"][i] == pytest.approx(steady["total_ms_per_step"][i], rel=0.01)
     assert all(v > 0 for mode in pair["img_s"].values() for v in mode)
     assert pair["b_fraction_of_bound"][0] == pytest.approx(pair["b_speedup"][0] / pair["flops"]["bound_b"])
+    kept = pair["steady"]["cached_rd"]["view_cache"]
+    assert kept["kept"] == kept["views"] == 6 * 2  # timed with every served view kept: 6 training images x 2 views
+    built = result["teachers"]["torchvision:resnet18"]
+    assert built["build_images"] == 6 * built["build_views"] and built["build_views"] >= 2
+    assert len(built["d_build_over_forward"]) == len(built["d_whole_build_over_forward"]) == 2
     mem = result["memory"]["mobilenet_v3_small"]
     assert mem["student"]["peak_mib"] >= mem["student"]["baseline_mib"] > 0
 
@@ -155,6 +160,28 @@ def test_steady_state_excludes_the_warm_up_with_a_fake_clock():
     assert everything["img_s"][0] < 0.25
 
 
+def test_steady_build_rate_by_hand():
+    """(d)'s rate from per-batch stamps: steady = images after the first batch over first-to-last end; whole = all
+    images from the start. Hand values: batches of 8, 8, 4 ending at 5, 7, 8 s wall (CPU 4, 6, 7), started at 1 s."""
+    from monai_rd.experiments.bench import steady_rate
+
+    stamps = [((5.0, 4.0), 8), ((7.0, 6.0), 8), ((8.0, 7.0), 4)]
+    assert steady_rate(stamps) == [pytest.approx(12 / 3), pytest.approx(12 / 3)]
+    assert steady_rate(stamps, start=(1.0, 0.5)) == [pytest.approx(20 / 7), pytest.approx(20 / 6.5)]
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        steady_rate(stamps[:1])
+
+
+def test_build_views_cover_a_batch_and_the_minimum_time():
+    from monai_rd.experiments.bench import _build_views
+
+    args = argparse.Namespace(teacher_batch_size=32, views=2, build_min_time=3.0)
+    assert _build_views(args, per_image_s=0.022, items=24) == 8  # 32 + ceil(3 / 0.022) = 169 images: 8 views of 24
+    assert _build_views(args, per_image_s=1.4, items=24) == 3  # 32 + 32 (a batch beyond the first): 3 views
+    assert _build_views(args, per_image_s=1.4, items=500) == 2  # never fewer than --views
+    assert _parse().build_min_time == 3.0
+
+
 def test_step_breakdown_sums_to_the_measured_step_on_a_real_engine():
     """On a real MONAI trainer and clock: every part is timed, the parts add up to the steps' own totals within 1 %,
     and the steps fit within the run's wall time measured outside the engine."""
@@ -193,3 +220,4 @@ def test_gpu_script_asks_for_the_steady_state_table():
     args = _parse(*shlex.split(common))
     assert args.device == "cuda" and args.repeats >= 3 and args.min_steps >= 8 and args.min_time > 0
     assert args.build_repeats >= 3 and args.teachers == ["resnet50", "lvmmed_vit_b"]
+    assert 0 < args.build_min_time < 3  # steady (d) without stacking thousands of 224 px views in memory
