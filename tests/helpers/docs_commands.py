@@ -463,6 +463,7 @@ MANIFEST = [
             "OMP_NUM_THREADS=1 nice -n 19 monai-rd bench --teachers torchvision:resnet18 lvmmed_vit_b --students resnet18 mobilenet_v3_small --image_size 32 --images_per_class 4 --batch_size 4 --teacher_batch_size 8 --threads 1",
             "OMP_NUM_THREADS=1 monai-rd bench --teachers resnet50 --student mobilenet_v3_small --image_size 96 --images_per_class 12 --views 2 --epochs 1 --threads 1",
             "OMP_NUM_THREADS=1 monai-rd bench --teachers lvmmed_vit_b --student mobilenet_v3_small --image_size 96 --images_per_class 12 --views 2 --epochs 1 --threads 1",
+            "OMP_NUM_THREADS=1 monai-rd bench --teachers resnet50 lvmmed_vit_b --student mobilenet_v3_small --image_size 96 --images_per_class 12 --views 2 --epochs 1 --threads 1 --build_repeats 3",
         )
     ],
     # ----------------------------------------------------------------------------------------- docs/export.md
