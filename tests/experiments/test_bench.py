@@ -80,7 +80,7 @@ def test_benchmark_runs_end_to_end_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "monai_rd.cli", "bench", "--teachers",
            "torchvision:resnet18", "--students", "mobilenet_v3_small", "--image_size", "32", "--images_per_class", "4",
            "--batch_size", "4", "--teacher_batch_size", "8", "--views", "2", "--epochs", "1", "--threads", "1",
-           "--workdir", str(tmp_path / "w"), "--json_out", str(out)]  # fmt: skip
+           "--build_min_time", "0.1", "--workdir", str(tmp_path / "w"), "--json_out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for text in ("(a) cached RD / student-only", "(d) cache build", "(c) peak RSS", "FLOP bnd", "meas/bnd",
