@@ -510,11 +510,15 @@ def write_report(
     paths = {
         k: os.path.join(workdir, v) for k, v in (("csv", "runs.csv"), ("md", "summary.md"), ("png", "families.png"))
     }
-    fields = ["task", "family", "split", "setting", "seed", "accuracy", "seconds", "teacher_source_accuracy"]
+    fields = ["task", "family", "split", "setting", "seed", "accuracy", "seconds", "teacher_source_accuracy",
+              "gate_pattern", "gate_open_share"]  # fmt: skip
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(sorted(records.values(), key=lambda r: (r["task"], r["setting"], r["seed"])))
+        for r in sorted(records.values(), key=lambda r: (r["task"], r["setting"], r["seed"])):
+            gate = r.get("gate")  # a gated run that recorded its gate: what it did (empty otherwise)
+            writer.writerow({**r, **({"gate_pattern": gate_pattern(gate),
+                                      "gate_open_share": float(np.mean([bool(h[3]) for h in gate]))} if gate else {})})  # fmt: skip
     lines = ["# RD on task families", "", "Differences in accuracy points, paired per (task, seed).", "",
              "| setting | vs | n | mean [95 % CI] | worst | loses by > 2 | losses > 5 | wins > 5 |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -127,8 +127,14 @@ def test_gate_summary_groups_gated_runs_by_what_their_gate_did(tmp_path):
                                    "losses_over_5": 1, "wins_over_5": 0, "open_share": 1.0}  # fmt: skip
     assert (rows["never open"]["mean"], rows["never open"]["wins_over_5"]) == (pytest.approx(10), 1)
     assert rows["open and closed"]["open_share"] == 0.75 and rows["open and closed"]["mean"] == pytest.approx(2)
-    with open(tf.write_report(records, str(tmp_path))["md"]) as f:
+    paths = tf.write_report(records, str(tmp_path))
+    with open(paths["md"]) as f:
         assert "| rd_gate | open and closed | 1 | +2.0 | 0 | 0 | 75 % |" in f.read()
+    with open(paths["csv"]) as f:  # each gated run's gate in runs.csv; empty for runs without one
+        rows = {(r["task"], r["setting"]): r for r in csv.DictReader(f)}
+    assert (rows[(t[2], "rd_gate")]["gate_pattern"], rows[(t[2], "rd_gate")]["gate_open_share"]) == ("open and closed",
+                                                                                                      "0.75")  # fmt: skip
+    assert rows[(t[1], "rd_gate")]["gate_pattern"] == "never open" and rows[(t[0], "student")]["gate_pattern"] == ""
     with pytest.raises(ValueError, match="no validation"):
         tf.gate_pattern([])
 
