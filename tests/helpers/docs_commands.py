@@ -293,6 +293,7 @@ MANIFEST = [
             ("held_out", "0", "student rd rd_gate", "families_paired"),
             ("tune", "0", "student rd_gate_strict", "families_tune_paired"),
             ("held_out", "1 2", "student rd_gate", "families_paired"),
+            ("held_out", "0 1 2", "kd", "families_paired"),
         )
         for k in (0, 1)
     ),  # fmt: skip
