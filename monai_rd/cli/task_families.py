@@ -5,6 +5,9 @@ Example (the held-out families, three seeds; resumable, and two processes can sh
     monai-rd task-families --split held_out --tasks_per_family 2 --seeds 0 1 2 --workdir runs/families
     monai-rd task-families --workdir runs/families --report_only --score_teachers
 
+``--runs_csv`` adds the runs of reports written before (their ``runs.csv``) to what the workdir records, so a new
+setting run in a fresh workdir is reported beside the published ones.
+
 ``--score_teachers`` scores each recorded task's teacher on the task's training split with ``monai-rd rank-teachers``
 (kept under ``<workdir>/scores/<task>``, one MLflow store ``<workdir>/scores/mlruns.db``) and adds the rank
 correlation between each score and RD's gain to the report. See :mod:`monai_rd.experiments.task_families` for what a
@@ -33,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_epochs", type=int, default=None, help="replace every family's budget (smoke runs)")
     parser.add_argument("--shard", default="0/1", metavar="K/N", help="run every N-th run from the K-th")
     parser.add_argument("--report_only", action="store_true", help="only write the report of what is recorded")
+    parser.add_argument("--runs_csv", nargs="+", default=[], metavar="CSV",
+                        help="also report the runs of these runs.csv files (reports of this command, such as a "
+                             "published one); a run the workdir records too is taken from the workdir")  # fmt: skip
     parser.add_argument("--score_teachers", action="store_true",
                         help="score each task's teacher with rank-teachers and correlate the scores with RD's gain")  # fmt: skip
 
@@ -54,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
             test_per_class=args.test_per_class, source_images=args.source_images, max_epochs=args.max_epochs,
             shard=(k, n), family_names=args.families,
         )  # fmt: skip
-    records = tf.read_states(args.workdir)
+    records = {}
+    for path in args.runs_csv:
+        if not os.path.isfile(path):
+            raise SystemExit(f"--runs_csv {path}: no such file (give a runs.csv that task-families wrote).")
+        records.update(tf.read_runs_csv(path))
+    records.update(tf.read_states(args.workdir))
     if not records:
         raise SystemExit(f"nothing recorded under {args.workdir}: run without --report_only first.")
     scores = score_teachers(args, records) if args.score_teachers else None

@@ -48,9 +48,11 @@ __all__ = [
     "task_teacher",
     "run_one",
     "gate_pattern",
+    "run_gate",
     "gate_summary",
     "run_benchmark",
     "read_states",
+    "read_runs_csv",
     "summarise",
     "task_by_name",
     "SCORES",
@@ -348,6 +350,31 @@ def run_benchmark(
     return read_states(workdir)
 
 
+def read_runs_csv(path: str) -> dict[str, dict]:
+    """The records of a ``runs.csv`` that :func:`write_report` wrote (a published report, or one whose workdir is
+    gone), keyed as :func:`read_states` keys them. A gated run's gate comes back as the ``gate_pattern`` and
+    ``gate_open_share`` the report keeps (its per-validation history is not in the table)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    required = {"task", "family", "split", "setting", "seed", "accuracy", "seconds", "teacher_source_accuracy"}
+    missing = sorted(required - set(rows[0] if rows else required))
+    if not rows or missing:
+        raise ValueError(f"{path} is not a task-families runs.csv (no rows, or no columns {missing}).")
+    records = {}
+    for row in rows:
+        r = {"task": row["task"], "family": row["family"], "split": row["split"], "setting": row["setting"],
+             "seed": int(row["seed"]), "accuracy": float(row["accuracy"]), "seconds": float(row["seconds"]),
+             "teacher_source_accuracy": float(row["teacher_source_accuracy"])}  # fmt: skip
+        if row.get("gate_pattern"):
+            if row["gate_pattern"] not in GATE_PATTERNS:
+                raise ValueError(f"{path}: gate_pattern {row['gate_pattern']!r} is not one of {GATE_PATTERNS}.")
+            r.update(gate_pattern=row["gate_pattern"], gate_open_share=float(row["gate_open_share"]))
+        records[f"{r['task']}/{r['setting']}/seed{r['seed']}"] = r
+    return records
+
+
 def _read_states_file(path: str) -> dict:
     import json
 
@@ -418,6 +445,16 @@ def gate_pattern(history: Sequence[Sequence]) -> str:
     return "always open" if all(opened) else "never open" if not any(opened) else "open and closed"
 
 
+def run_gate(record: dict) -> tuple[str, float] | None:
+    """``(pattern, open share)`` of a gated run: from its per-validation history, or as a ``runs.csv`` read back by
+    :func:`read_runs_csv` keeps it; ``None`` for a run without a gate."""
+    if record.get("gate"):
+        return gate_pattern(record["gate"]), float(np.mean([bool(h[3]) for h in record["gate"]]))
+    if record.get("gate_pattern"):
+        return record["gate_pattern"], float(record["gate_open_share"])
+    return None
+
+
 def gate_summary(records: dict[str, dict]) -> list[dict]:
     """For each setting whose runs recorded the distillation gate, and each :data:`GATE_PATTERNS`: the runs whose gate
     behaved so, with their paired differences against the student alone (points): ``n``, mean, losses and wins by
@@ -425,11 +462,11 @@ def gate_summary(records: dict[str, dict]) -> list[dict]:
     student = {(r["task"], r["seed"]): r["accuracy"] for r in records.values() if r["setting"] == "student"}
     groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for r in records.values():
-        if "gate" not in r or (r["task"], r["seed"]) not in student:
+        gate = run_gate(r)
+        if gate is None or (r["task"], r["seed"]) not in student:
             continue
         d = 100.0 * (r["accuracy"] - student[(r["task"], r["seed"])])
-        share = float(np.mean([bool(h[3]) for h in r["gate"]]))
-        groups.setdefault((r["setting"], gate_pattern(r["gate"])), []).append((d, share))
+        groups.setdefault((r["setting"], gate[0]), []).append((d, gate[1]))
     rows = []
     for setting in [s for s in SETTINGS if any(k[0] == s for k in groups)]:
         for pattern in GATE_PATTERNS:
@@ -516,9 +553,8 @@ def write_report(
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for r in sorted(records.values(), key=lambda r: (r["task"], r["setting"], r["seed"])):
-            gate = r.get("gate")  # a gated run that recorded its gate: what it did (empty otherwise)
-            writer.writerow({**r, **({"gate_pattern": gate_pattern(gate),
-                                      "gate_open_share": float(np.mean([bool(h[3]) for h in gate]))} if gate else {})})  # fmt: skip
+            gate = run_gate(r)  # a gated run that recorded its gate: what it did (empty otherwise)
+            writer.writerow({**r, **({"gate_pattern": gate[0], "gate_open_share": gate[1]} if gate else {})})
     lines = ["# RD on task families", "", "Differences in accuracy points, paired per (task, seed).", "",
              "| setting | vs | n | mean [95 % CI] | worst | loses by > 2 | losses > 5 | wins > 5 |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip

@@ -139,6 +139,40 @@ def test_gate_summary_groups_gated_runs_by_what_their_gate_did(tmp_path):
         tf.gate_pattern([])
 
 
+def test_a_report_read_back_from_its_runs_csv_reports_the_same_and_the_workdir_takes_precedence(tmp_path, capsys):
+    """A report whose workdir is gone (its ``runs.csv`` only) is reported again beside new runs: the same summary,
+    gates included, and a run recorded in the workdir too is taken from the workdir."""
+    from monai_rd.cli import main
+
+    rng = np.random.default_rng(2)
+    names = [t.name for t in tf.tasks("held_out", 1)[:4]]
+    acc = {(t, m, s): float(rng.integers(0, 121)) / 120 for t in names for s in (0, 1) for m in ("student", "rd_gate")}
+    records = _records(acc)
+    for i, key in enumerate(k for k in records if "/rd_gate/" in k):
+        records[key]["gate"] = [[e + 1, 0.5, 0.5, (i >> e) & 1 == 1] for e in range(3)]
+    first = tf.write_report(records, str(tmp_path / "a"))
+    back = tf.read_runs_csv(first["csv"])
+    assert back.keys() == records.keys() and all("gate" not in r for r in back.values())
+    assert {k: tf.run_gate(r) for k, r in back.items()} == {k: tf.run_gate(r) for k, r in records.items()}
+    second = tf.write_report(back, str(tmp_path / "b"))
+    for kind in ("csv", "md"):
+        with open(first[kind]) as f, open(second[kind]) as g:
+            assert f.read() == g.read()
+    new = {k: dict(v) for k, v in list(records.items())[:1]}  # the workdir re-ran one run, with another accuracy
+    ((key, rec),) = new.items()
+    rec["accuracy"] = 0.123  # no accuracy of 120 test images
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "state.json").write_text(json.dumps(new))
+    assert main(["task-families", "--workdir", str(tmp_path / "c"), "--report_only", "--runs_csv", first["csv"]]) == 0
+    assert "| rd_gate | student | 8 |" in capsys.readouterr().out
+    assert tf.read_runs_csv(str(tmp_path / "c" / "runs.csv"))[key]["accuracy"] == rec["accuracy"]
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["task-families", "--workdir", str(tmp_path / "c"), "--report_only", "--runs_csv", "missing.csv"])
+    (tmp_path / "bad.csv").write_text("task,setting\nx,rd\n")
+    with pytest.raises(ValueError, match="not a task-families runs.csv"):
+        tf.read_runs_csv(str(tmp_path / "bad.csv"))
+
+
 def _spearman_by_hand(x, y):
     def ranks(v):  # average ranks of ties, 1-based
         v = np.asarray(v, dtype=np.float64)
