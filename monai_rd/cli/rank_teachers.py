@@ -280,8 +280,8 @@ def run(args: argparse.Namespace) -> int:
     print(table(rows))
     if any(r["random_weights"] for r in rows):
         print("RANDOM marks a teacher with random weights (teacher_weights=random): a baseline, not a teacher.")
-    print("These scores rank the teachers' features, not RD's gain over the student alone (on 36 generated tasks "
-          "they did not predict it: docs/teachers.md).")  # fmt: skip
+    print("These scores rank the teachers' features, not RD's gain over the student alone: on 36 generated tasks a "
+          "higher LogME went with less gain over the student alone and more over KD (docs/teachers.md).")  # fmt: skip
     params = {"bundle": args.bundle if not args.config_file else config, "dataset_dir": args.dataset_dir,
               "teachers": ",".join(args.teachers), "num_items": len(items), "folds": args.folds, "k": args.k,
               "n_resamples": args.n_resamples, "confidence": args.confidence, "seed": seed,

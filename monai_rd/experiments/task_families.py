@@ -625,7 +625,7 @@ def write_report(
         ax.bar(np.arange(len(names)) + j * width, [fam.get(n, np.nan) for n in names], width, label=setting)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(np.arange(len(names)) + width * (len(per_family) - 1) / 2, names, rotation=90, fontsize=7)
-    ax.set_ylabel("accuracy points, RD minus student alone")
+    ax.set_ylabel("RD - student alone (points)")
     ax.legend()
     fig.tight_layout()
     with atomic_path(paths["png"], suffix=".png") as tmp:

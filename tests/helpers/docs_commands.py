@@ -294,6 +294,7 @@ MANIFEST = [
             ("tune", "0", "student rd_gate_strict", "families_tune_paired"),
             ("held_out", "1 2", "student rd_gate", "families_paired"),
             ("held_out", "0 1 2", "kd", "families_paired"),
+            ("held_out", "0 1 2", "rd_paper", "families_rd_paper"),
         )
         for k in (0, 1)
     ),  # fmt: skip
@@ -306,6 +307,15 @@ MANIFEST = [
             "rank-teachers table",
         )
         for workdir in ("families", "families_paired")
+    ),
+    Covered(
+        "docs/methods.md",
+        "monai-rd task-families --workdir runs/families_rd_paper --report_only --score_teachers --runs_csv "
+        "benchmarks/results/task_families_held_out_paired/runs.csv",
+        "tests/experiments/test_task_families.py::test_a_report_read_back_from_its_runs_csv_reports_the_same_and_the_workdir_takes_precedence",
+        "needs the recorded rd_paper runs and scores 36 tasks' teachers; the named test runs the same command with "
+        "--runs_csv on a report it wrote and a workdir that re-ran one run, and checks the report is the same, gates "
+        "included, with the workdir's run taken; --score_teachers is run by the test of the command above",
     ),
     Covered(
         "docs/teachers.md",
