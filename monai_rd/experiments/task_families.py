@@ -622,11 +622,13 @@ def write_report(
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names) + 2), 4))
     width = 0.8 / max(1, len(per_family))
     for j, (setting, fam) in enumerate(per_family.items()):
-        ax.bar(np.arange(len(names)) + j * width, [fam.get(n, np.nan) for n in names], width, label=setting)
+        n_runs = _pairs(records, setting, "student")[1].size  # settings may differ in seeds: say how many runs each
+        ax.bar(np.arange(len(names)) + j * width, [fam.get(n, np.nan) for n in names], width,
+               label=f"{setting} ({n_runs} runs)")  # fmt: skip
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(np.arange(len(names)) + width * (len(per_family) - 1) / 2, names, rotation=90, fontsize=7)
     ax.set_ylabel("RD - student alone (points)")
-    ax.legend()
+    ax.legend(ncol=max(1, len(per_family)), loc="lower left", bbox_to_anchor=(0, 1), fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(paths["png"], suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120)
