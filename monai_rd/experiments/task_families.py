@@ -52,6 +52,7 @@ __all__ = [
     "gate_summary",
     "run_benchmark",
     "read_states",
+    "RUN_FIELDS",
     "read_runs_csv",
     "summarise",
     "task_by_name",
@@ -350,6 +351,11 @@ def run_benchmark(
     return read_states(workdir)
 
 
+#: one run's record as :func:`run_benchmark` keeps it, in ``runs.csv``'s column order, with the type each reads back as
+RUN_FIELDS: dict[str, type] = {"task": str, "family": str, "split": str, "setting": str, "seed": int, "accuracy": float,
+                               "seconds": float, "teacher_source_accuracy": float}  # fmt: skip
+
+
 def read_runs_csv(path: str) -> dict[str, dict]:
     """The records of a ``runs.csv`` that :func:`write_report` wrote (a published report, or one whose workdir is
     gone), keyed as :func:`read_states` keys them. A gated run's gate comes back as the ``gate_pattern`` and
@@ -358,20 +364,17 @@ def read_runs_csv(path: str) -> dict[str, dict]:
 
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    required = {"task", "family", "split", "setting", "seed", "accuracy", "seconds", "teacher_source_accuracy"}
-    missing = sorted(required - set(rows[0] if rows else required))
+    missing = sorted(set(RUN_FIELDS) - set(rows[0] if rows else RUN_FIELDS))
     if not rows or missing:
         raise ValueError(f"{path} is not a task-families runs.csv (no rows, or no columns {missing}).")
     records = {}
     for row in rows:
-        r = {"task": row["task"], "family": row["family"], "split": row["split"], "setting": row["setting"],
-             "seed": int(row["seed"]), "accuracy": float(row["accuracy"]), "seconds": float(row["seconds"]),
-             "teacher_source_accuracy": float(row["teacher_source_accuracy"])}  # fmt: skip
+        r = {name: cast(row[name]) for name, cast in RUN_FIELDS.items()}
         if row.get("gate_pattern"):
             if row["gate_pattern"] not in GATE_PATTERNS:
                 raise ValueError(f"{path}: gate_pattern {row['gate_pattern']!r} is not one of {GATE_PATTERNS}.")
             r.update(gate_pattern=row["gate_pattern"], gate_open_share=float(row["gate_open_share"]))
-        records[f"{r['task']}/{r['setting']}/seed{r['seed']}"] = r
+        records[_key(task_by_name(r["task"]), r["setting"], r["seed"])] = r
     return records
 
 
@@ -547,8 +550,7 @@ def write_report(
     paths = {
         k: os.path.join(workdir, v) for k, v in (("csv", "runs.csv"), ("md", "summary.md"), ("png", "families.png"))
     }
-    fields = ["task", "family", "split", "setting", "seed", "accuracy", "seconds", "teacher_source_accuracy",
-              "gate_pattern", "gate_open_share"]  # fmt: skip
+    fields = [*RUN_FIELDS, "gate_pattern", "gate_open_share"]
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
